@@ -1,0 +1,35 @@
+# Self-bootstrapping targets: each creates .venv and installs the project when needed.
+# GPU users: make run TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url ..." (any torch >= 2.2 works).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PIP_EXTRA ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.haq-rl-installed
+
+.PHONY: run test test-slow lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(PIP_EXTRA) "$(TORCH_SPEC)" -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/haq-rl run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" --timeout=900
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow --timeout=3600
+
+lint: $(STAMP)
+	$(BIN)/ruff check haq_rl tests bench
+	$(BIN)/mypy haq_rl
+
+bench: $(STAMP)
+	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

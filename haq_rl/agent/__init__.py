@@ -1,0 +1,1 @@
+"""haq_rl.agent"""

@@ -1,0 +1,72 @@
+"""Command line entry point ``haq-rl``.
+
+Thin by design: each sub-command lives in ``haq_rl/commands/<name>.py`` and exposes
+``add_parser(subparsers)`` and ``run(args) -> int``. Errors of the library
+(:class:`haq_rl.errors.HaqError`) become one-line messages and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from haq_rl import __version__
+from haq_rl.errors import HaqError
+
+# Sub-command modules, in the order `haq-rl --help` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "pretrain",
+    "profile",
+    "envs",
+    "search",
+    "finetune",
+    "evaluate",
+    "report",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse already exits with code 2 on usage errors; keep its one-line style."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="haq-rl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"haq-rl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"haq_rl.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"haq_rl.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except HaqError as error:
+        print(f"haq-rl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"haq-rl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The one error hierarchy of haq-rl.
+
+Every class also derives from the matching built-in exception, so callers can catch
+``ValueError`` / ``LookupError`` / ``FileNotFoundError`` as usual. The CLI turns any
+:class:`HaqError` into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class HaqError(Exception):
+    """Base class of all errors raised deliberately by haq-rl."""
+
+
+class ConfigError(HaqError, ValueError):
+    """A configuration value is out of its allowed range or of the wrong kind."""
+
+
+class UnknownNameError(HaqError, LookupError):
+    """A name (model, dataset, profile, env id, layer, ...) is not one of the known names."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str]):
+        self.kind = kind
+        self.name = name
+        self.choices = sorted(choices)
+        super().__init__(unknown_name_message(kind, name, self.choices))
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() a single argument
+        return str(self.args[0])
+
+
+class MissingPathError(HaqError, FileNotFoundError):
+    """A file or folder the user pointed at does not exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DataFormatError(HaqError, ValueError):
+    """A data file exists but is not in the expected format."""
+
+
+class CheckpointError(HaqError, ValueError):
+    """A checkpoint is unreadable, corrupt, or belongs to another model."""
+
+
+class PolicyError(HaqError, ValueError):
+    """A quantization policy is invalid for the model it is applied to."""
+
+
+class BudgetError(HaqError, ValueError):
+    """A hardware budget cannot be met by any allowed policy."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """Return the closest known name to ``name`` or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
+    """``unknown model 'lenet': did you mean 'lenet5'? (allowed: a, b, c)``."""
+    choices = sorted(choices)
+    suggestion = did_you_mean(name, choices)
+    hint = f": did you mean {suggestion!r}?" if suggestion else ""
+    return f"unknown {kind} {name!r}{hint} (allowed: {', '.join(choices)})"
