@@ -1,0 +1,56 @@
+"""``haq-rl search``: find a mixed-precision policy under a hardware budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from haq_rl.commands._common import parse_key_values, print_policy_table
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from haq_rl.env import DEFAULT_ENV_ID
+    from haq_rl.search import METHODS, SearchConfig
+
+    defaults = SearchConfig()
+    parser = subparsers.add_parser(
+        "search", help="search a quantization policy (DDPG or a baseline)",
+        description="Search a mixed-precision policy with HAQ's DDPG agent or a baseline; "
+                    "writes a run directory (config.json, episodes.csv, best_policy.json, agent.zip).")
+    parser.add_argument("env", nargs="?", default=DEFAULT_ENV_ID,
+                        help=f"registered env id or YAML spec (default {DEFAULT_ENV_ID})")
+    parser.add_argument("--episodes", type=int, default=defaults.episodes,
+                        help=f"episodes (policy evaluations) to run (default {defaults.episodes})")
+    parser.add_argument("--budget", type=float, help="cost budget as a ratio of uniform 8/8 (0, 1]")
+    parser.add_argument("--hw", dest="hardware", help="hardware profile name or YAML path")
+    parser.add_argument("--objective", help="latency, energy, size or bops")
+    parser.add_argument("--method", default=defaults.method, help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--out", help="run directory (default runs/<env>-<method>-s<seed>)")
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                        help="save the agent every K episodes (default %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an env spec setting, e.g. --set finetune_steps=20")
+    parser.add_argument("--agent", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an agent setting, e.g. --agent warmup_episodes=5")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from haq_rl.search import SearchConfig, run_search
+
+    config = SearchConfig(
+        env=args.env, method=args.method, episodes=args.episodes, budget=args.budget,
+        hardware=args.hardware, objective=args.objective, seed=args.seed, out=args.out,
+        device=args.device, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"))
+    result = run_search(config, resume=args.resume)
+    best = result.best
+    print(f"best policy (episode {best['episode']}): reward {best['reward']:.3f}, "
+          f"accuracy {best['accuracy']:.2f}%, cost ratio {best['cost_ratio']:.3f}, "
+          f"latency {best['latency_ms']:.4f} ms, size {best['size_bytes'] / 1024:.1f} KiB")
+    print_policy_table(result.best_policy_path)
+    print(f"run directory: {result.run_dir}")
+    return 0

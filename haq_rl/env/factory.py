@@ -1,0 +1,82 @@
+"""Build a :class:`QuantizationEnv` from an :class:`EnvSpec` (the registered entry point)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from haq_rl.env.evaluator import PolicyEvaluator
+from haq_rl.env.quant_env import QuantizationEnv
+from haq_rl.env.spec import EnvSpec
+
+logger = logging.getLogger(__name__)
+
+
+def make_env(spec: EnvSpec | str | Path, render_mode: str | None = None, **overrides: Any) -> QuantizationEnv:
+    """Create the environment of ``spec`` (an EnvSpec, a registered id or a YAML path).
+
+    The pretrained float model is trained once and cached (see :mod:`haq_rl.pretrain`).
+    """
+    from haq_rl.env.registration import resolve_spec
+
+    spec = resolve_spec(spec).replace(**overrides) if overrides else resolve_spec(spec)
+    return build_env(spec, render_mode=render_mode)
+
+
+def build_env(spec: EnvSpec, render_mode: str | None = None) -> QuantizationEnv:
+    from haq_rl.data import SplitConfig, load_dataset, make_splits
+    from haq_rl.hardware import CostTable, load_profile
+    from haq_rl.models import extract_layer_specs, quantizable_layers
+    from haq_rl.pretrain import PretrainConfig, get_pretrained
+    from haq_rl.quant import QuantConfig
+    from haq_rl.training import resolve_device
+
+    device = resolve_device(spec.device)
+    profile = load_profile(spec.hardware)
+    model, _meta = get_pretrained(PretrainConfig(
+        model=spec.model, dataset=spec.dataset, data_root=spec.data_root, width_mult=spec.width_mult,
+        input_size=spec.input_size, seed=spec.split_seed))
+    image_size = spec.input_size if spec.input_size != _native_size(spec.dataset) else None
+    splits = make_splits(load_dataset(spec.dataset, spec.data_root, image_size=image_size),
+                         SplitConfig(seed=spec.split_seed))
+    batch = int(profile.params.get("batch", 1)) if hasattr(profile, "params") else 1
+    specs = extract_layer_specs(model, splits.input_shape, batch=batch)
+    cost_table = CostTable.build(specs, profile, kmeans_codebooks=spec.weight_method == "kmeans")
+    quant_config = QuantConfig(
+        act_calibration=spec.calibration, calibration_batches=spec.calibration_batches,
+        min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
+    generator = torch.Generator().manual_seed(spec.split_seed)
+    calibration = _batches(splits.search_train, spec.reward_batch_size, generator)[: spec.calibration_batches]
+    evaluator = PolicyEvaluator(
+        model,
+        [name for name, _ in quantizable_layers(model)],
+        reward_batches=_batches(splits.reward_val, spec.reward_batch_size),
+        calibration_inputs=[inputs for inputs, _ in calibration],
+        quant_config=quant_config,
+        device=device,
+        finetune_batches=_batches(splits.search_train, 64, generator) if spec.finetune_steps else (),
+        finetune_steps=spec.finetune_steps,
+        finetune_lr=spec.finetune_lr,
+    )
+    logger.info("built env %s: %d layers, float reward accuracy %.2f%%",
+                spec.id, len(specs), evaluator.float_accuracy)
+    return QuantizationEnv(
+        evaluator, specs, cost_table, objective=spec.objective, budget=spec.budget,
+        min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
+        step_mode=spec.step_mode, render_mode=render_mode, env_spec=spec)
+
+
+def _native_size(dataset: str) -> int | None:
+    return {"mnist5k": 28, "mnist": 28, "digits": 8, "cifar10": 32}.get(dataset)
+
+
+def _batches(dataset: torch.utils.data.TensorDataset, batch_size: int,
+             generator: torch.Generator | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Materialise a TensorDataset as (inputs, labels) batches; shuffled with ``generator``."""
+    inputs, labels = dataset.tensors
+    order = torch.randperm(len(labels), generator=generator) if generator is not None else torch.arange(len(labels))
+    return [(inputs[order[i:i + batch_size]].contiguous(), labels[order[i:i + batch_size]])
+            for i in range(0, len(labels), batch_size)]

@@ -1,0 +1,298 @@
+"""The HAQ quantization environment."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from haq_rl.env.action_wall import enforce_budget
+from haq_rl.env.bits import action_to_bits, bits_to_action
+from haq_rl.env.embedding import ACTIVATION_FLAG, FEATURE_NAMES, PREVIOUS_ACTION, static_layer_features
+from haq_rl.env.evaluator import PolicyEvaluator
+from haq_rl.env.spec import OBJECTIVES, STEP_MODES, WEIGHT_ONLY_OBJECTIVES
+from haq_rl.errors import BudgetError, ConfigError, UnknownNameError
+from haq_rl.hardware import CostTable, LayerSpec
+
+logger = logging.getLogger(__name__)
+
+# HAQ's reward scale: R = lambda * (acc_quant - acc_ref), accuracies in percent.
+REWARD_LAMBDA = 0.1
+PINNED_BITS = 8
+
+
+class QuantizationEnv(gym.Env):
+    """Choose weight and activation bits for every layer of a model under a hardware budget.
+
+    An episode walks through the quantizable layers (Conv2d and Linear) of a model in
+    module order. At the end the policy is forced under the budget by HAQ's action
+    wall, the quantized model is evaluated on the reward split, and the episode's only
+    non-zero reward is paid.
+
+    ## Action Space
+
+    ``Box(-1, 1, shape=(1,), float32)`` in the default ``alternate`` step mode: one step
+    chooses the weight bits of a layer, the next its activation bits (weight-only
+    objectives such as ``size`` have weight steps only). In ``joint`` mode the action is
+    ``Box(-1, 1, shape=(2,))`` = (weight, activation) for one layer per step. The
+    interval [-1, 1] is cut into ``max_bits - min_bits + 1`` equal-width bins, bin ``i``
+    meaning ``min_bits + i`` bits (:func:`haq_rl.env.bits.action_to_bits`).
+
+    ## Observation Space
+
+    ``Box(0, 1, shape=(12,), float32)``: HAQ's layer embedding, each feature min-max
+    scaled over the model's layers: layer index, is-conv, is-depthwise, is-linear, input
+    channels, output channels, stride, kernel size, log weight count, log input feature
+    map size, previous action (bits chosen at the previous step, scaled to [0, 1]; 0 at
+    the first step of every episode) and the weight(0)/activation(1) step flag.
+
+    ## Rewards
+
+    0 on every step but the last. At the last step ``0.1 * (acc - acc_ref)`` with
+    accuracies in percent (HAQ), ``acc`` the quantized model's eval-mode accuracy on the
+    reward split (after an optional short fine-tune) and ``acc_ref`` the float model's.
+
+    ## Episode End
+
+    The episode terminates after the last layer's step (``2 * N`` steps for ``N`` free
+    layers, ``N`` in joint mode or for weight-only objectives); it is never truncated.
+    Then the action wall lowers bits from the last layer to the first (activation, then
+    weight, one bit at a time) until the policy's cost is within budget. Layers pinned
+    to 8 bits (first and last, when ``pin_first_last``) take no step and are never
+    lowered. The last step's ``info`` holds ``policy`` (layer -> (w_bits, a_bits)),
+    ``w_bits``, ``a_bits``, ``proposed_w_bits``, ``proposed_a_bits``, ``bits_lowered``,
+    ``applied_actions`` (the actions matching the applied bits, one row per step),
+    ``accuracy``, ``float_accuracy``, ``cost``, ``cost_ratio``, ``budget_ratio``,
+    ``latency_ms``, ``energy_uj``, ``size_bytes`` and ``bops``.
+
+    ## Arguments
+
+    * ``model``: the float ``torch.nn.Module`` (quantized in place, restored after each evaluation).
+    * ``evaluator``: a :class:`~haq_rl.env.evaluator.PolicyEvaluator` for the model's reward split.
+    * ``specs`` / ``cost_table``: the layers' :class:`LayerSpec` and their :class:`CostTable`.
+    * ``objective``: ``latency``, ``energy``, ``size`` or ``bops``.
+    * ``budget``: allowed cost as a ratio of the uniform 8/8 cost (HAQ's preserve ratio), in (0, 1].
+    * ``min_bits`` / ``max_bits``: the bit range of the action (default 2..8).
+    * ``pin_first_last``: keep the first and last layers at 8/8 bits.
+    * ``step_mode``: ``alternate`` (HAQ) or ``joint``.
+
+    Most users create it from a registered spec: ``gymnasium.make("haq_rl/MobileNetV2Edge-v0",
+    budget=0.3)``; any field of :class:`~haq_rl.env.spec.EnvSpec` can be overridden.
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        evaluator: PolicyEvaluator,
+        specs: list[LayerSpec],
+        cost_table: CostTable,
+        *,
+        objective: str = "latency",
+        budget: float = 0.5,
+        min_bits: int = 2,
+        max_bits: int = 8,
+        pin_first_last: bool = True,
+        step_mode: str = "alternate",
+        render_mode: str | None = None,
+        env_spec: Any = None,
+    ) -> None:
+        if objective not in OBJECTIVES:
+            raise UnknownNameError("objective", objective, OBJECTIVES)
+        if step_mode not in STEP_MODES:
+            raise UnknownNameError("step_mode", step_mode, STEP_MODES)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise UnknownNameError("render_mode", render_mode, self.metadata["render_modes"])
+        if not 0.0 < budget <= 1.0:
+            raise ConfigError(f"budget={budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
+        if not 1 <= min_bits <= max_bits <= 8:
+            raise ConfigError(f"bit range {min_bits}..{max_bits} invalid; allowed 1 <= min_bits <= max_bits <= 8")
+        names = [spec.name for spec in specs]
+        if list(cost_table.layer_names) != names or list(evaluator.layer_names) != names:
+            raise ConfigError("layer specs, cost table and evaluator describe different layers")
+        profile_min = getattr(getattr(cost_table, "profile", None), "min_bits", 1)
+        if min_bits < profile_min:
+            raise ConfigError(f"min_bits={min_bits} is below what hardware profile supports ({profile_min})")
+
+        self.evaluator = evaluator
+        self.specs = list(specs)
+        self.cost_table = cost_table
+        self.objective = objective
+        self.budget_ratio = float(budget)
+        self.min_bits = min_bits
+        self.max_bits = max_bits
+        self.pin_first_last = pin_first_last
+        self.step_mode = step_mode
+        self.render_mode = render_mode
+        self.env_spec = env_spec
+        self.layer_names = names
+        self.weight_only = objective in WEIGHT_ONLY_OBJECTIVES
+
+        layers = len(specs)
+        self.pinned = np.zeros(layers, dtype=bool)
+        if pin_first_last and layers > 0:
+            self.pinned[[0, layers - 1]] = True
+        self._cost_array = np.asarray(cost_table.objective(objective), dtype=np.float64)
+        self._layer_index = np.arange(layers)
+        self.reference_cost = self.cost(np.full(layers, 8), np.full(layers, 8))
+        self.budget = self.budget_ratio * self.reference_cost
+        self._check_feasible()
+
+        # Step schedule: (layer index, 0 = weight / 1 = activation / 2 = joint).
+        free_layers = [i for i in range(layers) if not self.pinned[i]]
+        if step_mode == "joint":
+            self._schedule = [(i, 2) for i in free_layers]
+        elif self.weight_only:
+            self._schedule = [(i, 0) for i in free_layers]
+        else:
+            self._schedule = [(i, part) for i in free_layers for part in (0, 1)]
+        if not self._schedule:
+            raise ConfigError("the model has no free layer to quantize (all layers are pinned)")
+        self.action_dim = 2 if step_mode == "joint" else 1
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURE_NAMES),), dtype=np.float32)
+        self._features = static_layer_features(self.specs)
+        self._step_index = 0
+        self._w = np.full(layers, PINNED_BITS, dtype=np.int64)
+        self._a = np.full(layers, PINNED_BITS, dtype=np.int64)
+        self._previous_action = 0.0
+        self.last_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ costs
+    @property
+    def steps_per_episode(self) -> int:
+        return len(self._schedule)
+
+    def cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
+        """Objective cost of a whole policy (vectorised table lookup)."""
+        return float(self._cost_array[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
+
+    def minimum_cost(self) -> float:
+        """Cost with every free layer at the minimum bits (activations kept for weight-only)."""
+        w = np.where(self.pinned, PINNED_BITS, self.min_bits)
+        a = np.where(self.pinned | self.weight_only, PINNED_BITS, self.min_bits)
+        return self.cost(w, a)
+
+    def _check_feasible(self) -> None:
+        minimum_ratio = self.minimum_cost() / self.reference_cost
+        if minimum_ratio > self.budget_ratio + 1e-12:
+            raise BudgetError(
+                f"budget {self.budget_ratio:g} of the 8/8 {self.objective} is infeasible: the minimum "
+                f"achievable ratio with bits >= {self.min_bits}"
+                f"{' and first/last layers pinned to 8 bits' if self.pin_first_last else ''} "
+                f"is {minimum_ratio:.4f}")
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._step_index = 0
+        self._w[:] = PINNED_BITS
+        self._a[:] = PINNED_BITS
+        self._previous_action = 0.0  # HAQ leaked the previous episode's last action here
+        return self._observation(), {}
+
+    def step(self, action):
+        if self._step_index >= len(self._schedule):
+            raise RuntimeError("step() called after the episode ended; call reset() first")
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (self.action_dim,) or not np.all(np.isfinite(action)):
+            raise ConfigError(f"action {action.tolist()} must be {self.action_dim} finite value(s) in [-1, 1]")
+        layer, part = self._schedule[self._step_index]
+        bits = action_to_bits(action, self.min_bits, self.max_bits)
+        if part == 2:
+            self._w[layer], self._a[layer] = int(bits[0]), int(bits[1])
+        elif part == 0:
+            self._w[layer] = int(bits[0])
+        else:
+            self._a[layer] = int(bits[0])
+        self._previous_action = float((bits[-1] - self.min_bits) / max(self.max_bits - self.min_bits, 1))
+        self._step_index += 1
+        if self._step_index < len(self._schedule):
+            return self._observation(), 0.0, False, False, {}
+        info = self._finish_episode()
+        self.last_info = info
+        return self._observation(), float(info["reward"]), True, False, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        lines = [f"{name}: w{w} a{a}" for name, w, a in zip(self.layer_names, self._w, self._a, strict=True)]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ internals
+    def _observation(self) -> np.ndarray:
+        index = min(self._step_index, len(self._schedule) - 1)
+        layer, part = self._schedule[index]
+        observation = self._features[layer].copy()
+        observation[PREVIOUS_ACTION] = self._previous_action if self._step_index > 0 else 0.0
+        observation[ACTIVATION_FLAG] = 1.0 if part == 1 else 0.0
+        return observation
+
+    def _finish_episode(self) -> dict[str, Any]:
+        return self.evaluate_policy(self._w.copy(), self._a.copy())
+
+    def evaluate_policy(self, w_bits: np.ndarray, a_bits: np.ndarray, enforce: bool = True) -> dict[str, Any]:
+        """Wall (when ``enforce``), evaluate and describe a policy as the last step's info.
+
+        Baselines (uniform, greedy) use this to score policies exactly as episodes are scored.
+        """
+        proposed_w = np.asarray(w_bits, dtype=np.int64).copy()
+        proposed_a = np.asarray(a_bits, dtype=np.int64).copy()
+        if enforce:
+            w, a, lowered = self.apply_wall(proposed_w, proposed_a)
+        else:
+            w, a, lowered = proposed_w.copy(), proposed_a.copy(), 0
+        self._w[:], self._a[:] = w, a
+        accuracy = self.evaluator.accuracy(w, a)
+        reward = REWARD_LAMBDA * (accuracy - self.evaluator.float_accuracy)
+        cost = self.cost(w, a)
+        return {
+            "reward": reward,
+            "accuracy": accuracy,
+            "float_accuracy": self.evaluator.float_accuracy,
+            "policy": {name: (int(wb), int(ab)) for name, wb, ab in zip(self.layer_names, w, a, strict=True)},
+            "w_bits": w.copy(),
+            "a_bits": a.copy(),
+            "proposed_w_bits": proposed_w,
+            "proposed_a_bits": proposed_a,
+            "bits_lowered": lowered,
+            "applied_actions": self._applied_actions(w, a),
+            "cost": cost,
+            "cost_ratio": cost / self.reference_cost,
+            "budget_ratio": self.budget_ratio,
+            **self.policy_metrics(w, a),
+        }
+
+    def apply_wall(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Pin the pinned layers to 8 bits, then lower bits until the budget is met."""
+        w = np.where(self.pinned, PINNED_BITS, w_bits)
+        a = np.where(self.pinned | self.weight_only, PINNED_BITS, a_bits)
+        return enforce_budget(w, a, self.cost, self.budget, self.min_bits,
+                              frozen=self.pinned, lower_activations=not self.weight_only)
+
+    def policy_metrics(self, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
+        """Latency, energy, size and BOPs of a policy from the cost table."""
+        index = (self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1)
+        table = self.cost_table
+        return {
+            "latency_ms": float(table.latency_ms[index].sum()),
+            "energy_uj": float(table.energy_uj[index].sum()),
+            "size_bytes": float(table.size_bytes[index].sum()),
+            "bops": float(table.bops[index].sum()),
+        }
+
+    def _applied_actions(self, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+        rows = []
+        for layer, part in self._schedule:
+            if part == 2:
+                rows.append([w[layer], a[layer]])
+            else:
+                rows.append([w[layer] if part == 0 else a[layer]])
+        return bits_to_action(np.asarray(rows), self.min_bits, self.max_bits).astype(np.float32)
