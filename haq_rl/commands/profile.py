@@ -1,0 +1,165 @@
+"""``haq-rl profile``: what each layer of a model costs on a hardware profile.
+
+    haq-rl profile --model mobilenetv2 --input-size 224 --batch 16 --hw bismo-cloud \\
+        --compare-table ../shared/reference/haq_mobilenetv2_cloud_latency_table.npy
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from haq_rl.errors import ConfigError, MissingPathError
+
+CSV_COLUMNS = ("layer", "kind", "in_channels", "out_channels", "kernel", "stride", "groups",
+               "in_h", "out_h", "batch", "w_bits", "a_bits", "cycles", "latency_ms", "energy_uj",
+               "bound")
+
+
+def parse_bits(text: str, flag: str, lo: int = 1, hi: int = 8) -> list[int]:
+    """'2,4,8' or '2-8' (or a mix) -> sorted unique ints in lo..hi, else ConfigError."""
+    values: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                start, end = part.split("-", 1)
+                values.update(range(int(start), int(end) + 1))
+            else:
+                values.add(int(part))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected a comma list of integers like 2,4,8 or a range 2-8") from None
+    bad = sorted(v for v in values if not lo <= v <= hi)
+    if bad or not values:
+        raise ConfigError(f"{flag} {text!r}: bits must be in {lo}..{hi} (got {bad or 'nothing'})")
+    return sorted(values)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("profile", help="per-layer cost of a model on a hardware profile",
+                                   description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="zoo name or package.module:factory")
+    parser.add_argument("--input-size", type=int, required=True, help="input height = width (pixels)")
+    parser.add_argument("--batch", type=int, default=None, help="images per batch (default: the profile's)")
+    parser.add_argument("--hw", required=True, help="hardware profile name or path to a YAML")
+    parser.add_argument("--in-channels", type=int, default=None,
+                        help="input channels (default 3 for input size >= 64, else 1)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classes (default 1000 for input size >= 64, else 10)")
+    parser.add_argument("--w-bits", default=None, help="weight bits, e.g. 4 or 2,4,8 or 2-8 (default: the profile's range)")
+    parser.add_argument("--a-bits", default=None, help="activation bits (default: the profile's range)")
+    parser.add_argument("--csv", type=Path, default=None, help="write one row per (layer, w_bits, a_bits)")
+    parser.add_argument("--compare-table", type=Path, default=None,
+                        help="a published [layer, w-1, a-1] .npy table to validate the model against")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random policies for --compare-table")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def _write_csv(path: Path, table, w_list: list[int], a_list: list[int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for i, spec in enumerate(table.specs):
+                for w in w_list:
+                    for a in a_list:
+                        cycles = table.cycles[i, w - 1, a - 1]
+                        energy = table.energy_uj[i, w - 1, a - 1]
+                        writer.writerow([
+                            spec.name, spec.kind, spec.in_channels, spec.out_channels, spec.kernel,
+                            spec.stride, spec.groups, spec.in_h, spec.out_h, spec.batch, w, a,
+                            "" if not math.isfinite(cycles) else f"{cycles:.6g}",
+                            "" if not math.isfinite(table.latency_ms[i, w - 1, a - 1])
+                            else f"{table.latency_ms[i, w - 1, a - 1]:.6g}",
+                            "" if not math.isfinite(energy) else f"{energy:.6g}",
+                            table.bound[i, w - 1, a - 1],
+                        ])
+        os.replace(tmp, path)  # atomic: never a half-written CSV
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from haq_rl.hardware import CostTable, compare_tables, describe, load_profile
+
+    profile = load_profile(args.hw)
+    if args.input_size < 1:
+        raise ConfigError(f"--input-size {args.input_size} must be positive")
+    batch = profile.batch if args.batch is None else args.batch
+    if batch < 1:
+        raise ConfigError(f"--batch {batch} must be positive")
+    big = args.input_size >= 64
+    in_channels = args.in_channels or (3 if big else 1)
+    num_classes = args.num_classes or (1000 if big else 10)
+    w_list = parse_bits(args.w_bits, "--w-bits", profile.min_bits, profile.max_bits) if args.w_bits \
+        else list(range(profile.min_bits, profile.max_bits + 1))
+    a_list = parse_bits(args.a_bits, "--a-bits", profile.min_bits, profile.max_bits) if args.a_bits \
+        else list(range(profile.min_bits, profile.max_bits + 1))
+    if args.compare_table is not None and not args.compare_table.is_file():
+        raise MissingPathError(f"--compare-table: file not found: {args.compare_table}")
+
+    from haq_rl.models import build_model, extract_layer_specs  # torch: imported only here
+
+    model = build_model(args.model, num_classes=num_classes, in_channels=in_channels,
+                        input_size=args.input_size)
+    specs = extract_layer_specs(model, (in_channels, args.input_size, args.input_size), batch=batch)
+    table = CostTable.build(specs, profile, max_bits=max(8, profile.max_bits))
+
+    print(f"{args.model} at {in_channels}x{args.input_size}x{args.input_size}, batch {batch}: {describe(specs)}")
+    print(f"hardware: {profile.name} ({profile.model}) - {profile.description}")
+    w_show, a_show = max(w_list), max(a_list)
+    w_low, a_low = min(w_list), min(a_list)
+    has_latency = table.has("latency")
+    metric = table.latency_ms if has_latency else table.bops
+    label = "ms" if has_latency else "BOPs"
+    header = (f"{'layer':28s} {'kind':9s} {'MACs':>14s} {label + ' 8/8':>14s} "
+              f"{f'{label} {w_low}/{a_low}':>14s} {'bound 8/8':>16s} {f'bound {w_low}/{a_low}':>16s}")
+    print(header)
+    print("-" * len(header))
+    for i, spec in enumerate(specs):
+        print(f"{spec.name[:28]:28s} {spec.kind:9s} {spec.macs:>14,d} {_fmt(metric[i, 7, 7]):>14s} "
+              f"{_fmt(metric[i, w_low - 1, a_low - 1]):>14s} {table.bound[i, 7, 7]:>16s} "
+              f"{table.bound[i, w_low - 1, a_low - 1]:>16s}")
+    print("-" * len(header))
+    print(f"{'total':28s} {'':9s} {sum(s.macs for s in specs):>14,d} {_fmt(metric[:, 7, 7].sum()):>14s} "
+          f"{_fmt(metric[:, w_low - 1, a_low - 1].sum()):>14s}")
+    if w_show != 8 or a_show != 8:
+        print(f"total at {w_show}/{a_show}: {_fmt(metric[:, w_show - 1, a_show - 1].sum())} {label}")
+    if table.has("energy"):
+        print(f"energy total: 8/8 {_fmt(table.energy_uj[:, 7, 7].sum())} uJ, "
+              f"{w_low}/{a_low} {_fmt(table.energy_uj[:, w_low - 1, a_low - 1].sum())} uJ")
+    print(f"weights: 8 bit {table.size_bytes[:, 7, 7].sum() / 2**20:.3f} MiB, "
+          f"{w_low} bit {table.size_bytes[:, w_low - 1, 0].sum() / 2**20:.3f} MiB")
+
+    if args.csv is not None:
+        _write_csv(args.csv, table, w_list, a_list)
+        print(f"wrote {len(specs) * len(w_list) * len(a_list)} rows to {args.csv}")
+
+    if args.compare_table is not None:
+        from haq_rl.hardware import read_table
+
+        reference, _ = read_table(args.compare_table)
+        if reference.shape[0] != len(specs):
+            raise ConfigError(f"--compare-table has {reference.shape[0]} layers; the model has {len(specs)}")
+        ours = table.cycles if np.isfinite(table.cycles).any() else table.objective("bops")
+        comparison = compare_tables(ours, reference, policies=1000, seed=args.seed,
+                                    min_bits=profile.min_bits)
+        print(f"compared with {args.compare_table} ({reference.shape[0]} layers, "
+              f"{reference.shape[1]}x{reference.shape[2]} bits; ours in cycles):")
+        for line in comparison.lines():
+            print(f"  {line}")
+    return 0
