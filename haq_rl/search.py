@@ -132,9 +132,15 @@ class _Recorder:
         self.best: dict[str, Any] | None = None
         self.count = 0
         self.progress = progress
-        for row in self.log.read_rows():  # resumed run: restore the count and the best
+        self.reset_from_log()
+
+    def reset_from_log(self) -> None:
+        """Restore the count and the best policy from the rows on disk (resumed runs)."""
+        self.count = 0
+        self.best = None
+        for row in self.log.read_rows():
+            self._consider(_row_to_info(row, self.env.layer_names))
             self.count += 1
-            self._consider(_row_to_info(row, env.layer_names))
 
     def record(self, info: dict[str, Any], phase: str) -> None:
         row = {
@@ -146,9 +152,9 @@ class _Recorder:
             row[f"w:{name}"] = int(w)
             row[f"a:{name}"] = int(a)
         self.log.append(row)
-        self.count += 1
         if self._consider(info):
             self._write_best()
+        self.count += 1
         if self.progress is not None:
             self.progress({"episode": self.count, **(self.best or {})})
 
@@ -315,8 +321,76 @@ def _search_greedy(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
 
 
 # --------------------------------------------------------------------------- RL
+AGENT_FILE = "agent.zip"
+REPLAY_FILE = "replay_buffer.pkl"
+
+
 def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
-    raise NotImplementedError  # filled in with the agent package
+    """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
+
+    Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer and the
+    episode count (search_state.json) are saved together; ``--resume`` drops the
+    episodes.csv rows after the last checkpoint and continues from it, so the finished
+    run holds exactly ``episodes`` rows with no duplicate.
+    """
+    from stable_baselines3.common.logger import configure
+
+    from haq_rl.agent import ALGO_CLASSES, AgentConfig, EpisodeRecorder, learn_episodes, make_agent
+
+    run_dir = recorder.run_dir
+    learning_episodes = config.episodes - 1
+    agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
+    state_path = run_dir / STATE_FILE
+    done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
+    if recorder.count != done:  # rows written after the last checkpoint are redone
+        recorder.log.truncate(done)
+        recorder.reset_from_log()
+    if done > 0:
+        model = ALGO_CLASSES[agent_config.algo].load(run_dir / AGENT_FILE, env=env, device=agent_config.device)
+        model.load_replay_buffer(run_dir / REPLAY_FILE)
+        logger.info("resumed %s after %d episodes", run_dir, done)
+    else:
+        model = make_agent(env, agent_config)
+    model.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+
+    def checkpoint() -> None:
+        model.save(run_dir / AGENT_FILE)
+        model.save_replay_buffer(run_dir / REPLAY_FILE)
+        write_json_atomic(state_path, {"episodes_done": recorder.count})
+
+    def sink(record: dict[str, Any]) -> None:
+        if recorder.count >= learning_episodes:
+            return
+        recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
+        if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
+            checkpoint()
+
+    remaining = learning_episodes - min(recorder.count, learning_episodes)
+    if remaining > 0:
+        learn_episodes(model, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
+    if recorder.count < config.episodes:
+        recorder.record(_deterministic_rollout(env, model), "final")
+        checkpoint()
+
+
+def _deterministic_rollout(env: Any, model: Any) -> dict[str, Any]:
+    """One episode of the learned actor without exploration noise."""
+    observation, _ = env.reset()
+    info: dict[str, Any] = {}
+    terminated = False
+    while not terminated:
+        action, _ = model.predict(observation, deterministic=True)
+        observation, _, terminated, _, info = env.step(action)
+    return info
+
+
+def _logger_formats() -> list[str]:
+    """SB3 logs as CSV always, and as TensorBoard events when tensorboard is installed."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return ["csv"]
+    return ["csv", "tensorboard"]
 
 
 # --------------------------------------------------------------------------- progress

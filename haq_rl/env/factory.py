@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from haq_rl.env.evaluator import PolicyEvaluator
 from haq_rl.env.quant_env import QuantizationEnv
@@ -26,28 +28,72 @@ def make_env(spec: EnvSpec | str | Path, render_mode: str | None = None, **overr
     return build_env(spec, render_mode=render_mode)
 
 
-def build_env(spec: EnvSpec, render_mode: str | None = None) -> QuantizationEnv:
+@dataclass
+class Task:
+    """The pieces of one quantization task that an env, a fine-tune or an evaluation share.
+
+    Built by :func:`load_task` so that the search and the fine-tune/evaluate commands see
+    the same pretrained model, the same splits and the same cost table.
+    """
+
+    spec: EnvSpec
+    model: nn.Module
+    meta: dict[str, Any]
+    splits: Any  # haq_rl.data.DataSplits (imported lazily: torch-heavy)
+    specs: list[Any]  # list[haq_rl.hardware.LayerSpec]
+    cost_table: Any  # haq_rl.hardware.CostTable
+    quant_config: Any  # haq_rl.quant.QuantConfig
+    device: torch.device
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Quantizable layer names, in module order (the order of policies and cost arrays)."""
+        return [layer.name for layer in self.specs]
+
+    def calibration_inputs(self) -> list[torch.Tensor]:
+        """The activation-calibration batches of the search: same seed, same images."""
+        generator = torch.Generator().manual_seed(self.spec.split_seed)
+        batches = _batches(self.splits.search_train, self.spec.reward_batch_size, generator)
+        return [inputs for inputs, _ in batches[: self.spec.calibration_batches]]
+
+
+def load_task(spec: EnvSpec | str | Path) -> Task:
+    """Load the pretrained model, splits, layer specs, cost table and quantizer settings of ``spec``.
+
+    The pretrained float model comes from the cache (trained once the first time).
+    """
     from haq_rl.data import SplitConfig, load_dataset, make_splits
+    from haq_rl.env.registration import resolve_spec
     from haq_rl.hardware import CostTable, load_profile
-    from haq_rl.models import extract_layer_specs, quantizable_layers
+    from haq_rl.models import extract_layer_specs
     from haq_rl.pretrain import PretrainConfig, get_pretrained
     from haq_rl.quant import QuantConfig
     from haq_rl.training import resolve_device
 
+    spec = resolve_spec(spec)
     device = resolve_device(spec.device)
     profile = load_profile(spec.hardware)
-    model, _meta = get_pretrained(PretrainConfig(
+    model, meta = get_pretrained(PretrainConfig(
         model=spec.model, dataset=spec.dataset, data_root=spec.data_root, width_mult=spec.width_mult,
         input_size=spec.input_size, seed=spec.split_seed))
     image_size = spec.input_size if spec.input_size != _native_size(spec.dataset) else None
     splits = make_splits(load_dataset(spec.dataset, spec.data_root, image_size=image_size),
                          SplitConfig(seed=spec.split_seed))
-    batch = int(profile.params.get("batch", 1)) if hasattr(profile, "params") else 1
-    specs = extract_layer_specs(model, splits.input_shape, batch=batch)
+    specs = extract_layer_specs(model, splits.input_shape, batch=profile.batch)
     cost_table = CostTable.build(specs, profile, kmeans_codebooks=spec.weight_method == "kmeans")
     quant_config = QuantConfig(
         act_calibration=spec.calibration, calibration_batches=spec.calibration_batches,
         min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
+    return Task(spec=spec, model=model, meta=meta, splits=splits, specs=specs,
+                cost_table=cost_table, quant_config=quant_config, device=device)
+
+
+def build_env(spec: EnvSpec, render_mode: str | None = None) -> QuantizationEnv:
+    from haq_rl.models import quantizable_layers
+
+    task = load_task(spec)
+    model, splits, specs, device = task.model, task.splits, task.specs, task.device
+    cost_table, quant_config = task.cost_table, task.quant_config
     generator = torch.Generator().manual_seed(spec.split_seed)
     calibration = _batches(splits.search_train, spec.reward_batch_size, generator)[: spec.calibration_batches]
     evaluator = PolicyEvaluator(

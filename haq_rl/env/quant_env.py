@@ -117,7 +117,7 @@ class QuantizationEnv(gym.Env):
         names = [spec.name for spec in specs]
         if list(cost_table.layer_names) != names or list(evaluator.layer_names) != names:
             raise ConfigError("layer specs, cost table and evaluator describe different layers")
-        profile_min = getattr(getattr(cost_table, "profile", None), "min_bits", 1)
+        profile_min = int(getattr(cost_table, "min_bits", 1))
         if min_bits < profile_min:
             raise ConfigError(f"min_bits={min_bits} is below what hardware profile supports ({profile_min})")
 
