@@ -264,14 +264,18 @@ def _free_bits(env: Any, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _search_uniform(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
-    """Every uniform policy from max to min bits; the best one is the largest within budget."""
-    for bits in range(env.max_bits, env.min_bits - 1, -1):
+    """The largest uniform bits within budget first, then the other uniform widths.
+
+    The choice needs only the cost table; the other widths (while ``episodes`` lasts)
+    are evaluated as reference points for reports.
+    """
+    widths = list(range(env.max_bits, env.min_bits - 1, -1))
+    feasible = [b for b in widths if env.cost(*_free_bits(env, b)) <= env.budget]
+    chosen = feasible[0] if feasible else env.min_bits
+    for bits in [chosen, *(b for b in widths if b != chosen)]:
         if recorder.count >= config.episodes:
             break
-        w, a = _free_bits(env, bits)
-        recorder.record(env.evaluate_policy(w, a, enforce=False), "uniform")
-        if env.cost(w, a) <= env.budget:
-            break
+        recorder.record(env.evaluate_policy(*_free_bits(env, bits), enforce=not feasible), "uniform")
 
 
 def _search_greedy(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
@@ -301,19 +305,20 @@ def _search_greedy(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
         lost = current["accuracy"] - info["accuracy"]
         return lost / saved if saved > 0 else float("inf")
 
+    limit = config.episodes - 1  # keep one evaluation for the action wall at the end
     heap: list[tuple[float, int, int]] = []
     for knob in knobs:
-        if recorder.count >= config.episodes or env.cost(w, a) <= env.budget:
+        if recorder.count >= limit or env.cost(w, a) <= env.budget:
             break
         value = score(knob)
         if value is not None:
             heapq.heappush(heap, (value, *knob))
-    while heap and env.cost(w, a) > env.budget and recorder.count < config.episodes:
+    while heap and env.cost(w, a) > env.budget and recorder.count < limit:
         _, layer, part = heapq.heappop(heap)
         (w, a)[part][layer] -= 1
         current = env.evaluate_policy(w, a, enforce=False)
         recorder.record(current, "greedy")
-        value = score((layer, part)) if recorder.count < config.episodes else None
+        value = score((layer, part)) if recorder.count < limit else None
         if value is not None:
             heapq.heappush(heap, (value, layer, part))
     if env.cost(w, a) > env.budget:

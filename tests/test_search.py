@@ -1,0 +1,124 @@
+"""The search harness: baselines, DDPG, determinism, kill/resume, CLI."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from haq_rl.cli import main
+from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
+from haq_rl.quant import QuantPolicy
+from haq_rl.run_dir import read_episode_rows
+from haq_rl.search import SearchConfig, run_search
+
+LENET = "haq_rl/LeNet5Size-v0"
+LENET_LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _config(tmp_path, name, **kwargs):
+    return SearchConfig(env=LENET, out=str(tmp_path / name), progress=False, **kwargs)
+
+
+def test_uniform_baseline_picks_the_largest_uniform_within_budget(tmp_path):
+    result = run_search(_config(tmp_path, "u", method="uniform", episodes=7))
+    rows = read_episode_rows(result.run_dir / "episodes.csv")
+    widths = [int(r["w:classifier.1"]) for r in rows]
+    assert widths[0] == 2 and widths[1:] == [8, 7, 6, 5, 4, 3]  # chosen first, then the rest
+    policy = QuantPolicy.from_json(result.best_policy_path)
+    assert policy.w_bits.tolist() == [2] * 5 and result.best["episode"] == 0
+    assert float(rows[0]["cost_ratio"]) <= 0.3
+
+
+def test_greedy_and_random_meet_the_budget(tmp_path):
+    for method in ("greedy", "random"):
+        result = run_search(_config(tmp_path, method, method=method, episodes=25))
+        rows = read_episode_rows(result.run_dir / "episodes.csv")
+        assert len(rows) <= 25 and result.best_cost_ratio <= 0.3 + 1e-9
+        assert {r["phase"] for r in rows} == {method}
+        best_row = rows[int(result.best["episode"])]
+        assert float(best_row["reward"]) == pytest.approx(result.best["reward"])
+
+
+def test_ddpg_run_directory_and_determinism(tmp_path):
+    agent = {"warmup_episodes": 4}
+    first = run_search(_config(tmp_path, "a", method="ddpg", episodes=10, agent=agent,
+                               env_overrides=LENET_LATENCY))
+    second = run_search(_config(tmp_path, "b", method="ddpg", episodes=10, agent=agent,
+                                env_overrides=LENET_LATENCY))
+    for name in ("config.json", "episodes.csv", "best_policy.json", "agent.zip"):
+        assert (first.run_dir / name).is_file()
+    rows = read_episode_rows(first.run_dir / "episodes.csv")
+    assert [r["phase"] for r in rows] == ["warm-up"] * 4 + ["explore"] * 5 + ["final"]
+    assert [int(r["episode"]) for r in rows] == list(range(10))
+    assert all(float(r["cost_ratio"]) <= 0.4 + 1e-9 for r in rows)
+    assert (first.run_dir / "episodes.csv").read_text() == (second.run_dir / "episodes.csv").read_text()
+
+
+def test_sigkill_then_resume_has_every_episode_exactly_once(tmp_path):
+    run_dir = tmp_path / "killed"
+    episodes = 40
+    command = [sys.executable, "-m", "haq_rl", "search", LENET, "--episodes", str(episodes),
+               "--checkpoint-every", "5", "--agent", "warmup_episodes=5", "--out", str(run_dir),
+               "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    csv_path = run_dir / "episodes.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if csv_path.exists() and len(read_episode_rows(csv_path)) >= 13:
+            break
+        if process.poll() is not None:
+            pytest.fail(f"search ended early: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_rows = len(read_episode_rows(csv_path))
+    assert 13 <= killed_rows < episodes
+    assert main(["search", "--resume", str(run_dir), "--no-progress"]) == 0
+    rows = read_episode_rows(csv_path)
+    assert [int(r["episode"]) for r in rows] == list(range(episodes))
+    assert rows[-1]["phase"] == "final"
+    policy = QuantPolicy.from_json(run_dir / "best_policy.json")
+    assert policy.metadata["metrics"]["cost_ratio"] <= 0.3 + 1e-9
+    best_row = rows[policy.metadata["episode"]]
+    assert np.array_equal(policy.w_bits, [int(best_row[f"w:{n}"]) for n in policy.layer_names])
+
+
+def test_bad_inputs(tmp_path, capsys):
+    with pytest.raises(UnknownNameError, match="did you mean 'random'"):
+        SearchConfig(method="randon")
+    with pytest.raises(ConfigError, match="episodes=0"):
+        SearchConfig(episodes=0)
+    with pytest.raises(MissingPathError, match="config.json"):
+        run_search(SearchConfig(progress=False), resume=tmp_path / "nothing")
+    run_search(_config(tmp_path, "once", method="uniform", episodes=2))
+    with pytest.raises(ConfigError, match="already holds a search"):
+        run_search(_config(tmp_path, "once", method="uniform", episodes=2))
+    assert main(["search", LENET, "--method", "ddgp", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean 'ddpg'" in err
+    assert main(["search", LENET, "--budget", "0.01", "--out", str(tmp_path / "y")]) == 2
+    assert "minimum achievable ratio" in capsys.readouterr().err
+
+
+def test_cli_search_prints_policy_and_run_dir(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["search", LENET, "--method", "random", "--episodes", "3", "--out", str(out),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "best policy" in text and "features.0" in text and f"run directory: {out}" in text
+    assert Path(out, "best_policy.json").is_file()
