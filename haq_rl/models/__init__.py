@@ -1,1 +1,22 @@
-"""haq_rl.models"""
+"""Model zoo (no downloads), user models by import path, quantizable layers and specs."""
+
+from haq_rl.models.specs import (
+    ModelSummary,
+    extract_layer_specs,
+    model_summary,
+    quantizable_layers,
+)
+from haq_rl.models.user import is_import_path, load_user_model
+from haq_rl.models.zoo import MODEL_NAMES, build_model, check_model_name
+
+__all__ = [
+    "MODEL_NAMES",
+    "ModelSummary",
+    "build_model",
+    "check_model_name",
+    "extract_layer_specs",
+    "is_import_path",
+    "load_user_model",
+    "model_summary",
+    "quantizable_layers",
+]

@@ -1,0 +1,53 @@
+"""Load a user model from an import path ``package.module:factory``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from typing import Any
+
+from torch import nn
+
+from haq_rl.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def is_import_path(name: str) -> bool:
+    """True for ``module:attr`` names (user models), False for zoo names."""
+    return ":" in name
+
+
+def load_user_model(path: str, **kwargs: Any) -> nn.Module:
+    """Import ``module:factory`` and call the factory with the keyword arguments it accepts.
+
+    ``factory`` may be a function or an ``nn.Module`` class; arguments it does not declare
+    are dropped (all are passed when it takes ``**kwargs``). Raises ConfigError with the
+    import path in the message when anything goes wrong before a model exists.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"model import path {path!r} must look like 'package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: {error}") from error
+    factory: Any = module
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ConfigError(f"module {module_name!r} has no attribute {attr!r} (model {path!r})")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ConfigError(f"model factory {path!r} is not callable")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature: pass nothing extra
+        params = {}
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    accepted = {k: v for k, v in kwargs.items() if takes_all or k in params}
+    logger.debug("building user model %s with %s", path, accepted)
+    model = factory(**accepted)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model factory {path!r} returned {type(model).__name__}, not a torch nn.Module")
+    return model

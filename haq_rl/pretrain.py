@@ -1,0 +1,316 @@
+"""Pretraining float models, their checkpoints, and the pretrained-model cache.
+
+A checkpoint is a plain dict ``{"format_version": 1, "state_dict": ..., "meta": ...}``
+that loads with ``torch.load(weights_only=True)``; ``meta`` holds everything needed to
+rebuild the model (name, classes, channels, input size, width) plus how it was trained
+and its accuracies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from haq_rl import __version__
+from haq_rl.cache import cache_dir
+from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, UnknownNameError
+from haq_rl.models import MODEL_NAMES, build_model, check_model_name
+from haq_rl.seeding import seed_everything
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+REQUIRED_META = ("model", "num_classes", "in_channels", "input_size", "width_mult")
+
+# Per-model recipes measured on mnist5k (see docs/readme_sections/models_pretrain.md).
+# Other datasets reuse them; pass epochs/lr explicitly to tune.
+_DEFAULT_EPOCHS = {"lenet5": 15, "mobilenetv2": 5, "mobilenetv1": 5, "resnet8": 8,
+                   "resnet20": 8, "resnet18": 5, "resnet50": 5}
+_DEFAULT_LR = {"lenet5": 0.05, "mobilenetv2": 0.1, "mobilenetv1": 0.1, "resnet8": 0.1,
+               "resnet20": 0.1, "resnet18": 0.05, "resnet50": 0.05}
+_FALLBACK_EPOCHS = 5  # user models
+_FALLBACK_LR = 0.05
+
+
+def default_epochs(model: str) -> int:
+    """Pretraining epochs used when none are given (user models get a generic value)."""
+    return _DEFAULT_EPOCHS.get(model, _FALLBACK_EPOCHS)
+
+
+def default_lr(model: str) -> float:
+    """Peak SGD learning rate used when none is given."""
+    return _DEFAULT_LR.get(model, _FALLBACK_LR)
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from haq_rl.data import DATASET_NAMES
+
+    return DATASET_NAMES
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How to pretrain one float model; validated on construction (raises ConfigError).
+
+    ``epochs`` and ``lr`` default to the per-model recipe (:func:`default_epochs`,
+    :func:`default_lr`) and are filled in, so a config always holds concrete values.
+    ``seed`` drives initialisation and batch order; ``split_seed`` picks the
+    search/reward/test split and must match the one the search uses, so the pretrained
+    model never sees the reward or test images. ``input_size`` resizes the images
+    (None: the dataset's own size). ``device`` does not change the result's identity.
+    """
+
+    model: str = "mobilenetv2"
+    dataset: str = "mnist5k"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int = 64
+    seed: int = 0
+    split_seed: int = 0
+    data_root: str | None = None
+    width_mult: float = 1.0
+    input_size: int | None = None
+    device: str = field(default="auto", compare=False)
+
+    def __post_init__(self) -> None:
+        check_model_name(self.model)
+        if self.dataset not in _dataset_names():
+            raise UnknownNameError("dataset", self.dataset, _dataset_names())
+        if self.epochs is None:
+            object.__setattr__(self, "epochs", default_epochs(self.model))
+        if self.lr is None:
+            object.__setattr__(self, "lr", default_lr(self.model))
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", str(self.data_root))
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"PretrainConfig.{name} must be an integer >= 1, got {value!r}")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"PretrainConfig.{name} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.lr, int | float) or not self.lr > 0 or not self.lr < float("inf"):
+            raise ConfigError(f"PretrainConfig.lr must be a finite number > 0, got {self.lr!r}")
+        if not isinstance(self.width_mult, int | float) or not self.width_mult > 0:
+            raise ConfigError(f"PretrainConfig.width_mult must be > 0, got {self.width_mult!r}")
+        if self.input_size is not None and (
+                isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
+                or self.input_size < 1):
+            raise ConfigError(f"PretrainConfig.input_size must be None or an integer >= 1, "
+                              f"got {self.input_size!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (everything except the device)."""
+        ident = asdict(self)
+        ident.pop("device")
+        return ident
+
+    def short_hash(self) -> str:
+        """10 hex digits identifying the trained result (cache file names)."""
+        text = json.dumps({**self.identity(), "format_version": CHECKPOINT_FORMAT_VERSION},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def cached_checkpoint_path(config: PretrainConfig) -> Path:
+    """Where :func:`get_pretrained` keeps the checkpoint of ``config``."""
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", config.model)
+    return cache_dir("pretrained") / f"{model}-{config.dataset}-{config.short_hash()}.pt"
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename it into place.
+
+    A killed run leaves at most a stray ``.tmp`` file, never a half-written checkpoint.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None,
+             progress: bool = True) -> Path:
+    """Train ``config.model`` on the ``search_train`` split and save a checkpoint.
+
+    Accuracy is measured on ``reward_val`` and ``test`` and stored in the checkpoint's
+    meta. ``out`` defaults to the cache path (:func:`cached_checkpoint_path`), so a later
+    :func:`get_pretrained` with the same config reuses the result. Returns the path.
+    """
+    from haq_rl.data import SplitConfig, load_dataset, make_loader, make_splits
+    from haq_rl.training import evaluate_accuracy, resolve_device, train_epochs
+
+    config = PretrainConfig() if config is None else config
+    path = Path(out) if out is not None else cached_checkpoint_path(config)
+    device = resolve_device(config.device)
+    start = time.perf_counter()
+    seed_everything(config.seed)
+    dataset = load_dataset(config.dataset, config.data_root, image_size=config.input_size)
+    splits = make_splits(dataset, SplitConfig(seed=config.split_seed))
+    channels, height, _ = splits.input_shape
+    model = build_model(config.model, num_classes=splits.num_classes, in_channels=channels,
+                        input_size=height, width_mult=config.width_mult)
+    # Re-seed after data and model construction so the batch order depends only on seed.
+    seed_everything(config.seed)
+    loader = make_loader(splits.search_train, batch_size=config.batch_size, shuffle=True,
+                         seed=config.seed)
+    logger.info("pretraining %s on %s (%d images) for %d epochs at lr %g on %s",
+                config.model, config.dataset, len(splits.search_train), config.epochs,
+                config.lr, device)
+    train_epochs(model, loader, epochs=config.epochs, lr=config.lr, device=device,
+                 progress=progress, desc=f"pretrain {config.model}")
+    reward_acc = evaluate_accuracy(model, make_loader(splits.reward_val, batch_size=256))
+    test_acc = evaluate_accuracy(model, make_loader(splits.test, batch_size=256))
+    wall = time.perf_counter() - start
+    meta = {
+        "model": config.model,
+        "dataset": config.dataset,
+        "num_classes": int(splits.num_classes),
+        "in_channels": int(channels),
+        "input_size": int(height),
+        "input_shape": [int(v) for v in splits.input_shape],
+        "width_mult": float(config.width_mult),
+        "split_seed": int(config.split_seed),
+        "seed": int(config.seed),
+        "data_root": config.data_root,
+        "image_size": config.input_size,
+        "mean": [float(v) for v in splits.mean],
+        "std": [float(v) for v in splits.std],
+        "epochs": int(config.epochs),
+        "lr": float(config.lr),
+        "batch_size": int(config.batch_size),
+        "test_accuracy": float(test_acc),
+        "reward_accuracy": float(reward_acc),
+        "wall_time_s": float(wall),
+        "device": str(device),
+        "config_hash": config.short_hash(),
+        "haq_rl_version": __version__,
+    }
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": state_dict,
+                  "meta": meta}, path)
+    logger.info("pretrained %s: test %.2f %%, reward %.2f %% in %.1f s -> %s",
+                config.model, test_acc, reward_acc, wall, path)
+    return path
+
+
+def _read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise MissingPathError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # torch raises many kinds (pickle, zip, EOF, Runtime)
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from error
+    if not isinstance(payload, dict) or not {"state_dict", "meta"} <= payload.keys():
+        raise CheckpointError(f"checkpoint {path} is not a haq-rl checkpoint "
+                              f"(expected a dict with 'state_dict' and 'meta')")
+    version = payload.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format_version {version!r}, "
+                              f"this haq-rl reads {CHECKPOINT_FORMAT_VERSION}")
+    meta = payload["meta"]
+    missing = [key for key in REQUIRED_META if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} meta lacks {', '.join(missing)}")
+    return payload
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The ``meta`` dict of a checkpoint without building the model."""
+    return dict(_read_checkpoint(path)["meta"])
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint and load its weights (cpu, eval mode).
+
+    Raises:
+        MissingPathError: ``path`` does not exist.
+        CheckpointError: unreadable or corrupt file, missing keys, or weights that do
+            not fit the model named in its meta.
+    """
+    payload = _read_checkpoint(path)
+    meta = dict(payload["meta"])
+    try:
+        model = build_model(meta["model"], num_classes=int(meta["num_classes"]),
+                            in_channels=int(meta["in_channels"]),
+                            input_size=int(meta["input_size"]),
+                            width_mult=float(meta["width_mult"]))
+    except (ConfigError, UnknownNameError) as error:
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild its model: {error}") from error
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} does not fit model {meta['model']!r}: "
+                              f"{first_line}") from error
+    model.eval()
+    return model, meta
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock on ``path`` (POSIX flock) so parallel processes train only once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; the atomic rename still keeps files whole
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def get_pretrained(config: PretrainConfig | None = None,
+                   progress: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """The pretrained model of ``config`` from the cache, training it the first time.
+
+    A corrupt cache file is logged and replaced by a fresh training run.
+    """
+    config = PretrainConfig() if config is None else config
+    path = cached_checkpoint_path(config)
+    with _file_lock(path.with_name(path.name + ".lock")):
+        if path.exists():
+            try:
+                return load_checkpoint(path)
+            except CheckpointError as error:
+                logger.warning("discarding unusable cached checkpoint: %s", error)
+        logger.info("no cached %s checkpoint; training it once (%s)", config.model, path)
+        pretrain(config, out=path, progress=progress)
+        return load_checkpoint(path)
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT_VERSION",
+    "MODEL_NAMES",
+    "PretrainConfig",
+    "cached_checkpoint_path",
+    "default_epochs",
+    "default_lr",
+    "get_pretrained",
+    "load_checkpoint",
+    "pretrain",
+    "read_checkpoint_meta",
+]

@@ -1,0 +1,21 @@
+"""Finding the quantizable layers of a model (Conv2d and Linear, in module order).
+
+quant sits below haq_rl.models, so it carries its own (identical) definition of
+"quantizable layer" instead of importing ``haq_rl.models.quantizable_layers``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from haq_rl.errors import ConfigError
+
+QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+
+
+def quantizable_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every Conv2d / Linear of ``model`` in ``named_modules`` order."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, QUANTIZABLE_TYPES)]
+    if not layers:
+        raise ConfigError(f"{type(model).__name__} has no Conv2d or Linear layer to quantize")
+    return layers

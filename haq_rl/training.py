@@ -1,0 +1,186 @@
+"""Plain float training and evaluation loops shared by pretraining, search and fine-tuning."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from haq_rl.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEVICE_NAMES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` -> cuda when available else cpu; ``cuda`` / ``cuda:N`` must be available.
+
+    Raises:
+        ConfigError: unknown device name, or cuda requested on a machine without it.
+    """
+    if isinstance(name, torch.device):
+        return name
+    name = "auto" if name is None else str(name).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available (use 'cpu' or 'auto')")
+        return torch.device(name)
+    raise ConfigError(f"unknown device {name!r} (allowed: auto, cpu, cuda, cuda:N)")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer (cpu for a parameterless model)."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _device_of(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    return model_device(model) if device is None else resolve_device(device)
+
+
+def _uses_channels_last(model: nn.Module) -> bool:
+    """True when the model's convolution weights are stored channels-last (NHWC)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.dim() == 4:
+            return m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous()
+    return False
+
+
+def random_shift(images: torch.Tensor, max_shift: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image of a batch by up to ``max_shift`` pixels (border replicated).
+
+    The cheapest augmentation that helps digit-like data; done on tensors so it works
+    with any TensorDataset. Offsets are drawn on the CPU from ``generator``.
+    """
+    if max_shift <= 0 or images.dim() != 4:
+        return images
+    batch, _, height, width = images.shape
+    # Replicate the border: zero is not "background" once images are normalised.
+    padded = nn.functional.pad(images, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, batch), generator=generator)
+    rows = (offsets[0][:, None] + torch.arange(height)).to(images.device)
+    cols = (offsets[1][:, None] + torch.arange(width)).to(images.device)
+    index = torch.arange(batch, device=images.device)[:, None, None]
+    # Advanced indexing gives (B, H, W, C); move channels back.
+    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def evaluate_accuracy(model: nn.Module, loader: DataLoader,
+                      device: str | torch.device | None = None) -> float:
+    """Top-1 accuracy in percent of ``model`` on ``loader`` (eval mode, no_grad).
+
+    The model's training flag is restored afterwards. ``device=None`` evaluates on the
+    device the model already lives on (it is not moved); otherwise the model is moved.
+    Inputs follow the model's memory format, so a channels-last model stays fast.
+    """
+    dev = _device_of(model, device)
+    if device is not None:
+        model.to(dev)
+    channels_last = _uses_channels_last(model)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    total = 0
+    try:
+        with torch.no_grad():
+            for inputs, targets in loader:
+                inputs = inputs.to(dev, non_blocking=True)
+                if channels_last and inputs.dim() == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                predictions = model(inputs).argmax(dim=1)
+                correct += int((predictions.cpu() == targets).sum())
+                total += int(targets.numel())
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ConfigError("cannot evaluate accuracy on an empty data loader")
+    return 100.0 * correct / total
+
+
+def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float,
+                 device: str | torch.device | None = None, weight_decay: float = 4e-5,
+                 momentum: float = 0.9, warmup_fraction: float = 0.05, augment_shift: int = 0,
+                 seed: int | None = None, progress: bool = True,
+                 desc: str = "train") -> list[float]:
+    """Train with SGD (Nesterov momentum) and a per-step cosine schedule with short warmup.
+
+    The model is trained in place on ``device`` (default: where it is) and left there in
+    train mode. Convolutional models train in channels-last memory format, which makes
+    depthwise convolutions about 3x faster on CPU; the weights are converted back to the
+    default contiguous format afterwards so that callers see ordinary tensors.
+
+    Weight decay is not applied to biases and BatchNorm parameters (1-d tensors), the
+    usual recipe for MobileNets. ``augment_shift`` > 0 randomly translates every training
+    image by up to that many pixels (offsets from a generator seeded with ``seed``, or
+    torch's global one). Returns the mean training loss of each epoch.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be > 0, got {lr!r}")
+    dev = _device_of(model, device)
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    model.to(dev)
+    if has_conv:
+        model.to(memory_format=torch.channels_last)
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, momentum=momentum, nesterov=momentum > 0)
+    steps_per_epoch = len(loader)
+    total_steps = max(1, epochs * steps_per_epoch)
+    warmup = int(warmup_fraction * total_steps)
+
+    def lr_at(step: int) -> float:
+        # Linear warmup, then cosine to zero: robust for from-scratch BN nets at high lr.
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * lr * (1.0 + math.cos(math.pi * t))
+
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    epoch_losses: list[float] = []
+    step = 0
+    bar = tqdm(total=total_steps, desc=desc, disable=not progress, leave=False, unit="step")
+    try:
+        for epoch in range(epochs):
+            running, seen = 0.0, 0
+            for inputs, targets in loader:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
+                step += 1
+                bar.update(1)
+                if len(targets) < 2:
+                    continue  # BatchNorm cannot train on a single sample
+                inputs = random_shift(inputs.to(dev, non_blocking=True), augment_shift, generator)
+                targets = targets.to(dev, non_blocking=True)
+                if has_conv and inputs.dim() == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                loss = loss_fn(model(inputs), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                running += float(loss.detach()) * len(targets)
+                seen += len(targets)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running / max(1, seen):.3f}")
+            epoch_losses.append(running / max(1, seen))
+            logger.info("%s epoch %d/%d: loss %.4f", desc, epoch + 1, epochs, epoch_losses[-1])
+    finally:
+        bar.close()
+        if has_conv:
+            model.to(memory_format=torch.contiguous_format)
+    return epoch_losses
