@@ -1,0 +1,88 @@
+"""``haq-rl evaluate``: test accuracy and hardware cost of any policy (optionally fine-tuned)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from haq_rl.training import DEVICE_NAMES
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``evaluate`` with the top-level parser."""
+    parser = subparsers.add_parser(
+        "evaluate", help="accuracy, latency, energy and size of a policy",
+        description="Evaluate a policy JSON (or a uniform policy) on an env's test split: "
+                    "accuracy of the quantized model (post-training, or a fine-tuned "
+                    "--checkpoint), latency, energy, size and the cost ratio to 8/8.")
+    parser.add_argument("policy", nargs="?", metavar="POLICY_JSON",
+                        help="policy JSON (optional with --uniform or --checkpoint)")
+    parser.add_argument("--uniform", type=int, metavar="B",
+                        help="evaluate uniform B/B (first/last layers at 8 bits when the env pins them)")
+    parser.add_argument("--env", default=None,
+                        help="env id or YAML spec (default: from the checkpoint or policy, else the default env)")
+    parser.add_argument("--checkpoint", default=None, metavar="FINETUNED_PT",
+                        help="a finetuned.pt written by `haq-rl finetune`")
+    parser.add_argument("--device", default="cpu", help=f"{', '.join(DEVICE_NAMES)} or cuda:N")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve policy and env, evaluate, print a table or JSON."""
+    from pathlib import Path
+
+    from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
+    from haq_rl.env.factory import load_task
+    from haq_rl.errors import ConfigError
+    from haq_rl.finetune import evaluate_policy, load_finetuned, resolve_env, uniform_policy
+    from haq_rl.quant import QuantPolicy
+
+    if args.policy is not None and args.uniform is not None:
+        raise ConfigError("give either POLICY_JSON or --uniform B, not both")
+    if args.policy is None and args.uniform is None and args.checkpoint is None:
+        raise ConfigError("give a POLICY_JSON, --uniform B or --checkpoint FINETUNED_PT")
+    policy = QuantPolicy.from_json(args.policy) if args.policy is not None else None
+    # Read the checkpoint first: a broken file should fail before the model is loaded.
+    payload = load_finetuned(args.checkpoint) if args.checkpoint is not None else None
+    if args.env is not None:
+        spec = resolve_spec(args.env)
+    elif payload is not None and isinstance(payload["meta"].get("env"), dict):
+        spec = EnvSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
+    elif policy is not None:
+        config = Path(args.policy).parent / "config.json"
+        spec = resolve_env(policy, None, config if config.is_file() else None)
+    else:
+        spec = resolve_spec(DEFAULT_ENV_ID)
+    spec = spec.replace(device=args.device)
+    task = load_task(spec)
+    if args.uniform is not None:
+        if not spec.min_bits <= args.uniform <= spec.max_bits:
+            raise ConfigError(f"--uniform {args.uniform} outside the env's bit range "
+                              f"[{spec.min_bits}, {spec.max_bits}]")
+        policy = uniform_policy(task, args.uniform)
+    result = evaluate_policy(task, policy, args.checkpoint)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    kind = "fine-tuned checkpoint" if result["finetuned"] else "post-training quantization"
+    print(f"{result['env']} ({result['model']} on {result['hardware']}, {kind})")
+    rows = [
+        ("accuracy (test) %", f"{result['accuracy']:.2f}"),
+        ("latency ms", _fmt(result["latency_ms"], ".4f")),
+        ("energy uJ", _fmt(result["energy_uj"], ".3f")),
+        ("size KiB", _fmt(None if result["size_bytes"] is None else result["size_bytes"] / 1024, ".2f")),
+        ("BOPs", _fmt(result["bops"], ".4g")),
+        (f"{result['objective']} ratio to 8/8", f"{result['cost_ratio']:.4f}"),
+        (f"within budget {result['budget']:g}", "yes" if result["within_budget"] else "no"),
+        ("mean w/a bits", f"{result['mean_w_bits']:.2f} / {result['mean_a_bits']:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,0 +1,92 @@
+"""``haq-rl finetune``: quantization-aware fine-tuning of a searched policy, plus baselines."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from haq_rl.training import DEVICE_NAMES
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``finetune`` with the top-level parser."""
+    from haq_rl.finetune import FinetuneConfig
+
+    defaults = FinetuneConfig()
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune (QAT) a searched policy and compare it with uniform baselines",
+        description="Quantization-aware fine-tuning of a run's best policy on the search_train "
+                    "split, then evaluation on the test split. By default float, uniform 8/8, "
+                    "uniform 4/4 and the largest uniform policy within the budget get the same "
+                    "fine-tune budget. Writes finetuned.pt and metrics.json into the run "
+                    "directory (or next to a bare policy JSON, or into --out).")
+    parser.add_argument("source", metavar="RUN_DIR_OR_POLICY_JSON",
+                        help="a search run directory or a policy JSON")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help="fine-tune epochs over search_train (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=defaults.lr,
+                        help="peak SGD learning rate, cosine schedule (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="default %(default)s")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    parser.add_argument("--device", default=defaults.device,
+                        help=f"{', '.join(DEVICE_NAMES)} or cuda:N (default %(default)s)")
+    parser.add_argument("--env", default=None,
+                        help="env id or YAML spec (default: the run's config.json or the policy's env_id)")
+    parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    parser.add_argument("--learnable-clip", action="store_true",
+                        help="train activation clips PACT-style instead of keeping the calibrated ones")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="fine-tune only the searched policy (no uniform baselines)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """The comparison table of metrics.json, aligned for a terminal."""
+    width = max(len("policy"), *(len(row["name"]) for row in rows))
+    print(f"{'policy':<{width}}  {'acc before':>10}  {'acc after':>9}  {'latency ms':>10}  "
+          f"{'energy uJ':>10}  {'size KiB':>9}  {'cost ratio':>10}  budget")
+    for row in rows:
+        size = None if row["size_bytes"] is None else row["size_bytes"] / 1024
+        within = {True: "yes", False: "no", None: "-"}[row["within_budget"]]
+        print(f"{row['name']:<{width}}  {_fmt(row['accuracy_before'], '.2f'):>10}  "
+              f"{_fmt(row['accuracy'], '.2f'):>9}  {_fmt(row['latency_ms'], '.4f'):>10}  "
+              f"{_fmt(row['energy_uj'], '.2f'):>10}  {_fmt(size, '.1f'):>9}  "
+              f"{_fmt(row['cost_ratio'], '.3f'):>10}  {within}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fine-tune, print the comparison table and where the files went."""
+    from pathlib import Path
+
+    from haq_rl.finetune import (
+        FINETUNED_FILE,
+        METRICS_FILE,
+        FinetuneConfig,
+        finetune_run,
+        resolve_policy_source,
+    )
+
+    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                            device=args.device, compare=not args.no_compare,
+                            learnable_clip=args.learnable_clip)
+    metrics = finetune_run(args.source, config, env=args.env, out=args.out, progress=not args.no_progress)
+    _, out_dir, _ = resolve_policy_source(args.source, args.out)
+    env = metrics["env"]
+    print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
+          f"{config.epochs} epoch(s) at lr {config.lr:g}; accuracy on the test split "
+          f"(float row: pretrained, not fine-tuned)")
+    print_rows(metrics["rows"])
+    margin = metrics.get("searched_vs_uniform4")
+    if margin:
+        print(f"searched vs uniform 4/4: accuracy {margin['accuracy_margin']:+.2f} points, "
+              f"cost ratio x{_fmt(margin['cost_ratio'], '.3f')}")
+    print(f"wrote {Path(out_dir) / FINETUNED_FILE} and {Path(out_dir) / METRICS_FILE} "
+          f"({metrics['wall_time_s']:.1f} s)")
+    return 0
