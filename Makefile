@@ -15,8 +15,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) "$(TORCH_SPEC)" -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: search the default env, fine-tune the best policy, write the report.
+# A second `make run` resumes (or reuses) the finished search in $(RUN_DIR).
+RUN_DIR ?= runs/default
+SEARCH_ARGS ?=
 run: $(STAMP)
-	$(BIN)/haq-rl run
+	if [ -f $(RUN_DIR)/config.json ]; then $(BIN)/haq-rl search --resume $(RUN_DIR); \
+	else $(BIN)/haq-rl search --out $(RUN_DIR) $(SEARCH_ARGS); fi
+	$(BIN)/haq-rl finetune $(RUN_DIR)
+	$(BIN)/haq-rl report $(RUN_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=900

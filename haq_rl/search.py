@@ -109,6 +109,8 @@ class SearchResult:
     evaluations: int
     wall_time_s: float
     best_policy_path: Path
+    eval_seconds: float = 0.0
+    setup_seconds: float = 0.0
 
     @property
     def best_accuracy(self) -> float:
@@ -214,6 +216,7 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
     seed_everything(config.seed)
     started = time.perf_counter()
     env = build_env(spec)
+    setup_seconds = time.perf_counter() - started
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume is None:
         write_json_atomic(run_dir / CONFIG_FILE, {
@@ -240,7 +243,8 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
     return SearchResult(
         run_dir=run_dir, best=recorder.best, episodes=recorder.count,
         evaluations=env.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
-        best_policy_path=run_dir / BEST_POLICY_FILE)
+        best_policy_path=run_dir / BEST_POLICY_FILE, eval_seconds=env.evaluator.eval_seconds,
+        setup_seconds=setup_seconds)
 
 
 # --------------------------------------------------------------------------- baselines
