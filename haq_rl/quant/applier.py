@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from types import TracebackType
 
 import torch
@@ -89,11 +90,8 @@ class PolicyApplier:
         self._layers: dict[str, nn.Module] = dict(layers or quantizable_modules(model))
         # References to the float storages (not copies): restore re-points at them.
         self._float: dict[str, torch.Tensor] = {n: m.weight.data for n, m in self._layers.items()}
-        batches = []
-        for batch in calibration_inputs:
-            if len(batches) >= self.config.calibration_batches:
-                break
-            batches.append(batch)
+        # islice: a DataLoader may be passed; only the first batches are drawn from it.
+        batches = list(islice(calibration_inputs, self.config.calibration_batches))
         self._stats: dict[str, InputStats] = collect_input_stats(model, self._layers, batches)
         self._wcache: dict[tuple[str, int], torch.Tensor] = {}
         self._acache: dict[tuple[str, int], ActQuantParams] = {}
@@ -159,7 +157,7 @@ class PolicyApplier:
         self._float = {n: m.weight.data for n, m in self._layers.items()}
         self.clear_cache()
         if calibration_inputs is not None:
-            batches = list(calibration_inputs)[: self.config.calibration_batches]
+            batches = list(islice(calibration_inputs, self.config.calibration_batches))
             self._stats = collect_input_stats(self.model, self._layers, batches)
         if applied is not None:
             self.apply(applied)

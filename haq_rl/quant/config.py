@@ -34,7 +34,7 @@ class QuantConfig:
     """
 
     weight_granularity: str = "per_channel"
-    act_calibration: str = "max"
+    act_calibration: str = "mse"
     calibration_batches: int = 4
     percentile: float = 99.99
     min_bits: int = 2

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 import torch
@@ -124,7 +125,7 @@ def prepare_qat(model: nn.Module, policy: QuantPolicy, config: QuantConfig | Non
         raise PolicyError("model is already prepared for QAT (call remove_qat first)")
     layers = dict(quantizable_modules(model))
     policy = policy.validate(list(layers), config.min_bits, config.max_bits)
-    batches = list(calibration_inputs)[: config.calibration_batches]
+    batches = list(islice(calibration_inputs, config.calibration_batches))
     stats = collect_input_stats(model, layers, batches)
     per_channel = config.weight_granularity == "per_channel"
     registry: dict[str, dict[str, Any]] = {}
