@@ -42,7 +42,7 @@ class EnvSpec:
     pin_first_last: bool = True
     step_mode: str = "alternate"
     weight_method: str = "linear"
-    calibration: str = "max"
+    calibration: str = "mse"
     calibration_batches: int = 4
     reward_batch_size: int = 250
     finetune_steps: int = 0
