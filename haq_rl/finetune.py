@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from haq_rl import __version__
+from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
 from haq_rl.env.factory import Task, load_task
 from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, PolicyError
@@ -399,17 +399,6 @@ def _margin(searched: dict[str, Any] | None, uniform4: dict[str, Any] | None) ->
 
 
 # --------------------------------------------------------------------------- checkpoint
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_finetuned(path: str | Path, result: FinetuneResult, task: Task, config: FinetuneConfig,
                    **extra_meta: Any) -> Path:
     """Write a fine-tuned checkpoint that loads with ``torch.load(weights_only=True)``.
@@ -439,25 +428,14 @@ def save_finetuned(path: str | Path, result: FinetuneResult, task: Task, config:
         "policy": result.policy.to_dict(),
         "meta": meta,
     }
-    _atomic_torch_save(payload, path)
+    atomic_torch_save(payload, path)
     return path
 
 
 def load_finetuned(path: str | Path) -> dict[str, Any]:
     """Read and check a finetuned.pt (``weights_only=True``); raises CheckpointError."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingPathError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:  # torch raises many kinds (pickle, zip, EOF, Runtime)
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from None
-    required = {"format_version", "state_dict", "quant_params", "policy", "meta"}
-    if not isinstance(payload, dict) or not required <= payload.keys():
-        raise CheckpointError(f"{path} is not a haq-rl fine-tuned checkpoint "
-                              f"(expected keys {', '.join(sorted(required))})")
+    payload = read_torch_file(path, {"format_version", "state_dict", "quant_params", "policy", "meta"},
+                              "haq-rl fine-tuned checkpoint")
     if payload["format_version"] != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path} has format_version {payload['format_version']!r}; "
                               f"this haq-rl reads {CHECKPOINT_FORMAT_VERSION}")

@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,12 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from haq_rl import __version__
 from haq_rl.cache import cache_dir
-from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, UnknownNameError
+from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
+from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name
 from haq_rl.seeding import seed_everything
 
@@ -131,21 +130,6 @@ def cached_checkpoint_path(config: PretrainConfig) -> Path:
     return cache_dir("pretrained") / f"{model}-{config.dataset}-{config.short_hash()}.pt"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename it into place.
-
-    A killed run leaves at most a stray ``.tmp`` file, never a half-written checkpoint.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None,
              progress: bool = True) -> Path:
     """Train ``config.model`` on the ``search_train`` split and save a checkpoint.
@@ -204,7 +188,7 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
         "haq_rl_version": __version__,
     }
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": state_dict,
+    atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": state_dict,
                   "meta": meta}, path)
     logger.info("pretrained %s: test %.2f %%, reward %.2f %% in %.1f s -> %s",
                 config.model, test_acc, reward_acc, wall, path)
@@ -212,17 +196,7 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
 
 
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise MissingPathError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:  # torch raises many kinds (pickle, zip, EOF, Runtime)
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from error
-    if not isinstance(payload, dict) or not {"state_dict", "meta"} <= payload.keys():
-        raise CheckpointError(f"checkpoint {path} is not a haq-rl checkpoint "
-                              f"(expected a dict with 'state_dict' and 'meta')")
+    payload = read_torch_file(path, {"state_dict", "meta"}, "haq-rl checkpoint")
     version = payload.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format_version {version!r}, "

@@ -143,6 +143,11 @@ class _Recorder:
         for row in self.log.read_rows():
             self._consider(_row_to_info(row, self.env.layer_names))
             self.count += 1
+        # best_policy.json may describe a row that a resume just dropped: rewrite it.
+        if self.best is not None:
+            self._write_best()
+        else:
+            (self.run_dir / BEST_POLICY_FILE).unlink(missing_ok=True)
 
     def record(self, info: dict[str, Any], phase: str) -> None:
         row = {
@@ -181,11 +186,17 @@ class _Recorder:
             env_id=self.spec.id, profile=getattr(table, "profile_name", self.spec.hardware),
             profile_sha256=getattr(table, "profile_sha256", None), objective=self.spec.objective,
             budget=self.spec.budget, method=self.config.method, seed=self.config.seed,
-            metrics={k: float(self.best[k]) for k in ("reward", "accuracy", "cost_ratio", "latency_ms",
-                                                      "energy_uj", "size_bytes", "bops")},
+            metrics={k: _finite_or_none(self.best[k]) for k in (
+                "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes", "bops")},
             float_accuracy=self.env.evaluator.float_accuracy, episode=int(self.best["episode"]),
             haq_rl_version=__version__,
         )
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """JSON has no NaN: metrics a profile does not model (e.g. energy of a proxy) are null."""
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _row_to_info(row: dict[str, str], layer_names: list[str]) -> dict[str, Any]:

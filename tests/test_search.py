@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from haq_rl.cli import main
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
@@ -19,14 +18,6 @@ from haq_rl.search import SearchConfig, run_search
 
 LENET = "haq_rl/LeNet5Size-v0"
 LENET_LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _config(tmp_path, name, **kwargs):

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import haq_rl.pretrain as pretrain_module
+from haq_rl.checkpoint_io import atomic_torch_save
 from haq_rl.data import make_loader
 from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, UnknownNameError
 from haq_rl.models import build_model
@@ -151,7 +152,7 @@ def test_get_pretrained_trains_once_then_reuses(cache, monkeypatch, tiny_checkpo
     def fake_pretrain(cfg, out=None, progress=True):
         # Stands in for training (covered by the other tests): writes a real checkpoint.
         calls.append(cfg)
-        pretrain_module._atomic_save(torch.load(tiny_checkpoint, weights_only=True), out)
+        atomic_torch_save(torch.load(tiny_checkpoint, weights_only=True), out)
         return out
 
     monkeypatch.setattr(pretrain_module, "pretrain", fake_pretrain)

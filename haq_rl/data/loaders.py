@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
-
 import logging
+import os
 from pathlib import Path
 
 import numpy as np

@@ -11,7 +11,12 @@ from gymnasium import spaces
 
 from haq_rl.env.action_wall import enforce_budget
 from haq_rl.env.bits import action_to_bits, bits_to_action
-from haq_rl.env.embedding import ACTIVATION_FLAG, FEATURE_NAMES, PREVIOUS_ACTION, static_layer_features
+from haq_rl.env.embedding import (
+    ACTIVATION_FLAG,
+    FEATURE_NAMES,
+    PREVIOUS_ACTION,
+    static_layer_features,
+)
 from haq_rl.env.evaluator import PolicyEvaluator
 from haq_rl.env.spec import OBJECTIVES, STEP_MODES, WEIGHT_ONLY_OBJECTIVES
 from haq_rl.errors import BudgetError, ConfigError, UnknownNameError

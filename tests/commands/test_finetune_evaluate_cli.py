@@ -13,14 +13,6 @@ from haq_rl.cli import main
 ENV = "haq_rl/LeNet5Size-v0"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     from haq_rl.search import SearchConfig, run_search

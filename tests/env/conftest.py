@@ -2,20 +2,10 @@
 
 import gymnasium as gym
 import pytest
-import torch
 
 import haq_rl  # noqa: F401  (registers the ids)
 
 LENET_ID = "haq_rl/LeNet5Size-v0"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    # Tiny models on 2 shared cores: one thread avoids oversubscription (measured faster).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

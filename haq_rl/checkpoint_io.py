@@ -1,0 +1,46 @@
+"""Safe reading and atomic writing of torch checkpoint files (weights_only, no pickle code)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from haq_rl.errors import CheckpointError, MissingPathError
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename it into place.
+
+    A killed run leaves at most a stray ``.tmp`` file, never a half-written checkpoint.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_torch_file(path: str | Path, required: set[str], kind: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict holding ``required`` keys.
+
+    Raises MissingPathError when absent and CheckpointError (one line) when unreadable or
+    not a ``kind`` file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingPathError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:  # torch raises many kinds (pickle, zip, EOF, Runtime)
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from None
+    if not isinstance(payload, dict) or not required <= payload.keys():
+        raise CheckpointError(f"{path} is not a {kind} (expected keys {', '.join(sorted(required))})")
+    return payload
