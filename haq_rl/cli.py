@@ -28,12 +28,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse already exits with code 2 on usage errors; keep its one-line style."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="haq-rl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="haq-rl",
+        description="Hardware-aware mixed-precision quantization with reinforcement learning (HAQ).",
+        epilog="Run 'haq-rl COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"haq-rl {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -205,9 +205,7 @@ def clip_kl(stats: InputStats, bits: int) -> float:
                            torch.zeros((), dtype=counts.dtype))
     p[rows, thresholds - 1] += outliers
     nonzero = (p > 0) & inside
-    # bin -> the quantizer's rounding cell (grid step clip / (nq - 1)), by bin centre
-    level = torch.clamp(torch.round((j[None, :] + 0.5) * (nq - 1) / thresholds[:, None]),
-                        0, nq - 1).long()
+    level = torch.clamp((j[None, :] * nq) // thresholds[:, None], max=nq - 1)
     mass = torch.zeros(len(thresholds), nq, dtype=counts.dtype).scatter_add_(1, level, sliced)
     size = torch.zeros(len(thresholds), nq, dtype=counts.dtype).scatter_add_(
         1, level, nonzero.to(counts.dtype))
