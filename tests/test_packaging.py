@@ -1,0 +1,19 @@
+"""The installed package must find envs/ and hw_profiles/ after a non-editable install."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_env_specs_and_hardware_profiles(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("haq_rl-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("envs", "hw_profiles"):
+        shipped = {p.name for p in (ROOT / folder).iterdir() if p.suffix in (".yaml", ".csv", ".npy")}
+        assert shipped and {f"haq_rl/resources/{folder}/{name}" for name in shipped} <= names
+    assert "haq_rl/cli.py" in names and any(n.endswith("entry_points.txt") for n in names)
