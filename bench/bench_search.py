@@ -53,11 +53,18 @@ def main() -> None:
                     "agent_share": max(0.0, 1 - result.eval_seconds / search_seconds),
                 })
                 print(per_run[-1], flush=True)
-    write_results("search_runs", per_run, "Search quality, one row per run", _command(args))
+                # Written after every run so a long benchmark can be read while it runs.
+                write_results("search_runs", per_run, "Search quality, one row per run", _command(args))
+                _write_summary(per_run, args)
+
+
+def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
     summary = []
     for budget in args.budgets:
         for method in args.methods:
             rows = [r for r in per_run if r["budget"] == budget and r["method"] == method]
+            if not rows:
+                continue
             accuracies = [r["best_accuracy"] for r in rows]
             summary.append({
                 "budget": budget, "method": method, "seeds": len(rows),
