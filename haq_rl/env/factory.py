@@ -73,10 +73,12 @@ def load_task(spec: EnvSpec | str | Path) -> Task:
     spec = resolve_spec(spec)
     device = resolve_device(spec.device)
     profile = load_profile(spec.hardware)
+    # Native-size data needs no resize and shares the cache entry of `haq-rl pretrain`
+    # with default settings; split_seed keeps the reward and test images out of training.
+    image_size = spec.input_size if spec.input_size != _native_size(spec.dataset) else None
     model, meta = get_pretrained(PretrainConfig(
         model=spec.model, dataset=spec.dataset, data_root=spec.data_root, width_mult=spec.width_mult,
-        input_size=spec.input_size, seed=spec.split_seed))
-    image_size = spec.input_size if spec.input_size != _native_size(spec.dataset) else None
+        input_size=image_size, split_seed=spec.split_seed))
     splits = make_splits(load_dataset(spec.dataset, spec.data_root, image_size=image_size),
                          SplitConfig(seed=spec.split_seed))
     specs = extract_layer_specs(model, splits.input_shape, batch=profile.batch)

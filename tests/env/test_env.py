@@ -200,3 +200,12 @@ def test_vector_envs():
             _, rewards, dones, infos = vec.step(np.zeros((2, 1), np.float32))
         assert dones.all() and all("accuracy" in info for info in infos)
         vec.close()
+
+
+def test_env_uses_the_default_pretrained_checkpoint(default_env):
+    """The default env and `haq-rl pretrain` with defaults share one cached float model."""
+    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path
+
+    meta = default_env.unwrapped.env_spec
+    assert meta.model == "mobilenetv2" and meta.input_size == 28
+    assert cached_checkpoint_path(PretrainConfig(model="mobilenetv2")).is_file()
