@@ -202,10 +202,12 @@ def test_vector_envs():
         vec.close()
 
 
-def test_env_uses_the_default_pretrained_checkpoint(default_env):
+def test_env_uses_the_default_pretrained_checkpoint(default_env, pretrained_mobilenetv2):
     """The default env and `haq-rl pretrain` with defaults share one cached float model."""
-    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path
+    import torch
 
-    meta = default_env.unwrapped.env_spec
-    assert meta.model == "mobilenetv2" and meta.input_size == 28
-    assert cached_checkpoint_path(PretrainConfig(model="mobilenetv2")).is_file()
+    env_model = default_env.unwrapped.evaluator.model
+    reference, _ = pretrained_mobilenetv2
+    for (name, value), (_, expected) in zip(env_model.state_dict().items(),
+                                            reference.state_dict().items(), strict=True):
+        assert torch.equal(value, expected), name
