@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import haq_rl  # noqa: E402
 from _common import write_results  # noqa: E402
+
+import haq_rl  # noqa: E402
 
 
 def main() -> None:
