@@ -163,7 +163,7 @@ class _Recorder:
             self._write_best()
         self.count += 1
         if self.progress is not None:
-            self.progress({"episode": self.count, **(self.best or {})})
+            self.progress({**(self.best or {}), "episode": self.count})
 
     def _consider(self, info: dict[str, Any]) -> bool:
         within = info["cost_ratio"] <= self.env.budget_ratio + 1e-9
