@@ -114,7 +114,8 @@ def build_env(spec: EnvSpec, render_mode: str | None = None) -> QuantizationEnv:
     return QuantizationEnv(
         evaluator, specs, cost_table, objective=spec.objective, budget=spec.budget,
         min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
-        step_mode=spec.step_mode, render_mode=render_mode, env_spec=spec)
+        step_mode=spec.step_mode, budget_feature=spec.budget_feature, render_mode=render_mode,
+        env_spec=spec)
 
 
 def _native_size(dataset: str) -> int | None:

@@ -83,6 +83,9 @@ class QuantizationEnv(gym.Env):
     * ``min_bits`` / ``max_bits``: the bit range of the action (default 2..8).
     * ``pin_first_last``: keep the first and last layers at 8/8 bits.
     * ``step_mode``: ``alternate`` (HAQ) or ``joint``.
+    * ``budget_feature``: append a 13th observation feature, the cost of the bits chosen so
+      far (undecided layers at the minimum) over the budget, halved and clipped to [0, 1]
+      (0.5 = at budget). Not in HAQ; off by default.
 
     Most users create it from a registered spec: ``gymnasium.make("haq_rl/MobileNetV2Edge-v0",
     budget=0.3)``; any field of :class:`~haq_rl.env.spec.EnvSpec` can be overridden.
@@ -105,6 +108,7 @@ class QuantizationEnv(gym.Env):
         min_bits: int = 2,
         max_bits: int = 8,
         pin_first_last: bool = True,
+        budget_feature: bool = False,
         step_mode: str = "alternate",
         render_mode: str | None = None,
         env_spec: Any = None,
@@ -134,6 +138,7 @@ class QuantizationEnv(gym.Env):
         self.min_bits = min_bits
         self.max_bits = max_bits
         self.pin_first_last = pin_first_last
+        self.budget_feature = budget_feature
         self.step_mode = step_mode
         self.render_mode = render_mode
         self.env_spec = env_spec
@@ -162,7 +167,8 @@ class QuantizationEnv(gym.Env):
             raise ConfigError("the model has no free layer to quantize (all layers are pinned)")
         self.action_dim = 2 if step_mode == "joint" else 1
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURE_NAMES),), dtype=np.float32)
+        features = len(FEATURE_NAMES) + (1 if budget_feature else 0)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(features,), dtype=np.float32)
         self._features = static_layer_features(self.specs)
         self._step_index = 0
         self._w = np.full(layers, PINNED_BITS, dtype=np.int64)
@@ -238,7 +244,22 @@ class QuantizationEnv(gym.Env):
         observation = self._features[layer].copy()
         observation[PREVIOUS_ACTION] = self._previous_action if self._step_index > 0 else 0.0
         observation[ACTIVATION_FLAG] = 1.0 if part == 1 else 0.0
+        if self.budget_feature:
+            observation = np.append(observation, np.float32(self._projected_cost_feature()))
         return observation
+
+    def _projected_cost_feature(self) -> float:
+        """Cost of the bits chosen so far, undecided layers at the minimum, over the budget.
+
+        Scaled so 0.5 means "exactly at budget": above it the wall will cut bits.
+        """
+        decided = np.zeros(len(self.layer_names), dtype=bool)
+        for layer, _ in self._schedule[: self._step_index]:
+            decided[layer] = True
+        keep = decided | self.pinned
+        w = np.where(keep, self._w, self.min_bits)
+        a = np.where(keep | self.weight_only, self._a, self.min_bits)
+        return float(np.clip(self.cost(w, a) / self.budget, 0.0, 2.0) / 2.0)
 
     def _finish_episode(self) -> dict[str, Any]:
         return self.evaluate_policy(self._w.copy(), self._a.copy())

@@ -41,6 +41,7 @@ class EnvSpec:
     max_bits: int = 8
     pin_first_last: bool = True
     step_mode: str = "alternate"
+    budget_feature: bool = False
     weight_method: str = "linear"
     calibration: str = "mse"
     calibration_batches: int = 4

@@ -211,3 +211,20 @@ def test_env_uses_the_default_pretrained_checkpoint(default_env, pretrained_mobi
     for (name, value), (_, expected) in zip(env_model.state_dict().items(),
                                             reference.state_dict().items(), strict=True):
         assert torch.equal(value, expected), name
+
+
+def test_budget_feature_tracks_the_projected_cost():
+    env = gym.make(LENET_ID, budget_feature=True)
+    unwrapped = env.unwrapped
+    gym_check_env(unwrapped, skip_render_check=True)
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (len(FEATURE_NAMES) + 1,)
+    start = observation[-1]
+    assert start == pytest.approx(unwrapped.minimum_cost() / unwrapped.budget / 2, rel=1e-5)
+    previous = start
+    for _ in range(unwrapped.steps_per_episode - 1):
+        observation, *_ = env.step(np.ones(1, np.float32))  # 8 bits: the cost can only grow
+        assert observation[-1] >= previous
+        previous = observation[-1]
+    assert previous > 0.5  # all-8-bit proposals are over budget: the wall will cut
+    env.close()
