@@ -28,7 +28,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -407,7 +407,7 @@ def save_finetuned(path: str | Path, result: FinetuneResult, task: Task, config:
     """
     path = Path(path)
     assert result.policy is not None
-    meta = {
+    meta: dict[str, Any] = {
         # What load_checkpoint-style code needs to rebuild the float model.
         **{key: task.meta[key] for key in ("model", "num_classes", "in_channels", "input_size",
                                            "width_mult", "dataset") if key in task.meta},
@@ -469,7 +469,7 @@ def load_quantized_model(task: Task, payload: dict[str, Any], source: str = "che
 
 
 def _act_quant_hook(module: nn.Module, args: tuple) -> tuple:
-    return (module.act_quant(args[0]), *args[1:])
+    return (cast(ActFakeQuant, module.act_quant)(args[0]), *args[1:])
 
 
 # --------------------------------------------------------------------------- evaluate

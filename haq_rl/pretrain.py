@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -158,7 +158,9 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
     logger.info("pretraining %s on %s (%d images) for %d epochs at lr %g on %s",
                 config.model, config.dataset, len(splits.search_train), config.epochs,
                 config.lr, device)
-    train_epochs(model, loader, epochs=config.epochs, lr=config.lr, device=device,
+    # PretrainConfig.__post_init__ fills epochs/lr with the per-model defaults.
+    epochs, lr = cast(int, config.epochs), cast(float, config.lr)
+    train_epochs(model, loader, epochs=epochs, lr=lr, device=device,
                  progress=progress, desc=f"pretrain {config.model}")
     reward_acc = evaluate_accuracy(model, make_loader(splits.reward_val, batch_size=256))
     test_acc = evaluate_accuracy(model, make_loader(splits.test, batch_size=256))
@@ -177,8 +179,8 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
         "image_size": config.input_size,
         "mean": [float(v) for v in splits.mean],
         "std": [float(v) for v in splits.std],
-        "epochs": int(config.epochs),
-        "lr": float(config.lr),
+        "epochs": int(epochs),
+        "lr": float(lr),
         "batch_size": int(config.batch_size),
         "test_accuracy": float(test_acc),
         "reward_accuracy": float(reward_acc),

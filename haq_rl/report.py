@@ -503,6 +503,7 @@ def plot_bits(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathL
                 bits = np.asarray(getattr(run.policy, f"{part}_bits"))[
                     [run.policy.layer_names.index(n) for n in layers]]
                 offset = (i - (len(group) - 1) / 2) * bar_width
+                face: str | list[str]
                 if colors is None:
                     face = [KIND_COLORS.get(k, "grey") for k in kinds]
                     hatch = None
@@ -732,13 +733,14 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
         if isinstance(value, (bool, np.bool_)):
             return "yes" if value else "no"
         if isinstance(value, (int, np.integer)):
-            return f"{value:,}" if abs(value) >= 1e4 else str(value)
+            return f"{value:,}" if abs(int(value)) >= 1e4 else str(value)
         if isinstance(value, (float, np.floating)):
             if not math.isfinite(value):
                 return "-"
-            if float(value).is_integer() and abs(value) < 1e15:
-                return f"{int(value):,}" if abs(value) >= 1e4 else str(int(value))
-            return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:,.0f}"
+            magnitude = abs(float(value))
+            if float(value).is_integer() and magnitude < 1e15:
+                return f"{int(value):,}" if magnitude >= 1e4 else str(int(value))
+            return f"{value:.{digits}g}" if magnitude < 1e4 else f"{value:,.0f}"
         if value is None:
             return "-"
         return str(value).replace("|", "\\|")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from haq_rl.run_dir import (
     read_json,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:  # SB3 is imported lazily
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +369,9 @@ def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
         recorder.log.truncate(done)
         recorder.reset_from_log()
     if done > 0:
-        model = ALGO_CLASSES[agent_config.algo].load(run_dir / AGENT_FILE, env=env, device=agent_config.device)
+        # The ALGO_CLASSES are HaqAlgorithmMixin + an SB3 off-policy class, whose load() they inherit.
+        algo_class = cast("type[OffPolicyAlgorithm]", ALGO_CLASSES[agent_config.algo])
+        model = algo_class.load(run_dir / AGENT_FILE, env=env, device=agent_config.device)
         model.load_replay_buffer(run_dir / REPLAY_FILE)
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:

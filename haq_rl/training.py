@@ -133,7 +133,8 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     model.to(dev)
     if has_conv:
-        model.to(memory_format=torch.channels_last)
+        # torch's Module.to stubs omit memory_format, which Module.to accepts at runtime.
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
     optimizer = torch.optim.SGD(
@@ -182,5 +183,5 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
     finally:
         bar.close()
         if has_conv:
-            model.to(memory_format=torch.contiguous_format)
+            model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # stub omits memory_format
     return epoch_losses

@@ -124,7 +124,7 @@ def load_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[
     labels = np.concatenate([p[1] for p in parts])
     test_mask = np.zeros(len(labels), dtype=bool)
     test_mask[len(labels) - len(parts[-1][1]) :] = True
-    class_names = CIFAR10_CLASSES
+    class_names: tuple[str, ...] = CIFAR10_CLASSES
     meta_path = folder / CIFAR10_META_FILE
     if meta_path.is_file():
         meta = load_pickle_dict(meta_path)

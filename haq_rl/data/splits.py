@@ -120,7 +120,7 @@ def split_indices(
     rng = np.random.default_rng(config.seed)
     has_official = official_test_mask is not None and bool(official_test_mask.any())
     all_idx = np.arange(len(labels))
-    if has_official:
+    if has_official and official_test_mask is not None:  # `is not None` already in has_official
         test_parts = [all_idx[official_test_mask]]
         pool = all_idx[~official_test_mask]
     else:

@@ -25,7 +25,7 @@ def enforce_budget(
     cost: CostFunction,
     budget: float,
     min_bits: int,
-    frozen: Sequence[bool],
+    frozen: Sequence[bool] | np.ndarray,
     lower_activations: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Lower bits until ``cost(w, a) <= budget``; returns new arrays and the bits lowered.

@@ -13,10 +13,10 @@ from haq_rl.hardware.layer_spec import LayerSpec, describe
 
 logger = logging.getLogger(__name__)
 
-QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+QUANTIZABLE_TYPES: tuple[type[nn.Conv2d], type[nn.Linear]] = (nn.Conv2d, nn.Linear)
 
 
-def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     """``(fully qualified name, module)`` of every Conv2d and Linear, in module order."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTIZABLE_TYPES)]
 
@@ -30,7 +30,7 @@ def _square(value: int | tuple[int, ...], what: str, name: str) -> int:
     return int(max(value))
 
 
-def _kind(module: nn.Module) -> str:
+def _kind(module: nn.Conv2d | nn.Linear) -> str:
     if isinstance(module, nn.Linear):
         return "linear"
     groups = module.groups

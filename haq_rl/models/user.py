@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -40,6 +41,7 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
         factory = getattr(factory, part)
     if not callable(factory):
         raise ConfigError(f"model factory {path!r} is not callable")
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # builtins without a signature: pass nothing extra

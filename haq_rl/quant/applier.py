@@ -22,6 +22,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from types import TracebackType
+from typing import cast
 
 import torch
 from torch import nn
@@ -89,7 +90,7 @@ class PolicyApplier:
         self.config = config or QuantConfig()
         self._layers: dict[str, nn.Module] = dict(layers or quantizable_modules(model))
         # References to the float storages (not copies): restore re-points at them.
-        self._float: dict[str, torch.Tensor] = {n: m.weight.data for n, m in self._layers.items()}
+        self._float: dict[str, torch.Tensor] = {n: cast(torch.Tensor, m.weight).data for n, m in self._layers.items()}
         # islice: a DataLoader may be passed; only the first batches are drawn from it.
         batches = list(islice(calibration_inputs, self.config.calibration_batches))
         self._stats: dict[str, InputStats] = collect_input_stats(model, self._layers, batches)
@@ -154,7 +155,7 @@ class PolicyApplier:
         """Forget caches after the float weights changed; recalibrate if inputs are given."""
         applied = self._policy
         self.restore()
-        self._float = {n: m.weight.data for n, m in self._layers.items()}
+        self._float = {n: cast(torch.Tensor, m.weight).data for n, m in self._layers.items()}
         self.clear_cache()
         if calibration_inputs is not None:
             batches = list(islice(calibration_inputs, self.config.calibration_batches))

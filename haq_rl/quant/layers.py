@@ -10,10 +10,10 @@ from torch import nn
 
 from haq_rl.errors import ConfigError
 
-QUANTIZABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+QUANTIZABLE_TYPES: tuple[type[nn.Conv2d], type[nn.Linear]] = (nn.Conv2d, nn.Linear)
 
 
-def quantizable_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def quantizable_modules(model: nn.Module) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     """``(name, module)`` of every Conv2d / Linear of ``model`` in ``named_modules`` order."""
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, QUANTIZABLE_TYPES)]
     if not layers:

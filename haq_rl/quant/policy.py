@@ -7,7 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -40,7 +40,8 @@ class QuantPolicy:
         if isinstance(layers, Mapping):
             items = [(name, bits) for name, bits in layers.items()]
         else:
-            items = [(row[0], tuple(row[1:])) for row in layers]
+            rows = cast(Iterable[Sequence[Any]], layers)  # not a Mapping: (name, w, a) rows
+            items = [(row[0], tuple(row[1:])) for row in rows]
         parsed: dict[str, tuple[int, int]] = {}
         for name, bits in items:
             if not isinstance(name, str) or not name:
@@ -62,7 +63,8 @@ class QuantPolicy:
         return cls([(name, w, a) for name in names], metadata)
 
     @classmethod
-    def from_arrays(cls, names: Sequence[str], w_bits: Sequence[int], a_bits: Sequence[int],
+    def from_arrays(cls, names: Sequence[str], w_bits: Sequence[int] | np.ndarray,
+                    a_bits: Sequence[int] | np.ndarray,
                     **metadata: Any) -> QuantPolicy:
         """Build from parallel sequences (e.g. the env's per-layer actions)."""
         if not len(names) == len(w_bits) == len(a_bits):

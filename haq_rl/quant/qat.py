@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -58,6 +58,8 @@ class WeightFakeQuant(nn.Module):
 
 class KMeansWeight(nn.Module):
     """Parametrization: latent weight -> mean of each weight's (fixed) cluster."""
+
+    assignments: torch.Tensor  # registered buffer
 
     def __init__(self, assignments: torch.Tensor, bits: int) -> None:
         super().__init__()
@@ -109,7 +111,7 @@ class ActFakeQuant(nn.Module):
 
 
 def _act_pre_hook(module: nn.Module, args: tuple) -> tuple:
-    return (module.act_quant(args[0]), *args[1:])
+    return (cast(ActFakeQuant, module.act_quant)(args[0]), *args[1:])
 
 
 def prepare_qat(model: nn.Module, policy: QuantPolicy, config: QuantConfig | None,
