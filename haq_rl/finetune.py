@@ -37,6 +37,7 @@ from torch import nn
 from haq_rl import __version__
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
+from haq_rl.env.bits import pinned_layers, uniform_bits
 from haq_rl.env.factory import Task, load_task
 from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, PolicyError
 from haq_rl.quant import ActFakeQuant, QuantPolicy, export_qat, prepare_qat, quantizable_modules
@@ -48,9 +49,6 @@ FINETUNED_FILE = "finetuned.pt"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FORMAT_VERSION = 1
 METRICS_FORMAT_VERSION = 1
-# Bits of the layers the env pins (first and last) and of the activations of
-# weight-only objectives: the uniform baselines follow the same convention as the search.
-PINNED_BITS = 8
 _BUDGET_TOLERANCE = 1e-9
 
 
@@ -137,11 +135,7 @@ def _test_loader(task: Task) -> torch.utils.data.DataLoader:
 
 
 def _pinned(task: Task) -> np.ndarray:
-    layers = len(task.specs)
-    pinned = np.zeros(layers, dtype=bool)
-    if task.spec.pin_first_last and layers > 0:
-        pinned[[0, layers - 1]] = True
-    return pinned
+    return pinned_layers(len(task.specs), task.spec.pin_first_last)
 
 
 def uniform_policy(task: Task, bits: int) -> QuantPolicy:
@@ -150,9 +144,7 @@ def uniform_policy(task: Task, bits: int) -> QuantPolicy:
     Layers the env pins (first and last) stay at 8 bits; a weight-only objective (size)
     keeps activations at 8 bits. ``bits=8`` is therefore all 8/8.
     """
-    pinned = _pinned(task)
-    w = np.where(pinned, PINNED_BITS, bits)
-    a = np.where(pinned | task.spec.weight_only, PINNED_BITS, bits)
+    w, a = uniform_bits(_pinned(task), task.spec.weight_only, bits)
     return QuantPolicy.from_arrays(task.layer_names, w, a, name=f"uniform {bits}/{bits}")
 
 

@@ -38,6 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from haq_rl.env.bits import pinned_layers, uniform_bits
 from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.run_dir import (
     BASE_COLUMNS,
@@ -60,8 +61,6 @@ COST_LABELS = {"latency_ms": "latency (ms)", "energy_uj": "energy (uJ)", "size_b
                "bops": "BOPs"}
 #: Bits of the reference policy that every ratio is taken to (HAQ's "uniform 8/8").
 REFERENCE_BITS = 8
-#: Layers the env pins to 8 bits when ``pin_first_last`` is set (see QuantizationEnv).
-PINNED_BITS = 8
 
 KIND_COLORS = {"conv": "#1f77b4", "depthwise": "#ff7f0e", "grouped": "#9467bd", "linear": "#2ca02c"}
 KIND_HATCHES = {"conv": "", "depthwise": "///", "grouped": "xxx", "linear": "..."}
@@ -342,9 +341,7 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
     table = _table_of(run)
     env = run.env
     n = len(run.layers)
-    pinned = np.zeros(n, dtype=bool)
-    if env.get("pin_first_last", True) and n:
-        pinned[[0, n - 1]] = True
+    pinned = pinned_layers(n, bool(env.get("pin_first_last", True)))
     weight_only = run.objective == "size"
     cost_array = np.asarray(table.objective(run.objective), dtype=np.float64)
     ref = np.full(n, REFERENCE_BITS)
@@ -354,8 +351,7 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
     have_bits = not run.episodes.empty and all(c in run.episodes.columns for c in w_cols + a_cols)
     rows = []
     for bits in range(int(env.get("max_bits", 8)), int(env.get("min_bits", 2)) - 1, -1):
-        w = np.where(pinned, PINNED_BITS, bits)
-        a = np.where(pinned | weight_only, PINNED_BITS, bits)
+        w, a = uniform_bits(pinned, weight_only, bits)
         cost = float(_lookup(cost_array, w, a).sum())
         accuracy, episode = math.nan, None
         if have_bits:

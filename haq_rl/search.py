@@ -26,6 +26,7 @@ import numpy as np
 
 from haq_rl import __version__
 from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
+from haq_rl.env.bits import uniform_bits
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
 from haq_rl.run_dir import (
     BEST_POLICY_FILE,
@@ -276,9 +277,7 @@ def _search_random(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
 
 
 def _free_bits(env: Any, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    w = np.where(env.pinned, 8, bits)
-    a = np.where(env.pinned | env.weight_only, 8, bits)
-    return w.astype(np.int64), a.astype(np.int64)
+    return uniform_bits(env.pinned, env.weight_only, bits)
 
 
 def _search_uniform(env: Any, config: SearchConfig, recorder: _Recorder) -> None:

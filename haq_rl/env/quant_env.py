@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from haq_rl.env.action_wall import enforce_budget
-from haq_rl.env.bits import action_to_bits, bits_to_action
+from haq_rl.env.bits import PINNED_BITS, action_to_bits, bits_to_action, pinned_layers
 from haq_rl.env.embedding import (
     ACTIVATION_FLAG,
     FEATURE_NAMES,
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 # HAQ's reward scale: R = lambda * (acc_quant - acc_ref), accuracies in percent.
 REWARD_LAMBDA = 0.1
-PINNED_BITS = 8
 
 
 class QuantizationEnv(gym.Env):
@@ -146,9 +145,7 @@ class QuantizationEnv(gym.Env):
         self.weight_only = objective in WEIGHT_ONLY_OBJECTIVES
 
         layers = len(specs)
-        self.pinned = np.zeros(layers, dtype=bool)
-        if pin_first_last and layers > 0:
-            self.pinned[[0, layers - 1]] = True
+        self.pinned = pinned_layers(layers, pin_first_last)
         self._cost_array = np.asarray(cost_table.objective(objective), dtype=np.float64)
         self._layer_index = np.arange(layers)
         self.reference_cost = self.cost(np.full(layers, 8), np.full(layers, 8))
