@@ -5,15 +5,21 @@ best policy's reward-split accuracy (before fine-tuning) and cost ratio, as mean
 standard deviation over seeds, plus the agent's share of the DDPG wall time (everything
 but policy evaluation and env construction).
 
-    .venv/bin/python bench/bench_search.py --episodes 150 --seeds 0 1 2 --budgets 0.3 0.5 0.7
+    .venv/bin/python bench/bench_search.py --episodes 150 --seeds 0 1 2 --budgets 0.3 0.5 0.7 --jobs 2
+
+With ``--jobs 2`` two searches share the two cores, so ``search_s`` is per search under
+that load; the accuracies do not depend on ``--jobs`` (each search is seeded and runs
+with one torch thread).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
 import statistics
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -32,30 +38,42 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--methods", nargs="+", default=["ddpg", "random", "uniform"])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per search")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="searches run at once, each in its own process (at most one per core)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    runs_root = RESULTS / "search_runs"
-    per_run = []
-    for budget in args.budgets:
-        for method in args.methods:
-            for seed in args.seeds if method != "uniform" else args.seeds[:1]:
-                out = runs_root / f"b{budget}-{method}-s{seed}"
-                shutil.rmtree(out, ignore_errors=True)
-                result = run_search(SearchConfig(
-                    env=args.env, method=method, episodes=args.episodes, budget=budget, seed=seed,
-                    out=str(out), progress=False))
-                search_seconds = result.wall_time_s - result.setup_seconds
-                per_run.append({
-                    "budget": budget, "method": method, "seed": seed,
-                    "best_accuracy": result.best_accuracy, "best_cost_ratio": result.best_cost_ratio,
-                    "evaluations": result.evaluations, "search_s": search_seconds,
-                    "agent_share": max(0.0, 1 - result.eval_seconds / search_seconds),
-                })
-                print(per_run[-1], flush=True)
-                # Written after every run so a long benchmark can be read while it runs.
-                write_results("search_runs", per_run, "Search quality, one row per run", _command(args))
-                _write_summary(per_run, args)
+    runs = [(budget, method, seed)
+            for budget in args.budgets
+            for method in args.methods
+            for seed in (args.seeds if method != "uniform" else args.seeds[:1])]
+    per_run: list[dict] = []
+    # Spawned workers: a forked child would inherit this process's torch thread pool.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = [pool.submit(_one_search, args.env, budget, method, seed, args.episodes, args.threads)
+                   for budget, method, seed in runs]
+        for future in as_completed(futures):
+            per_run.append(future.result())
+            print(per_run[-1], flush=True)
+            per_run.sort(key=lambda r: (args.budgets.index(r["budget"]), args.methods.index(r["method"]), r["seed"]))
+            # Written after every run so a long benchmark can be read while it runs.
+            write_results("search_runs", per_run, "Search quality, one row per run", _command(args))
+            _write_summary(per_run, args)
+
+
+def _one_search(env: str, budget: float, method: str, seed: int, episodes: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    out = RESULTS / "search_runs" / f"b{budget}-{method}-s{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    result = run_search(SearchConfig(
+        env=env, method=method, episodes=episodes, budget=budget, seed=seed, out=str(out), progress=False))
+    search_seconds = result.wall_time_s - result.setup_seconds
+    return {
+        "budget": budget, "method": method, "seed": seed,
+        "best_accuracy": result.best_accuracy, "best_cost_ratio": result.best_cost_ratio,
+        "evaluations": result.evaluations, "search_s": search_seconds,
+        "agent_share": max(0.0, 1 - result.eval_seconds / search_seconds),
+    }
 
 
 def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
@@ -81,7 +99,7 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
 
 def _command(args: argparse.Namespace) -> str:
     return (f"python bench/bench_search.py --episodes {args.episodes} --seeds {' '.join(map(str, args.seeds))} "
-            f"--budgets {' '.join(map(str, args.budgets))}")
+            f"--budgets {' '.join(map(str, args.budgets))} --jobs {args.jobs}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from haq_rl.run_dir import (
 if TYPE_CHECKING:  # SB3 is imported lazily
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+    from haq_rl.agent import AgentConfig
+
 logger = logging.getLogger(__name__)
 
 RL_METHODS = ("ddpg", "td3", "sac")
@@ -357,11 +359,11 @@ def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
     """
     from stable_baselines3.common.logger import configure
 
-    from haq_rl.agent import ALGO_CLASSES, AgentConfig, EpisodeRecorder, learn_episodes, make_agent
+    from haq_rl.agent import ALGO_CLASSES, EpisodeRecorder, learn_episodes, make_agent
 
     run_dir = recorder.run_dir
     learning_episodes = config.episodes - 1
-    agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
+    agent_config = _agent_config(config)
     state_path = run_dir / STATE_FILE
     done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
     if recorder.count != done:  # rows written after the last checkpoint are redone
@@ -395,6 +397,24 @@ def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
     if recorder.count < config.episodes:
         recorder.record(_deterministic_rollout(env, model), "final")
         checkpoint()
+
+
+def _agent_config(config: SearchConfig) -> AgentConfig:
+    """HAQ's agent settings, with the noise decay fitted to the run's length.
+
+    Unless ``noise_decay`` is set explicitly, the exploration noise follows HAQ's
+    600-episode schedule compressed into this run (:func:`run_length_decay`): with HAQ's
+    literal 0.99 a 80-episode run would end still exploring at half its start std.
+    """
+    from haq_rl.agent import AgentConfig, run_length_decay
+
+    agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
+    noisy_episodes = config.episodes - 1 - agent_config.warmup_episodes
+    if "noise_decay" in config.agent or noisy_episodes < 1:
+        return agent_config
+    decay = run_length_decay(noisy_episodes)
+    logger.info("noise decay %.4f per episode over %d noisy episodes (HAQ's schedule)", decay, noisy_episodes)
+    return dataclasses.replace(agent_config, noise_decay=decay)
 
 
 def _deterministic_rollout(env: Any, model: Any) -> dict[str, Any]:

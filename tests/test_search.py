@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from haq_rl.agent import HaqDDPG
 from haq_rl.cli import main
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
 from haq_rl.quant import QuantPolicy
@@ -57,6 +58,14 @@ def test_ddpg_run_directory_and_determinism(tmp_path):
     assert [int(r["episode"]) for r in rows] == list(range(10))
     assert all(float(r["cost_ratio"]) <= 0.4 + 1e-9 for r in rows)
     assert (first.run_dir / "episodes.csv").read_text() == (second.run_dir / "episodes.csv").read_text()
+    # 10 episodes = 4 warm-up + 5 noisy + 1 final: HAQ's noise schedule fitted to 5 noisy episodes.
+    assert HaqDDPG.load(first.run_dir / "agent.zip").action_noise.decay == pytest.approx(0.99 ** (580 / 5))
+
+
+def test_explicit_noise_decay_is_kept(tmp_path):
+    result = run_search(_config(tmp_path, "d", method="ddpg", episodes=3,
+                                agent={"warmup_episodes": 1, "noise_decay": 0.99}))
+    assert HaqDDPG.load(result.run_dir / "agent.zip").action_noise.decay == 0.99
 
 
 def test_sigkill_then_resume_has_every_episode_exactly_once(tmp_path):

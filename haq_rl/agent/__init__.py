@@ -16,7 +16,7 @@ from haq_rl.agent.algos import ALGO_CLASSES, HaqAlgorithmMixin, HaqDDPG, HaqSAC,
 from haq_rl.agent.callbacks import EpisodeProgressBar, EpisodeRecorder, EpisodeSink
 from haq_rl.agent.config import ALGOS, AgentConfig
 from haq_rl.agent.factory import episode_length, learn_episodes, make_agent
-from haq_rl.agent.noise import TruncatedNormalNoise, truncated_normal
+from haq_rl.agent.noise import TruncatedNormalNoise, run_length_decay, truncated_normal
 from haq_rl.agent.replay import APPLIED_ACTIONS_KEY, EpisodeRewardReplayBuffer
 
 __all__ = [
@@ -36,5 +36,6 @@ __all__ = [
     "episode_length",
     "learn_episodes",
     "make_agent",
+    "run_length_decay",
     "truncated_normal",
 ]

@@ -4,6 +4,11 @@ HAQ (``lib/rl/ddpg.py: select_action``) samples the executed action from a norma
 distribution centred on the actor's output, truncated to the action range, with a std
 ``init_delta * delta_decay ** (episode - warmup)``. Truncation (not clipping) matters:
 clipping would pile probability mass on the lowest / highest bit width.
+
+HAQ's schedule (std x0.99 per episode) is tuned for its 600-episode runs, which end with
+a std of 0.5 * 0.99 ** 580 = 0.0015, i.e. pure exploitation. A 80-episode run with the
+same decay would still explore with std 0.27 at its end, so :func:`run_length_decay`
+compresses HAQ's schedule into a shorter run: same start, same end.
 """
 
 from __future__ import annotations
@@ -11,6 +16,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 from stable_baselines3.common.noise import ActionNoise
+
+#: HAQ's runs (``rl_quantize.py``): 600 episodes, the first 20 of them warm-up, and the
+#: noise std multiplied by 0.99 after every episode past the warm-up.
+HAQ_EPISODES = 600
+HAQ_WARMUP_EPISODES = 20
+HAQ_NOISE_DECAY = 0.99
+
+
+def run_length_decay(noisy_episodes: int) -> float:
+    """Per-episode decay that takes HAQ's start std to HAQ's final std in ``noisy_episodes``.
+
+    ``noisy_episodes`` are the episodes that draw exploration noise (after the warm-up).
+    A run as long as HAQ's gets HAQ's 0.99; a shorter run decays faster, a longer one
+    slower, and every run ends at 0.99 ** 580 = 0.29 % of the start std.
+    """
+    if noisy_episodes < 1:
+        raise ValueError(f"noisy_episodes={noisy_episodes} must be >= 1")
+    return HAQ_NOISE_DECAY ** ((HAQ_EPISODES - HAQ_WARMUP_EPISODES) / noisy_episodes)
 
 
 def truncated_normal(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from haq_rl.agent import TruncatedNormalNoise, truncated_normal
+from haq_rl.agent import TruncatedNormalNoise, run_length_decay, truncated_normal
 
 
 @pytest.mark.parametrize("sigma", [1e-6, 0.1, 1.0, 10.0])
@@ -59,3 +59,12 @@ def test_same_seed_same_samples() -> None:
     xs = [a.perturb(np.array([0.5], dtype=np.float32)) for _ in range(10)]
     ys = [b.perturb(np.array([0.5], dtype=np.float32)) for _ in range(10)]
     assert np.array_equal(np.array(xs), np.array(ys))
+
+
+def test_run_length_decay_compresses_haqs_schedule() -> None:
+    assert run_length_decay(580) == pytest.approx(0.99)  # HAQ's own run: 600 - 20 warm-up
+    for noisy in (59, 179, 1000):  # every run ends at HAQ's final std
+        assert run_length_decay(noisy) ** noisy == pytest.approx(0.99**580)
+    assert run_length_decay(59) < 0.99 < run_length_decay(1000)
+    with pytest.raises(ValueError, match="noisy_episodes=0"):
+        run_length_decay(0)
