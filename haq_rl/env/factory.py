@@ -28,6 +28,10 @@ def make_env(spec: EnvSpec | str | Path, render_mode: str | None = None, **overr
     return build_env(spec, render_mode=render_mode)
 
 
+#: Added to ``split_seed`` to seed the shuffle of the per-episode fine-tune batches.
+FINETUNE_SEED_OFFSET = 1
+
+
 @dataclass
 class Task:
     """The pieces of one quantization task that an env, a fine-tune or an evaluation share.
@@ -96,16 +100,17 @@ def build_env(spec: EnvSpec, render_mode: str | None = None) -> QuantizationEnv:
     task = load_task(spec)
     model, splits, specs, device = task.model, task.splits, task.specs, task.device
     cost_table, quant_config = task.cost_table, task.quant_config
-    generator = torch.Generator().manual_seed(spec.split_seed)
-    calibration = _batches(splits.search_train, spec.reward_batch_size, generator)[: spec.calibration_batches]
+    # HAQ's optional per-episode fine-tune shuffles with its own seeded generator, so
+    # its batch order does not depend on how the calibration images were drawn.
+    finetune_generator = torch.Generator().manual_seed(spec.split_seed + FINETUNE_SEED_OFFSET)
     evaluator = PolicyEvaluator(
         model,
         [name for name, _ in quantizable_layers(model)],
         reward_batches=_batches(splits.reward_val, spec.reward_batch_size),
-        calibration_inputs=[inputs for inputs, _ in calibration],
+        calibration_inputs=task.calibration_inputs(),
         quant_config=quant_config,
         device=device,
-        finetune_batches=_batches(splits.search_train, 64, generator) if spec.finetune_steps else (),
+        finetune_batches=_batches(splits.search_train, 64, finetune_generator) if spec.finetune_steps else (),
         finetune_steps=spec.finetune_steps,
         finetune_lr=spec.finetune_lr,
     )

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -228,3 +229,21 @@ def test_budget_feature_tracks_the_projected_cost():
         previous = observation[-1]
     assert previous > 0.5  # all-8-bit proposals are over budget: the wall will cut
     env.close()
+
+
+def test_per_episode_finetune_changes_accuracy_and_restores_the_float_model():
+    """HAQ's optional short fine-tune: real QAT steps, float weights back afterwards."""
+    plain = gym.make(LENET_ID).unwrapped
+    tuned = gym.make(LENET_ID, finetune_steps=8, finetune_lr=0.01).unwrapped
+    weights_before = {k: v.clone() for k, v in tuned.evaluator.model.state_dict().items()}
+    layers = len(plain.evaluator.layer_names)
+    w_bits, a_bits = np.full(layers, 2), np.full(layers, 8)  # 2-bit k-means weights lose accuracy
+    before = plain.evaluator.accuracy(w_bits, a_bits)
+    after = tuned.evaluator.accuracy(w_bits, a_bits)
+    assert after > before  # fine-tuning recovers some of what 2 bits lose
+    for name, value in tuned.evaluator.model.state_dict().items():
+        assert torch.equal(value, weights_before[name]), name
+    assert tuned.evaluator._accuracy() == tuned.evaluator.float_accuracy
+    # Same seed, same fine-tune batches: a second env reproduces the result.
+    again = gym.make(LENET_ID, finetune_steps=8, finetune_lr=0.01).unwrapped
+    assert again.evaluator.accuracy(w_bits, a_bits) == after
