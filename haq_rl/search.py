@@ -363,7 +363,7 @@ def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
 
     run_dir = recorder.run_dir
     learning_episodes = config.episodes - 1
-    agent_config = _agent_config(config)
+    agent_config = _agent_config(config, learning_episodes)
     state_path = run_dir / STATE_FILE
     done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
     if recorder.count != done:  # rows written after the last checkpoint are redone
@@ -399,7 +399,7 @@ def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
         checkpoint()
 
 
-def _agent_config(config: SearchConfig) -> AgentConfig:
+def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
     """HAQ's agent settings, with the noise decay fitted to the run's length.
 
     Unless ``noise_decay`` is set explicitly, the exploration noise follows HAQ's
@@ -409,7 +409,7 @@ def _agent_config(config: SearchConfig) -> AgentConfig:
     from haq_rl.agent import AgentConfig, run_length_decay
 
     agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
-    noisy_episodes = config.episodes - 1 - agent_config.warmup_episodes
+    noisy_episodes = learning_episodes - agent_config.warmup_episodes
     if "noise_decay" in config.agent or noisy_episodes < 1:
         return agent_config
     decay = run_length_decay(noisy_episodes)
