@@ -17,6 +17,14 @@ def _conv_bn(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
     ]
 
 
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
+    """Identity when shapes match, else a projection (option B): a quantizable 1x1 conv
+    like HAQ's ResNets."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(*_conv_bn(cin, cout, 1, stride))
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut."""
 
@@ -28,10 +36,7 @@ class BasicBlock(nn.Module):
         self.conv1, self.bn1 = _conv_bn(cin, planes, 3, stride)
         self.relu1 = nn.ReLU(inplace=False)
         self.conv2, self.bn2 = _conv_bn(planes, cout, 3, 1)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or cin != cout:
-            # Projection shortcut (option B): a quantizable 1x1 conv like HAQ's ResNets.
-            self.shortcut = nn.Sequential(*_conv_bn(cin, cout, 1, stride))
+        self.shortcut = _shortcut(cin, cout, stride)
         self.relu2 = nn.ReLU(inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,9 +58,7 @@ class Bottleneck(nn.Module):
         self.conv2, self.bn2 = _conv_bn(planes, planes, 3, stride)
         self.relu2 = nn.ReLU(inplace=False)
         self.conv3, self.bn3 = _conv_bn(planes, cout, 1, 1)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(*_conv_bn(cin, cout, 1, stride))
+        self.shortcut = _shortcut(cin, cout, stride)
         self.relu3 = nn.ReLU(inplace=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
