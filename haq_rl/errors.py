@@ -55,6 +55,13 @@ class BudgetError(HaqError, ValueError):
     """A hardware budget cannot be met by any allowed policy."""
 
 
+class MissingDependencyError(HaqError, ImportError):
+    """An optional dependency a feature needs is not installed (the message names the extra)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
     """Return the closest known name to ``name`` or None when nothing is close."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)

@@ -34,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="override an env spec setting, e.g. --set finetune_steps=20")
     parser.add_argument("--agent", action="append", default=[], metavar="KEY=VALUE",
                         help="override an agent setting, e.g. --agent warmup_episodes=5")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the method, e.g. --option activations=separate (hawq), "
+                             "--option startup_trials=10 (tpe)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
 
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         env=args.env, method=args.method, episodes=args.episodes, budget=args.budget,
         hardware=args.hardware, objective=args.objective, seed=args.seed, out=args.out,
         device=args.device, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-        env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"))
+        env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"),
+        options=parse_key_values(args.option, "--option"))
     result = run_search(config, resume=args.resume)
     best = result.best
     print(f"best policy (episode {best['episode']}): reward {best['reward']:.3f}, "

@@ -7,9 +7,11 @@ held as a few pre-built tensors so evaluating costs little more than a float for
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +22,20 @@ from haq_rl.quant import PolicyApplier, QuantConfig, QuantPolicy
 logger = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PolicyScores:
+    """What one evaluation measures on the reward split.
+
+    ``accuracy``: top-1 in percent. ``kl``: mean KL divergence (nats per image) of the
+    quantized model's predicted distribution from the float model's, ``KL(float || quant)``:
+    0 for the float model, and unlike accuracy it keeps falling as a policy gets worse
+    below chance, so it still ranks policies that all score at chance.
+    """
+
+    accuracy: float
+    kl: float
 
 
 class PolicyEvaluator:
@@ -34,6 +50,14 @@ class PolicyEvaluator:
         quant_config: quantizer settings.
         finetune_batches / finetune_steps / finetune_lr: HAQ's optional short fine-tune
             of each policy before it is evaluated (off when ``finetune_steps`` is 0).
+        bn_batches: search-train input batches to re-estimate every BatchNorm's running
+            statistics with each policy before it is scored (empty: keep the float
+            model's statistics). Quantization shifts the pre-BN activations; the
+            re-estimated statistics are the ones a fine-tune would start from.
+
+    Every evaluation measures both the accuracy (percent) and the KL divergence of the
+    quantized model's predictions from the float model's on the reward split
+    (:meth:`scores`); :meth:`accuracy` is the first of the two.
     """
 
     def __init__(
@@ -47,6 +71,7 @@ class PolicyEvaluator:
         finetune_batches: Sequence[Batch] = (),
         finetune_steps: int = 0,
         finetune_lr: float = 1e-3,
+        bn_batches: Sequence[torch.Tensor] = (),
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -58,17 +83,24 @@ class PolicyEvaluator:
         self.finetune_batches = list(finetune_batches)
         self.finetune_steps = finetune_steps
         self.finetune_lr = finetune_lr
-        self._memo: dict[bytes, float] = {}
+        self.bn_batches = [x.to(self.device) for x in bn_batches]
+        self._memo: dict[bytes, PolicyScores] = {}
         self.evaluations = 0
         self.cache_hits = 0
         self.eval_seconds = 0.0  # wall time spent evaluating (benchmarks report the share)
-        self.float_accuracy = self._accuracy()
+        self._float_log_probs: list[torch.Tensor] | None = None
+        float_scores = self._measure()
+        self.float_accuracy = float_scores.accuracy
 
     def policy(self, w_bits: np.ndarray, a_bits: np.ndarray) -> QuantPolicy:
         return QuantPolicy.from_arrays(self.layer_names, w_bits, a_bits)
 
     def accuracy(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
         """Reward-split accuracy (percent) of the policy; repeated policies cost nothing."""
+        return self.scores(w_bits, a_bits).accuracy
+
+    def scores(self, w_bits: np.ndarray, a_bits: np.ndarray) -> PolicyScores:
+        """Accuracy and KL divergence from the float model on the reward split (memoised)."""
         key = np.asarray(w_bits, np.int8).tobytes() + np.asarray(a_bits, np.int8).tobytes()
         if key in self._memo:
             self.cache_hits += 1
@@ -76,29 +108,68 @@ class PolicyEvaluator:
         started = time.perf_counter()
         policy = self.policy(w_bits, a_bits)
         if self.finetune_steps > 0:
-            accuracy = self._finetuned_accuracy(policy)
+            scores = self._finetuned_scores(policy)
         else:
             self.applier.apply(policy)
             try:
-                accuracy = self._accuracy()
+                with self._recalibrated_batchnorm():
+                    scores = self._measure()
             finally:
                 self.applier.restore()
         self.evaluations += 1
         self.eval_seconds += time.perf_counter() - started
-        self._memo[key] = accuracy
-        return accuracy
+        self._memo[key] = scores
+        return scores
 
     @torch.no_grad()
-    def _accuracy(self) -> float:
+    def _measure(self) -> PolicyScores:
+        """Accuracy and KL(float || model) of the model as it is now; the first call is the float model."""
         self.model.eval()
         correct = 0
         total = 0
-        for inputs, labels in self.reward_batches:
-            correct += int((self.model(inputs).argmax(dim=1) == labels).sum())
+        divergence = 0.0
+        log_probs = []
+        for index, (inputs, labels) in enumerate(self.reward_batches):
+            logits = self.model(inputs)
+            correct += int((logits.argmax(dim=1) == labels).sum())
             total += int(labels.numel())
-        return 100.0 * correct / max(total, 1)
+            current = torch.log_softmax(logits.float(), dim=1)
+            log_probs.append(current)
+            if self._float_log_probs is not None:
+                reference = self._float_log_probs[index]
+                divergence += float((reference.exp() * (reference - current)).sum())
+        if self._float_log_probs is None:
+            self._float_log_probs = log_probs
+        return PolicyScores(accuracy=100.0 * correct / max(total, 1), kl=divergence / max(total, 1))
 
-    def _finetuned_accuracy(self, policy: QuantPolicy) -> float:
+    @contextlib.contextmanager
+    def _recalibrated_batchnorm(self) -> Iterator[None]:
+        """Re-estimate BatchNorm statistics on ``bn_batches`` for the applied policy; restore after."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not self.bn_batches or not norms:
+            yield
+            return
+        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+                 for m in norms]  # type: ignore[union-attr]
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the batches
+                m.train()
+            with torch.no_grad():
+                for inputs in self.bn_batches:
+                    self.model(inputs)
+            self.model.eval()
+            yield
+        finally:
+            for m, (momentum, mean, var, tracked) in zip(norms, saved, strict=True):
+                m.momentum = momentum
+                m.running_mean.copy_(mean)  # type: ignore[union-attr]
+                m.running_var.copy_(var)  # type: ignore[union-attr]
+                m.num_batches_tracked.copy_(tracked)  # type: ignore[union-attr]
+            self.model.eval()
+
+    def _finetuned_scores(self, policy: QuantPolicy) -> PolicyScores:
         """HAQ's per-episode fine-tune: QAT for a few steps, evaluate, restore the float weights."""
         from haq_rl.quant import prepare_qat, remove_qat
 
@@ -115,9 +186,9 @@ class PolicyEvaluator:
                     self.model(inputs.to(self.device)), labels.to(self.device))
                 loss.backward()
                 optimizer.step()
-            accuracy = self._accuracy()
+            scores = self._measure()
         finally:
             remove_qat(self.model)
             self.model.load_state_dict(saved)
             self.model.eval()
-        return accuracy
+        return scores

@@ -30,6 +30,8 @@ def make_env(spec: EnvSpec | str | Path, render_mode: str | None = None, **overr
 
 #: Added to ``split_seed`` to seed the shuffle of the per-episode fine-tune batches.
 FINETUNE_SEED_OFFSET = 1
+#: Added to ``split_seed`` to seed the draw of the BatchNorm re-estimation batches.
+BN_SEED_OFFSET = 2
 
 
 @dataclass
@@ -59,6 +61,14 @@ class Task:
         generator = torch.Generator().manual_seed(self.spec.split_seed)
         batches = _batches(self.splits.search_train, self.spec.reward_batch_size, generator)
         return [inputs for inputs, _ in batches[: self.spec.calibration_batches]]
+
+    def bn_inputs(self) -> list[torch.Tensor]:
+        """The search-train batches that re-estimate BatchNorm per policy (``bn_recalibration``)."""
+        if self.spec.bn_recalibration == 0:
+            return []
+        generator = torch.Generator().manual_seed(self.spec.split_seed + BN_SEED_OFFSET)
+        batches = _batches(self.splits.search_train, self.spec.reward_batch_size, generator)
+        return [inputs for inputs, _ in batches[: self.spec.bn_recalibration]]
 
 
 def load_task(spec: EnvSpec | str | Path) -> Task:
@@ -113,14 +123,18 @@ def build_env(spec: EnvSpec, render_mode: str | None = None) -> QuantizationEnv:
         finetune_batches=_batches(splits.search_train, 64, finetune_generator) if spec.finetune_steps else (),
         finetune_steps=spec.finetune_steps,
         finetune_lr=spec.finetune_lr,
+        bn_batches=task.bn_inputs(),
     )
     logger.info("built env %s: %d layers, float reward accuracy %.2f%%",
                 spec.id, len(specs), evaluator.float_accuracy)
-    return QuantizationEnv(
+    env = QuantizationEnv(
         evaluator, specs, cost_table, objective=spec.objective, budget=spec.budget,
         min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
-        step_mode=spec.step_mode, budget_feature=spec.budget_feature, render_mode=render_mode,
+        step_mode=spec.step_mode, budget_feature=spec.budget_feature, reward_metric=spec.reward_metric,
+        render_mode=render_mode,
         env_spec=spec)
+    env.task = task  # the splits, for methods that need labelled search-train data (hawq)
+    return env
 
 
 def _native_size(dataset: str) -> int | None:

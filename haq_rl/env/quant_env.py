@@ -18,7 +18,7 @@ from haq_rl.env.embedding import (
     static_layer_features,
 )
 from haq_rl.env.evaluator import PolicyEvaluator
-from haq_rl.env.spec import OBJECTIVES, STEP_MODES, WEIGHT_ONLY_OBJECTIVES
+from haq_rl.env.spec import OBJECTIVES, REWARD_METRICS, STEP_MODES, WEIGHT_ONLY_OBJECTIVES
 from haq_rl.errors import BudgetError, ConfigError, UnknownNameError
 from haq_rl.hardware import CostTable, LayerSpec
 
@@ -109,6 +109,7 @@ class QuantizationEnv(gym.Env):
         pin_first_last: bool = True,
         budget_feature: bool = False,
         step_mode: str = "alternate",
+        reward_metric: str = "accuracy",
         render_mode: str | None = None,
         env_spec: Any = None,
     ) -> None:
@@ -116,6 +117,8 @@ class QuantizationEnv(gym.Env):
             raise UnknownNameError("objective", objective, OBJECTIVES)
         if step_mode not in STEP_MODES:
             raise UnknownNameError("step_mode", step_mode, STEP_MODES)
+        if reward_metric not in REWARD_METRICS:
+            raise UnknownNameError("reward_metric", reward_metric, REWARD_METRICS)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnknownNameError("render_mode", render_mode, self.metadata["render_modes"])
         if not 0.0 < budget <= 1.0:
@@ -138,6 +141,7 @@ class QuantizationEnv(gym.Env):
         self.max_bits = max_bits
         self.pin_first_last = pin_first_last
         self.budget_feature = budget_feature
+        self.reward_metric = reward_metric
         self.step_mode = step_mode
         self.render_mode = render_mode
         self.env_spec = env_spec
@@ -172,6 +176,7 @@ class QuantizationEnv(gym.Env):
         self._a = np.full(layers, PINNED_BITS, dtype=np.int64)
         self._previous_action = 0.0
         self.last_info: dict[str, Any] = {}
+        self.task: Any = None  # the Task it was built from (make_env), else None
 
     # ------------------------------------------------------------------ costs
     @property
@@ -273,12 +278,17 @@ class QuantizationEnv(gym.Env):
         else:
             w, a, lowered = proposed_w.copy(), proposed_a.copy(), 0
         self._w[:], self._a[:] = w, a
-        accuracy = self.evaluator.accuracy(w, a)
-        reward = REWARD_LAMBDA * (accuracy - self.evaluator.float_accuracy)
+        scores = self.evaluator.scores(w, a)
+        accuracy = scores.accuracy
+        if self.reward_metric == "kl":
+            reward = -scores.kl
+        else:
+            reward = REWARD_LAMBDA * (accuracy - self.evaluator.float_accuracy)
         cost = self.cost(w, a)
         return {
             "reward": reward,
             "accuracy": accuracy,
+            "kl": scores.kl,
             "float_accuracy": self.evaluator.float_accuracy,
             "policy": {name: (int(wb), int(ab)) for name, wb, ab in zip(self.layer_names, w, a, strict=True)},
             "w_bits": w.copy(),

@@ -22,6 +22,7 @@ WEIGHT_ONLY_OBJECTIVES = ("size",)
 STEP_MODES = ("alternate", "joint")
 CALIBRATIONS = ("max", "percentile", "mse", "kl")
 WEIGHT_METHODS = ("linear", "kmeans")
+REWARD_METRICS = ("accuracy", "kl")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class EnvSpec:
     reward_batch_size: int = 250
     finetune_steps: int = 0
     finetune_lr: float = 1e-3
+    reward_metric: str = "accuracy"
+    bn_recalibration: int = 0
     split_seed: int = 0
     device: str = "cpu"
     description: str = ""
@@ -58,6 +61,7 @@ class EnvSpec:
         _check_choice("step_mode", self.step_mode, STEP_MODES)
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("weight_method", self.weight_method, WEIGHT_METHODS)
+        _check_choice("reward_metric", self.reward_metric, REWARD_METRICS)
         if not 0.0 < float(self.budget) <= 1.0:
             raise ConfigError(f"budget={self.budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
         if not (isinstance(self.min_bits, int) and isinstance(self.max_bits, int)
@@ -69,6 +73,10 @@ class EnvSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if isinstance(self.bn_recalibration, bool) or not isinstance(self.bn_recalibration, int) \
+                or self.bn_recalibration < 0:
+            raise ConfigError(f"bn_recalibration={self.bn_recalibration!r} must be an integer >= 0 "
+                              "(search-train batches; 0 = off)")
         if not isinstance(self.finetune_steps, int) or self.finetune_steps < 0:
             raise ConfigError(f"finetune_steps={self.finetune_steps!r} must be an integer >= 0")
         if self.width_mult <= 0:

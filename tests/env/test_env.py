@@ -243,7 +243,7 @@ def test_per_episode_finetune_changes_accuracy_and_restores_the_float_model():
     assert after > before  # fine-tuning recovers some of what 2 bits lose
     for name, value in tuned.evaluator.model.state_dict().items():
         assert torch.equal(value, weights_before[name]), name
-    assert tuned.evaluator._accuracy() == tuned.evaluator.float_accuracy
+    assert tuned.evaluator._measure().accuracy == tuned.evaluator.float_accuracy
     # Same seed, same fine-tune batches: a second env reproduces the result.
     again = gym.make(LENET_ID, finetune_steps=8, finetune_lr=0.01).unwrapped
     assert again.evaluator.accuracy(w_bits, a_bits) == after

@@ -14,41 +14,41 @@ action wall, same cost table) and writes the same run directory:
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import numpy as np
 
 from haq_rl import __version__
 from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
-from haq_rl.env.bits import uniform_bits
-from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
+from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, unknown_name_message
 from haq_rl.run_dir import (
     BEST_POLICY_FILE,
     CONFIG_FILE,
     EPISODES_FILE,
-    STATE_FILE,
     EpisodeLog,
     episode_columns,
     read_json,
     write_json_atomic,
 )
 
-if TYPE_CHECKING:  # SB3 is imported lazily
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-
-    from haq_rl.agent import AgentConfig
-
 logger = logging.getLogger(__name__)
 
 RL_METHODS = ("ddpg", "td3", "sac")
-BASELINE_METHODS = ("random", "uniform", "greedy")
+BASELINE_METHODS = ("random", "uniform", "greedy", "hawq", "tpe")
 METHODS = RL_METHODS + BASELINE_METHODS
+
+#: Settings each method accepts in ``SearchConfig.options`` (``--option KEY=VALUE``), with defaults.
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {
+    # HAWQ-V3-style sensitivity + integer program (see haq_rl.search.hawq).
+    "hawq": {"probes": 32, "images": 256, "activations": "tied"},
+    # Optuna's multivariate TPE (see haq_rl.search.tpe).
+    "tpe": {"startup_trials": 10},
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class SearchConfig:
     progress: bool = True
     env_overrides: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -85,6 +86,15 @@ class SearchConfig:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"device={self.device!r} must be cpu, cuda, cuda:N or auto")
+        allowed = METHOD_OPTIONS.get(self.method, {})
+        for key in self.options:
+            if key not in allowed:
+                raise ConfigError(unknown_name_message(f"option of method {self.method}", key, list(allowed))
+                                  if allowed else f"method {self.method} takes no options (got {key!r})")
+
+    def method_options(self) -> dict[str, Any]:
+        """The method's settings: its defaults with ``options`` on top."""
+        return {**METHOD_OPTIONS.get(self.method, {}), **self.options}
 
     def env_spec(self) -> EnvSpec:
         overrides = dict(self.env_overrides)
@@ -104,7 +114,11 @@ class SearchConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown search setting(s) {', '.join(map(repr, unknown))}; "
+                              f"allowed: {', '.join(sorted(names))}")
+        return cls(**data)
 
 
 @dataclass
@@ -127,7 +141,7 @@ class SearchResult:
         return float(self.best["cost_ratio"])
 
 
-class _Recorder:
+class Recorder:
     """Turns end-of-episode infos into episodes.csv rows and tracks the best policy."""
 
     def __init__(self, run_dir: Path, env: Any, spec: EnvSpec, config: SearchConfig,
@@ -242,16 +256,14 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
             "steps_per_episode": env.steps_per_episode, "float_accuracy": env.evaluator.float_accuracy,
             "reference_cost": env.reference_cost, "budget_cost": env.budget,
         })
-    bar = _progress_bar(config)
-    recorder = _Recorder(run_dir, env, spec, config, progress=bar.update_info if bar else None)
+    from haq_rl.search.progress import progress_bar
+
+    bar = progress_bar(config)
+    recorder = Recorder(run_dir, env, spec, config, progress=bar.update_info if bar else None)
     if bar is not None:
         bar.start(recorder.count)
     try:
-        if config.method in RL_METHODS:
-            _search_rl(env, config, recorder)
-        else:
-            {"random": _search_random, "uniform": _search_uniform, "greedy": _search_greedy}[config.method](
-                env, config, recorder)
+        _method_runner(config.method)(env, config, recorder)
     finally:
         if bar is not None:
             bar.close()
@@ -264,204 +276,23 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
         setup_seconds=setup_seconds)
 
 
-# --------------------------------------------------------------------------- baselines
-def _search_random(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
-    """Uniform random actions, wall-enforced, for the same number of episodes."""
-    while recorder.count < config.episodes:
-        rng = np.random.default_rng([config.seed, recorder.count])
-        env.reset(seed=config.seed + recorder.count)
-        terminated = False
-        info: dict[str, Any] = {}
-        while not terminated:
-            action = rng.uniform(-1, 1, size=env.action_space.shape).astype(np.float32)
-            _, _, terminated, _, info = env.step(action)
-        recorder.record(info, "random")
 
 
-def _free_bits(env: Any, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    return uniform_bits(env.pinned, env.weight_only, bits)
+def _method_runner(method: str) -> Callable[[Any, SearchConfig, Recorder], None]:
+    """The function that runs ``method`` (imported on demand: SB3, scipy, optuna)."""
+    if method in RL_METHODS:
+        from haq_rl.search.rl import search_rl
 
+        return search_rl
+    if method == "hawq":
+        from haq_rl.search.hawq import search_hawq
 
-def _search_uniform(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
-    """The largest uniform bits within budget first, then the other uniform widths.
+        return search_hawq
+    if method == "tpe":
+        from haq_rl.search.tpe import search_tpe
 
-    The choice needs only the cost table; the other widths (while ``episodes`` lasts)
-    are evaluated as reference points for reports.
-    """
-    widths = list(range(env.max_bits, env.min_bits - 1, -1))
-    feasible = [b for b in widths if env.cost(*_free_bits(env, b)) <= env.budget]
-    chosen = feasible[0] if feasible else env.min_bits
-    for bits in [chosen, *(b for b in widths if b != chosen)]:
-        if recorder.count >= config.episodes:
-            break
-        recorder.record(env.evaluate_policy(*_free_bits(env, bits), enforce=not feasible), "uniform")
+        return search_tpe
+    from haq_rl.search import baselines
 
-
-def _search_greedy(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
-    """Start at 8/8; repeatedly lower the bit with the least accuracy lost per cost saved.
-
-    Lazy greedy: every knob (a layer's weight or activation bits) is scored once, then
-    only the chosen knob is re-scored after each change, so the search costs about one
-    evaluation per lowered bit. Stops within budget, or when the evaluation budget
-    (``episodes``) runs out, in which case the action wall finishes the job.
-    """
-    w, a = _free_bits(env, env.max_bits)
-    free = [i for i in range(len(w)) if not env.pinned[i]]
-    knobs = [(i, 0) for i in free] + ([] if env.weight_only else [(i, 1) for i in free])
-    current = env.evaluate_policy(w, a, enforce=False)
-    recorder.record(current, "greedy")
-
-    def score(knob: tuple[int, int]) -> float | None:
-        layer, part = knob
-        bits = (w, a)[part]
-        if bits[layer] <= env.min_bits:
-            return None
-        trial_w, trial_a = w.copy(), a.copy()
-        (trial_w, trial_a)[part][layer] -= 1
-        saved = env.cost(w, a) - env.cost(trial_w, trial_a)
-        info = env.evaluate_policy(trial_w, trial_a, enforce=False)
-        recorder.record(info, "greedy")
-        lost = current["accuracy"] - info["accuracy"]
-        return lost / saved if saved > 0 else float("inf")
-
-    limit = config.episodes - 1  # keep one evaluation for the action wall at the end
-    heap: list[tuple[float, int, int]] = []
-    for knob in knobs:
-        if recorder.count >= limit or env.cost(w, a) <= env.budget:
-            break
-        value = score(knob)
-        if value is not None:
-            heapq.heappush(heap, (value, *knob))
-    while heap and env.cost(w, a) > env.budget and recorder.count < limit:
-        _, layer, part = heapq.heappop(heap)
-        (w, a)[part][layer] -= 1
-        current = env.evaluate_policy(w, a, enforce=False)
-        recorder.record(current, "greedy")
-        value = score((layer, part)) if recorder.count < limit else None
-        if value is not None:
-            heapq.heappush(heap, (value, layer, part))
-    if env.cost(w, a) > env.budget:
-        recorder.record(env.evaluate_policy(w, a, enforce=True), "greedy")
-
-
-# --------------------------------------------------------------------------- RL
-AGENT_FILE = "agent.zip"
-REPLAY_FILE = "replay_buffer.pkl"
-
-
-def _search_rl(env: Any, config: SearchConfig, recorder: _Recorder) -> None:
-    """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
-
-    Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer and the
-    episode count (search_state.json) are saved together; ``--resume`` drops the
-    episodes.csv rows after the last checkpoint and continues from it, so the finished
-    run holds exactly ``episodes`` rows with no duplicate.
-    """
-    from stable_baselines3.common.logger import configure
-
-    from haq_rl.agent import ALGO_CLASSES, EpisodeRecorder, learn_episodes, make_agent
-
-    run_dir = recorder.run_dir
-    learning_episodes = config.episodes - 1
-    agent_config = _agent_config(config, learning_episodes)
-    state_path = run_dir / STATE_FILE
-    done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
-    if recorder.count != done:  # rows written after the last checkpoint are redone
-        recorder.log.truncate(done)
-        recorder.reset_from_log()
-    if done > 0:
-        # The ALGO_CLASSES are HaqAlgorithmMixin + an SB3 off-policy class, whose load() they inherit.
-        algo_class = cast("type[OffPolicyAlgorithm]", ALGO_CLASSES[agent_config.algo])
-        model = algo_class.load(run_dir / AGENT_FILE, env=env, device=agent_config.device)
-        model.load_replay_buffer(run_dir / REPLAY_FILE)
-        logger.info("resumed %s after %d episodes", run_dir, done)
-    else:
-        model = make_agent(env, agent_config)
-    model.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
-
-    def checkpoint() -> None:
-        model.save(run_dir / AGENT_FILE)
-        model.save_replay_buffer(run_dir / REPLAY_FILE)
-        write_json_atomic(state_path, {"episodes_done": recorder.count})
-
-    def sink(record: dict[str, Any]) -> None:
-        if recorder.count >= learning_episodes:
-            return
-        recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
-        if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
-            checkpoint()
-
-    remaining = learning_episodes - min(recorder.count, learning_episodes)
-    if remaining > 0:
-        learn_episodes(model, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
-    if recorder.count < config.episodes:
-        recorder.record(_deterministic_rollout(env, model), "final")
-        checkpoint()
-
-
-def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
-    """HAQ's agent settings, with the noise decay fitted to the run's length.
-
-    Unless ``noise_decay`` is set explicitly, the exploration noise follows HAQ's
-    600-episode schedule compressed into this run (:func:`run_length_decay`): with HAQ's
-    literal 0.99 a 80-episode run would end still exploring at half its start std.
-    """
-    from haq_rl.agent import AgentConfig, run_length_decay
-
-    agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
-    noisy_episodes = learning_episodes - agent_config.warmup_episodes
-    if "noise_decay" in config.agent or noisy_episodes < 1:
-        return agent_config
-    decay = run_length_decay(noisy_episodes)
-    logger.info("noise decay %.4f per episode over %d noisy episodes (HAQ's schedule)", decay, noisy_episodes)
-    return dataclasses.replace(agent_config, noise_decay=decay)
-
-
-def _deterministic_rollout(env: Any, model: Any) -> dict[str, Any]:
-    """One episode of the learned actor without exploration noise."""
-    observation, _ = env.reset()
-    info: dict[str, Any] = {}
-    terminated = False
-    while not terminated:
-        action, _ = model.predict(observation, deterministic=True)
-        observation, _, terminated, _, info = env.step(action)
-    return info
-
-
-def _logger_formats() -> list[str]:
-    """SB3 logs as CSV always, and as TensorBoard events when tensorboard is installed."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return ["csv"]
-    return ["csv", "tensorboard"]
-
-
-# --------------------------------------------------------------------------- progress
-class _ProgressBar:
-    def __init__(self, total: int, desc: str) -> None:
-        self.total = total
-        self.desc = desc
-        self.bar: Any = None
-
-    def start(self, done: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.total, initial=done, desc=self.desc, unit="ep", dynamic_ncols=True)
-
-    def update_info(self, info: dict[str, Any]) -> None:
-        if self.bar is None:
-            return
-        self.bar.n = min(info["episode"], self.total)
-        if "reward" in info:
-            self.bar.set_postfix(best_reward=f"{info['reward']:.3f}", best_acc=f"{info['accuracy']:.2f}",
-                                 cost_ratio=f"{info['cost_ratio']:.3f}", refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _progress_bar(config: SearchConfig) -> _ProgressBar | None:
-    return _ProgressBar(config.episodes, f"search {config.method}") if config.progress else None
+    return {"random": baselines.search_random, "uniform": baselines.search_uniform,
+            "greedy": baselines.search_greedy}[method]

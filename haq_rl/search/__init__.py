@@ -1,0 +1,36 @@
+"""The search: HAQ's RL agent and every baseline in one harness.
+
+Every method scores policies through the same environment (same evaluator, same
+action wall, same cost table) and writes the same run directory:
+
+    config.json        the search and env settings
+    episodes.csv       one row per evaluated policy (episode, phase, reward, accuracy,
+                       cost ratio, latency, energy, size, BOPs, bits of every layer)
+    best_policy.json   the best policy that meets the budget (QuantPolicy JSON)
+    agent.zip          the SB3 agent (RL methods), plus replay_buffer.pkl and
+    search_state.json  the checkpoint used by ``--resume``
+
+Methods: ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
+``greedy`` (:mod:`.baselines`); ``hawq``, sensitivity + integer program (:mod:`.hawq`);
+``tpe``, Optuna's TPE (:mod:`.tpe`).
+"""
+
+from haq_rl.search.harness import (
+    BASELINE_METHODS,
+    METHOD_OPTIONS,
+    METHODS,
+    RL_METHODS,
+    SearchConfig,
+    SearchResult,
+    run_search,
+)
+
+__all__ = [
+    "BASELINE_METHODS",
+    "METHODS",
+    "METHOD_OPTIONS",
+    "RL_METHODS",
+    "SearchConfig",
+    "SearchResult",
+    "run_search",
+]

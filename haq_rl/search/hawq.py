@@ -1,0 +1,103 @@
+"""``--method hawq``: Hessian-aware sensitivity and an integer program, one evaluation.
+
+The peer a practitioner picks when they do not want RL (HAWQ-V2/V3, Dong et al. 2020,
+Yao et al. 2021). The per-layer sensitivities (:mod:`haq_rl.quant.sensitivity`) are
+measured once on ``images`` search-train images with ``probes`` Hutchinson probes; the
+integer program (:mod:`haq_rl.search.integer_program`) picks the bits under the same
+cost table and budget as every other method; the one resulting policy is scored
+through the env like an episode. Options (``--option KEY=VALUE``):
+
+* ``probes`` (32), ``images`` (256): the Hutchinson estimate.
+* ``activations``: ``tied`` (w = a per layer priced by the weight sensitivity alone, as
+  HAWQ-V3 does) or ``separate`` (activation bits chosen independently, priced by the
+  Fisher sensitivity of each layer's input, see :mod:`haq_rl.quant.sensitivity`).
+
+The sensitivities are written to ``sensitivity.csv`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from haq_rl.errors import ConfigError
+from haq_rl.run_dir import write_text_atomic
+from haq_rl.search.harness import Recorder, SearchConfig
+
+logger = logging.getLogger(__name__)
+
+SENSITIVITY_FILE = "sensitivity.csv"
+ACTIVATION_MODES = ("tied", "separate")
+
+
+def check_options(options: dict[str, Any]) -> tuple[int, int, bool]:
+    """``(probes, images, tied)`` from the method options; ConfigError on bad values."""
+    probes, images, mode = options["probes"], options["images"], options["activations"]
+    for name, value in (("probes", probes), ("images", images)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"hawq option {name}={value!r} must be an integer >= 1")
+    if mode not in ACTIVATION_MODES:
+        raise ConfigError(f"hawq option activations={mode!r}; allowed: {', '.join(ACTIVATION_MODES)}")
+    return probes, images, mode == "tied"
+
+
+def sensitivity_batches(env: Any, images: int, seed: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``images`` search-train images (a seeded draw) in batches, on the evaluator's device."""
+    task = getattr(env, "task", None)
+    if task is None:
+        raise ConfigError("the hawq method needs an env built from a task (make_env / gymnasium.make)")
+    inputs, labels = task.splits.search_train.tensors
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:images]
+    device = env.evaluator.device
+    return [(inputs[order[i:i + batch_size]].to(device), labels[order[i:i + batch_size]].to(device))
+            for i in range(0, len(order), batch_size)]
+
+
+def measure_sensitivity(env: Any, probes: int, images: int, seed: int) -> Any:
+    """The env's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`)."""
+    from haq_rl.quant.sensitivity import layer_sensitivity
+
+    bits = tuple(range(env.min_bits, env.max_bits + 1))
+    return layer_sensitivity(env.evaluator.applier, sensitivity_batches(env, images, seed), bits,
+                             probes=probes, seed=seed)
+
+
+def integer_program_policy(env: Any, sensitivity: Any, tied: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The integer program's bits for the env's cost table, pinned layers and budget."""
+    from haq_rl.search.integer_program import allocate_bits
+
+    # Tied (HAWQ-V3): one width per layer, priced by its weights; the activation term
+    # only enters when activation bits are a choice of their own.
+    activation = np.zeros_like(sensitivity.activation) if tied else sensitivity.activation
+    return allocate_bits(sensitivity.weight, activation,
+                         np.asarray(env.cost_table.objective(env.objective)), env.budget,
+                         bits=sensitivity.bits, pinned=env.pinned, tied=tied, weight_only=env.weight_only)
+
+
+def write_sensitivity(path: Path, sensitivity: Any) -> None:
+    """One row per (layer, bits): weight and activation sensitivity, Hessian trace per weight."""
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["layer", "bits", "weight_sensitivity", "activation_sensitivity", "hessian_trace"])
+    for i, name in enumerate(sensitivity.layer_names):
+        for j, bits in enumerate(sensitivity.bits):
+            writer.writerow([name, bits, f"{sensitivity.weight[i, j]:.6g}",
+                             f"{sensitivity.activation[i, j]:.6g}", f"{sensitivity.hessian_trace[i]:.6g}"])
+    write_text_atomic(path, stream.getvalue())
+
+
+def search_hawq(env: Any, config: SearchConfig, recorder: Recorder) -> None:
+    """Measure, solve, score the one policy (``episodes`` beyond 1 are not needed)."""
+    if recorder.count >= 1:
+        return
+    probes, images, tied = check_options(config.method_options())
+    sensitivity = measure_sensitivity(env, probes, images, config.seed)
+    write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
+    w_bits, a_bits = integer_program_policy(env, sensitivity, tied)
+    recorder.record(env.evaluate_policy(w_bits, a_bits, enforce=True), "hawq")

@@ -1,0 +1,110 @@
+"""HAQ's RL driver: an SB3 agent learns episode by episode, checkpointed for ``--resume``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+from haq_rl.run_dir import STATE_FILE, read_json, write_json_atomic
+from haq_rl.search.harness import Recorder, SearchConfig
+
+if TYPE_CHECKING:  # SB3 is imported lazily
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    from haq_rl.agent import AgentConfig
+
+logger = logging.getLogger(__name__)
+
+AGENT_FILE = "agent.zip"
+REPLAY_FILE = "replay_buffer.pkl"
+
+
+def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
+    """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
+
+    Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer and the
+    episode count (search_state.json) are saved together; ``--resume`` drops the
+    episodes.csv rows after the last checkpoint and continues from it, so the finished
+    run holds exactly ``episodes`` rows with no duplicate.
+    """
+    from stable_baselines3.common.logger import configure
+
+    from haq_rl.agent import ALGO_CLASSES, EpisodeRecorder, learn_episodes, make_agent
+
+    run_dir = recorder.run_dir
+    learning_episodes = config.episodes - 1
+    agent_config = _agent_config(config, learning_episodes)
+    state_path = run_dir / STATE_FILE
+    done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
+    if recorder.count != done:  # rows written after the last checkpoint are redone
+        recorder.log.truncate(done)
+        recorder.reset_from_log()
+    if done > 0:
+        # The ALGO_CLASSES are HaqAlgorithmMixin + an SB3 off-policy class, whose load() they inherit.
+        algo_class = cast("type[OffPolicyAlgorithm]", ALGO_CLASSES[agent_config.algo])
+        model = algo_class.load(run_dir / AGENT_FILE, env=env, device=agent_config.device)
+        model.load_replay_buffer(run_dir / REPLAY_FILE)
+        logger.info("resumed %s after %d episodes", run_dir, done)
+    else:
+        model = make_agent(env, agent_config)
+    model.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+
+    def checkpoint() -> None:
+        model.save(run_dir / AGENT_FILE)
+        model.save_replay_buffer(run_dir / REPLAY_FILE)
+        write_json_atomic(state_path, {"episodes_done": recorder.count})
+
+    def sink(record: dict[str, Any]) -> None:
+        if recorder.count >= learning_episodes:
+            return
+        recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
+        if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
+            checkpoint()
+
+    remaining = learning_episodes - min(recorder.count, learning_episodes)
+    if remaining > 0:
+        learn_episodes(model, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
+    if recorder.count < config.episodes:
+        recorder.record(_deterministic_rollout(env, model), "final")
+        checkpoint()
+
+
+def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
+    """HAQ's agent settings, with the noise decay fitted to the run's length.
+
+    Unless ``noise_decay`` is set explicitly, the exploration noise follows HAQ's
+    600-episode schedule compressed into this run (:func:`run_length_decay`): with HAQ's
+    literal 0.99 a 80-episode run would end still exploring at half its start std.
+    """
+    from haq_rl.agent import AgentConfig, run_length_decay
+
+    agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
+    noisy_episodes = learning_episodes - agent_config.warmup_episodes
+    if "noise_decay" in config.agent or noisy_episodes < 1:
+        return agent_config
+    decay = run_length_decay(noisy_episodes)
+    logger.info("noise decay %.4f per episode over %d noisy episodes (HAQ's schedule)", decay, noisy_episodes)
+    return dataclasses.replace(agent_config, noise_decay=decay)
+
+
+def _deterministic_rollout(env: Any, model: Any) -> dict[str, Any]:
+    """One episode of the learned actor without exploration noise."""
+    observation, _ = env.reset()
+    info: dict[str, Any] = {}
+    terminated = False
+    while not terminated:
+        action, _ = model.predict(observation, deterministic=True)
+        observation, _, terminated, _, info = env.step(action)
+    return info
+
+
+def _logger_formats() -> list[str]:
+    """SB3 logs as CSV always, and as TensorBoard events when tensorboard is installed."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return ["csv"]
+    return ["csv", "tensorboard"]
+
+

@@ -1,0 +1,65 @@
+"""``--method tpe``: Optuna's Tree-structured Parzen Estimator over per-layer bits.
+
+The black-box peer (Bergstra et al., NeurIPS 2011; Optuna's ``TPESampler`` with
+``multivariate=True``, Falkner et al. 2018). Every free layer's weight bits (and, unless
+the objective is weight-only, activation bits) is an integer parameter in
+``[min_bits, max_bits]``; each trial is one policy, forced under the budget by the same
+action wall as an episode, and its value is the episode's reward. One trial per
+evaluation, ``episodes`` trials; seeded, so the same seed gives the same trials.
+Options (``--option KEY=VALUE``): ``startup_trials`` (10), the random trials before TPE
+models the results.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from haq_rl.errors import ConfigError, MissingDependencyError
+from haq_rl.search.harness import Recorder, SearchConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise MissingDependencyError(
+            "method tpe needs optuna: pip install 'haq-rl[tpe]' (or pip install optuna)") from None
+    return optuna
+
+
+def search_tpe(env: Any, config: SearchConfig, recorder: Recorder) -> None:
+    """``config.episodes`` TPE trials; a resumed run replays the recorded trials first."""
+    optuna = _optuna()
+    startup = config.method_options()["startup_trials"]
+    if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
+        raise ConfigError(f"tpe option startup_trials={startup!r} must be an integer >= 1")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    free = [i for i in range(len(env.layer_names)) if not env.pinned[i]]
+    low, high = env.min_bits, env.max_bits
+    distributions = {}
+    for i in free:
+        distributions[f"w:{env.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+        if not env.weight_only:
+            distributions[f"a:{env.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+    for row in recorder.log.read_rows():  # resume: tell the study what was already tried
+        params = {name: int(row[name]) for name in distributions}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                  value=float(row["reward"])))
+    while recorder.count < config.episodes:
+        trial = study.ask(distributions)
+        w = np.full(len(env.layer_names), 8, dtype=np.int64)
+        a = np.full(len(env.layer_names), 8, dtype=np.int64)
+        for i in free:
+            w[i] = trial.params[f"w:{env.layer_names[i]}"]
+            if not env.weight_only:
+                a[i] = trial.params[f"a:{env.layer_names[i]}"]
+        info = env.evaluate_policy(w, a, enforce=True)
+        study.tell(trial, float(info["reward"]))
+        recorder.record(info, "tpe")
