@@ -247,7 +247,12 @@ def resolve_policy_source(path: str | Path, out: str | Path | None = None) -> tu
 
 def resolve_env(policy: QuantPolicy, env: str | Path | EnvSpec | None = None,
                 run_config: Path | None = None, device: str | None = None) -> EnvSpec:
-    """The env a policy belongs to: ``env`` if given, else the run's config.json, else its env_id."""
+    """The env a policy belongs to: ``env`` if given, else the run's config.json, else its env_id.
+
+    Without ``env``, the budget is the one the policy was searched at (its ``budget``
+    metadata), so baselines are compared within the policy's own budget, not the env's
+    default.
+    """
     if env is not None:
         spec = resolve_spec(env)
     elif run_config is not None:
@@ -261,6 +266,9 @@ def resolve_env(policy: QuantPolicy, env: str | Path | EnvSpec | None = None,
     else:
         logger.warning("policy names no env_id; using the default env %s", DEFAULT_ENV_ID)
         spec = resolve_spec(DEFAULT_ENV_ID)
+    searched_budget = policy.metadata.get("budget")
+    if env is None and isinstance(searched_budget, int | float) and float(searched_budget) != spec.budget:
+        spec = spec.replace(budget=float(searched_budget))
     return spec.replace(device=device) if device is not None and device != spec.device else spec
 
 

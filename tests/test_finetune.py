@@ -184,3 +184,20 @@ def test_checkpoint_with_a_different_policy_is_rejected(finetuned_run: tuple[Pat
     other = QuantPolicy.from_arrays(searched.layer_names, np.full(5, 5), searched.a_bits)
     with pytest.raises(PolicyError, match="different policy"):
         evaluate_policy(LENET_SIZE_ENV, other, run_dir / FINETUNED_FILE)
+
+
+def test_a_bare_policy_is_compared_within_its_own_budget(tmp_path: Path) -> None:
+    """A policy JSON without its run's config.json keeps the budget it was searched at."""
+    from haq_rl.search import SearchConfig, run_search
+
+    run_dir = tmp_path / "run"
+    run_search(SearchConfig(env=LENET_SIZE_ENV, method="uniform", episodes=1, budget=0.24, out=str(run_dir),
+                            progress=False))
+    alone = tmp_path / "alone" / "policy.json"
+    alone.parent.mkdir()
+    alone.write_text((run_dir / "best_policy.json").read_text())
+    metrics = finetune_run(alone, FinetuneConfig(compare=True), progress=False)
+    assert metrics["env"]["budget"] == 0.24  # LeNet5Size's default budget is 0.3
+    rows = {row["name"]: row for row in metrics["rows"]}
+    assert rows["uniform 4/4"]["within_budget"] is False
+    assert rows["searched"]["within_budget"] is True
