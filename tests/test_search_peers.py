@@ -175,3 +175,64 @@ def test_cli_hawq_search(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "best policy" in out
     assert QuantPolicy.from_json(tmp_path / "cli" / "best_policy.json").metadata["method"] == "hawq"
+
+
+# ------------------------------------------------------------------ the guided agent
+def test_guided_agent_starts_from_the_integer_program_and_learns(tmp_path):
+    config = _config(tmp_path, "g", method="guided", episodes=16, budget=0.4, options={"probes": 2},
+                     agent={"warmup_episodes": 4})
+    result = run_search(config)
+    rows = read_episode_rows(result.run_dir / "episodes.csv")
+    assert [r["phase"] for r in rows] == ["warm-start"] + ["warm-up"] * 4 + ["explore"] * 10 + ["final"]
+    assert all(float(r["cost_ratio"]) <= 0.4 + 1e-9 for r in rows)
+    # Episode 0 is exactly what --method hawq (same options and seed) scores.
+    hawq = run_search(_config(tmp_path, "h", method="hawq", budget=0.4,
+                              options={"probes": 2, "activations": "separate"}))
+    hawq_row = read_episode_rows(hawq.run_dir / "episodes.csv")[0]
+    bits = [k for k in rows[0] if k.startswith(("w:", "a:"))]
+    assert [rows[0][k] for k in bits] == [hawq_row[k] for k in bits]
+    # The best policy is never worse than the anchor it started from.
+    assert result.best["reward"] >= float(rows[0]["reward"])
+    # Same seed, same run (the sensitivity now comes from the cache).
+    again = run_search(_config(tmp_path, "g2", method="guided", episodes=16, budget=0.4, options={"probes": 2},
+                               agent={"warmup_episodes": 4}))
+    assert (again.run_dir / "episodes.csv").read_text() == (result.run_dir / "episodes.csv").read_text()
+
+
+def test_guided_agent_resumes(tmp_path):
+    config = _config(tmp_path, "r", method="guided", episodes=8, budget=0.4, options={"probes": 2},
+                     agent={"warmup_episodes": 2}, checkpoint_every=3)
+    full = run_search(config)
+    rows = read_episode_rows(full.run_dir / "episodes.csv")
+    # Simulate a kill after the checkpoint at episode 6: drop the rows after it and resume.
+    text = (full.run_dir / "episodes.csv").read_text().splitlines(keepends=True)
+    (full.run_dir / "episodes.csv").write_text("".join(text[:1 + 7]))
+    resumed = run_search(SearchConfig(progress=False), resume=full.run_dir)
+    again = read_episode_rows(resumed.run_dir / "episodes.csv")
+    assert [int(r["episode"]) for r in again] == list(range(8)) and again[0] == rows[0]
+
+
+def test_reward_scores_kl_and_batchnorm_reestimation():
+    import gymnasium as gym
+
+    import haq_rl  # noqa: F401  (registers the ids)
+
+    plain = gym.make("haq_rl/ResNet8Edge-v0").unwrapped
+    recal = gym.make("haq_rl/ResNet8Edge-v0", bn_recalibration=1, reward_metric="kl").unwrapped
+    layers = len(plain.layer_names)
+    w, a = np.full(layers, 3), np.full(layers, 3)
+    before = {k: v.clone() for k, v in recal.evaluator.model.state_dict().items()}
+    plain_scores, recal_scores = plain.evaluator.scores(w, a), recal.evaluator.scores(w, a)
+    assert plain.evaluator.scores(np.full(layers, 8), np.full(layers, 8)).kl < plain_scores.kl
+    assert recal_scores.kl < plain_scores.kl  # re-estimated statistics undo part of the shift
+    for name, value in recal.evaluator.model.state_dict().items():  # BN statistics restored
+        assert torch_equal(value, before[name]), name
+    info = recal.evaluate_policy(w, a, enforce=False)
+    assert info["reward"] == pytest.approx(-info["kl"]) and info["kl"] == pytest.approx(recal_scores.kl)
+    assert recal.evaluator.float_accuracy == plain.evaluator.float_accuracy
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)

@@ -13,6 +13,10 @@ Subclasses, not forks: a mixin changes four hooks of SB3's off-policy algorithm.
   so the noise's episode count is restored afterwards (the decay stays per episode).
 - A reset of the environment at the start of ``learn()`` discards the replay buffer's
   unfinished episode.
+- Optional anchor (:meth:`HaqAlgorithmMixin.set_anchor`, not in HAQ): the warm-up
+  samples around a given action sequence (e.g. an integer-program policy) instead of
+  uniformly, and :meth:`HaqAlgorithmMixin.imitate` fits the actor to that sequence, so
+  learning starts from a known good policy rather than from a random actor.
 """
 
 from __future__ import annotations
@@ -60,7 +64,45 @@ class HaqAlgorithmMixin:
         self.lr_actor = lr_actor
         self.lr_critic = lr_critic
         self.steps_per_episode = steps_per_episode
+        self.anchor_actions: np.ndarray | None = None
+        self.anchor_sigma = 0.0
         super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ anchor
+    def set_anchor(self, actions: np.ndarray, sigma: float) -> None:
+        """Warm up around ``actions`` (one row per step of an episode, SB3's [-1, 1] units).
+
+        Each warm-up action is a truncated normal sample with std ``sigma`` around the
+        anchor's action for that step, instead of a uniform draw.
+        """
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 2 or actions.shape[0] != self.steps_per_episode:
+            raise ValueError(f"anchor actions of shape {actions.shape}; expected ({self.steps_per_episode}, "
+                             "action_dim)")
+        self.anchor_actions = actions
+        self.anchor_sigma = float(sigma)
+
+    def imitate(self, observations: np.ndarray, actions: np.ndarray, steps: int = 300,
+                lr: float = 1e-3) -> float:
+        """Fit the actor (and its target) to ``actions`` at ``observations`` by regression.
+
+        Returns the final mean squared error. The actor's own optimizer is left as it
+        was; a separate Adam does the fitting.
+        """
+        actor = self.actor  # type: ignore[attr-defined]
+        obs = torch.as_tensor(np.asarray(observations, dtype=np.float32), device=self.device)  # type: ignore[attr-defined]
+        target = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)  # type: ignore[attr-defined]
+        optimizer = torch.optim.Adam(actor.parameters(), lr=lr)
+        loss = torch.zeros(())
+        actor.set_training_mode(True)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(actor(obs), target)
+            loss.backward()
+            optimizer.step()
+        actor.set_training_mode(False)
+        self.actor_target.load_state_dict(actor.state_dict())  # type: ignore[attr-defined]
+        return float(loss.detach())
 
     # ------------------------------------------------------------ learning rates
     def _setup_model(self) -> None:
@@ -108,6 +150,10 @@ class HaqAlgorithmMixin:
         if not isinstance(action_noise, TruncatedNormalNoise):
             return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
         if self.num_timesteps < learning_starts:  # type: ignore[attr-defined]
+            if self.anchor_actions is not None and self.steps_per_episode:
+                step = self.num_timesteps % self.steps_per_episode  # type: ignore[attr-defined]
+                around = action_noise.perturb(self.anchor_actions[step][None, :], sigma=self.anchor_sigma)
+                return self.policy.unscale_action(around), around  # type: ignore[attr-defined]
             # HAQ's warm-up: uniform random actions, no noise on top.
             return super()._sample_action(learning_starts, None, n_envs)  # type: ignore[misc]
         unscaled, _ = self.predict(self._last_obs, deterministic=False)  # type: ignore[attr-defined]

@@ -111,9 +111,13 @@ class TruncatedNormalNoise(ActionNoise):
         """The std used for the current episode."""
         return self.initial_sigma * self.decay ** max(0, self.episodes - self.warmup_episodes)
 
-    def perturb(self, action: np.ndarray) -> np.ndarray:
-        """Return a truncated normal sample around ``action`` (any shape), in bounds."""
-        sample = truncated_normal(action, self.sigma, self.low, self.high, self._rng)
+    def perturb(self, action: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        """Return a truncated normal sample around ``action`` (any shape), in bounds.
+
+        The std is the current episode's (:attr:`sigma`) unless ``sigma`` is given.
+        """
+        std = self.sigma if sigma is None else float(sigma)
+        sample = truncated_normal(action, std, self.low, self.high, self._rng)
         # float32 like SB3's action buffers; re-clip since rounding to float32 can overshoot.
         return np.clip(sample.astype(np.float32), self.low, self.high)
 

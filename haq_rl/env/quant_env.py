@@ -296,7 +296,7 @@ class QuantizationEnv(gym.Env):
             "proposed_w_bits": proposed_w,
             "proposed_a_bits": proposed_a,
             "bits_lowered": lowered,
-            "applied_actions": self._applied_actions(w, a),
+            "applied_actions": self.policy_actions(w, a),
             "cost": cost,
             "cost_ratio": cost / self.reference_cost,
             "budget_ratio": self.budget_ratio,
@@ -321,7 +321,8 @@ class QuantizationEnv(gym.Env):
             "bops": float(table.bops[index].sum()),
         }
 
-    def _applied_actions(self, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def policy_actions(self, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """The actions (one row per step, bin centres) whose episode proposes these bits."""
         rows = []
         for layer, part in self._schedule:
             if part == 2:

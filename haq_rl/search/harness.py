@@ -38,7 +38,7 @@ from haq_rl.run_dir import (
 
 logger = logging.getLogger(__name__)
 
-RL_METHODS = ("ddpg", "td3", "sac")
+RL_METHODS = ("guided", "ddpg", "td3", "sac")
 BASELINE_METHODS = ("random", "uniform", "greedy", "hawq", "tpe")
 METHODS = RL_METHODS + BASELINE_METHODS
 
@@ -48,6 +48,9 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "hawq": {"probes": 32, "images": 256, "activations": "tied"},
     # Optuna's multivariate TPE (see haq_rl.search.tpe).
     "tpe": {"startup_trials": 10},
+    # DDPG anchored on the hawq integer program (see haq_rl.search.rl); anchor_sigma is the
+    # warm-up noise around the anchor in HAQ's [0, 1] action units.
+    "guided": {"probes": 32, "images": 256, "activations": "separate", "anchor_sigma": 0.05},
 }
 
 

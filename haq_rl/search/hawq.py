@@ -18,8 +18,12 @@ The sensitivities are written to ``sensitivity.csv`` in the run directory.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +64,61 @@ def sensitivity_batches(env: Any, images: int, seed: int, batch_size: int = 256)
 
 
 def measure_sensitivity(env: Any, probes: int, images: int, seed: int) -> Any:
-    """The env's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`)."""
-    from haq_rl.quant.sensitivity import layer_sensitivity
+    """The env's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`).
+
+    They depend on the model, its data and quantizers, not on the hardware or the budget,
+    so they are cached (``$HAQ_RL_CACHE/sensitivity``): a second search of the same model
+    with the same settings skips the Hessian.
+    """
+    from haq_rl.quant.sensitivity import LayerSensitivity, layer_sensitivity
 
     bits = tuple(range(env.min_bits, env.max_bits + 1))
-    return layer_sensitivity(env.evaluator.applier, sensitivity_batches(env, images, seed), bits,
-                             probes=probes, seed=seed)
+    path = _cache_path(env, probes, images, seed, bits)
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                cached = LayerSensitivity(layer_names=[str(n) for n in data["layer_names"]], bits=bits,
+                                          weight=data["weight"], activation=data["activation"],
+                                          hessian_trace=data["hessian_trace"])
+            if cached.layer_names == list(env.layer_names):
+                logger.info("sensitivity from the cache: %s", path)
+                return cached
+        except (OSError, KeyError, ValueError) as error:
+            logger.warning("ignoring unreadable sensitivity cache %s: %s", path, error)
+    sensitivity = layer_sensitivity(env.evaluator.applier, sensitivity_batches(env, images, seed), bits,
+                                    probes=probes, seed=seed)
+    if path is not None:
+        _save_npz_atomic(path, layer_names=np.array(sensitivity.layer_names), weight=sensitivity.weight,
+                         activation=sensitivity.activation, hessian_trace=sensitivity.hessian_trace)
+    return sensitivity
+
+
+def _cache_path(env: Any, probes: int, images: int, seed: int, bits: tuple[int, ...]) -> Path | None:
+    """Cache file named by everything the sensitivities depend on (None: not cacheable)."""
+    from haq_rl.cache import cache_dir
+
+    task = getattr(env, "task", None)
+    if task is None:
+        return None
+    spec = task.spec
+    key = {name: getattr(spec, name) for name in (
+        "model", "dataset", "data_root", "input_size", "width_mult", "split_seed", "calibration",
+        "calibration_batches", "reward_batch_size", "weight_method")}
+    key.update(meta=task.meta, probes=probes, images=images, seed=seed, bits=list(bits),
+               layers=list(env.layer_names), format=1)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_dir("sensitivity") / f"{spec.model}-{digest}.npz"
+
+
+def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 def integer_program_policy(env: Any, sensitivity: Any, tied: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,9 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
+
+from haq_rl.errors import ConfigError
 from haq_rl.run_dir import STATE_FILE, read_json, write_json_atomic
 from haq_rl.search.harness import Recorder, SearchConfig
 
@@ -18,6 +21,12 @@ logger = logging.getLogger(__name__)
 
 AGENT_FILE = "agent.zip"
 REPLAY_FILE = "replay_buffer.pkl"
+
+#: The guided agent: HAQ's DDPG anchored on the integer-program policy (see search_rl).
+GUIDED_METHOD = "guided"
+#: Its agent settings where they differ from HAQ's: a shorter warm-up around the anchor
+#: and exploration noise of about a third of a bit bin instead of HAQ's half range.
+GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, "noise_sigma": 0.05}
 
 
 def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
@@ -33,8 +42,10 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
     from haq_rl.agent import ALGO_CLASSES, EpisodeRecorder, learn_episodes, make_agent
 
     run_dir = recorder.run_dir
+    guided = config.method == GUIDED_METHOD
+    # The guided agent's first episode is the integer-program policy; HAQ's has none.
     learning_episodes = config.episodes - 1
-    agent_config = _agent_config(config, learning_episodes)
+    agent_config = _agent_config(config, learning_episodes - (1 if guided else 0))
     state_path = run_dir / STATE_FILE
     done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
     if recorder.count != done:  # rows written after the last checkpoint are redone
@@ -48,6 +59,8 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
         model = make_agent(env, agent_config)
+        if guided:
+            _anchor_on_integer_program(env, config, recorder, model)
     model.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
     def checkpoint() -> None:
@@ -70,6 +83,42 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         checkpoint()
 
 
+def _anchor_on_integer_program(env: Any, config: SearchConfig, recorder: Recorder, model: Any) -> None:
+    """Episode 0 of the guided agent: the sensitivity integer program's policy.
+
+    Its actions become the agent's anchor: the warm-up explores around them, and the
+    actor is fitted to reproduce them before any reinforcement-learning update.
+    """
+    from haq_rl.search.hawq import (
+        SENSITIVITY_FILE,
+        check_options,
+        integer_program_policy,
+        measure_sensitivity,
+        write_sensitivity,
+    )
+
+    options = config.method_options()
+    probes, images, tied = check_options(options)
+    sigma = options["anchor_sigma"]
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 <= sigma <= 1:
+        raise ConfigError(f"guided option anchor_sigma={sigma!r} must be a number in [0, 1]")
+    sensitivity = measure_sensitivity(env, probes, images, config.seed)
+    write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
+    w_bits, a_bits = integer_program_policy(env, sensitivity, tied=tied)
+    actions = env.policy_actions(w_bits, a_bits)
+    observation, _ = env.reset(seed=config.seed)
+    observations = []
+    info: dict[str, Any] = {}
+    for action in actions:
+        observations.append(observation)
+        observation, _, _, _, info = env.step(action)
+    recorder.record(info, "warm-start")
+    model.set_anchor(actions, sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
+    error = model.imitate(np.asarray(observations), actions)
+    logger.info("guided agent: integer-program policy %.2f%% at cost ratio %.3f; actor fitted (mse %.2g)",
+                info["accuracy"], info["cost_ratio"], error)
+
+
 def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
     """HAQ's agent settings, with the noise decay fitted to the run's length.
 
@@ -79,7 +128,8 @@ def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
     """
     from haq_rl.agent import AgentConfig, run_length_decay
 
-    agent_config = AgentConfig(**{"algo": config.method, "seed": config.seed, **config.agent})
+    defaults = GUIDED_AGENT_DEFAULTS if config.method == GUIDED_METHOD else {"algo": config.method}
+    agent_config = AgentConfig(**{**defaults, "seed": config.seed, **config.agent})
     noisy_episodes = learning_episodes - agent_config.warmup_episodes
     if "noise_decay" in config.agent or noisy_episodes < 1:
         return agent_config
