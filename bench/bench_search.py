@@ -1,15 +1,20 @@
-"""Search quality: DDPG vs random (same number of evaluations) vs uniform, on the default env.
+"""Search quality: every method in the same harness, judged before and after the same fine-tune.
 
-For every budget and seed, each method searches from scratch; the table reports the
-best policy's reward-split accuracy (before fine-tuning) and cost ratio, as mean and
-standard deviation over seeds, plus the agent's share of the DDPG wall time (everything
-but policy evaluation and env construction).
+For every budget and seed, each method searches from scratch through the same env (same
+evaluator, action wall and cost table; ``--set`` changes it for every method alike),
+then its best policy gets the standard ``haq-rl finetune`` (1 epoch, lr 5e-3, seed 0,
+``compare=False``) and is measured on the test split. Deterministic methods (uniform,
+greedy) run once per budget. The tables report the best policy's reward-split accuracy
+(before fine-tuning) and its test accuracy after fine-tuning, as mean and standard
+deviation over seeds and per seed.
 
-    .venv/bin/python bench/bench_search.py --episodes 150 --seeds 0 1 2 --budgets 0.3 0.5 0.7 --jobs 2
+    .venv/bin/python bench/bench_search.py --episodes 80 --seeds 0 1 2 3 4 --budgets 0.3 0.5 0.7 \\
+        --methods guided hawq tpe ddpg random uniform greedy --jobs 2
 
 With ``--jobs 2`` two searches share the two cores, so ``search_s`` is per search under
 that load; the accuracies do not depend on ``--jobs`` (each search is seeded and runs
-with one torch thread).
+with one torch thread). ``--name`` picks the result files (``results/<name>_runs.*``,
+``results/<name>.*``) so that several configurations can be kept side by side.
 """
 
 from __future__ import annotations
@@ -21,59 +26,95 @@ import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results  # noqa: E402
 
+from haq_rl.commands._common import parse_key_values  # noqa: E402
 from haq_rl.env import DEFAULT_ENV_ID  # noqa: E402
+from haq_rl.finetune import FinetuneConfig, finetune_run  # noqa: E402
 from haq_rl.search import SearchConfig, run_search  # noqa: E402
+
+#: Methods whose result does not depend on the seed: one run per budget.
+DETERMINISTIC = ("uniform", "greedy")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default=DEFAULT_ENV_ID)
-    parser.add_argument("--episodes", type=int, default=150)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=80)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
-    parser.add_argument("--methods", nargs="+", default=["ddpg", "random", "uniform"])
+    parser.add_argument("--methods", nargs="+", default=["guided", "hawq", "hawq:activations=separate", "tpe",
+                                                         "ddpg", "random", "uniform", "greedy"],
+                        help="methods, optionally with options: NAME[:KEY=VALUE,...]")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="env spec override for every method (e.g. bn_recalibration=2)")
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--no-finetune", action="store_true", help="skip the fine-tune of the best policies")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per search")
     parser.add_argument("--jobs", type=int, default=1,
                         help="searches run at once, each in its own process (at most one per core)")
+    parser.add_argument("--name", default="search_quality", help="result file name")
     args = parser.parse_args()
+    overrides = parse_key_values(args.set, "--set")
+    # Seed-major order: a benchmark stopped early has whole seeds, every budget and method.
     runs = [(budget, method, seed)
+            for seed in args.seeds
             for budget in args.budgets
             for method in args.methods
-            for seed in (args.seeds if method != "uniform" else args.seeds[:1])]
+            if _parse_method(method)[0] not in DETERMINISTIC or seed == args.seeds[0]]
     per_run: list[dict] = []
     # Spawned workers: a forked child would inherit this process's torch thread pool.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_one_search, args.env, budget, method, seed, args.episodes, args.threads)
-                   for budget, method, seed in runs]
+        futures = [pool.submit(_one_search, args, overrides, budget, method, seed) for budget, method, seed in runs]
         for future in as_completed(futures):
             per_run.append(future.result())
             print(per_run[-1], flush=True)
             per_run.sort(key=lambda r: (args.budgets.index(r["budget"]), args.methods.index(r["method"]), r["seed"]))
             # Written after every run so a long benchmark can be read while it runs.
-            write_results("search_runs", per_run, "Search quality, one row per run", _command(args))
+            write_results(f"{args.name}_runs", per_run, "Search quality, one row per run", _command(args))
             _write_summary(per_run, args)
 
 
-def _one_search(env: str, budget: float, method: str, seed: int, episodes: int, threads: int) -> dict:
-    torch.set_num_threads(threads)
-    out = RESULTS / "search_runs" / f"b{budget}-{method}-s{seed}"
+def _one_search(args: argparse.Namespace, overrides: dict[str, Any], budget: float, method: str,
+                seed: int) -> dict:
+    torch.set_num_threads(args.threads)
+    out = RESULTS / f"{args.name}_runs" / f"b{budget}-{method.replace(':', '-').replace('=', '-')}-s{seed}"
     shutil.rmtree(out, ignore_errors=True)
+    name, options = _parse_method(method)
     result = run_search(SearchConfig(
-        env=env, method=method, episodes=episodes, budget=budget, seed=seed, out=str(out), progress=False))
+        env=args.env, method=name, episodes=args.episodes, budget=budget, seed=seed, out=str(out),
+        progress=False, env_overrides=overrides, options=options))
     search_seconds = result.wall_time_s - result.setup_seconds
-    return {
+    row = {
         "budget": budget, "method": method, "seed": seed,
-        "best_accuracy": result.best_accuracy, "best_cost_ratio": result.best_cost_ratio,
-        "evaluations": result.evaluations, "search_s": search_seconds,
-        "agent_share": max(0.0, 1 - result.eval_seconds / search_seconds),
+        "best_accuracy": result.best_accuracy, "best_reward": result.best["reward"],
+        "best_cost_ratio": result.best_cost_ratio, "evaluations": result.evaluations,
+        "search_s": search_seconds,
     }
+    if not args.no_finetune:
+        metrics = finetune_run(out, FinetuneConfig(epochs=args.finetune_epochs, compare=False), progress=False)
+        searched = next(r for r in metrics["rows"] if r["name"] == "searched")
+        float_row = next(r for r in metrics["rows"] if r["name"] == "float")
+        row.update(test_before=searched["accuracy_before"], finetuned_test=searched["accuracy"],
+                   float_test=float_row["accuracy"])
+    return row
+
+
+def _parse_method(text: str) -> tuple[str, dict[str, Any]]:
+    """``hawq:activations=separate`` -> ("hawq", {"activations": "separate"}): a method with options."""
+    name, _, options = text.partition(":")
+    return name, parse_key_values([item for item in options.split(",") if item], "--methods")
+
+
+def _stats(values: list[float]) -> tuple[float, float, str]:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.mean(values), std, " / ".join(f"{v:.1f}" for v in values)
 
 
 def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
@@ -83,23 +124,25 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
             rows = [r for r in per_run if r["budget"] == budget and r["method"] == method]
             if not rows:
                 continue
-            accuracies = [r["best_accuracy"] for r in rows]
-            summary.append({
-                "budget": budget, "method": method, "seeds": len(rows),
-                "accuracy_mean": statistics.mean(accuracies),
-                "accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-                "cost_ratio_mean": statistics.mean(r["best_cost_ratio"] for r in rows),
-                "agent_share_mean": statistics.mean(r["agent_share"] for r in rows),
-                "search_s_mean": statistics.mean(r["search_s"] for r in rows),
-            })
-    path = write_results("search_quality", summary, "Search quality (reward-split accuracy before fine-tuning)",
-                         _command(args))
+            entry: dict[str, Any] = {"budget": budget, "method": method, "seeds": len(rows)}
+            entry["before_mean"], entry["before_std"], entry["before_per_seed"] = _stats(
+                [r["best_accuracy"] for r in rows])
+            if "finetuned_test" in rows[0]:
+                entry["after_mean"], entry["after_std"], entry["after_per_seed"] = _stats(
+                    [r["finetuned_test"] for r in rows])
+            entry["cost_ratio_mean"] = statistics.mean(r["best_cost_ratio"] for r in rows)
+            entry["search_s_mean"] = statistics.mean(r["search_s"] for r in rows)
+            summary.append(entry)
+    path = write_results(args.name, summary, "Search quality: reward-split accuracy before fine-tuning, "
+                         "test accuracy after the same fine-tune", _command(args))
     print(path.read_text())
 
 
 def _command(args: argparse.Namespace) -> str:
+    sets = "".join(f" --set {item}" for item in args.set)
     return (f"python bench/bench_search.py --episodes {args.episodes} --seeds {' '.join(map(str, args.seeds))} "
-            f"--budgets {' '.join(map(str, args.budgets))} --jobs {args.jobs}")
+            f"--budgets {' '.join(map(str, args.budgets))} --methods {' '.join(args.methods)}{sets} "
+            f"--jobs {args.jobs} --name {args.name}")
 
 
 if __name__ == "__main__":

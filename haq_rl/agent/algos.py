@@ -66,7 +66,16 @@ class HaqAlgorithmMixin:
         self.steps_per_episode = steps_per_episode
         self.anchor_actions: np.ndarray | None = None
         self.anchor_sigma = 0.0
+        self.elite: tuple[np.ndarray, np.ndarray] | None = None
+        self.elite_imitation_steps = 0
         super().__init__(*args, **kwargs)
+
+    def set_elite(self, observations: np.ndarray, actions: np.ndarray, imitation_steps: int) -> None:
+        """Self-imitation (Oh et al., ICML 2018): after every ``train()``, pull the actor toward
+        the best episode found so far (``imitation_steps`` regression steps on its
+        observations and actions), so critic updates cannot drag it far from that policy."""
+        self.elite = (np.asarray(observations, dtype=np.float32), np.asarray(actions, dtype=np.float32))
+        self.elite_imitation_steps = int(imitation_steps)
 
     # ------------------------------------------------------------------ anchor
     def set_anchor(self, actions: np.ndarray, sigma: float) -> None:
@@ -83,8 +92,9 @@ class HaqAlgorithmMixin:
         self.anchor_sigma = float(sigma)
 
     def imitate(self, observations: np.ndarray, actions: np.ndarray, steps: int = 300,
-                lr: float = 1e-3) -> float:
-        """Fit the actor (and its target) to ``actions`` at ``observations`` by regression.
+                lr: float = 1e-3, sync_target: bool = False) -> float:
+        """Fit the actor to ``actions`` at ``observations`` by regression (``sync_target``: copy it to
+        the target actor too).
 
         Returns the final mean squared error. The actor's own optimizer is left as it
         was; a separate Adam does the fitting.
@@ -101,7 +111,8 @@ class HaqAlgorithmMixin:
             loss.backward()
             optimizer.step()
         actor.set_training_mode(False)
-        self.actor_target.load_state_dict(actor.state_dict())  # type: ignore[attr-defined]
+        if sync_target:
+            self.actor_target.load_state_dict(actor.state_dict())  # type: ignore[attr-defined]
         return float(loss.detach())
 
     # ------------------------------------------------------------ learning rates
@@ -134,6 +145,9 @@ class HaqAlgorithmMixin:
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         super().train(gradient_steps, batch_size)  # type: ignore[misc]
+        if self.elite is not None and self.elite_imitation_steps > 0:
+            error = self.imitate(*self.elite, steps=self.elite_imitation_steps)
+            self.logger.record("train/elite_mse", error)  # type: ignore[attr-defined]
         buffer = self.replay_buffer  # type: ignore[attr-defined]
         if isinstance(buffer, EpisodeRewardReplayBuffer) and buffer.baseline is not None:
             self.logger.record("train/reward_baseline", buffer.baseline)  # type: ignore[attr-defined]

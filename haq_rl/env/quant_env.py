@@ -55,9 +55,13 @@ class QuantizationEnv(gym.Env):
 
     ## Rewards
 
-    0 on every step but the last. At the last step ``0.1 * (acc - acc_ref)`` with
-    accuracies in percent (HAQ), ``acc`` the quantized model's eval-mode accuracy on the
-    reward split (after an optional short fine-tune) and ``acc_ref`` the float model's.
+    0 on every step but the last. At the last step, with ``reward_metric="accuracy"``
+    (HAQ), ``0.1 * (acc - acc_ref)`` with accuracies in percent, ``acc`` the quantized
+    model's eval-mode accuracy on the reward split and ``acc_ref`` the float model's; with
+    ``reward_metric="kl"``, ``-KL(p_float || p_quant)``, the mean KL divergence (nats) of the
+    quantized model's predictions from the float model's on the same images. Either is
+    measured after the optional per-policy BatchNorm re-estimation (``bn_recalibration``)
+    or short fine-tune (``finetune_steps``). ``info`` carries both ``accuracy`` and ``kl``.
 
     ## Episode End
 
@@ -82,6 +86,7 @@ class QuantizationEnv(gym.Env):
     * ``min_bits`` / ``max_bits``: the bit range of the action (default 2..8).
     * ``pin_first_last``: keep the first and last layers at 8/8 bits.
     * ``step_mode``: ``alternate`` (HAQ) or ``joint``.
+    * ``reward_metric``: ``accuracy`` (HAQ) or ``kl`` (see Rewards).
     * ``budget_feature``: append a 13th observation feature, the cost of the bits chosen so
       far (undecided layers at the minimum) over the budget, halved and clipped to [0, 1]
       (0.5 = at budget). Not in HAQ; off by default.
@@ -92,6 +97,7 @@ class QuantizationEnv(gym.Env):
     ## Version History
 
     * v0: initial release.
+    * v1 (``MobileNetV2Edge`` only): the KL reward; everything else as v0.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -217,6 +223,15 @@ class QuantizationEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (self.action_dim,) or not np.all(np.isfinite(action)):
             raise ConfigError(f"action {action.tolist()} must be {self.action_dim} finite value(s) in [-1, 1]")
+        self._take_action(action)
+        if self._step_index < len(self._schedule):
+            return self._observation(), 0.0, False, False, {}
+        info = self._finish_episode()
+        self.last_info = info
+        return self._observation(), float(info["reward"]), True, False, info
+
+    def _take_action(self, action: np.ndarray) -> None:
+        """Set the bits the current step's action chooses and move to the next step."""
         layer, part = self._schedule[self._step_index]
         bits = action_to_bits(action, self.min_bits, self.max_bits)
         if part == 2:
@@ -227,11 +242,26 @@ class QuantizationEnv(gym.Env):
             self._a[layer] = int(bits[0])
         self._previous_action = float((bits[-1] - self.min_bits) / max(self.max_bits - self.min_bits, 1))
         self._step_index += 1
-        if self._step_index < len(self._schedule):
-            return self._observation(), 0.0, False, False, {}
-        info = self._finish_episode()
-        self.last_info = info
-        return self._observation(), float(info["reward"]), True, False, info
+
+    def observations_for(self, actions: np.ndarray) -> np.ndarray:
+        """The observations an episode taking ``actions`` sees (one row per step), without evaluating.
+
+        The env's own episode state is left as it was.
+        """
+        saved = (self._step_index, self._w.copy(), self._a.copy(), self._previous_action)
+        try:
+            self._step_index = 0
+            self._w[:] = PINNED_BITS
+            self._a[:] = PINNED_BITS
+            self._previous_action = 0.0
+            rows = []
+            for action in np.asarray(actions, dtype=np.float64).reshape(len(self._schedule), self.action_dim):
+                rows.append(self._observation())
+                self._take_action(action)
+            return np.stack(rows)
+        finally:
+            self._step_index, self._w[:], self._a[:], self._previous_action = (
+                saved[0], saved[1], saved[2], saved[3])
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

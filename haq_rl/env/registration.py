@@ -11,7 +11,7 @@ from haq_rl.errors import UnknownNameError
 from haq_rl.resources import resource_dir
 
 NAMESPACE = "haq_rl"
-DEFAULT_ENV_ID = "haq_rl/MobileNetV2Edge-v0"
+DEFAULT_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
 ENTRY_POINT = "haq_rl.env.factory:make_env"
 
 

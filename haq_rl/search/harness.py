@@ -45,12 +45,13 @@ METHODS = RL_METHODS + BASELINE_METHODS
 #: Settings each method accepts in ``SearchConfig.options`` (``--option KEY=VALUE``), with defaults.
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     # HAWQ-V3-style sensitivity + integer program (see haq_rl.search.hawq).
-    "hawq": {"probes": 32, "images": 256, "activations": "tied"},
+    "hawq": {"probes": 32, "images": 256, "activations": "separate"},
     # Optuna's multivariate TPE (see haq_rl.search.tpe).
     "tpe": {"startup_trials": 10},
     # DDPG anchored on the hawq integer program (see haq_rl.search.rl); anchor_sigma is the
     # warm-up noise around the anchor in HAQ's [0, 1] action units.
-    "guided": {"probes": 32, "images": 256, "activations": "separate", "anchor_sigma": 0.05},
+    "guided": {"probes": 32, "images": 256, "activations": "separate", "anchor_sigma": 0.04,
+               "imitation_steps": 50},
 }
 
 
@@ -64,8 +65,8 @@ class SearchConfig:
     """
 
     env: str = DEFAULT_ENV_ID
-    method: str = "ddpg"
-    episodes: int = 200
+    method: str = "guided"
+    episodes: int = 80
     budget: float | None = None
     hardware: str | None = None
     objective: str | None = None

@@ -26,7 +26,8 @@ REPLAY_FILE = "replay_buffer.pkl"
 GUIDED_METHOD = "guided"
 #: Its agent settings where they differ from HAQ's: a shorter warm-up around the anchor
 #: and exploration noise of about a third of a bit bin instead of HAQ's half range.
-GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, "noise_sigma": 0.05}
+GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, "noise_sigma": 0.04,
+                                          "noise_decay": 1.0}
 
 
 def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
@@ -72,6 +73,10 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         if recorder.count >= learning_episodes:
             return
         recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
+        if guided and recorder.best is not None and recorder.best["episode"] == recorder.count - 1:
+            # A new best: the actor now imitates it (self-imitation of the elite).
+            actions = np.asarray(record["applied_actions"], dtype=np.float32)
+            model.set_elite(env.observations_for(actions), actions, model.elite_imitation_steps)
         if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
             checkpoint()
 
@@ -106,15 +111,15 @@ def _anchor_on_integer_program(env: Any, config: SearchConfig, recorder: Recorde
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     w_bits, a_bits = integer_program_policy(env, sensitivity, tied=tied)
     actions = env.policy_actions(w_bits, a_bits)
-    observation, _ = env.reset(seed=config.seed)
-    observations = []
+    env.reset(seed=config.seed)
     info: dict[str, Any] = {}
     for action in actions:
-        observations.append(observation)
-        observation, _, _, _, info = env.step(action)
+        _, _, _, _, info = env.step(action)
     recorder.record(info, "warm-start")
     model.set_anchor(actions, sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
-    error = model.imitate(np.asarray(observations), actions)
+    observations = env.observations_for(actions)
+    error = model.imitate(observations, actions, sync_target=True)
+    model.set_elite(observations, actions, imitation_steps=int(options["imitation_steps"]))
     logger.info("guided agent: integer-program policy %.2f%% at cost ratio %.3f; actor fitted (mse %.2g)",
                 info["accuracy"], info["cost_ratio"], error)
 
@@ -131,7 +136,7 @@ def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
     defaults = GUIDED_AGENT_DEFAULTS if config.method == GUIDED_METHOD else {"algo": config.method}
     agent_config = AgentConfig(**{**defaults, "seed": config.seed, **config.agent})
     noisy_episodes = learning_episodes - agent_config.warmup_episodes
-    if "noise_decay" in config.agent or noisy_episodes < 1:
+    if "noise_decay" in config.agent or "noise_decay" in defaults or noisy_episodes < 1:
         return agent_config
     decay = run_length_decay(noisy_episodes)
     logger.info("noise decay %.4f per episode over %d noisy episodes (HAQ's schedule)", decay, noisy_episodes)
