@@ -57,7 +57,7 @@ class FinetuneConfig:
     """The fine-tune budget, the same for the searched policy and every baseline.
 
     The defaults are measured on the default env (MobileNetV2 on mnist5k, see the
-    README): one epoch over the 3500 ``search_train`` images at lr 5e-3 recovers most of
+    docs/user_guide.md): one epoch over the 3500 ``search_train`` images at lr 5e-3 recovers most of
     the accuracy that 4-bit quantization loses, and the whole comparison (4-5 fine-tunes)
     takes a few minutes on two CPU cores.
 

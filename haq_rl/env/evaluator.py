@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -149,8 +150,8 @@ class PolicyEvaluator:
         if not self.bn_batches or not norms:
             yield
             return
-        saved = [(m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
-                 for m in norms]  # type: ignore[union-attr]
+        saved = [(m.momentum, cast(torch.Tensor, m.running_mean).clone(), cast(torch.Tensor, m.running_var).clone(),
+                  cast(torch.Tensor, m.num_batches_tracked).clone()) for m in norms]
         try:
             for m in norms:
                 m.reset_running_stats()

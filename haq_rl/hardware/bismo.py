@@ -4,7 +4,7 @@ Sources: Umuroglu et al., "BISMO: A Scalable Bit-Serial Matrix Multiplication Ov
 for Reconfigurable Computing", FPL 2018, and its journal version (arXiv 1901.00370);
 the open RTL EECS-NTNU/bismo. HAQ (Wang et al., CVPR 2019) runs its "edge" and "cloud"
 experiments on BISMO; its authors' simulator was never released, so this model is fitted
-to the one table they did publish (see ``hw_profiles/bismo-cloud.yaml`` and the README).
+to the one table they did publish (see ``hw_profiles/bismo-cloud.yaml`` and docs/hardware.md).
 
 A layer is lowered to a matrix multiply: M rows of weights, K reduction, N columns
 (see :class:`~haq_rl.hardware.layer_spec.LayerSpec`). The array has Dm x Dn dot-product
@@ -60,7 +60,7 @@ def matrix_view(spec: LayerSpec, dm: int) -> tuple[int, int, int, int, int]:
         tn, nt = spec.batch, spec.n  # one right-hand tile set per image
     if spec.kind == "depthwise":
         # Pack Dm channels into a dense block-diagonal Dm x (Dm*k*k) matrix: this is how
-        # HAQ's table treats depthwise layers (it reproduces their cost, see README).
+        # HAQ's table treats depthwise layers (it reproduces their cost, see docs/hardware.md).
         return _ceil(spec.groups, dm), tn, dm, dm * spec.kernel * spec.kernel, nt
     return spec.groups, tn, spec.m, spec.k, nt
 

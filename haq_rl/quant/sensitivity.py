@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ def hessian_traces(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], ba
     """
     if probes < 1:
         raise ConfigError(f"probes={probes!r} must be an integer >= 1")
-    weights = [module.weight for _, module in layers]
+    weights: list[torch.Tensor] = [cast(torch.Tensor, module.weight) for _, module in layers]
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
@@ -154,7 +155,7 @@ def layer_sensitivity(applier: PolicyApplier, batches: Sequence[Batch], bits: Se
     with torch.no_grad():
         for i, (name, module) in enumerate(layers):
             for j, b in enumerate(bits):
-                error = applier.quantized_weight(name, b) - module.weight
+                error = applier.quantized_weight(name, b) - cast(torch.Tensor, module.weight)
                 weight[i, j] = 0.5 * traces[i] * float((error ** 2).sum())
                 params = applier.act_params(name, b)
                 total = 0.0

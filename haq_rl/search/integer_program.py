@@ -70,7 +70,7 @@ def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np
                           f"({result.message})")
     w_bits = np.full(layers, pinned_bits, dtype=np.int64)
     a_bits = np.full(layers, pinned_bits, dtype=np.int64)
-    for j in np.flatnonzero(result.x > 0.5):
-        layer, w, a = choices[j]
+    for chosen in np.flatnonzero(result.x > 0.5):
+        layer, w, a = choices[int(chosen)]
         w_bits[layer], a_bits[layer] = w, a
     return w_bits, a_bits

@@ -76,7 +76,8 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         if guided and recorder.best is not None and recorder.best["episode"] == recorder.count - 1:
             # A new best: the actor now imitates it (self-imitation of the elite).
             actions = np.asarray(record["applied_actions"], dtype=np.float32)
-            model.set_elite(env.observations_for(actions), actions, model.elite_imitation_steps)
+            model.set_elite(env.observations_for(actions), actions,  # type: ignore[attr-defined]
+                            model.elite_imitation_steps)  # type: ignore[attr-defined]
         if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
             checkpoint()
 

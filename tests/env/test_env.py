@@ -46,8 +46,11 @@ def test_gymnasium_and_sb3_checkers_pass(env_id):
         rng = np.random.default_rng(0)
         _, reward, info = _run_episode(env, rng.uniform(-1, 1, (episode_steps, *env.action_space.shape)))
         assert info["cost_ratio"] <= info["budget_ratio"] + 1e-9
-        assert reward == pytest.approx(0.1 * (info["accuracy"] - info["float_accuracy"]))
-        assert set(info) >= {"policy", "accuracy", "cost", "cost_ratio", "latency_ms", "energy_uj", "size_bytes"}
+        if env.unwrapped.reward_metric == "kl":
+            assert reward == pytest.approx(-info["kl"]) and info["kl"] > 0
+        else:
+            assert reward == pytest.approx(0.1 * (info["accuracy"] - info["float_accuracy"]))
+        assert set(info) >= {"policy", "accuracy", "kl", "cost", "cost_ratio", "latency_ms", "energy_uj", "size_bytes"}
     finally:
         env.close()
 
