@@ -15,7 +15,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q $(PIP_EXTRA) "$(TORCH_SPEC)" -e ".[dev]"
 	touch $(STAMP)
 
-# The main job: search the default env, fine-tune the best policy, write the report.
+# The main job: search the default env (guided agent, 80 episodes), fine-tune the best
+# policy with the uniform baselines, write the report.
 # A second `make run` resumes (or reuses) the finished search in $(RUN_DIR).
 RUN_DIR ?= runs/default
 SEARCH_ARGS ?=

@@ -59,7 +59,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="searches run at once, each in its own process (at most one per core)")
     parser.add_argument("--name", default="search_quality", help="result file name")
+    parser.add_argument("--summarize", action="store_true",
+                        help="only rewrite the summary tables from results/<name>_runs.csv")
     args = parser.parse_args()
+    if args.summarize:
+        _write_summary(_read_runs(RESULTS / f"{args.name}_runs.csv"), args)
+        return
     overrides = parse_key_values(args.set, "--set")
     # Seed-major order: a benchmark stopped early has whole seeds, every budget and method.
     runs = [(budget, method, seed)
@@ -117,6 +122,37 @@ def _stats(values: list[float]) -> tuple[float, float, str]:
     return statistics.mean(values), std, " / ".join(f"{v:.1f}" for v in values)
 
 
+def _read_runs(path: Path) -> list[dict]:
+    import csv
+
+    def number(value: str) -> Any:
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value
+
+    with open(path, newline="") as stream:
+        return [{k: number(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+
+
+def _fidelity(per_run: list[dict], budgets: list[float]) -> list[dict]:
+    """Within-budget Spearman of the best policies' search reward vs their fine-tuned test accuracy."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    for budget in budgets:
+        group = [r for r in per_run if r["budget"] == budget and "finetuned_test" in r]
+        if len(group) < 3:
+            continue
+        value = spearmanr([r["best_reward"] for r in group], [r["finetuned_test"] for r in group]).statistic
+        rows.append({"budget": budget, "policies": len(group), "methods": len({r["method"] for r in group}),
+                     "spearman_reward_vs_finetuned": float(value)})
+    return rows
+
+
 def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
     summary = []
     for budget in args.budgets:
@@ -135,6 +171,10 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
             summary.append(entry)
     path = write_results(args.name, summary, "Search quality: reward-split accuracy before fine-tuning, "
                          "test accuracy after the same fine-tune", _command(args))
+    fidelity = _fidelity(per_run, args.budgets)
+    if fidelity:
+        write_results(f"{args.name}_fidelity", fidelity, "Reward fidelity among the best policies of every "
+                      "method and seed (within budget)", _command(args))
     print(path.read_text())
 
 

@@ -33,6 +33,7 @@ from stable_baselines3.common.utils import update_learning_rate
 
 from haq_rl.agent.noise import TruncatedNormalNoise
 from haq_rl.agent.replay import EpisodeRewardReplayBuffer
+from haq_rl.errors import ConfigError
 
 
 class HaqAlgorithmMixin:
@@ -86,7 +87,7 @@ class HaqAlgorithmMixin:
         """
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 2 or actions.shape[0] != self.steps_per_episode:
-            raise ValueError(f"anchor actions of shape {actions.shape}; expected ({self.steps_per_episode}, "
+            raise ConfigError(f"anchor actions of shape {actions.shape}; expected ({self.steps_per_episode}, "
                              "action_dim)")
         self.anchor_actions = actions
         self.anchor_sigma = float(sigma)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.noise import ActionNoise
 
+from haq_rl.errors import ConfigError
+
 #: HAQ's runs (``rl_quantize.py``): 600 episodes, the first 20 of them warm-up, and the
 #: noise std multiplied by 0.99 after every episode past the warm-up.
 HAQ_EPISODES = 600
@@ -32,7 +34,7 @@ def run_length_decay(noisy_episodes: int) -> float:
     slower, and every run ends at 0.99 ** 580 = 0.29 % of the start std.
     """
     if noisy_episodes < 1:
-        raise ValueError(f"noisy_episodes={noisy_episodes} must be >= 1")
+        raise ConfigError(f"noisy_episodes={noisy_episodes} must be >= 1")
     return HAQ_NOISE_DECAY ** ((HAQ_EPISODES - HAQ_WARMUP_EPISODES) / noisy_episodes)
 
 
@@ -94,9 +96,9 @@ class TruncatedNormalNoise(ActionNoise):
     ) -> None:
         super().__init__()
         if action_dim < 1:
-            raise ValueError(f"action_dim={action_dim} must be >= 1")
+            raise ConfigError(f"action_dim={action_dim} must be >= 1")
         if not low < high:
-            raise ValueError(f"low={low} must be < high={high}")
+            raise ConfigError(f"low={low} must be < high={high}")
         self.action_dim = int(action_dim)
         self.initial_sigma = float(sigma)
         self.decay = float(decay)

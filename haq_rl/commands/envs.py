@@ -6,7 +6,7 @@ import argparse
 import json
 
 COLUMNS = ("id", "model", "dataset", "input_size", "hardware", "objective", "budget",
-           "min_bits", "max_bits", "step_mode", "weight_method")
+           "min_bits", "max_bits", "step_mode", "weight_method", "reward_metric")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -13,8 +13,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     defaults = SearchConfig()
     parser = subparsers.add_parser(
-        "search", help="search a quantization policy (DDPG or a baseline)",
-        description="Search a mixed-precision policy with HAQ's DDPG agent or a baseline; "
+        "search", help="search a quantization policy (RL agent, peer or baseline)",
+        description="Search a mixed-precision policy with an RL agent (default: guided DDPG), a peer "
+                    "(hawq, tpe) or a baseline; "
                     "writes a run directory (config.json, episodes.csv, best_policy.json, agent.zip).")
     parser.add_argument("env", nargs="?", default=DEFAULT_ENV_ID,
                         help=f"registered env id or YAML spec (default {DEFAULT_ENV_ID})")

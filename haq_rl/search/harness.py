@@ -1,14 +1,8 @@
-"""The search loop: HAQ's RL agent and the baselines (random, uniform, greedy) in one harness.
+"""The harness every method shares: SearchConfig, the episode recorder, run_search.
 
-Every method scores policies through the same environment (same evaluator, same
-action wall, same cost table) and writes the same run directory:
-
-    config.json        the search and env settings
-    episodes.csv       one row per evaluated policy (episode, phase, reward, accuracy,
-                       cost ratio, latency, energy, size, BOPs, bits of every layer)
-    best_policy.json   the best policy that meets the budget (QuantPolicy JSON)
-    agent.zip          the SB3 agent (RL methods), plus replay_buffer.npz and
-    search_state.json  the checkpoint used by ``--resume``
+``run_search`` builds the env, writes config.json, hands the env and a :class:`Recorder`
+to the method's runner (:func:`_method_runner`), and returns the best policy within
+budget; the run-directory layout is described in :mod:`haq_rl.search`.
 """
 
 from __future__ import annotations
