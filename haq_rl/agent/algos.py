@@ -71,12 +71,14 @@ class HaqAlgorithmMixin:
         self.elite_imitation_steps = 0
         super().__init__(*args, **kwargs)
 
-    def set_elite(self, observations: np.ndarray, actions: np.ndarray, imitation_steps: int) -> None:
+    def set_elite(self, observations: np.ndarray, actions: np.ndarray, imitation_steps: int | None = None) -> None:
         """Self-imitation (Oh et al., ICML 2018): after every ``train()``, pull the actor toward
         the best episode found so far (``imitation_steps`` regression steps on its
-        observations and actions), so critic updates cannot drag it far from that policy."""
+        observations and actions; None keeps the current count), so critic updates cannot
+        drag it far from that policy."""
         self.elite = (np.asarray(observations, dtype=np.float32), np.asarray(actions, dtype=np.float32))
-        self.elite_imitation_steps = int(imitation_steps)
+        if imitation_steps is not None:
+            self.elite_imitation_steps = int(imitation_steps)
 
     # ------------------------------------------------------------------ anchor
     def set_anchor(self, actions: np.ndarray, sigma: float) -> None:

@@ -89,9 +89,9 @@ class PolicyEvaluator:
         self.evaluations = 0
         self.cache_hits = 0
         self.eval_seconds = 0.0  # wall time spent evaluating (benchmarks report the share)
-        self._float_log_probs: list[torch.Tensor] | None = None
-        float_scores = self._measure()
-        self.float_accuracy = float_scores.accuracy
+        # The float model's predicted distribution per reward batch, the reference of the KL.
+        self._float_log_probs, self.float_accuracy = self._float_reference()
+        self._float_probs = [log_probs.exp() for log_probs in self._float_log_probs]
 
     def policy(self, w_bits: np.ndarray, a_bits: np.ndarray) -> QuantPolicy:
         return QuantPolicy.from_arrays(self.layer_names, w_bits, a_bits)
@@ -123,24 +123,32 @@ class PolicyEvaluator:
         return scores
 
     @torch.no_grad()
+    def _float_reference(self) -> tuple[list[torch.Tensor], float]:
+        """The float model's log-probabilities per reward batch and its accuracy (one pass)."""
+        self.model.eval()
+        log_probs = []
+        correct = 0
+        total = 0
+        for inputs, labels in self.reward_batches:
+            logits = self.model(inputs)
+            correct += int((logits.argmax(dim=1) == labels).sum())
+            total += int(labels.numel())
+            log_probs.append(torch.log_softmax(logits.float(), dim=1))
+        return log_probs, 100.0 * correct / max(total, 1)
+
+    @torch.no_grad()
     def _measure(self) -> PolicyScores:
-        """Accuracy and KL(float || model) of the model as it is now; the first call is the float model."""
+        """Accuracy and KL(float || model) of the model as it is now."""
         self.model.eval()
         correct = 0
         total = 0
         divergence = 0.0
-        log_probs = []
-        for index, (inputs, labels) in enumerate(self.reward_batches):
+        for (inputs, labels), reference, probs in zip(
+                self.reward_batches, self._float_log_probs, self._float_probs, strict=True):
             logits = self.model(inputs)
             correct += int((logits.argmax(dim=1) == labels).sum())
             total += int(labels.numel())
-            current = torch.log_softmax(logits.float(), dim=1)
-            log_probs.append(current)
-            if self._float_log_probs is not None:
-                reference = self._float_log_probs[index]
-                divergence += float((reference.exp() * (reference - current)).sum())
-        if self._float_log_probs is None:
-            self._float_log_probs = log_probs
+            divergence += float((probs * (reference - torch.log_softmax(logits.float(), dim=1))).sum())
         return PolicyScores(accuracy=100.0 * correct / max(total, 1), kl=divergence / max(total, 1))
 
     @contextlib.contextmanager

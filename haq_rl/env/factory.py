@@ -56,19 +56,22 @@ class Task:
         """Quantizable layer names, in module order (the order of policies and cost arrays)."""
         return [layer.name for layer in self.specs]
 
+    def search_train_batches(self, batch_size: int, seed: int, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The first ``count`` (inputs, labels) batches of a ``seed``-shuffled search-train split."""
+        generator = torch.Generator().manual_seed(seed)
+        return _batches(self.splits.search_train, batch_size, generator)[:count]
+
     def calibration_inputs(self) -> list[torch.Tensor]:
         """The activation-calibration batches of the search: same seed, same images."""
-        generator = torch.Generator().manual_seed(self.spec.split_seed)
-        batches = _batches(self.splits.search_train, self.spec.reward_batch_size, generator)
-        return [inputs for inputs, _ in batches[: self.spec.calibration_batches]]
+        batches = self.search_train_batches(self.spec.reward_batch_size, self.spec.split_seed,
+                                            self.spec.calibration_batches)
+        return [inputs for inputs, _ in batches]
 
     def bn_inputs(self) -> list[torch.Tensor]:
         """The search-train batches that re-estimate BatchNorm per policy (``bn_recalibration``)."""
-        if self.spec.bn_recalibration == 0:
-            return []
-        generator = torch.Generator().manual_seed(self.spec.split_seed + BN_SEED_OFFSET)
-        batches = _batches(self.splits.search_train, self.spec.reward_batch_size, generator)
-        return [inputs for inputs, _ in batches[: self.spec.bn_recalibration]]
+        batches = self.search_train_batches(self.spec.reward_batch_size, self.spec.split_seed + BN_SEED_OFFSET,
+                                            self.spec.bn_recalibration)
+        return [inputs for inputs, _ in batches]
 
 
 def load_task(spec: EnvSpec | str | Path) -> Task:

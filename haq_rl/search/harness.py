@@ -36,16 +36,35 @@ RL_METHODS = ("guided", "ddpg", "td3", "sac")
 BASELINE_METHODS = ("random", "uniform", "greedy", "hawq", "tpe")
 METHODS = RL_METHODS + BASELINE_METHODS
 
+_SENSITIVITY_OPTIONS: dict[str, Any] = {"probes": 32, "images": 256, "activations": "separate"}
+
 #: Settings each method accepts in ``SearchConfig.options`` (``--option KEY=VALUE``), with defaults.
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     # HAWQ-V3-style sensitivity + integer program (see haq_rl.search.hawq).
-    "hawq": {"probes": 32, "images": 256, "activations": "separate"},
+    "hawq": dict(_SENSITIVITY_OPTIONS),
     # Optuna's multivariate TPE (see haq_rl.search.tpe).
     "tpe": {"startup_trials": 10},
     # DDPG anchored on the hawq integer program (see haq_rl.search.rl); anchor_sigma is the
     # warm-up noise around the anchor in HAQ's [0, 1] action units.
-    "guided": {"probes": 32, "images": 256, "activations": "separate", "anchor_sigma": 0.04,
-               "imitation_steps": 50},
+    "guided": {**_SENSITIVITY_OPTIONS, "anchor_sigma": 0.04, "imitation_steps": 50},
+}
+
+ACTIVATION_MODES = ("tied", "separate")
+
+
+def _integer_at_least(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: not isinstance(v, bool) and isinstance(v, int) and v >= minimum
+
+
+#: What each option's value must be (one rule per option name, whichever method takes it).
+_OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "probes": (_integer_at_least(1), "an integer >= 1"),
+    "images": (_integer_at_least(1), "an integer >= 1"),
+    "activations": (lambda v: v in ACTIVATION_MODES, "one of " + ", ".join(ACTIVATION_MODES)),
+    "startup_trials": (_integer_at_least(1), "an integer >= 1"),
+    "imitation_steps": (_integer_at_least(0), "an integer >= 0"),
+    "anchor_sigma": (lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v <= 1,
+                     "a number in [0, 1]"),
 }
 
 
@@ -85,10 +104,13 @@ class SearchConfig:
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"device={self.device!r} must be cpu, cuda, cuda:N or auto")
         allowed = METHOD_OPTIONS.get(self.method, {})
-        for key in self.options:
+        for key, value in self.options.items():
             if key not in allowed:
                 raise ConfigError(unknown_name_message(f"option of method {self.method}", key, list(allowed))
                                   if allowed else f"method {self.method} takes no options (got {key!r})")
+            valid, expected = _OPTION_RULES[key]
+            if not valid(value):
+                raise ConfigError(f"{self.method} option {key}={value!r} must be {expected}")
 
     def method_options(self) -> dict[str, Any]:
         """The method's settings: its defaults with ``options`` on top."""
@@ -272,8 +294,6 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
         evaluations=env.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
         best_policy_path=run_dir / BEST_POLICY_FILE, eval_seconds=env.evaluator.eval_seconds,
         setup_seconds=setup_seconds)
-
-
 
 
 def _method_runner(method: str) -> Callable[[Any, SearchConfig, Recorder], None]:

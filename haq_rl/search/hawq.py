@@ -37,30 +37,26 @@ from haq_rl.search.harness import Recorder, SearchConfig
 logger = logging.getLogger(__name__)
 
 SENSITIVITY_FILE = "sensitivity.csv"
-ACTIVATION_MODES = ("tied", "separate")
 
 
-def check_options(options: dict[str, Any]) -> tuple[int, int, bool]:
-    """``(probes, images, tied)`` from the method options; ConfigError on bad values."""
-    probes, images, mode = options["probes"], options["images"], options["activations"]
-    for name, value in (("probes", probes), ("images", images)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"hawq option {name}={value!r} must be an integer >= 1")
-    if mode not in ACTIVATION_MODES:
-        raise ConfigError(f"hawq option activations={mode!r}; allowed: {', '.join(ACTIVATION_MODES)}")
-    return probes, images, mode == "tied"
+def sensitivity_settings(options: dict[str, Any]) -> tuple[int, int, bool]:
+    """``(probes, images, tied)`` from the method options (validated by SearchConfig)."""
+    return options["probes"], options["images"], options["activations"] == "tied"
 
 
 def sensitivity_batches(env: Any, images: int, seed: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``images`` search-train images (a seeded draw) in batches, on the evaluator's device."""
+    """The first ``images`` images of a ``seed``-shuffled search-train split, in batches, on the
+    evaluator's device."""
     task = getattr(env, "task", None)
     if task is None:
         raise ConfigError("the hawq method needs an env built from a task (make_env / gymnasium.make)")
-    inputs, labels = task.splits.search_train.tensors
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:images]
+    batches = task.search_train_batches(batch_size, seed, -(-images // batch_size))
     device = env.evaluator.device
-    return [(inputs[order[i:i + batch_size]].to(device), labels[order[i:i + batch_size]].to(device))
-            for i in range(0, len(order), batch_size)]
+    kept = []
+    for index, (inputs, labels) in enumerate(batches):
+        size = min(batch_size, images - index * batch_size)
+        kept.append((inputs[:size].to(device), labels[:size].to(device)))
+    return kept
 
 
 def measure_sensitivity(env: Any, probes: int, images: int, seed: int) -> Any:
@@ -149,7 +145,7 @@ def search_hawq(env: Any, config: SearchConfig, recorder: Recorder) -> None:
     """Measure, solve, score the one policy (``episodes`` beyond 1 are not needed)."""
     if recorder.count >= 1:
         return
-    probes, images, tied = check_options(config.method_options())
+    probes, images, tied = sensitivity_settings(config.method_options())
     sensitivity = measure_sensitivity(env, probes, images, config.seed)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     w_bits, a_bits = integer_program_policy(env, sensitivity, tied)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from haq_rl.errors import ConfigError
 from haq_rl.run_dir import STATE_FILE, read_json, write_json_atomic
 from haq_rl.search.harness import Recorder, SearchConfig
 
@@ -76,8 +75,7 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         if guided and recorder.best is not None and recorder.best["episode"] == recorder.count - 1:
             # A new best: the actor now imitates it (self-imitation of the elite).
             actions = np.asarray(record["applied_actions"], dtype=np.float32)
-            model.set_elite(env.observations_for(actions), actions,  # type: ignore[attr-defined]
-                            model.elite_imitation_steps)  # type: ignore[attr-defined]
+            model.set_elite(env.observations_for(actions), actions)  # type: ignore[attr-defined]
         if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
             checkpoint()
 
@@ -97,17 +95,15 @@ def _anchor_on_integer_program(env: Any, config: SearchConfig, recorder: Recorde
     """
     from haq_rl.search.hawq import (
         SENSITIVITY_FILE,
-        check_options,
         integer_program_policy,
         measure_sensitivity,
+        sensitivity_settings,
         write_sensitivity,
     )
 
     options = config.method_options()
-    probes, images, tied = check_options(options)
+    probes, images, tied = sensitivity_settings(options)
     sigma = options["anchor_sigma"]
-    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 <= sigma <= 1:
-        raise ConfigError(f"guided option anchor_sigma={sigma!r} must be a number in [0, 1]")
     sensitivity = measure_sensitivity(env, probes, images, config.seed)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     w_bits, a_bits = integer_program_policy(env, sensitivity, tied=tied)

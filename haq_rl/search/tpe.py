@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from haq_rl.errors import ConfigError, MissingDependencyError
+from haq_rl.errors import MissingDependencyError
 from haq_rl.search.harness import Recorder, SearchConfig
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ def search_tpe(env: Any, config: SearchConfig, recorder: Recorder) -> None:
     """``config.episodes`` TPE trials; a resumed run replays the recorded trials first."""
     optuna = _optuna()
     startup = config.method_options()["startup_trials"]
-    if isinstance(startup, bool) or not isinstance(startup, int) or startup < 1:
-        raise ConfigError(f"tpe option startup_trials={startup!r} must be an integer >= 1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup)
     study = optuna.create_study(direction="maximize", sampler=sampler)
