@@ -11,10 +11,12 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from haq_rl import __version__
-from haq_rl.errors import HaqError
+from haq_rl.errors import BudgetWarning, HaqError
 
 # Sub-command modules, in the order `haq-rl --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -58,13 +60,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            return int(args.run(args) or 0)
     except HaqError as error:
         print(f"haq-rl {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"haq-rl {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(command: str) -> Any:
+    """Print the library's budget warnings as one line; leave the others to Python."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+        if issubclass(category, BudgetWarning):
+            print(f"haq-rl {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *rest, **kwargs)
+    return show
 
 
 if __name__ == "__main__":

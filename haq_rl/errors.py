@@ -55,6 +55,10 @@ class BudgetError(HaqError, ValueError):
     """A hardware budget cannot be met by any allowed policy."""
 
 
+class BudgetWarning(UserWarning):
+    """A budget is feasible but leaves almost no room above the minimum bits."""
+
+
 class MissingDependencyError(HaqError, ImportError):
     """An optional dependency a feature needs is not installed (the message names the extra)."""
 

@@ -37,11 +37,12 @@ from torch import nn
 from haq_rl import __version__
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
-from haq_rl.env.bits import pinned_layers, uniform_bits
 from haq_rl.env.factory import Task, load_task
 from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, PolicyError
 from haq_rl.quant import ActFakeQuant, QuantPolicy, export_qat, prepare_qat, quantizable_modules
 from haq_rl.run_dir import BEST_POLICY_FILE, CONFIG_FILE, read_json, write_json_atomic
+from haq_rl.task import budget as budget_rules
+from haq_rl.task.budget import is_within_budget, pinned_layers, reference_cost, uniform_bits
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ FINETUNED_FILE = "finetuned.pt"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FORMAT_VERSION = 1
 METRICS_FORMAT_VERSION = 1
-_BUDGET_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,6 @@ def uniform_policy(task: Task, bits: int) -> QuantPolicy:
     return QuantPolicy.from_arrays(task.layer_names, w, a, name=f"uniform {bits}/{bits}")
 
 
-def _reference_cost(task: Task) -> float:
-    eights = np.full(len(task.specs), 8, dtype=np.int64)
-    return float(task.cost_table.policy_cost(eights, eights, task.spec.objective))
-
-
 def _finite_or_none(value: float) -> float | None:
     # JSON has no NaN: profiles without an energy model report null instead.
     return float(value) if math.isfinite(value) else None
@@ -165,26 +160,22 @@ def policy_costs(task: Task, policy: QuantPolicy) -> dict[str, Any]:
     index = (np.arange(len(w)), w - 1, a - 1)
     table = task.cost_table
     cost = float(table.policy_cost(w, a, task.spec.objective))
-    ratio = cost / _reference_cost(task)
+    ratio = cost / reference_cost(table, task.spec.objective)
     return {
         "latency_ms": _finite_or_none(float(table.latency_ms[index].sum())),
         "energy_uj": _finite_or_none(float(table.energy_uj[index].sum())),
         "size_bytes": _finite_or_none(float(table.size_bytes[index].sum())),
         "bops": _finite_or_none(float(table.bops[index].sum())),
         "cost_ratio": ratio,
-        "within_budget": bool(ratio <= task.spec.budget + _BUDGET_TOLERANCE),
+        "within_budget": is_within_budget(ratio, task.spec.budget),
     }
 
 
 def largest_uniform_within_budget(task: Task) -> int | None:
-    """The most bits B whose uniform B/B policy meets the budget (None if none does)."""
-    reference = _reference_cost(task)
-    for bits in range(task.spec.max_bits, task.spec.min_bits - 1, -1):
-        policy = uniform_policy(task, bits)
-        cost = float(task.cost_table.policy_cost(policy.w_bits, policy.a_bits, task.spec.objective))
-        if cost / reference <= task.spec.budget + _BUDGET_TOLERANCE:
-            return bits
-    return None
+    """The most bits B whose uniform B/B policy meets the task's budget (None if none does)."""
+    spec = task.spec
+    return budget_rules.largest_uniform_within_budget(
+        task.cost_table, spec.objective, spec.budget, _pinned(task), spec.weight_only, spec.min_bits, spec.max_bits)
 
 
 # --------------------------------------------------------------------------- fine-tune

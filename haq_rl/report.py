@@ -38,7 +38,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from haq_rl.env.bits import pinned_layers, uniform_bits
 from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.run_dir import (
     BASE_COLUMNS,
@@ -47,6 +46,7 @@ from haq_rl.run_dir import (
     EPISODES_FILE,
     read_episode_rows,
 )
+from haq_rl.task.budget import BUDGET_TOLERANCE, is_within_budget, pinned_layers, uniform_bits
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ PHASE_COLORS = {"warm-up": "#ffd92f", "explore": "#8da0cb", "final": "#66c2a5", 
 COMPARISON_COLUMNS = ("name", "w_bits", "a_bits", "accuracy_before", "accuracy", "latency_ms", "energy_uj",
                       "size_bytes", "bops", "cost_ratio", "within_budget", "latency_ratio", "energy_ratio",
                       "size_ratio")
-_BUDGET_TOL = 1e-9  # the same tolerance the search uses to call a policy within budget
 
 
 # --------------------------------------------------------------------------- loading
@@ -263,7 +262,7 @@ def episodes(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
         for column in ("within_budget", "best_reward", "best_accuracy", "best_cost_ratio"):
             frame[column] = pd.Series(dtype=float)
         return frame
-    frame["within_budget"] = frame["cost_ratio"] <= run.budget + _BUDGET_TOL
+    frame["within_budget"] = frame["cost_ratio"] <= run.budget + BUDGET_TOLERANCE
     best_reward, best_acc, best_cost = [], [], []
     current: tuple[float, float, float] | None = None
     # Same rule as the search's recorder: strictly better reward, within budget.
@@ -362,7 +361,7 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
                 accuracy, episode = float(first["accuracy"]), int(first["episode"])
         rows.append({"bits": bits, "name": f"uniform {bits}/{bits}", "cost": cost,
                      "cost_ratio": cost / reference if reference > 0 else math.nan,
-                     "within_budget": cost / reference <= run.budget + _BUDGET_TOL if reference > 0 else False,
+                     "within_budget": is_within_budget(cost / reference, run.budget) if reference > 0 else False,
                      "accuracy": accuracy, "episode": episode})
     return pd.DataFrame(rows)
 

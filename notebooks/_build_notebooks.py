@@ -98,7 +98,7 @@ The first search of a model also trains its float model once and caches it
 from haq_rl.search import SearchConfig, run_search
 
 if TINY:
-    config = SearchConfig(env="haq_rl/LeNet5Size-v0", method="ddpg", episodes=12,
+    config = SearchConfig(env="haq_rl/LeNet5Size-v1", method="ddpg", episodes=12,
                           agent={"warmup_episodes": 5}, out=str(OUT / "lenet5-ddpg"), progress=False)
 else:
     config = SearchConfig(env="haq_rl/MobileNetV2Edge-v0", method="ddpg", episodes=200,
@@ -324,7 +324,7 @@ no RL library, so **any agent can drive them**. This notebook:
 3. trains a plain stable-baselines3 `TD3` (no haq-rl agent code) for `K` episodes;
 4. compares their rewards in a table and a plot.
 
-With `TINY = True` it uses `haq_rl/LeNet5Size-v0` (5 steps per episode, fast to score)
+With `TINY = True` it uses `haq_rl/LeNet5Size-v1` (5 steps per episode, fast to score)
 and `K = 20`; with `TINY = False` the default env `haq_rl/MobileNetV2Edge-v0` and
 `K = 150`.
 """),
@@ -347,7 +347,7 @@ import haq_rl  # noqa: F401  (registers the haq_rl/... env ids)
 
 print("\\n".join(env_id for env_id in gym.registry if env_id.startswith("haq_rl/")))
 
-ENV_ID = "haq_rl/LeNet5Size-v0" if TINY else "haq_rl/MobileNetV2Edge-v0"
+ENV_ID = "haq_rl/LeNet5Size-v1" if TINY else "haq_rl/MobileNetV2Edge-v0"
 K = 20 if TINY else 150
 SEED = 0
 
@@ -467,7 +467,7 @@ fig
 
 - Swap in any agent: SAC/PPO from SB3, CleanRL scripts, your own loop; the env only needs
   actions in `[-1, 1]`.
-- Other tasks: `haq_rl/MobileNetV2Cloud-v0`, `haq_rl/MobileNetV2BitFusionEnergy-v0`
+- Other tasks: `haq_rl/MobileNetV2Cloud-v0`, `haq_rl/MobileNetV2BitFusionEnergy-v1`
   (energy on BitFusion), `haq_rl/ResNet8Edge-v0`, or your own YAML spec.
 - HAQ's own DDPG: `haq_rl.agent.make_agent(env, AgentConfig(...))` and
   `learn_episodes(model, n)`, or the whole search harness with `haq_rl.search.run_search`.

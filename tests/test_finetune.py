@@ -30,7 +30,7 @@ from haq_rl.finetune import (
 )
 from haq_rl.quant import QuantPolicy
 
-LENET_SIZE_ENV = "haq_rl/LeNet5Size-v0"
+LENET_SIZE_ENV = "haq_rl/LeNet5Size-v1"
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_a_bare_policy_is_compared_within_its_own_budget(tmp_path: Path) -> None
     alone.parent.mkdir()
     alone.write_text((run_dir / "best_policy.json").read_text())
     metrics = finetune_run(alone, FinetuneConfig(compare=True), progress=False)
-    assert metrics["env"]["budget"] == 0.24  # LeNet5Size's default budget is 0.3
+    assert metrics["env"]["budget"] == 0.24  # LeNet5Size's default budget is 0.4
     rows = {row["name"]: row for row in metrics["rows"]}
     assert rows["uniform 4/4"]["within_budget"] is False
     assert rows["searched"]["within_budget"] is True

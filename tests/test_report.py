@@ -20,7 +20,7 @@ from haq_rl import report
 from haq_rl.errors import MissingPathError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-LENET_ENV = "haq_rl/LeNet5Size-v0"
+LENET_ENV = "haq_rl/LeNet5Size-v1"
 
 
 @functools.lru_cache(maxsize=2)

@@ -17,7 +17,7 @@ from haq_rl.quant import QuantPolicy
 from haq_rl.run_dir import read_episode_rows
 from haq_rl.search import SearchConfig, run_search
 
-LENET = "haq_rl/LeNet5Size-v0"
+LENET = "haq_rl/LeNet5Size-v1"
 LENET_LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False}
 
 
@@ -32,14 +32,14 @@ def test_uniform_baseline_picks_the_largest_uniform_within_budget(tmp_path):
     assert widths[0] == 2 and widths[1:] == [8, 7, 6, 5, 4, 3]  # chosen first, then the rest
     policy = QuantPolicy.from_json(result.best_policy_path)
     assert policy.w_bits.tolist() == [2] * 5 and result.best["episode"] == 0
-    assert float(rows[0]["cost_ratio"]) <= 0.3
+    assert float(rows[0]["cost_ratio"]) <= 0.4
 
 
 def test_greedy_and_random_meet_the_budget(tmp_path):
     for method in ("greedy", "random"):
         result = run_search(_config(tmp_path, method, method=method, episodes=25))
         rows = read_episode_rows(result.run_dir / "episodes.csv")
-        assert len(rows) <= 25 and result.best_cost_ratio <= 0.3 + 1e-9
+        assert len(rows) <= 25 and result.best_cost_ratio <= 0.4 + 1e-9
         assert {r["phase"] for r in rows} == {method}
         best_row = rows[int(result.best["episode"])]
         assert float(best_row["reward"]) == pytest.approx(result.best["reward"])
@@ -93,7 +93,7 @@ def test_sigkill_then_resume_has_every_episode_exactly_once(tmp_path):
     assert [int(r["episode"]) for r in rows] == list(range(episodes))
     assert rows[-1]["phase"] == "final"
     policy = QuantPolicy.from_json(run_dir / "best_policy.json")
-    assert policy.metadata["metrics"]["cost_ratio"] <= 0.3 + 1e-9
+    assert policy.metadata["metrics"]["cost_ratio"] <= 0.4 + 1e-9
     best_row = rows[policy.metadata["episode"]]
     assert np.array_equal(policy.w_bits, [int(best_row[f"w:{n}"]) for n in policy.layer_names])
 

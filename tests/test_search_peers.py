@@ -13,7 +13,7 @@ from haq_rl.run_dir import read_episode_rows, read_json
 from haq_rl.search import SearchConfig, run_search
 from haq_rl.search.integer_program import allocate_bits
 
-LENET = "haq_rl/LeNet5Size-v0"
+LENET = "haq_rl/LeNet5Size-v1"
 LENET_LATENCY = {"hardware": "bismo-edge", "objective": "latency", "weight_method": "linear",
                  "pin_first_last": False}
 

@@ -1,6 +1,6 @@
 """``haq-rl report``: a markdown report with figures of one or several run directories.
 
-    haq-rl report runs/LeNet5Size-v0-ddpg-s0
+    haq-rl report runs/LeNet5Size-v1-ddpg-s0
     haq-rl report runs/edge runs/cloud --out reports/edge-vs-cloud
 """
 

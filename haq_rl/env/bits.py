@@ -23,23 +23,3 @@ def bits_to_action(bits: np.ndarray | int, min_bits: int, max_bits: int) -> np.n
     levels = max_bits - min_bits + 1
     index = np.asarray(bits, dtype=np.float64) - min_bits
     return (-1.0 + (index + 0.5) * 2.0 / levels).astype(np.float32)
-
-
-#: Bits of layers pinned by ``pin_first_last`` (HAQ keeps the first and last layer at 8).
-PINNED_BITS = 8
-
-
-def pinned_layers(num_layers: int, pin_first_last: bool) -> np.ndarray:
-    """Boolean mask of the layers held at :data:`PINNED_BITS` (the first and the last)."""
-    pinned = np.zeros(num_layers, dtype=bool)
-    if pin_first_last and num_layers > 0:
-        pinned[[0, num_layers - 1]] = True
-    return pinned
-
-
-def uniform_bits(pinned: np.ndarray, weight_only: bool, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uniform ``bits``/``bits`` for the free layers; pinned layers (and, for weight-only
-    objectives, every activation) stay at :data:`PINNED_BITS`."""
-    w = np.where(pinned, PINNED_BITS, bits).astype(np.int64)
-    a = np.where(pinned | weight_only, PINNED_BITS, bits).astype(np.int64)
-    return w, a

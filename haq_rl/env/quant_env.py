@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -10,7 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from haq_rl.env.action_wall import enforce_budget
-from haq_rl.env.bits import PINNED_BITS, action_to_bits, bits_to_action, pinned_layers
+from haq_rl.env.bits import action_to_bits, bits_to_action
 from haq_rl.env.embedding import (
     ACTIVATION_FLAG,
     FEATURE_NAMES,
@@ -19,8 +20,15 @@ from haq_rl.env.embedding import (
 )
 from haq_rl.env.evaluator import PolicyEvaluator
 from haq_rl.env.spec import OBJECTIVES, REWARD_METRICS, STEP_MODES, WEIGHT_ONLY_OBJECTIVES
-from haq_rl.errors import BudgetError, ConfigError, UnknownNameError
+from haq_rl.errors import BudgetError, BudgetWarning, ConfigError, UnknownNameError
 from haq_rl.hardware import CostTable, LayerSpec
+from haq_rl.task.budget import (
+    REFERENCE_BITS,
+    is_within_budget,
+    pinned_layers,
+    room_warning,
+    uniform_bits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +166,7 @@ class QuantizationEnv(gym.Env):
         self.pinned = pinned_layers(layers, pin_first_last)
         self._cost_array = np.asarray(cost_table.objective(objective), dtype=np.float64)
         self._layer_index = np.arange(layers)
-        self.reference_cost = self.cost(np.full(layers, 8), np.full(layers, 8))
+        self.reference_cost = self.cost(np.full(layers, REFERENCE_BITS), np.full(layers, REFERENCE_BITS))
         self.budget = self.budget_ratio * self.reference_cost
         self._check_feasible()
 
@@ -178,8 +186,8 @@ class QuantizationEnv(gym.Env):
         self.observation_space = spaces.Box(0.0, 1.0, shape=(features,), dtype=np.float32)
         self._features = static_layer_features(self.specs)
         self._step_index = 0
-        self._w = np.full(layers, PINNED_BITS, dtype=np.int64)
-        self._a = np.full(layers, PINNED_BITS, dtype=np.int64)
+        self._w = np.full(layers, REFERENCE_BITS, dtype=np.int64)
+        self._a = np.full(layers, REFERENCE_BITS, dtype=np.int64)
         self._previous_action = 0.0
         self.last_info: dict[str, Any] = {}
         self.task: Any = None  # the Task it was built from (make_env), else None
@@ -195,25 +203,26 @@ class QuantizationEnv(gym.Env):
 
     def minimum_cost(self) -> float:
         """Cost with every free layer at the minimum bits (activations kept for weight-only)."""
-        w = np.where(self.pinned, PINNED_BITS, self.min_bits)
-        a = np.where(self.pinned | self.weight_only, PINNED_BITS, self.min_bits)
-        return self.cost(w, a)
+        return self.cost(*uniform_bits(self.pinned, self.weight_only, self.min_bits))
 
     def _check_feasible(self) -> None:
-        minimum_ratio = self.minimum_cost() / self.reference_cost
-        if minimum_ratio > self.budget_ratio + 1e-12:
+        minimum = self.minimum_cost() / self.reference_cost
+        if not is_within_budget(minimum, self.budget_ratio):
             raise BudgetError(
                 f"budget {self.budget_ratio:g} of the 8/8 {self.objective} is infeasible: the minimum "
                 f"achievable ratio with bits >= {self.min_bits}"
                 f"{' and first/last layers pinned to 8 bits' if self.pin_first_last else ''} "
-                f"is {minimum_ratio:.4f}")
+                f"is {minimum:.4f}")
+        warning = room_warning(self.budget_ratio, minimum, self.objective)
+        if warning is not None:
+            warnings.warn(warning, BudgetWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._step_index = 0
-        self._w[:] = PINNED_BITS
-        self._a[:] = PINNED_BITS
+        self._w[:] = REFERENCE_BITS
+        self._a[:] = REFERENCE_BITS
         self._previous_action = 0.0  # HAQ leaked the previous episode's last action here
         return self._observation(), {}
 
@@ -251,8 +260,8 @@ class QuantizationEnv(gym.Env):
         saved = (self._step_index, self._w.copy(), self._a.copy(), self._previous_action)
         try:
             self._step_index = 0
-            self._w[:] = PINNED_BITS
-            self._a[:] = PINNED_BITS
+            self._w[:] = REFERENCE_BITS
+            self._a[:] = REFERENCE_BITS
             self._previous_action = 0.0
             rows = []
             for action in np.asarray(actions, dtype=np.float64).reshape(len(self._schedule), self.action_dim):
@@ -335,8 +344,8 @@ class QuantizationEnv(gym.Env):
 
     def apply_wall(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Pin the pinned layers to 8 bits, then lower bits until the budget is met."""
-        w = np.where(self.pinned, PINNED_BITS, w_bits)
-        a = np.where(self.pinned | self.weight_only, PINNED_BITS, a_bits)
+        w = np.where(self.pinned, REFERENCE_BITS, w_bits)
+        a = np.where(self.pinned | self.weight_only, REFERENCE_BITS, a_bits)
         return enforce_budget(w, a, self.cost, self.budget, self.min_bits,
                               frozen=self.pinned, lower_activations=not self.weight_only)
 

@@ -31,14 +31,22 @@ fits in half of its buffer. Then::
 
     cycles = compute + max(0, middle DRAM bits / bw - compute) + (first tile loads + last tile store) / bw
 
-Partial sums are written out and read back only when the input channels are split over
-tiles (the simulator always counts both).
-    energy = compute * E_core + sum(buffer bits * pJ/bit) + DRAM bits * E_dram
+Energy follows the simulator's accounting (``optimizer.py`` ``get_stats_fast``,
+``stats.py`` ``get_energy``)::
 
-Buffer reads follow the simulator's choice among input-, output- and weight-stationary
-inner loops (the cheapest). Latency is reported for the fastest schedule and energy for
-the most frugal one (each what a compiler targeting that objective would pick); both
-are minima over the same feasible set, so both are monotone in w and a.
+    energy = compute * E_core                       # per compute cycle, any precision
+           + sum over wbuf/ibuf/obuf of (writes * pJ_wr + reads * pJ_rd)   # per bit
+           + DRAM bits * E_dram
+
+Every DRAM fill is a buffer write and every drain a buffer read. The array's inner loops
+are input-, output- or weight-stationary, chosen as the simulator does by a bit-weighted
+proxy over the padded loop lengths (is = ceil(oc/32)*32, os = k*k * ceil(ic/16pf)*16pf,
+ws = pixels); the stationary operand is read once per tile, the other two once per MAC,
+and every partial-sum read comes with a write. Outputs and partial sums are 32 bits
+everywhere, in the buffers and on DRAM, as in the simulator (``oprec = 32``): a layer's
+output traffic does not shrink with its bits, which is why networks with large feature
+maps and few weights (MobileNetV2, ResNet-8 at 28 px) save at most ~2x energy at 2/2
+while weight-dominated ones (ResNet-18) save ~4x (docs/hardware.md).
 
 Deviations from the public simulator, on purpose:
 
@@ -53,6 +61,12 @@ Deviations from the public simulator, on purpose:
   of C_out to 32): padding would make memory traffic non-monotone in bits, and it is an
   on-chip layout detail, not DRAM traffic.
 - Bits below ``min_bits`` (2) are costed as 2 bits.
+- Partial sums are written out and read back only when the input channels are split over
+  tiles; the simulator also "fills" every output tile from DRAM on its first visit,
+  reading sums that are still zero, which no accelerator needs to do.
+- Energy is reported for the most frugal schedule; the simulator reports the energy of
+  its fastest one (ties broken by energy), which can rise when bits fall.
+- No leakage, as in the simulator (it computes leakage but leaves it out of the total).
 """
 
 from __future__ import annotations
@@ -171,25 +185,29 @@ def bitfusion_schedule(spec: LayerSpec, w_bits: np.ndarray | int, a_bits: np.nda
     out_once = float(batch * out_h * out_w * oc_all * 32)  # every output written exactly once
     feasible = (wgt <= half["wgt"]) & (act <= half["act"]) & (out <= half["out"])
 
-    # Buffer reads of the inner loops (act, wgt, out bits), the cheapest of input-,
-    # output- and weight-stationary as in the simulator; out is also written back.
+    # Buffer accesses of the inner loops, as the simulator's get_stats_fast: it picks input-,
+    # output- or weight-stationary by a bit-weighted proxy over the padded loop lengths
+    # (is = oc, os = k*k*ic, ws = pixels), then counts the stationary operand once per
+    # tile and the other two once per MAC (outputs read and written at 32 bits).
     macs_tile = kkic * toc * pixels
-    act_rd = macs_tile * a + 0 * w
-    options = (
-        (macs_tile * w, macs_tile * 32.0),           # input stationary
-        (macs_tile * w, toc * pixels * 32.0),        # output stationary
-        (kkic * toc * w, macs_tile * 32.0),          # weight stationary
-    )
-    inner_wgt, inner_out = (np.broadcast_to(x, compute.shape) for x in options[0])
-    for cand_w, cand_o in options[1:]:
-        better = cand_w + cand_o < inner_wgt + inner_out
-        inner_wgt = np.where(better, cand_w, inner_wgt)
-        inner_out = np.where(better, cand_o, inner_out)
+    is_loop = np.ceil(toc / cols) * cols
+    os_loop = (np.ceil(kkic / (rows * pf)) * rows * pf if im2col
+               else np.ceil(tic / (rows * pf)) * rows * pf * k * k)
+    ws_loop = pixels
+    proxy_is = os_loop * ws_loop * (a + is_loop * (w + 32.0))
+    proxy_os = is_loop * ws_loop * (32.0 + os_loop * (a + w))
+    proxy_ws = os_loop * is_loop * (w + ws_loop * (a + 32.0))
+    choose_is = proxy_is <= np.minimum(proxy_os, proxy_ws)
+    choose_os = ~choose_is & (proxy_os <= proxy_ws)
+    choose_ws = ~choose_is & ~choose_os
+    inner_act = np.where(choose_is, kkic * pixels * a, macs_tile * a)
+    inner_wgt = np.where(choose_ws, kkic * toc * w, macs_tile * w)
+    inner_out = np.where(choose_os, toc * pixels * 32.0, macs_tile * 32.0) + 0 * a
     shape = compute.shape
     fields = {
         "wgt": wgt, "act": act, "out": out, "compute": compute,
         "pix": n_pix, "ic": n_ic, "oc": n_oc,
-        "inner_act": act_rd * n_tiles, "inner_wgt": inner_wgt * n_tiles, "inner_out": inner_out * n_tiles,
+        "inner_act": inner_act * n_tiles, "inner_wgt": inner_wgt * n_tiles, "inner_out": inner_out * n_tiles,
     }
     consts = _Consts(params, half, out_once)
 
@@ -272,7 +290,10 @@ def _evaluate(f: Mapping[str, np.ndarray], order: tuple[str, ...], c: _Consts,
         "core": compute * c.e_core,
         "wbuf": traffic["wgt"] * c.e_wr["wgt"] + f["inner_wgt"] * c.e_rd["wgt"],
         "ibuf": traffic["act"] * c.e_wr["act"] + f["inner_act"] * c.e_rd["act"],
-        "obuf": (traffic["out"] + out_back + f["inner_out"]) * (c.e_wr["out"] + c.e_rd["out"]),
+        # DRAM fills are buffer writes and drains buffer reads; the array reads and writes
+        # each partial sum it accumulates (inner_out counts one of each).
+        "obuf": out_back * c.e_wr["out"] + traffic["out"] * c.e_rd["out"]
+                + f["inner_out"] * (c.e_wr["out"] + c.e_rd["out"]),
         "dram": dram * c.e_dram,
     }
     result = {"cycles": cycles, "energy": sum(parts.values())}

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from haq_rl.env.bits import uniform_bits
 from haq_rl.search.harness import Recorder, SearchConfig
+from haq_rl.task.budget import uniform_bits
 
 
 def search_random(env: Any, config: SearchConfig, recorder: Recorder) -> None:

@@ -29,6 +29,7 @@ from haq_rl.run_dir import (
     read_json,
     write_json_atomic,
 )
+from haq_rl.task.budget import is_within_budget
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class Recorder:
             self.progress({**(self.best or {}), "episode": self.count})
 
     def _consider(self, info: dict[str, Any]) -> bool:
-        within = info["cost_ratio"] <= self.env.budget_ratio + 1e-9
+        within = is_within_budget(info["cost_ratio"], self.env.budget_ratio)
         if within and (self.best is None or info["reward"] > self.best["reward"]):
             self.best = {k: info[k] for k in ("reward", "accuracy", "cost_ratio", "latency_ms",
                                               "energy_uj", "size_bytes", "bops", "w_bits", "a_bits")}

@@ -10,7 +10,7 @@ import torch
 
 from haq_rl.cli import main
 
-ENV = "haq_rl/LeNet5Size-v0"
+ENV = "haq_rl/LeNet5Size-v1"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 import haq_rl  # noqa: F401  (registers the ids)
 
-LENET_ID = "haq_rl/LeNet5Size-v0"
+LENET_ID = "haq_rl/LeNet5Size-v1"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,118 @@
+"""The budget rules: the room warning (library and CLI) and the room of every shipped env."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import haq_rl  # noqa: F401  (registers the ids)
+from haq_rl.cli import main
+from haq_rl.env import shipped_specs
+from haq_rl.env.factory import load_task
+from haq_rl.errors import BudgetWarning
+from haq_rl.finetune import (
+    FinetuneConfig,
+    finetune_policy,
+    largest_uniform_within_budget,
+    policy_costs,
+    uniform_policy,
+)
+from haq_rl.task import budget as rules
+from haq_rl.training import evaluate_accuracy
+
+LENET_ID = "haq_rl/LeNet5Size-v1"
+#: Every shipped env's room policy must fine-tune to within this many points of float.
+ROOM_POINTS = 3.0
+
+
+def test_room_warning_names_both_numbers():
+    assert rules.room_warning(0.5, 0.3, "energy") is None
+    assert rules.room_warning(0.37, 0.3, "energy") is None  # exactly 10% of the gap
+    message = rules.room_warning(0.36, 0.3, "energy")
+    assert message is not None and "0.36" in message and "0.3000" in message and "0.370" in message
+
+
+def test_largest_uniform_and_tolerance_on_a_real_table():
+    task = load_task(LENET_ID)
+    spec = task.spec
+    pinned = rules.pinned_layers(len(task.specs), spec.pin_first_last)
+    ratios = {bits: policy_costs(task, uniform_policy(task, bits))["cost_ratio"] for bits in range(2, 9)}
+    assert all(ratios[b] < ratios[b + 1] for b in range(2, 8)) and ratios[8] == pytest.approx(1.0)
+    largest = rules.largest_uniform_within_budget(task.cost_table, spec.objective, ratios[5], pinned,
+                                                  spec.weight_only, spec.min_bits, spec.max_bits)
+    assert largest == 5  # a budget exactly at a uniform's ratio admits it
+    assert rules.largest_uniform_within_budget(task.cost_table, spec.objective, ratios[2] * 0.99, pinned,
+                                               spec.weight_only, spec.min_bits, spec.max_bits) is None
+    minimum = rules.minimum_ratio(task.cost_table, spec.objective, pinned, spec.min_bits, spec.weight_only)
+    assert minimum == pytest.approx(ratios[2])
+
+
+def _lenet_minimum() -> float:
+    env = gym.make(LENET_ID)
+    try:
+        return env.unwrapped.minimum_cost() / env.unwrapped.reference_cost
+    finally:
+        env.close()
+
+
+def test_env_warns_when_budget_leaves_no_room():
+    minimum = _lenet_minimum()
+    tight = round(minimum + 0.05 * (1 - minimum), 4)
+    with pytest.warns(BudgetWarning, match=f"{minimum:.4f}") as record:
+        gym.make(LENET_ID, budget=tight).close()
+    assert f"budget {tight:g}" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BudgetWarning)
+        gym.make(LENET_ID).close()  # the shipped budget leaves room
+
+
+def test_cli_prints_the_warning_as_one_line(tmp_path, capsys):
+    minimum = _lenet_minimum()
+    tight = round(minimum + 0.05 * (1 - minimum), 4)
+    code = main(["search", LENET_ID, "--method", "uniform", "--episodes", "1", "--budget", str(tight),
+                 "--out", str(tmp_path / "run"), "--no-progress"])
+    assert code == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 1 and lines[0].startswith("haq-rl search: warning: budget")
+    assert f"{minimum:.4f}" in lines[0]
+
+
+def _room_bits(task) -> int:
+    """Uniform 4/4 when it fits the default budget, else the largest uniform within it."""
+    if policy_costs(task, uniform_policy(task, 4))["within_budget"]:
+        return 4
+    bits = largest_uniform_within_budget(task)
+    assert bits is not None, f"{task.spec.id}: no uniform policy fits its budget"
+    return bits
+
+
+def test_every_shipped_env_budget_leaves_room():
+    """No shipped budget warns, and its room policy fine-tunes to within 3 points of float.
+
+    Envs whose room policy quantizes the same model the same way share one fine-tune
+    (the hardware only decides which uniform width fits).
+    """
+    measured: dict[tuple, float] = {}
+    for env_id, spec in shipped_specs().items():
+        task = load_task(env_id)
+        pinned = rules.pinned_layers(len(task.specs), spec.pin_first_last)
+        minimum = rules.minimum_ratio(task.cost_table, spec.objective, pinned, spec.min_bits, spec.weight_only)
+        assert rules.room_warning(spec.budget, minimum, spec.objective) is None, env_id
+        bits = _room_bits(task)
+        key = (spec.model, spec.dataset, spec.input_size, spec.width_mult, spec.weight_method,
+               spec.calibration, spec.pin_first_last, spec.weight_only, bits)
+        if key not in measured:
+            float_accuracy = evaluate_accuracy(task.model, _test_loader(task))
+            result = finetune_policy(task, uniform_policy(task, bits), FinetuneConfig(epochs=1), progress=False)
+            measured[key] = float_accuracy - result.accuracy
+        assert measured[key] <= ROOM_POINTS, f"{env_id}: uniform {bits}/{bits} loses {measured[key]:.2f} points"
+    assert np.isfinite(list(measured.values())).all()
+
+
+def _test_loader(task):
+    from haq_rl.data import make_loader
+
+    return make_loader(task.splits.test, batch_size=256)
