@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
-import haq_rl  # noqa: E402
+import haq_rl.env  # noqa: E402
 
 
 def main() -> None:
@@ -44,9 +44,9 @@ def main() -> None:
 
     evaluation, overhead = [], []
     for actions in action_sets:
-        before = env.evaluator.eval_seconds
+        before = env.scorer.evaluator.eval_seconds
         episode(actions)  # first time: evaluates the policy
-        evaluation.append(env.evaluator.eval_seconds - before)
+        evaluation.append(env.scorer.evaluator.eval_seconds - before)
         started = time.perf_counter()
         episode(actions)  # same policy: memoised, so this is the env's own cost
         overhead.append(time.perf_counter() - started)

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
-from haq_rl.env import DEFAULT_ENV_ID, resolve_spec  # noqa: E402
+from haq_rl.task.spec import DEFAULT_ENV_ID, resolve_spec  # noqa: E402
 
 #: evaluation setting -> env spec overrides; each gives an accuracy and a KL reward.
 SETTINGS: dict[str, dict[str, int]] = {
@@ -73,33 +73,35 @@ def main() -> None:
 
 def _policies(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Wall-enforced policies of several methods for every budget."""
-    from haq_rl.env.bits import uniform_bits
     from haq_rl.env.factory import make_env
+    from haq_rl.search.harness import SearchSetup
     from haq_rl.search.hawq import integer_program_policy, measure_sensitivity
+    from haq_rl.task.budget import uniform_bits
 
     env = make_env(resolve_spec(args.env))
     started = time.perf_counter()
-    sensitivity = measure_sensitivity(env, probes=32, images=256, seed=0)
+    sensitivity = measure_sensitivity(SearchSetup(task=env.task, scorer=env.scorer, env=env),
+                                      probes=32, images=256, seed=0)
     print(f"sensitivity measured in {time.perf_counter() - started:.0f} s", flush=True)
     policies: list[dict[str, Any]] = []
     for budget in args.budgets:
-        env.budget_ratio = budget
-        env.budget = budget * env.reference_cost
+        env.scorer.budget_ratio = budget
+        env.scorer.budget_cost = budget * env.scorer.reference_cost
         rng = np.random.default_rng(int(budget * 1000))
 
         def add(method: str, w: np.ndarray, a: np.ndarray, budget: float = budget) -> None:
-            w, a, _ = env.apply_wall(np.asarray(w), np.asarray(a))
+            w, a, _ = env.scorer.apply_wall(np.asarray(w), np.asarray(a))
             policies.append({"budget": budget, "method": method, "w_bits": w.tolist(), "a_bits": a.tolist(),
-                             "cost_ratio": env.cost(w, a) / env.reference_cost})
+                             "cost_ratio": env.scorer.cost(w, a) / env.scorer.reference_cost})
 
         for bits in range(env.max_bits, env.min_bits - 1, -1):
             w, a = uniform_bits(env.pinned, env.weight_only, bits)
-            if env.cost(w, a) <= env.budget:
+            if env.scorer.cost(w, a) <= env.scorer.budget_cost:
                 add("uniform", w, a)
                 break
         anchors = []
         for tied in (True, False):
-            w, a = integer_program_policy(env, sensitivity, tied)
+            w, a = integer_program_policy(env.scorer, sensitivity, tied)
             add("hawq" if tied else "hawq-separate", w, a)
             anchors.append((w, a))
         for i in range(args.perturbed):
@@ -142,7 +144,7 @@ def _score_policy(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
     for setting in SETTINGS:
         env = _env_for(env_id, setting)
         started = time.perf_counter()
-        scores = env.evaluator.scores(w, a)
+        scores = env.scorer.evaluator.scores(w, a)
         row[f"eval{setting}_s"] = time.perf_counter() - started
         row[f"accuracy{setting}"] = scores.accuracy
         row[f"kl{setting}"] = -scores.kl

@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results  # noqa: E402
 
 from haq_rl.commands._common import parse_key_values  # noqa: E402
-from haq_rl.env import DEFAULT_ENV_ID  # noqa: E402
 from haq_rl.finetune import FinetuneConfig, finetune_run  # noqa: E402
 from haq_rl.search import SearchConfig, run_search  # noqa: E402
+from haq_rl.task.spec import DEFAULT_ENV_ID  # noqa: E402
 
 #: Methods whose result does not depend on the seed: one run per budget.
 DETERMINISTIC = ("uniform", "greedy")

@@ -1,7 +1,7 @@
-"""haq-rl: hardware-aware mixed-precision quantization with reinforcement learning (HAQ)."""
+"""haq-rl: hardware-aware mixed-precision quantization with reinforcement learning (HAQ).
+
+Importing ``haq_rl`` loads nothing else. ``import haq_rl.env`` registers the Gymnasium
+ids; ``gymnasium.make("haq_rl.env:haq_rl/<Name>-vN")`` imports it on the way.
+"""
 
 __version__ = "0.1.0"
-
-from haq_rl.env.registration import register_envs as _register_envs  # noqa: E402
-
-_register_envs()

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from haq_rl.errors import CheckpointError, MissingPathError
+from haq_rl.fileio import atomic_write
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename it into place.
-
-    A killed run leaves at most a stray ``.tmp`` file, never a half-written checkpoint.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """torch.save through :func:`haq_rl.fileio.atomic_write`: never a half-written checkpoint."""
+    atomic_write(path, lambda stream: torch.save(obj, stream))
 
 
 def read_torch_file(path: str | Path, required: set[str], kind: str) -> dict[str, Any]:

@@ -55,6 +55,10 @@ class BudgetError(HaqError, ValueError):
     """A hardware budget cannot be met by any allowed policy."""
 
 
+class RunLockedError(HaqError, RuntimeError):
+    """Another process is writing the same run directory."""
+
+
 class BudgetWarning(UserWarning):
     """A budget is feasible but leaves almost no room above the minimum bits."""
 

@@ -315,7 +315,7 @@ RESEARCH = [
     md("""
 # The environments for RL research
 
-`import haq_rl` registers a suite of Gymnasium environments, one per task (model,
+`import haq_rl.env` registers a suite of Gymnasium environments, one per task (model,
 dataset, accelerator, objective, budget). They follow Gymnasium's contract and import
 no RL library, so **any agent can drive them**. This notebook:
 
@@ -343,7 +343,7 @@ accepts overrides of the spec (e.g. `budget=0.3`).
 import gymnasium as gym
 import numpy as np
 
-import haq_rl  # noqa: F401  (registers the haq_rl/... env ids)
+import haq_rl.env  # noqa: F401  (registers the haq_rl/... env ids)
 
 print("\\n".join(env_id for env_id in gym.registry if env_id.startswith("haq_rl/")))
 
@@ -354,7 +354,7 @@ SEED = 0
 env = gym.make(ENV_ID)
 base = env.unwrapped
 print(f"{ENV_ID}: {base.steps_per_episode} steps per episode over {len(base.layer_names)} layers, "
-      f"budget {base.budget_ratio:.2f} of the 8-bit cost")
+      f"budget {base.scorer.budget_ratio:.2f} of the 8-bit cost")
 print("action space:", env.action_space)
 print("observation space:", env.observation_space)
 """),

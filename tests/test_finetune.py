@@ -13,12 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from haq_rl.env import DEFAULT_ENV_ID, resolve_spec
-from haq_rl.env.factory import Task, load_task
 from haq_rl.errors import CheckpointError, ConfigError, MissingPathError, PolicyError
 from haq_rl.finetune import (
-    FINETUNED_FILE,
-    METRICS_FILE,
     FinetuneConfig,
     evaluate_policy,
     finetune_policy,
@@ -29,6 +25,9 @@ from haq_rl.finetune import (
     uniform_policy,
 )
 from haq_rl.quant import QuantPolicy
+from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
+from haq_rl.task.spec import DEFAULT_ENV_ID, resolve_spec
+from haq_rl.task.task import Task, load_task
 
 LENET_SIZE_ENV = "haq_rl/LeNet5Size-v1"
 
@@ -122,8 +121,8 @@ def test_metrics_rows_and_ratios(finetuned_run: tuple[Path, dict]) -> None:
     assert metrics["finetune"]["epochs"] == 1 and metrics["accuracy_split"] == "test"
     rows = {row["name"]: row for row in metrics["rows"]}
     assert {"float", "uniform 8/8", "uniform 4/4", "searched"} <= set(rows)
-    # LeNet5Size: 30 % of the 8-bit size fits uniform 2-bit weights only.
-    assert "uniform 2/2 (largest within budget)" in rows
+    # LeNet5Size-v1: 40 % of the 8-bit size fits uniform 3-bit weights, not 4-bit.
+    assert "uniform 3/3 (largest within budget)" in rows
     eight = rows["uniform 8/8"]
     assert eight["cost_ratio"] == pytest.approx(1.0)
     assert eight["size_ratio"] == pytest.approx(1.0)

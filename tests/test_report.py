@@ -18,6 +18,7 @@ import pytest
 
 from haq_rl import report
 from haq_rl.errors import MissingPathError
+from haq_rl.run.layout import LOCK_FILE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LENET_ENV = "haq_rl/LeNet5Size-v1"
@@ -261,10 +262,11 @@ def test_write_report_single_run_default_out(runs, tmp_path):
     pareto_csv = pd.read_csv(run_dir / "report" / "pareto.csv")
     line = _line(report.plot_pareto(run_dir).axes[0], "run Pareto front")
     np.testing.assert_allclose(line.get_ydata(), pareto_csv["accuracy"])
-    # Written through a temporary folder: nothing left behind; a second report replaces the first.
-    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
+    # Written through a temporary folder: nothing left behind but the directory's lock file;
+    # a second report replaces the first.
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]
     report.write_report(run_dir)
-    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]
     assert is_png(run_dir / "report" / "bits.png")
 
 

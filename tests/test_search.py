@@ -14,7 +14,7 @@ from haq_rl.agent import HaqDDPG
 from haq_rl.cli import main
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
 from haq_rl.quant import QuantPolicy
-from haq_rl.run_dir import read_episode_rows
+from haq_rl.run.episodes import read_episode_rows
 from haq_rl.search import SearchConfig, run_search
 
 LENET = "haq_rl/LeNet5Size-v1"
@@ -29,9 +29,9 @@ def test_uniform_baseline_picks_the_largest_uniform_within_budget(tmp_path):
     result = run_search(_config(tmp_path, "u", method="uniform", episodes=7))
     rows = read_episode_rows(result.run_dir / "episodes.csv")
     widths = [int(r["w:classifier.1"]) for r in rows]
-    assert widths[0] == 2 and widths[1:] == [8, 7, 6, 5, 4, 3]  # chosen first, then the rest
+    assert widths[0] == 3 and widths[1:] == [8, 7, 6, 5, 4, 2]  # chosen first, then the rest
     policy = QuantPolicy.from_json(result.best_policy_path)
-    assert policy.w_bits.tolist() == [2] * 5 and result.best["episode"] == 0
+    assert policy.w_bits.tolist() == [3] * 5 and result.best["episode"] == 0
     assert float(rows[0]["cost_ratio"]) <= 0.4
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from haq_rl.cli import main
 from haq_rl.errors import BudgetError, ConfigError, MissingDependencyError
+from haq_rl.fileio import read_json
 from haq_rl.quant import QuantPolicy
-from haq_rl.run_dir import read_episode_rows, read_json
+from haq_rl.run.episodes import read_episode_rows
 from haq_rl.search import SearchConfig, run_search
 from haq_rl.search.integer_program import allocate_bits
 
@@ -215,21 +216,21 @@ def test_guided_agent_resumes(tmp_path):
 def test_reward_scores_kl_and_batchnorm_reestimation():
     import gymnasium as gym
 
-    import haq_rl  # noqa: F401  (registers the ids)
+    import haq_rl.env  # noqa: F401  (registers the ids)
 
     plain = gym.make("haq_rl/ResNet8Edge-v0").unwrapped
     recal = gym.make("haq_rl/ResNet8Edge-v0", bn_recalibration=1, reward_metric="kl").unwrapped
     layers = len(plain.layer_names)
     w, a = np.full(layers, 3), np.full(layers, 3)
-    before = {k: v.clone() for k, v in recal.evaluator.model.state_dict().items()}
-    plain_scores, recal_scores = plain.evaluator.scores(w, a), recal.evaluator.scores(w, a)
-    assert plain.evaluator.scores(np.full(layers, 8), np.full(layers, 8)).kl < plain_scores.kl
+    before = {k: v.clone() for k, v in recal.scorer.evaluator.model.state_dict().items()}
+    plain_scores, recal_scores = plain.scorer.evaluator.scores(w, a), recal.scorer.evaluator.scores(w, a)
+    assert plain.scorer.evaluator.scores(np.full(layers, 8), np.full(layers, 8)).kl < plain_scores.kl
     assert recal_scores.kl < plain_scores.kl  # re-estimated statistics undo part of the shift
-    for name, value in recal.evaluator.model.state_dict().items():  # BN statistics restored
+    for name, value in recal.scorer.evaluator.model.state_dict().items():  # BN statistics restored
         assert torch_equal(value, before[name]), name
-    info = recal.evaluate_policy(w, a, enforce=False)
+    info = recal.score_policy(w, a, enforce=False)
     assert info["reward"] == pytest.approx(-info["kl"]) and info["kl"] == pytest.approx(recal_scores.kl)
-    assert recal.evaluator.float_accuracy == plain.evaluator.float_accuracy
+    assert recal.scorer.evaluator.float_accuracy == plain.scorer.evaluator.float_accuracy
 
 
 def torch_equal(a, b):

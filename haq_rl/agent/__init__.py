@@ -14,6 +14,7 @@ Typical use::
 
 from haq_rl.agent.algos import ALGO_CLASSES, HaqAlgorithmMixin, HaqDDPG, HaqSAC, HaqTD3
 from haq_rl.agent.callbacks import EpisodeProgressBar, EpisodeRecorder, EpisodeSink
+from haq_rl.agent.checkpoint import load_agent, save_agent
 from haq_rl.agent.config import ALGOS, AgentConfig
 from haq_rl.agent.factory import episode_length, learn_episodes, make_agent
 from haq_rl.agent.noise import TruncatedNormalNoise, run_length_decay, truncated_normal
@@ -35,7 +36,9 @@ __all__ = [
     "TruncatedNormalNoise",
     "episode_length",
     "learn_episodes",
+    "load_agent",
     "make_agent",
     "run_length_decay",
+    "save_agent",
     "truncated_normal",
 ]

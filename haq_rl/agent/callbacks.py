@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from tqdm.auto import tqdm
 
 from haq_rl.agent.noise import TruncatedNormalNoise
+from haq_rl.progress import EpisodeBar
 
 logger = logging.getLogger(__name__)
 
@@ -129,10 +129,12 @@ class EpisodeProgressBar(BaseCallback):
         self.disable = disable
         self.best_reward = -math.inf
         self.best_info: dict[str, Any] = {}
-        self._bar: tqdm | None = None
+        self.episodes = 0
+        self._bar: EpisodeBar | None = None
 
     def _on_training_start(self) -> None:
-        self._bar = tqdm(total=self.total_episodes, desc=self.desc, unit="ep", disable=self.disable)
+        self._bar = EpisodeBar(self.total_episodes, self.desc, disable=self.disable)
+        self._bar.start()
 
     def _on_step(self) -> bool:
         for i, done in enumerate(self.locals["dones"]):
@@ -144,15 +146,13 @@ class EpisodeProgressBar(BaseCallback):
         if reward > self.best_reward:
             self.best_reward = reward
             self.best_info = {k: _plain(info[k]) for k in self.extra_keys if k in info}
+        self.episodes += 1
         if self._bar is None:
             return
-        postfix: dict[str, Any] = {"reward": f"{reward:.4g}", "best": f"{self.best_reward:.4g}"}
-        for key, value in self.best_info.items():
-            postfix[f"best_{key}"] = f"{value:.4g}" if isinstance(value, float | int) else value
-        self._bar.set_postfix(postfix, refresh=False)
-        self._bar.update(1)
+        postfix: dict[str, Any] = {"reward": reward, "best": self.best_reward}
+        postfix.update({f"best_{key}": value for key, value in self.best_info.items()})
+        self._bar.show(self.episodes, postfix)
 
     def _on_training_end(self) -> None:
         if self._bar is not None:
             self._bar.close()
-            self._bar = None

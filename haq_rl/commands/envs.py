@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from haq_rl.env import resolve_spec, shipped_specs
+    from haq_rl.task.spec import resolve_spec, shipped_specs
 
     if args.env_id:
         spec = resolve_spec(args.env_id)

@@ -33,11 +33,11 @@ def run(args: argparse.Namespace) -> int:
     """Resolve policy and env, evaluate, print a table or JSON."""
     from pathlib import Path
 
-    from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
-    from haq_rl.env.factory import load_task
     from haq_rl.errors import ConfigError
     from haq_rl.finetune import evaluate_policy, load_finetuned, resolve_env, uniform_policy
     from haq_rl.quant import QuantPolicy
+    from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
+    from haq_rl.task.task import load_task
 
     if args.policy is not None and args.uniform is not None:
         raise ConfigError("give either POLICY_JSON or --uniform B, not both")
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.env is not None:
         spec = resolve_spec(args.env)
     elif payload is not None and isinstance(payload["meta"].get("env"), dict):
-        spec = EnvSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
+        spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
     elif policy is not None:
         config = Path(args.policy).parent / "config.json"
         spec = resolve_env(policy, None, config if config.is_file() else None)

@@ -65,13 +65,8 @@ def run(args: argparse.Namespace) -> int:
     """Fine-tune, print the comparison table and where the files went."""
     from pathlib import Path
 
-    from haq_rl.finetune import (
-        FINETUNED_FILE,
-        METRICS_FILE,
-        FinetuneConfig,
-        finetune_run,
-        resolve_policy_source,
-    )
+    from haq_rl.finetune import FinetuneConfig, finetune_run, resolve_policy_source
+    from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                             device=args.device, compare=not args.no_compare,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from haq_rl.errors import ConfigError, MissingPathError
+from haq_rl.fileio import write_text_atomic
 
 CSV_COLUMNS = ("layer", "kind", "in_channels", "out_channels", "kernel", "stride", "groups",
                "in_h", "out_h", "batch", "w_bits", "a_bits", "cycles", "latency_ms", "energy_uj",
@@ -67,30 +67,24 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _write_csv(path: Path, table, w_list: list[int], a_list: list[int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            for i, spec in enumerate(table.specs):
-                for w in w_list:
-                    for a in a_list:
-                        cycles = table.cycles[i, w - 1, a - 1]
-                        energy = table.energy_uj[i, w - 1, a - 1]
-                        writer.writerow([
-                            spec.name, spec.kind, spec.in_channels, spec.out_channels, spec.kernel,
-                            spec.stride, spec.groups, spec.in_h, spec.out_h, spec.batch, w, a,
-                            "" if not math.isfinite(cycles) else f"{cycles:.6g}",
-                            "" if not math.isfinite(table.latency_ms[i, w - 1, a - 1])
-                            else f"{table.latency_ms[i, w - 1, a - 1]:.6g}",
-                            "" if not math.isfinite(energy) else f"{energy:.6g}",
-                            table.bound[i, w - 1, a - 1],
-                        ])
-        os.replace(tmp, path)  # atomic: never a half-written CSV
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    stream = io.StringIO()
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    for i, spec in enumerate(table.specs):
+        for w in w_list:
+            for a in a_list:
+                cycles = table.cycles[i, w - 1, a - 1]
+                energy = table.energy_uj[i, w - 1, a - 1]
+                writer.writerow([
+                    spec.name, spec.kind, spec.in_channels, spec.out_channels, spec.kernel,
+                    spec.stride, spec.groups, spec.in_h, spec.out_h, spec.batch, w, a,
+                    "" if not math.isfinite(cycles) else f"{cycles:.6g}",
+                    "" if not math.isfinite(table.latency_ms[i, w - 1, a - 1])
+                    else f"{table.latency_ms[i, w - 1, a - 1]:.6g}",
+                    "" if not math.isfinite(energy) else f"{energy:.6g}",
+                    table.bound[i, w - 1, a - 1],
+                ])
+    write_text_atomic(path, stream.getvalue())  # never a half-written CSV
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ from haq_rl.commands._common import parse_key_values, print_policy_table
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from haq_rl.env import DEFAULT_ENV_ID
     from haq_rl.search import METHODS, SearchConfig
+    from haq_rl.task.spec import DEFAULT_ENV_ID
 
     defaults = SearchConfig()
     parser = subparsers.add_parser(

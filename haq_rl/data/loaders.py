@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.fileio import atomic_write
 
 from .cifar import load_cifar10
 from .dataset import DATASET_NAMES, ImageDataset
@@ -70,9 +70,7 @@ def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
     x, y = mnist_data()
     images, labels = x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
-    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    os.replace(tmp, cached)
+    atomic_write(cached, lambda stream: np.savez(stream, images=images, labels=labels))
     return images, labels
 
 

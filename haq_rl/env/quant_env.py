@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from haq_rl.env.action_wall import enforce_budget
 from haq_rl.env.bits import action_to_bits, bits_to_action
 from haq_rl.env.embedding import (
     ACTIVATION_FLAG,
@@ -18,22 +16,13 @@ from haq_rl.env.embedding import (
     PREVIOUS_ACTION,
     static_layer_features,
 )
-from haq_rl.env.evaluator import PolicyEvaluator
-from haq_rl.env.spec import OBJECTIVES, REWARD_METRICS, STEP_MODES, WEIGHT_ONLY_OBJECTIVES
-from haq_rl.errors import BudgetError, BudgetWarning, ConfigError, UnknownNameError
-from haq_rl.hardware import CostTable, LayerSpec
-from haq_rl.task.budget import (
-    REFERENCE_BITS,
-    is_within_budget,
-    pinned_layers,
-    room_warning,
-    uniform_bits,
-)
+from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.hardware import LayerSpec
+from haq_rl.task.budget import REFERENCE_BITS
+from haq_rl.task.scoring import PolicyScorer
+from haq_rl.task.spec import STEP_MODES
 
 logger = logging.getLogger(__name__)
-
-# HAQ's reward scale: R = lambda * (acc_quant - acc_ref), accuracies in percent.
-REWARD_LAMBDA = 0.1
 
 
 class QuantizationEnv(gym.Env):
@@ -86,21 +75,18 @@ class QuantizationEnv(gym.Env):
 
     ## Arguments
 
-    * ``model``: the float ``torch.nn.Module`` (quantized in place, restored after each evaluation).
-    * ``evaluator``: a :class:`~haq_rl.env.evaluator.PolicyEvaluator` for the model's reward split.
-    * ``specs`` / ``cost_table``: the layers' :class:`LayerSpec` and their :class:`CostTable`.
-    * ``objective``: ``latency``, ``energy``, ``size`` or ``bops``.
-    * ``budget``: allowed cost as a ratio of the uniform 8/8 cost (HAQ's preserve ratio), in (0, 1].
-    * ``min_bits`` / ``max_bits``: the bit range of the action (default 2..8).
-    * ``pin_first_last``: keep the first and last layers at 8/8 bits.
+    * ``scorer``: a :class:`~haq_rl.task.scoring.PolicyScorer`: the task's evaluator, cost
+      table, objective, budget (a ratio of the uniform 8/8 cost, HAQ's preserve ratio),
+      bit range, pinned layers and reward metric. Every baseline scores with the same one.
+    * ``layers``: the quantizable layers' :class:`LayerSpec` (the embedding's features).
     * ``step_mode``: ``alternate`` (HAQ) or ``joint``.
-    * ``reward_metric``: ``accuracy`` (HAQ) or ``kl`` (see Rewards).
     * ``budget_feature``: append a 13th observation feature, the cost of the bits chosen so
       far (undecided layers at the minimum) over the budget, halved and clipped to [0, 1]
       (0.5 = at budget). Not in HAQ; off by default.
 
-    Most users create it from a registered spec: ``gymnasium.make("haq_rl/MobileNetV2Edge-v0",
-    budget=0.3)``; any field of :class:`~haq_rl.env.spec.EnvSpec` can be overridden.
+    Most users create it from a registered spec: ``gymnasium.make("haq_rl/MobileNetV2Edge-v1",
+    budget=0.3)``; any field of :class:`~haq_rl.task.spec.TaskSpec` can be overridden.
+    ``make_env(task_or_spec)`` builds one from a :class:`~haq_rl.task.Task` too.
 
     ## Version History
 
@@ -112,66 +98,37 @@ class QuantizationEnv(gym.Env):
 
     def __init__(
         self,
-        evaluator: PolicyEvaluator,
-        specs: list[LayerSpec],
-        cost_table: CostTable,
+        scorer: PolicyScorer,
+        layers: list[LayerSpec],
         *,
-        objective: str = "latency",
-        budget: float = 0.5,
-        min_bits: int = 2,
-        max_bits: int = 8,
-        pin_first_last: bool = True,
         budget_feature: bool = False,
         step_mode: str = "alternate",
-        reward_metric: str = "accuracy",
         render_mode: str | None = None,
         env_spec: Any = None,
     ) -> None:
-        if objective not in OBJECTIVES:
-            raise UnknownNameError("objective", objective, OBJECTIVES)
         if step_mode not in STEP_MODES:
             raise UnknownNameError("step_mode", step_mode, STEP_MODES)
-        if reward_metric not in REWARD_METRICS:
-            raise UnknownNameError("reward_metric", reward_metric, REWARD_METRICS)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UnknownNameError("render_mode", render_mode, self.metadata["render_modes"])
-        if not 0.0 < budget <= 1.0:
-            raise ConfigError(f"budget={budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
-        if not 1 <= min_bits <= max_bits <= 8:
-            raise ConfigError(f"bit range {min_bits}..{max_bits} invalid; allowed 1 <= min_bits <= max_bits <= 8")
-        names = [spec.name for spec in specs]
-        if list(cost_table.layer_names) != names or list(evaluator.layer_names) != names:
-            raise ConfigError("layer specs, cost table and evaluator describe different layers")
-        profile_min = int(getattr(cost_table, "min_bits", 1))
-        if min_bits < profile_min:
-            raise ConfigError(f"min_bits={min_bits} is below what hardware profile supports ({profile_min})")
+        names = [layer.name for layer in layers]
+        if names != scorer.layer_names:
+            raise ConfigError("layer specs and the scorer's cost table describe different layers")
 
-        self.evaluator = evaluator
-        self.specs = list(specs)
-        self.cost_table = cost_table
-        self.objective = objective
-        self.budget_ratio = float(budget)
-        self.min_bits = min_bits
-        self.max_bits = max_bits
-        self.pin_first_last = pin_first_last
+        self.scorer = scorer
+        self.layers = list(layers)
+        self.layer_names = names
+        self.min_bits = scorer.min_bits
+        self.max_bits = scorer.max_bits
+        self.weight_only = scorer.weight_only
+        self.pinned = scorer.pinned
         self.budget_feature = budget_feature
-        self.reward_metric = reward_metric
         self.step_mode = step_mode
         self.render_mode = render_mode
         self.env_spec = env_spec
-        self.layer_names = names
-        self.weight_only = objective in WEIGHT_ONLY_OBJECTIVES
-
-        layers = len(specs)
-        self.pinned = pinned_layers(layers, pin_first_last)
-        self._cost_array = np.asarray(cost_table.objective(objective), dtype=np.float64)
-        self._layer_index = np.arange(layers)
-        self.reference_cost = self.cost(np.full(layers, REFERENCE_BITS), np.full(layers, REFERENCE_BITS))
-        self.budget = self.budget_ratio * self.reference_cost
-        self._check_feasible()
+        layers_count = len(layers)
 
         # Step schedule: (layer index, 0 = weight / 1 = activation / 2 = joint).
-        free_layers = [i for i in range(layers) if not self.pinned[i]]
+        free_layers = [i for i in range(layers_count) if not self.pinned[i]]
         if step_mode == "joint":
             self._schedule = [(i, 2) for i in free_layers]
         elif self.weight_only:
@@ -184,10 +141,10 @@ class QuantizationEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
         features = len(FEATURE_NAMES) + (1 if budget_feature else 0)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(features,), dtype=np.float32)
-        self._features = static_layer_features(self.specs)
+        self._features = static_layer_features(self.layers)
         self._step_index = 0
-        self._w = np.full(layers, REFERENCE_BITS, dtype=np.int64)
-        self._a = np.full(layers, REFERENCE_BITS, dtype=np.int64)
+        self._w = np.full(layers_count, REFERENCE_BITS, dtype=np.int64)
+        self._a = np.full(layers_count, REFERENCE_BITS, dtype=np.int64)
         self._previous_action = 0.0
         self.last_info: dict[str, Any] = {}
         self.task: Any = None  # the Task it was built from (make_env), else None
@@ -196,26 +153,6 @@ class QuantizationEnv(gym.Env):
     @property
     def steps_per_episode(self) -> int:
         return len(self._schedule)
-
-    def cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
-        """Objective cost of a whole policy (vectorised table lookup)."""
-        return float(self._cost_array[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
-
-    def minimum_cost(self) -> float:
-        """Cost with every free layer at the minimum bits (activations kept for weight-only)."""
-        return self.cost(*uniform_bits(self.pinned, self.weight_only, self.min_bits))
-
-    def _check_feasible(self) -> None:
-        minimum = self.minimum_cost() / self.reference_cost
-        if not is_within_budget(minimum, self.budget_ratio):
-            raise BudgetError(
-                f"budget {self.budget_ratio:g} of the 8/8 {self.objective} is infeasible: the minimum "
-                f"achievable ratio with bits >= {self.min_bits}"
-                f"{' and first/last layers pinned to 8 bits' if self.pin_first_last else ''} "
-                f"is {minimum:.4f}")
-        warning = room_warning(self.budget_ratio, minimum, self.objective)
-        if warning is not None:
-            warnings.warn(warning, BudgetWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -300,65 +237,20 @@ class QuantizationEnv(gym.Env):
         keep = decided | self.pinned
         w = np.where(keep, self._w, self.min_bits)
         a = np.where(keep | self.weight_only, self._a, self.min_bits)
-        return float(np.clip(self.cost(w, a) / self.budget, 0.0, 2.0) / 2.0)
+        return float(np.clip(self.scorer.cost(w, a) / self.scorer.budget_cost, 0.0, 2.0) / 2.0)
 
     def _finish_episode(self) -> dict[str, Any]:
-        return self.evaluate_policy(self._w.copy(), self._a.copy())
+        return self.score_policy(self._w.copy(), self._a.copy())
 
-    def evaluate_policy(self, w_bits: np.ndarray, a_bits: np.ndarray, enforce: bool = True) -> dict[str, Any]:
-        """Wall (when ``enforce``), evaluate and describe a policy as the last step's info.
+    def score_policy(self, w_bits: np.ndarray, a_bits: np.ndarray, enforce: bool = True) -> dict[str, Any]:
+        """The scorer's result for a policy, plus ``applied_actions``, as the last step's info.
 
-        Baselines (uniform, greedy) use this to score policies exactly as episodes are scored.
+        The env's episode state takes the applied bits (what :meth:`render` shows).
         """
-        proposed_w = np.asarray(w_bits, dtype=np.int64).copy()
-        proposed_a = np.asarray(a_bits, dtype=np.int64).copy()
-        if enforce:
-            w, a, lowered = self.apply_wall(proposed_w, proposed_a)
-        else:
-            w, a, lowered = proposed_w.copy(), proposed_a.copy(), 0
-        self._w[:], self._a[:] = w, a
-        scores = self.evaluator.scores(w, a)
-        accuracy = scores.accuracy
-        if self.reward_metric == "kl":
-            reward = -scores.kl
-        else:
-            reward = REWARD_LAMBDA * (accuracy - self.evaluator.float_accuracy)
-        cost = self.cost(w, a)
-        return {
-            "reward": reward,
-            "accuracy": accuracy,
-            "kl": scores.kl,
-            "float_accuracy": self.evaluator.float_accuracy,
-            "policy": {name: (int(wb), int(ab)) for name, wb, ab in zip(self.layer_names, w, a, strict=True)},
-            "w_bits": w.copy(),
-            "a_bits": a.copy(),
-            "proposed_w_bits": proposed_w,
-            "proposed_a_bits": proposed_a,
-            "bits_lowered": lowered,
-            "applied_actions": self.policy_actions(w, a),
-            "cost": cost,
-            "cost_ratio": cost / self.reference_cost,
-            "budget_ratio": self.budget_ratio,
-            **self.policy_metrics(w, a),
-        }
-
-    def apply_wall(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """Pin the pinned layers to 8 bits, then lower bits until the budget is met."""
-        w = np.where(self.pinned, REFERENCE_BITS, w_bits)
-        a = np.where(self.pinned | self.weight_only, REFERENCE_BITS, a_bits)
-        return enforce_budget(w, a, self.cost, self.budget, self.min_bits,
-                              frozen=self.pinned, lower_activations=not self.weight_only)
-
-    def policy_metrics(self, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
-        """Latency, energy, size and BOPs of a policy from the cost table."""
-        index = (self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1)
-        table = self.cost_table
-        return {
-            "latency_ms": float(table.latency_ms[index].sum()),
-            "energy_uj": float(table.energy_uj[index].sum()),
-            "size_bytes": float(table.size_bytes[index].sum()),
-            "bops": float(table.bops[index].sum()),
-        }
+        info = self.scorer.score(w_bits, a_bits, enforce=enforce)
+        self._w[:], self._a[:] = info["w_bits"], info["a_bits"]
+        info["applied_actions"] = self.policy_actions(info["w_bits"], info["a_bits"])
+        return info
 
     def policy_actions(self, w: np.ndarray, a: np.ndarray) -> np.ndarray:
         """The actions (one row per step, bin centres) whose episode proposes these bits."""

@@ -1,24 +1,17 @@
-"""Register every spec in ``envs/*.yaml`` as a Gymnasium id ``haq_rl/<Name>-v<N>``."""
+"""Register every shipped task spec (``envs/*.yaml``) as a Gymnasium id ``haq_rl/<Name>-v<N>``.
+
+Runs on ``import haq_rl.env`` (``gymnasium.make("haq_rl.env:<id>")`` imports it first),
+never on ``import haq_rl``: the task layer below does not load gymnasium. (Gymnasium 1.x
+has no plugin entry points to register through.)
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gymnasium.envs.registration import register, registry
 
-from haq_rl.env.spec import EnvSpec
-from haq_rl.errors import UnknownNameError
-from haq_rl.resources import resource_dir
+from haq_rl.task.spec import shipped_specs
 
-NAMESPACE = "haq_rl"
-DEFAULT_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
 ENTRY_POINT = "haq_rl.env.factory:make_env"
-
-
-def shipped_specs() -> dict[str, EnvSpec]:
-    """id -> EnvSpec for every YAML file in the shipped ``envs/`` folder."""
-    specs = [EnvSpec.from_yaml(path) for path in sorted(resource_dir("envs").glob("*.yaml"))]
-    return {spec.id: spec for spec in specs}
 
 
 def register_envs() -> list[str]:
@@ -30,18 +23,3 @@ def register_envs() -> list[str]:
                      disable_env_checker=False)
         ids.append(env_id)
     return ids
-
-
-def resolve_spec(spec: EnvSpec | str | Path) -> EnvSpec:
-    """An EnvSpec from itself, a registered id or a path to a YAML spec."""
-    if isinstance(spec, EnvSpec):
-        return spec
-    text = str(spec)
-    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
-        return EnvSpec.from_yaml(text)
-    known = shipped_specs()
-    if text in known:
-        return known[text]
-    if f"{NAMESPACE}/{text}" in known:
-        return known[f"{NAMESPACE}/{text}"]
-    raise UnknownNameError("environment", text, known)

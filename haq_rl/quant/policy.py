@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from haq_rl.errors import MissingPathError, PolicyError, UnknownNameError
+from haq_rl.fileio import write_json_atomic
 
 if TYPE_CHECKING:  # pandas is imported lazily: the search hot path never needs it
     import pandas as pd
@@ -199,18 +199,7 @@ class QuantPolicy:
 
     def to_json(self, path: str | os.PathLike[str], **metadata: Any) -> Path:
         """Write policy.json atomically (temp file + rename); extra metadata is merged in."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_dict(**metadata), indent=2, default=_json_default)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_json_atomic(path, self.to_dict(**metadata))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> QuantPolicy:
@@ -240,14 +229,3 @@ def _short(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return f"[{shown}{more}]"
-
-
-def _json_default(obj: Any) -> Any:
-    """Make numpy scalars/arrays JSON-serialisable in metadata (metrics are often numpy)."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON-serialisable")

@@ -1,35 +1,39 @@
 """The harness every method shares: SearchConfig, the episode recorder, run_search.
 
-``run_search`` builds the env, writes config.json, hands the env and a :class:`Recorder`
-to the method's runner (:func:`_method_runner`), and returns the best policy within
-budget; the run-directory layout is described in :mod:`haq_rl.search`.
+``run_search`` builds the task, its scorer and the env over them (a :class:`SearchSetup`),
+writes config.json, hands the setup and a :class:`Recorder` to the method's runner
+(:func:`_method_runner`), and returns the best policy within budget; the run-directory
+layout is described in :mod:`haq_rl.search`. Every method scores its policies with the
+same :class:`~haq_rl.task.scoring.PolicyScorer` (the RL methods through ``env.step``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from haq_rl import __version__
-from haq_rl.env import DEFAULT_ENV_ID, EnvSpec, resolve_spec
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, unknown_name_message
-from haq_rl.run_dir import (
-    BEST_POLICY_FILE,
-    CONFIG_FILE,
-    EPISODES_FILE,
-    EpisodeLog,
-    episode_columns,
-    read_json,
-    write_json_atomic,
-)
+from haq_rl.fileio import read_json, remove_stale_temps, write_json_atomic
+from haq_rl.progress import EpisodeBar
+from haq_rl.run.episodes import EpisodeLog, episode_columns
+from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE
+from haq_rl.run.lock import run_lock
 from haq_rl.task.budget import is_within_budget
+from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
+
+if TYPE_CHECKING:
+    from haq_rl.env.quant_env import QuantizationEnv
+    from haq_rl.task.scoring import PolicyScorer
+    from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +121,7 @@ class SearchConfig:
         """The method's settings: its defaults with ``options`` on top."""
         return {**METHOD_OPTIONS.get(self.method, {}), **self.options}
 
-    def env_spec(self) -> EnvSpec:
+    def env_spec(self) -> TaskSpec:
         overrides = dict(self.env_overrides)
         for name in ("budget", "hardware", "objective"):
             if getattr(self, name) is not None:
@@ -162,16 +166,29 @@ class SearchResult:
         return float(self.best["cost_ratio"])
 
 
+@dataclass
+class SearchSetup:
+    """What a method searches with: the task, its scorer and the Gymnasium env over both.
+
+    Baselines score policies with ``scorer``; the RL methods step ``env``, whose episodes
+    end in the same ``scorer.score``.
+    """
+
+    task: Task
+    scorer: PolicyScorer
+    env: QuantizationEnv
+
+
 class Recorder:
     """Turns end-of-episode infos into episodes.csv rows and tracks the best policy."""
 
-    def __init__(self, run_dir: Path, env: Any, spec: EnvSpec, config: SearchConfig,
+    def __init__(self, run_dir: Path, scorer: PolicyScorer, spec: TaskSpec, config: SearchConfig,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.run_dir = run_dir
-        self.env = env
+        self.scorer = scorer
         self.spec = spec
         self.config = config
-        self.log = EpisodeLog(run_dir / EPISODES_FILE, episode_columns(env.layer_names))
+        self.log = EpisodeLog(run_dir / EPISODES_FILE, episode_columns(scorer.layer_names))
         self.best: dict[str, Any] | None = None
         self.count = 0
         self.progress = progress
@@ -182,7 +199,7 @@ class Recorder:
         self.count = 0
         self.best = None
         for row in self.log.read_rows():
-            self._consider(_row_to_info(row, self.env.layer_names))
+            self._consider(_row_to_info(row, self.scorer.layer_names))
             self.count += 1
         # best_policy.json may describe a row that a resume just dropped: rewrite it.
         if self.best is not None:
@@ -196,7 +213,7 @@ class Recorder:
                 "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes",
                 "bops", "bits_lowered")},
         }
-        for name, w, a in zip(self.env.layer_names, info["w_bits"], info["a_bits"], strict=True):
+        for name, w, a in zip(self.scorer.layer_names, info["w_bits"], info["a_bits"], strict=True):
             row[f"w:{name}"] = int(w)
             row[f"a:{name}"] = int(a)
         self.log.append(row)
@@ -207,7 +224,7 @@ class Recorder:
             self.progress({**(self.best or {}), "episode": self.count})
 
     def _consider(self, info: dict[str, Any]) -> bool:
-        within = is_within_budget(info["cost_ratio"], self.env.budget_ratio)
+        within = is_within_budget(info["cost_ratio"], self.scorer.budget_ratio)
         if within and (self.best is None or info["reward"] > self.best["reward"]):
             self.best = {k: info[k] for k in ("reward", "accuracy", "cost_ratio", "latency_ms",
                                               "energy_uj", "size_bytes", "bops", "w_bits", "a_bits")}
@@ -219,8 +236,8 @@ class Recorder:
         from haq_rl.quant import QuantPolicy
 
         assert self.best is not None
-        policy = QuantPolicy.from_arrays(self.env.layer_names, self.best["w_bits"], self.best["a_bits"])
-        table = self.env.cost_table
+        policy = QuantPolicy.from_arrays(self.scorer.layer_names, self.best["w_bits"], self.best["a_bits"])
+        table = self.scorer.cost_table
         policy.to_json(
             self.run_dir / BEST_POLICY_FILE,
             model=self.spec.model, dataset=self.spec.dataset, input_size=self.spec.input_size,
@@ -229,7 +246,7 @@ class Recorder:
             budget=self.spec.budget, method=self.config.method, seed=self.config.seed,
             metrics={k: _finite_or_none(self.best[k]) for k in (
                 "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes", "bops")},
-            float_accuracy=self.env.evaluator.float_accuracy, episode=int(self.best["episode"]),
+            float_accuracy=self.scorer.evaluator.float_accuracy, episode=int(self.best["episode"]),
             haq_rl_version=__version__,
         )
 
@@ -250,41 +267,60 @@ def _row_to_info(row: dict[str, str], layer_names: list[str]) -> dict[str, Any]:
 
 
 def run_search(config: SearchConfig, resume: str | Path | None = None) -> SearchResult:
-    """Run (or, with ``resume``, continue) a search and write its run directory."""
-    from haq_rl.env.factory import build_env
-    from haq_rl.seeding import seed_everything
+    """Run (or, with ``resume``, continue) a search and write its run directory.
 
+    The run directory is locked for the whole search: a second process on it fails at
+    once with :class:`~haq_rl.errors.RunLockedError`.
+    """
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / CONFIG_FILE).is_file():
             raise MissingPathError(f"cannot resume: {run_dir / CONFIG_FILE} not found (is {run_dir} a run directory?)")
-        saved = read_json(run_dir / CONFIG_FILE)
-        config = dataclasses.replace(SearchConfig.from_dict(saved["search"]), progress=config.progress)
     else:
         run_dir = Path(config.out) if config.out else config.default_run_dir()
-        if (run_dir / EPISODES_FILE).exists():
-            raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
+    created = not run_dir.exists()
+    try:
+        with run_lock(run_dir):
+            remove_stale_temps(run_dir)  # what a killed search left
+            return _run_locked(config, run_dir, resume is not None)
+    finally:
+        if created and not (run_dir / CONFIG_FILE).exists():
+            # Failed before anything was recorded: leave no empty run directory behind.
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _run_locked(config: SearchConfig, run_dir: Path, resume: bool) -> SearchResult:
+    from haq_rl.env.factory import env_for_task
+    from haq_rl.seeding import seed_everything
+    from haq_rl.task.task import load_task
+
+    if resume:
+        saved = read_json(run_dir / CONFIG_FILE)
+        config = dataclasses.replace(SearchConfig.from_dict(saved["search"]), progress=config.progress)
+    elif (run_dir / EPISODES_FILE).exists():
+        raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
     spec = config.env_spec()
     seed_everything(config.seed)
     started = time.perf_counter()
-    env = build_env(spec)
+    task = load_task(spec)
+    env = env_for_task(task)
+    setup = SearchSetup(task=task, scorer=env.scorer, env=env)
+    scorer = setup.scorer
     setup_seconds = time.perf_counter() - started
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume is None:
+    if not resume:
         write_json_atomic(run_dir / CONFIG_FILE, {
             "format_version": 1, "haq_rl_version": __version__, "search": config.to_dict(),
-            "env": spec.to_dict(), "layers": env.layer_names,
-            "steps_per_episode": env.steps_per_episode, "float_accuracy": env.evaluator.float_accuracy,
-            "reference_cost": env.reference_cost, "budget_cost": env.budget,
+            "env": spec.to_dict(), "layers": scorer.layer_names,
+            "layer_specs": [layer.to_dict() for layer in task.layers],
+            "steps_per_episode": env.steps_per_episode, "float_accuracy": scorer.evaluator.float_accuracy,
+            "reference_cost": scorer.reference_cost, "budget_cost": scorer.budget_cost,
         })
-    from haq_rl.search.progress import progress_bar
-
-    bar = progress_bar(config)
-    recorder = Recorder(run_dir, env, spec, config, progress=bar.update_info if bar else None)
+    bar = EpisodeBar(config.episodes, f"search {config.method}") if config.progress else None
+    recorder = Recorder(run_dir, scorer, spec, config, progress=_bar_update(bar) if bar else None)
     if bar is not None:
         bar.start(recorder.count)
     try:
-        _method_runner(config.method)(env, config, recorder)
+        _method_runner(config.method)(setup, config, recorder)
     finally:
         if bar is not None:
             bar.close()
@@ -292,12 +328,20 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
         raise ConfigError(f"no evaluated policy met the budget in {run_dir}")
     return SearchResult(
         run_dir=run_dir, best=recorder.best, episodes=recorder.count,
-        evaluations=env.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
-        best_policy_path=run_dir / BEST_POLICY_FILE, eval_seconds=env.evaluator.eval_seconds,
+        evaluations=scorer.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
+        best_policy_path=run_dir / BEST_POLICY_FILE, eval_seconds=scorer.evaluator.eval_seconds,
         setup_seconds=setup_seconds)
 
 
-def _method_runner(method: str) -> Callable[[Any, SearchConfig, Recorder], None]:
+def _bar_update(bar: EpisodeBar) -> Callable[[dict[str, Any]], None]:
+    """The recorder's progress callback: episodes done and the best policy so far."""
+    def update(info: dict[str, Any]) -> None:
+        best = {f"best_{key}": info[key] for key in ("reward", "accuracy", "cost_ratio") if key in info}
+        bar.show(info["episode"], best)
+    return update
+
+
+def _method_runner(method: str) -> Callable[[SearchSetup, SearchConfig, Recorder], None]:
     """The function that runs ``method`` (imported on demand: SB3, scipy, optuna)."""
     if method in RL_METHODS:
         from haq_rl.search.rl import search_rl

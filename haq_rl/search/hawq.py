@@ -22,21 +22,18 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from haq_rl.errors import ConfigError
-from haq_rl.run_dir import write_text_atomic
-from haq_rl.search.harness import Recorder, SearchConfig
+from haq_rl.fileio import atomic_write, write_text_atomic
+from haq_rl.run.layout import SENSITIVITY_FILE
+from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.task.scoring import PolicyScorer
 
 logger = logging.getLogger(__name__)
-
-SENSITIVITY_FILE = "sensitivity.csv"
 
 
 def sensitivity_settings(options: dict[str, Any]) -> tuple[int, int, bool]:
@@ -44,14 +41,12 @@ def sensitivity_settings(options: dict[str, Any]) -> tuple[int, int, bool]:
     return options["probes"], options["images"], options["activations"] == "tied"
 
 
-def sensitivity_batches(env: Any, images: int, seed: int, batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def sensitivity_batches(setup: SearchSetup, images: int, seed: int,
+                        batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The first ``images`` images of a ``seed``-shuffled search-train split, in batches, on the
     evaluator's device."""
-    task = getattr(env, "task", None)
-    if task is None:
-        raise ConfigError("the hawq method needs an env built from a task (make_env / gymnasium.make)")
-    batches = task.search_train_batches(batch_size, seed, -(-images // batch_size))
-    device = env.evaluator.device
+    batches = setup.task.search_train_batches(batch_size, seed, -(-images // batch_size))
+    device = setup.scorer.evaluator.device
     kept = []
     for index, (inputs, labels) in enumerate(batches):
         size = min(batch_size, images - index * batch_size)
@@ -59,8 +54,8 @@ def sensitivity_batches(env: Any, images: int, seed: int, batch_size: int = 256)
     return kept
 
 
-def measure_sensitivity(env: Any, probes: int, images: int, seed: int) -> Any:
-    """The env's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`).
+def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int) -> Any:
+    """The task's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`).
 
     They depend on the model, its data and quantizers, not on the hardware or the budget,
     so they are cached (``$HAQ_RL_CACHE/sensitivity``): a second search of the same model
@@ -68,65 +63,53 @@ def measure_sensitivity(env: Any, probes: int, images: int, seed: int) -> Any:
     """
     from haq_rl.quant.sensitivity import LayerSensitivity, layer_sensitivity
 
-    bits = tuple(range(env.min_bits, env.max_bits + 1))
-    path = _cache_path(env, probes, images, seed, bits)
-    if path is not None and path.is_file():
+    scorer = setup.scorer
+    bits = tuple(range(scorer.min_bits, scorer.max_bits + 1))
+    path = _cache_path(setup, probes, images, seed, bits)
+    if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
                 cached = LayerSensitivity(layer_names=[str(n) for n in data["layer_names"]], bits=bits,
                                           weight=data["weight"], activation=data["activation"],
                                           hessian_trace=data["hessian_trace"])
-            if cached.layer_names == list(env.layer_names):
+            if cached.layer_names == list(scorer.layer_names):
                 logger.info("sensitivity from the cache: %s", path)
                 return cached
         except (OSError, KeyError, ValueError) as error:
             logger.warning("ignoring unreadable sensitivity cache %s: %s", path, error)
-    sensitivity = layer_sensitivity(env.evaluator.applier, sensitivity_batches(env, images, seed), bits,
+    sensitivity = layer_sensitivity(scorer.evaluator.applier, sensitivity_batches(setup, images, seed), bits,
                                     probes=probes, seed=seed)
-    if path is not None:
-        _save_npz_atomic(path, layer_names=np.array(sensitivity.layer_names), weight=sensitivity.weight,
-                         activation=sensitivity.activation, hessian_trace=sensitivity.hessian_trace)
+    arrays = {"layer_names": np.array(sensitivity.layer_names), "weight": sensitivity.weight,
+              "activation": sensitivity.activation, "hessian_trace": sensitivity.hessian_trace}
+    atomic_write(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
     return sensitivity
 
 
-def _cache_path(env: Any, probes: int, images: int, seed: int, bits: tuple[int, ...]) -> Path | None:
-    """Cache file named by everything the sensitivities depend on (None: not cacheable)."""
+def _cache_path(setup: SearchSetup, probes: int, images: int, seed: int, bits: tuple[int, ...]) -> Path:
+    """Cache file named by everything the sensitivities depend on."""
     from haq_rl.cache import cache_dir
 
-    task = getattr(env, "task", None)
-    if task is None:
-        return None
+    task = setup.task
     spec = task.spec
     key = {name: getattr(spec, name) for name in (
         "model", "dataset", "data_root", "input_size", "width_mult", "split_seed", "calibration",
         "calibration_batches", "reward_batch_size", "weight_method")}
     key.update(meta=task.meta, probes=probes, images=images, seed=seed, bits=list(bits),
-               layers=list(env.layer_names), format=1)
+               layers=list(task.layer_names), format=1)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir("sensitivity") / f"{spec.model}-{digest}.npz"
 
 
-def _save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def integer_program_policy(env: Any, sensitivity: Any, tied: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The integer program's bits for the env's cost table, pinned layers and budget."""
+def integer_program_policy(scorer: PolicyScorer, sensitivity: Any, tied: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The integer program's bits for the scorer's cost table, pinned layers and budget."""
     from haq_rl.search.integer_program import allocate_bits
 
     # Tied (HAWQ-V3): one width per layer, priced by its weights; the activation term
     # only enters when activation bits are a choice of their own.
     activation = np.zeros_like(sensitivity.activation) if tied else sensitivity.activation
     return allocate_bits(sensitivity.weight, activation,
-                         np.asarray(env.cost_table.objective(env.objective)), env.budget,
-                         bits=sensitivity.bits, pinned=env.pinned, tied=tied, weight_only=env.weight_only)
+                         np.asarray(scorer.cost_table.objective(scorer.objective)), scorer.budget_cost,
+                         bits=sensitivity.bits, pinned=scorer.pinned, tied=tied, weight_only=scorer.weight_only)
 
 
 def write_sensitivity(path: Path, sensitivity: Any) -> None:
@@ -141,12 +124,12 @@ def write_sensitivity(path: Path, sensitivity: Any) -> None:
     write_text_atomic(path, stream.getvalue())
 
 
-def search_hawq(env: Any, config: SearchConfig, recorder: Recorder) -> None:
+def search_hawq(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
     """Measure, solve, score the one policy (``episodes`` beyond 1 are not needed)."""
     if recorder.count >= 1:
         return
     probes, images, tied = sensitivity_settings(config.method_options())
-    sensitivity = measure_sensitivity(env, probes, images, config.seed)
+    sensitivity = measure_sensitivity(setup, probes, images, config.seed)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
-    w_bits, a_bits = integer_program_policy(env, sensitivity, tied)
-    recorder.record(env.evaluate_policy(w_bits, a_bits, enforce=True), "hawq")
+    w_bits, a_bits = integer_program_policy(setup.scorer, sensitivity, tied)
+    recorder.record(setup.scorer.score(w_bits, a_bits, enforce=True), "hawq")

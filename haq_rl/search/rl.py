@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from haq_rl.run_dir import STATE_FILE, read_json, write_json_atomic
-from haq_rl.search.harness import Recorder, SearchConfig
+from haq_rl.fileio import read_json, write_json_atomic
+from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE, STATE_FILE
+from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 
 if TYPE_CHECKING:  # SB3 is imported lazily
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-
     from haq_rl.agent import AgentConfig
 
 logger = logging.getLogger(__name__)
-
-AGENT_FILE = "agent.zip"
-REPLAY_FILE = "replay_buffer.pkl"
 
 #: The guided agent: HAQ's DDPG anchored on the integer-program policy (see search_rl).
 GUIDED_METHOD = "guided"
@@ -29,7 +25,7 @@ GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, 
                                           "noise_decay": 1.0}
 
 
-def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
+def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
     """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
 
     Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer and the
@@ -39,8 +35,9 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
     """
     from stable_baselines3.common.logger import configure
 
-    from haq_rl.agent import ALGO_CLASSES, EpisodeRecorder, learn_episodes, make_agent
+    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent, save_agent
 
+    env = setup.env
     run_dir = recorder.run_dir
     guided = config.method == GUIDED_METHOD
     # The guided agent's first episode is the integer-program policy; HAQ's has none.
@@ -52,20 +49,16 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         recorder.log.truncate(done)
         recorder.reset_from_log()
     if done > 0:
-        # The ALGO_CLASSES are HaqAlgorithmMixin + an SB3 off-policy class, whose load() they inherit.
-        algo_class = cast("type[OffPolicyAlgorithm]", ALGO_CLASSES[agent_config.algo])
-        model = algo_class.load(run_dir / AGENT_FILE, env=env, device=agent_config.device)
-        model.load_replay_buffer(run_dir / REPLAY_FILE)
+        model = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
         model = make_agent(env, agent_config)
         if guided:
-            _anchor_on_integer_program(env, config, recorder, model)
+            _anchor_on_integer_program(setup, config, recorder, model)
     model.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
     def checkpoint() -> None:
-        model.save(run_dir / AGENT_FILE)
-        model.save_replay_buffer(run_dir / REPLAY_FILE)
+        save_agent(model, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
         write_json_atomic(state_path, {"episodes_done": recorder.count})
 
     def sink(record: dict[str, Any]) -> None:
@@ -87,14 +80,13 @@ def search_rl(env: Any, config: SearchConfig, recorder: Recorder) -> None:
         checkpoint()
 
 
-def _anchor_on_integer_program(env: Any, config: SearchConfig, recorder: Recorder, model: Any) -> None:
+def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, model: Any) -> None:
     """Episode 0 of the guided agent: the sensitivity integer program's policy.
 
     Its actions become the agent's anchor: the warm-up explores around them, and the
     actor is fitted to reproduce them before any reinforcement-learning update.
     """
     from haq_rl.search.hawq import (
-        SENSITIVITY_FILE,
         integer_program_policy,
         measure_sensitivity,
         sensitivity_settings,
@@ -104,9 +96,10 @@ def _anchor_on_integer_program(env: Any, config: SearchConfig, recorder: Recorde
     options = config.method_options()
     probes, images, tied = sensitivity_settings(options)
     sigma = options["anchor_sigma"]
-    sensitivity = measure_sensitivity(env, probes, images, config.seed)
+    env = setup.env
+    sensitivity = measure_sensitivity(setup, probes, images, config.seed)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
-    w_bits, a_bits = integer_program_policy(env, sensitivity, tied=tied)
+    w_bits, a_bits = integer_program_policy(setup.scorer, sensitivity, tied=tied)
     actions = env.policy_actions(w_bits, a_bits)
     env.reset(seed=config.seed)
     info: dict[str, Any] = {}

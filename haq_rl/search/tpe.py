@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from haq_rl.errors import MissingDependencyError
-from haq_rl.search.harness import Recorder, SearchConfig
+from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 
 logger = logging.getLogger(__name__)
 
@@ -32,32 +32,33 @@ def _optuna() -> Any:
     return optuna
 
 
-def search_tpe(env: Any, config: SearchConfig, recorder: Recorder) -> None:
+def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
     """``config.episodes`` TPE trials; a resumed run replays the recorded trials first."""
     optuna = _optuna()
+    scorer = setup.scorer
     startup = config.method_options()["startup_trials"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    free = [i for i in range(len(env.layer_names)) if not env.pinned[i]]
-    low, high = env.min_bits, env.max_bits
+    free = [i for i in range(len(scorer.layer_names)) if not scorer.pinned[i]]
+    low, high = scorer.min_bits, scorer.max_bits
     distributions = {}
     for i in free:
-        distributions[f"w:{env.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
-        if not env.weight_only:
-            distributions[f"a:{env.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+        distributions[f"w:{scorer.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+        if not scorer.weight_only:
+            distributions[f"a:{scorer.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
     for row in recorder.log.read_rows():  # resume: tell the study what was already tried
         params = {name: int(row[name]) for name in distributions}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                   value=float(row["reward"])))
     while recorder.count < config.episodes:
         trial = study.ask(distributions)
-        w = np.full(len(env.layer_names), 8, dtype=np.int64)
-        a = np.full(len(env.layer_names), 8, dtype=np.int64)
+        w = np.full(len(scorer.layer_names), 8, dtype=np.int64)
+        a = np.full(len(scorer.layer_names), 8, dtype=np.int64)
         for i in free:
-            w[i] = trial.params[f"w:{env.layer_names[i]}"]
-            if not env.weight_only:
-                a[i] = trial.params[f"a:{env.layer_names[i]}"]
-        info = env.evaluate_policy(w, a, enforce=True)
+            w[i] = trial.params[f"w:{scorer.layer_names[i]}"]
+            if not scorer.weight_only:
+                a[i] = trial.params[f"a:{scorer.layer_names[i]}"]
+        info = scorer.score(w, a, enforce=True)
         study.tell(trial, float(info["reward"]))
         recorder.record(info, "tpe")

@@ -1,5 +1,6 @@
 """The budget rules, in one place: pinned layers, the 8/8 reference, uniform policies,
-the within-budget tolerance, the largest uniform width within budget and the room check.
+the within-budget tolerance, the largest uniform width within budget, the room check,
+HAQ's action wall and a policy's metrics from the cost table.
 
 A budget is always a ratio of the cost of the uniform 8/8 policy (HAQ's "preserve
 ratio"); absolute costs are named ``*_cost``. Pure numpy over a
@@ -8,8 +9,11 @@ ratio"); absolute costs are named ``*_cost``. Pure numpy over a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
+from haq_rl.errors import BudgetError
 from haq_rl.hardware import CostTable
 
 #: Bits of the reference policy and of pinned layers (HAQ keeps the first and last at 8).
@@ -81,3 +85,65 @@ def room_warning(budget: float, minimum: float, objective: str) -> str | None:
     return (f"budget {budget:g} of the 8/8 {objective} is within {ROOM_FRACTION:.0%} of the gap between "
             f"the minimum achievable ratio {minimum:.4f} and 1: nearly every policy will sit at the "
             f"minimum bits (a budget of at least {minimum + ROOM_FRACTION * (1.0 - minimum):.3f} leaves room)")
+
+
+def policy_metrics(cost_table: CostTable, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
+    """Latency (ms), energy (uJ), size (bytes) and BOPs of a policy from the cost table.
+
+    NaN where the profile has no model for a metric (e.g. the energy of a proxy).
+    """
+    index = (np.arange(cost_table.num_layers), np.asarray(w_bits) - 1, np.asarray(a_bits) - 1)
+    return {
+        "latency_ms": float(cost_table.latency_ms[index].sum()),
+        "energy_uj": float(cost_table.energy_uj[index].sum()),
+        "size_bytes": float(cost_table.size_bytes[index].sum()),
+        "bops": float(cost_table.bops[index].sum()),
+    }
+
+
+# --------------------------------------------------------------------------- action wall
+# HAQ's budget enforcement (Wang et al., CVPR 2019, Sec. 3.3; the ``_final_action_wrapper``
+# of their code): after the agent has chosen bits for every layer, sweep from the last
+# layer to the first, lowering the activation bits and then the weight bits of a layer by
+# one bit each, and check the budget after every single-bit change. Because it stops at
+# the first change that meets the budget, the wall is minimal: undoing its last change
+# breaks the budget.
+
+CostFunction = Callable[[np.ndarray, np.ndarray], float]
+
+
+def enforce_budget(
+    w_bits: np.ndarray,
+    a_bits: np.ndarray,
+    cost: CostFunction,
+    budget: float,
+    min_bits: int,
+    frozen: Sequence[bool] | np.ndarray,
+    lower_activations: bool = True,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lower bits until ``cost(w, a) <= budget``; returns new arrays and the bits lowered.
+
+    ``frozen[i]`` marks layers the wall must not touch (pinned to 8 bits).
+    ``lower_activations=False`` is for weight-only objectives such as model size.
+    Raises :class:`BudgetError` when even the all-minimum policy is over budget.
+    """
+    w = np.array(w_bits, dtype=np.int64)
+    a = np.array(a_bits, dtype=np.int64)
+    lowered = 0
+    if cost(w, a) <= budget:
+        return w, a, lowered
+    layer_order = [i for i in reversed(range(len(w))) if not frozen[i]]
+    while True:
+        changed = False
+        for i in layer_order:
+            arrays = (a, w) if lower_activations else (w,)
+            for bits in arrays:
+                if bits[i] > min_bits:
+                    bits[i] -= 1
+                    lowered += 1
+                    changed = True
+                    if cost(w, a) <= budget:
+                        return w, a, lowered
+        if not changed:
+            raise BudgetError(
+                f"budget {budget:.6g} cannot be met: the cost at minimum bits is {cost(w, a):.6g}")

@@ -3,7 +3,7 @@
 import gymnasium as gym
 import pytest
 
-import haq_rl  # noqa: F401  (registers the ids)
+import haq_rl.env  # noqa: F401  (registers the ids)
 
 LENET_ID = "haq_rl/LeNet5Size-v1"
 

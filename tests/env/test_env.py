@@ -8,10 +8,11 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-import haq_rl
-from haq_rl.env import action_to_bits, shipped_specs
+import haq_rl.env
+from haq_rl.env import action_to_bits
 from haq_rl.env.embedding import FEATURE_NAMES
 from haq_rl.errors import BudgetError, ConfigError, UnknownNameError
+from haq_rl.task.spec import shipped_specs
 
 from .conftest import LENET_ID
 
@@ -46,7 +47,7 @@ def test_gymnasium_and_sb3_checkers_pass(env_id):
         rng = np.random.default_rng(0)
         _, reward, info = _run_episode(env, rng.uniform(-1, 1, (episode_steps, *env.action_space.shape)))
         assert info["cost_ratio"] <= info["budget_ratio"] + 1e-9
-        if env.unwrapped.reward_metric == "kl":
+        if env.unwrapped.scorer.reward_metric == "kl":
             assert reward == pytest.approx(-info["kl"]) and info["kl"] > 0
         else:
             assert reward == pytest.approx(0.1 * (info["accuracy"] - info["float_accuracy"]))
@@ -96,14 +97,14 @@ def test_wall_property_over_1000_random_action_sequences_default_env(default_env
         actions = rng.uniform(-1, 1, (2, len(env.layer_names)))
         w = action_to_bits(actions[0], env.min_bits, env.max_bits)
         a = action_to_bits(actions[1], env.min_bits, env.max_bits)
-        new_w, new_a, lowered = env.apply_wall(w, a)
-        assert env.cost(new_w, new_a) <= env.budget
+        new_w, new_a, lowered = env.scorer.apply_wall(w, a)
+        assert env.scorer.cost(new_w, new_a) <= env.scorer.budget_cost
         assert np.all(new_w[env.pinned] == 8) and np.all(new_a[env.pinned] == 8)
         assert np.all(new_w[free] >= env.min_bits) and np.all(new_a[free] >= env.min_bits)
         if lowered:
             # Undo the wall's last single-bit change: the budget must break.
             before = _state_before_last_change(env, w, a, new_w, new_a)
-            assert env.cost(*before) > env.budget
+            assert env.scorer.cost(*before) > env.scorer.budget_cost
 
 
 def _state_before_last_change(env, w, a, new_w, new_a):
@@ -130,10 +131,10 @@ def test_wall_property_over_1000_full_episodes_lenet(lenet_env):
         info = {}
         for _ in range(env.steps_per_episode):
             *_, info = env.step(rng.uniform(-1, 1, (1,)).astype(np.float32))
-        assert info["cost"] <= env.budget + 1e-9
+        assert info["cost"] <= env.scorer.budget_cost + 1e-9
         assert np.all(info["a_bits"] == 8)  # size objective: weight-only steps
         assert np.all(info["w_bits"] <= info["proposed_w_bits"])
-    assert env.evaluator.cache_hits > 0  # repeated policies were memoised
+    assert env.scorer.evaluator.cache_hits > 0  # repeated policies were memoised
 
 
 def test_same_seed_same_observations_policies_rewards():
@@ -173,7 +174,7 @@ def test_joint_mode_has_2d_actions():
 
 def test_make_overrides_and_bad_overrides():
     env = gym.make(LENET_ID, budget=0.5)
-    assert env.unwrapped.budget_ratio == 0.5
+    assert env.unwrapped.scorer.budget_ratio == 0.5
     env.close()
     with pytest.raises(UnknownNameError, match="did you mean 'budget'"):
         gym.make(LENET_ID, budgett=0.5)
@@ -195,8 +196,8 @@ def test_vector_envs():
     assert terminated.all()
     sync.close()
     for vec_cls in (DummyVecEnv, SubprocVecEnv):
-        # "module:id" makes a spawned worker import haq_rl (and so register the ids) first.
-        vec = vec_cls([lambda: gym.make(f"haq_rl:{LENET_ID}")] * 2)
+        # "module:id" makes a spawned worker import haq_rl.env (which registers the ids) first.
+        vec = vec_cls([lambda: gym.make(f"haq_rl.env:{LENET_ID}")] * 2)
         vec.seed(0)
         vec.reset()
         steps = vec.get_attr("steps_per_episode")[0]
@@ -210,7 +211,7 @@ def test_env_uses_the_default_pretrained_checkpoint(default_env, pretrained_mobi
     """The default env and `haq-rl pretrain` with defaults share one cached float model."""
     import torch
 
-    env_model = default_env.unwrapped.evaluator.model
+    env_model = default_env.unwrapped.scorer.evaluator.model
     reference, _ = pretrained_mobilenetv2
     for (name, value), (_, expected) in zip(env_model.state_dict().items(),
                                             reference.state_dict().items(), strict=True):
@@ -224,7 +225,7 @@ def test_budget_feature_tracks_the_projected_cost():
     observation, _ = env.reset(seed=0)
     assert observation.shape == (len(FEATURE_NAMES) + 1,)
     start = observation[-1]
-    assert start == pytest.approx(unwrapped.minimum_cost() / unwrapped.budget / 2, rel=1e-5)
+    assert start == pytest.approx(unwrapped.scorer.minimum_cost() / unwrapped.scorer.budget_cost / 2, rel=1e-5)
     previous = start
     for _ in range(unwrapped.steps_per_episode - 1):
         observation, *_ = env.step(np.ones(1, np.float32))  # 8 bits: the cost can only grow
@@ -238,15 +239,33 @@ def test_per_episode_finetune_changes_accuracy_and_restores_the_float_model():
     """HAQ's optional short fine-tune: real QAT steps, float weights back afterwards."""
     plain = gym.make(LENET_ID).unwrapped
     tuned = gym.make(LENET_ID, finetune_steps=8, finetune_lr=0.01).unwrapped
-    weights_before = {k: v.clone() for k, v in tuned.evaluator.model.state_dict().items()}
-    layers = len(plain.evaluator.layer_names)
+    weights_before = {k: v.clone() for k, v in tuned.scorer.evaluator.model.state_dict().items()}
+    layers = len(plain.scorer.evaluator.layer_names)
     w_bits, a_bits = np.full(layers, 2), np.full(layers, 8)  # 2-bit k-means weights lose accuracy
-    before = plain.evaluator.accuracy(w_bits, a_bits)
-    after = tuned.evaluator.accuracy(w_bits, a_bits)
+    before = plain.scorer.evaluator.accuracy(w_bits, a_bits)
+    after = tuned.scorer.evaluator.accuracy(w_bits, a_bits)
     assert after > before  # fine-tuning recovers some of what 2 bits lose
-    for name, value in tuned.evaluator.model.state_dict().items():
+    for name, value in tuned.scorer.evaluator.model.state_dict().items():
         assert torch.equal(value, weights_before[name]), name
-    assert tuned.evaluator._measure().accuracy == tuned.evaluator.float_accuracy
+    assert tuned.scorer.evaluator._measure().accuracy == tuned.scorer.evaluator.float_accuracy
     # Same seed, same fine-tune batches: a second env reproduces the result.
     again = gym.make(LENET_ID, finetune_steps=8, finetune_lr=0.01).unwrapped
-    assert again.evaluator.accuracy(w_bits, a_bits) == after
+    assert again.scorer.evaluator.accuracy(w_bits, a_bits) == after
+
+
+def test_make_vec_async_runs_an_episode():
+    """Forked workers of AsyncVectorEnv start with one torch thread (the parent's pool does
+    not survive fork), so they answer instead of hanging."""
+    vec = gym.make_vec(LENET_ID, num_envs=2, vectorization_mode="async")
+    try:
+        observations, _ = vec.reset(seed=0)
+        assert observations.shape == (2, len(FEATURE_NAMES))
+        terminated = np.zeros(2, dtype=bool)
+        steps = 0
+        while not terminated.all():
+            observations, rewards, terminated, _, infos = vec.step(np.zeros((2, 1), np.float32))
+            steps += 1
+        assert steps == vec.call("get_wrapper_attr", "steps_per_episode")[0]
+        assert np.isfinite(rewards).all() and (infos["cost_ratio"] <= infos["budget_ratio"] + 1e-9).all()
+    finally:
+        vec.close()

@@ -8,10 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import haq_rl  # noqa: F401  (registers the ids)
+import haq_rl.env  # noqa: F401  (registers the ids)
 from haq_rl.cli import main
-from haq_rl.env import shipped_specs
-from haq_rl.env.factory import load_task
 from haq_rl.errors import BudgetWarning
 from haq_rl.finetune import (
     FinetuneConfig,
@@ -21,6 +19,8 @@ from haq_rl.finetune import (
     uniform_policy,
 )
 from haq_rl.task import budget as rules
+from haq_rl.task.spec import shipped_specs
+from haq_rl.task.task import load_task
 from haq_rl.training import evaluate_accuracy
 
 LENET_ID = "haq_rl/LeNet5Size-v1"
@@ -38,7 +38,7 @@ def test_room_warning_names_both_numbers():
 def test_largest_uniform_and_tolerance_on_a_real_table():
     task = load_task(LENET_ID)
     spec = task.spec
-    pinned = rules.pinned_layers(len(task.specs), spec.pin_first_last)
+    pinned = rules.pinned_layers(len(task.layers), spec.pin_first_last)
     ratios = {bits: policy_costs(task, uniform_policy(task, bits))["cost_ratio"] for bits in range(2, 9)}
     assert all(ratios[b] < ratios[b + 1] for b in range(2, 8)) and ratios[8] == pytest.approx(1.0)
     largest = rules.largest_uniform_within_budget(task.cost_table, spec.objective, ratios[5], pinned,
@@ -53,7 +53,7 @@ def test_largest_uniform_and_tolerance_on_a_real_table():
 def _lenet_minimum() -> float:
     env = gym.make(LENET_ID)
     try:
-        return env.unwrapped.minimum_cost() / env.unwrapped.reference_cost
+        return env.unwrapped.scorer.minimum_cost() / env.unwrapped.scorer.reference_cost
     finally:
         env.close()
 
@@ -98,7 +98,7 @@ def test_every_shipped_env_budget_leaves_room():
     measured: dict[tuple, float] = {}
     for env_id, spec in shipped_specs().items():
         task = load_task(env_id)
-        pinned = rules.pinned_layers(len(task.specs), spec.pin_first_last)
+        pinned = rules.pinned_layers(len(task.layers), spec.pin_first_last)
         minimum = rules.minimum_ratio(task.cost_table, spec.objective, pinned, spec.min_bits, spec.weight_only)
         assert rules.room_warning(spec.budget, minimum, spec.objective) is None, env_id
         bits = _room_bits(task)

@@ -1,9 +1,10 @@
-"""Declarative environment specs: one YAML file in ``envs/`` = one registered env id.
+"""Declarative task specs: one YAML file in ``envs/`` = one task = one registered env id.
 
-A spec names everything a :class:`~haq_rl.env.quant_env.QuantizationEnv` needs: the
-model and its dataset, the hardware profile, the objective and its budget, the bit
-range and the evaluation settings. ``gymnasium.make(id, **overrides)`` replaces fields
-of the spec by name (``budget=0.3``, ``hardware="bismo-cloud"``, ...).
+A spec names everything a :class:`~haq_rl.task.Task` needs: the model and its dataset,
+the hardware profile, the objective and its budget, the bit range and the evaluation
+settings. ``gymnasium.make(id, **overrides)`` and ``haq-rl search --set KEY=VALUE``
+replace fields of the spec by name (``budget=0.3``, ``hardware="bismo-cloud"``, ...).
+:func:`resolve_spec` is the one way to get a spec from a name, a path or a spec.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
+from haq_rl.resources import resource_dir
 
 OBJECTIVES = ("latency", "energy", "size", "bops")
 WEIGHT_ONLY_OBJECTIVES = ("size",)
@@ -23,10 +25,14 @@ STEP_MODES = ("alternate", "joint")
 CALIBRATIONS = ("max", "percentile", "mse", "kl")
 WEIGHT_METHODS = ("linear", "kmeans")
 REWARD_METRICS = ("accuracy", "kl")
+#: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
+NAMESPACE = "haq_rl"
+#: The task the CLI, ``make run`` and the notebooks use when none is named.
+DEFAULT_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
 
 
 @dataclass(frozen=True)
-class EnvSpec:
+class TaskSpec:
     """Everything that defines one quantization task. Validates itself on creation."""
 
     id: str
@@ -87,7 +93,7 @@ class EnvSpec:
         """Objectives that only depend on weights (model size) step over weights only."""
         return self.objective in WEIGHT_ONLY_OBJECTIVES
 
-    def replace(self, **overrides: Any) -> EnvSpec:
+    def replace(self, **overrides: Any) -> TaskSpec:
         """A copy with ``overrides`` applied; unknown names get a "did you mean"."""
         names = [f.name for f in dataclasses.fields(self)]
         for key in overrides:
@@ -101,7 +107,7 @@ class EnvSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> EnvSpec:
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> TaskSpec:
         names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
         where = f" in {source}" if source else ""
         for key in data:
@@ -117,7 +123,7 @@ class EnvSpec:
             raise ConfigError(f"invalid env spec{where}: {error}") from None
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> EnvSpec:
+    def from_yaml(cls, path: str | Path) -> TaskSpec:
         path = Path(path)
         if not path.is_file():
             raise MissingPathError(f"env spec file not found: {path}")
@@ -133,3 +139,27 @@ class EnvSpec:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UnknownNameError(name, str(value), choices)
+
+
+def shipped_specs() -> dict[str, TaskSpec]:
+    """id -> TaskSpec for every YAML file in the shipped ``envs/`` folder."""
+    specs = [TaskSpec.from_yaml(path) for path in sorted(resource_dir("envs").glob("*.yaml"))]
+    return {spec.id: spec for spec in specs}
+
+
+def resolve_spec(spec: TaskSpec | str | Path, **overrides: Any) -> TaskSpec:
+    """A TaskSpec from itself, a registered id or a path to a YAML spec, with ``overrides``."""
+    if isinstance(spec, TaskSpec):
+        resolved = spec
+    else:
+        text = str(spec)
+        known = shipped_specs()
+        if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+            resolved = TaskSpec.from_yaml(text)
+        elif text in known:
+            resolved = known[text]
+        elif f"{NAMESPACE}/{text}" in known:
+            resolved = known[f"{NAMESPACE}/{text}"]
+        else:
+            raise UnknownNameError("environment", text, known)
+    return resolved.replace(**overrides) if overrides else resolved

@@ -1,66 +1,24 @@
-"""Files of a run directory: config.json, episodes.csv, best_policy.json, checkpoints.
+"""The episodes log of a search: episodes.csv, one row per evaluated policy.
 
-Everything is plain text users can reopen: JSON and CSV. Rows of episodes.csv are
-appended one ``write`` + ``fsync`` at a time, and a partial last line left by a killed
-process is dropped on reading, so the file never holds half a row.
+Rows are appended one ``write`` + ``fsync`` at a time, and a partial last line left by a
+killed process is dropped on reading, so the file never holds half a row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from haq_rl.errors import MissingPathError
+from haq_rl.fileio import write_text_atomic
 
-CONFIG_FILE = "config.json"
-EPISODES_FILE = "episodes.csv"
-BEST_POLICY_FILE = "best_policy.json"
-STATE_FILE = "search_state.json"
 BASE_COLUMNS = (
     "episode", "phase", "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj",
     "size_bytes", "bops", "bits_lowered",
 )
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename over ``path``."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def read_json(path: Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise MissingPathError(f"file not found: {path}")
-    return json.loads(path.read_text())
 
 
 def episode_columns(layer_names: Sequence[str]) -> list[str]:

@@ -1,0 +1,81 @@
+"""The one atomic file write and the one JSON encoding, for every file haq-rl writes.
+
+A file is written to a temporary name in its own folder, flushed to disk and renamed over
+the target, so a killed process leaves the old file or the new one, never half of one
+(at worst a stray ``.<name>.*.tmp`` that nothing reads). Base layer: no haq_rl imports
+but errors, so hardware, quant, data and everything above can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from haq_rl.errors import DataFormatError, MissingPathError
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(stream)`` on a temporary binary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``folder``; returns them.
+
+    Only for a folder whose writer holds its lock (:func:`haq_rl.run.lock.run_lock`):
+    another live writer's temporary file would be deleted under it.
+    """
+    stale = [path for path in Path(folder).glob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def to_json(data: Any) -> str:
+    """Indented JSON; numpy scalars and arrays become numbers and lists, paths strings."""
+    return json.dumps(data, indent=2, default=_jsonable) + "\n"
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented JSON atomically (see :func:`to_json`)."""
+    return write_text_atomic(path, to_json(data))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Parse a JSON file; one-line errors for a missing or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingPathError(f"file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataFormatError(f"{path} is not valid JSON: {error}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

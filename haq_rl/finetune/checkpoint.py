@@ -1,0 +1,91 @@
+"""finetuned.pt: writing, reading and rebuilding the fine-tuned quantized model (weights_only)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+from torch import nn
+
+from haq_rl import __version__
+from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
+from haq_rl.errors import CheckpointError
+from haq_rl.finetune.config import CHECKPOINT_FORMAT_VERSION, FinetuneConfig, FinetuneResult
+from haq_rl.quant import ActFakeQuant, quantizable_modules
+from haq_rl.task.task import Task
+
+logger = logging.getLogger(__name__)
+
+def save_finetuned(path: str | Path, result: FinetuneResult, task: Task, config: FinetuneConfig,
+                   **extra_meta: Any) -> Path:
+    """Write a fine-tuned checkpoint that loads with ``torch.load(weights_only=True)``.
+
+    Only tensors, numbers, strings, lists and dicts go in, so no pickled class is needed.
+    """
+    path = Path(path)
+    assert result.policy is not None
+    meta: dict[str, Any] = {
+        # What load_checkpoint-style code needs to rebuild the float model.
+        **{key: task.meta[key] for key in ("model", "num_classes", "in_channels", "input_size",
+                                           "width_mult", "dataset") if key in task.meta},
+        "env": task.spec.to_dict(),
+        "finetune": config.to_dict(),
+        "accuracy": float(result.accuracy),
+        "accuracy_before": float(result.accuracy_before),
+        "accuracy_split": "test",
+        "learnable_clip": bool(config.learnable_clip),
+        "haq_rl_version": __version__,
+        **extra_meta,
+    }
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in result.export["state_dict"].items()}
+    payload = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "state_dict": state_dict,
+        "quant_params": result.export["quant"],
+        "policy": result.policy.to_dict(),
+        "meta": meta,
+    }
+    atomic_torch_save(payload, path)
+    return path
+
+
+def load_finetuned(path: str | Path) -> dict[str, Any]:
+    """Read and check a finetuned.pt (``weights_only=True``); raises CheckpointError."""
+    payload = read_torch_file(path, {"format_version", "state_dict", "quant_params", "policy", "meta"},
+                              "haq-rl fine-tuned checkpoint")
+    if payload["format_version"] != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format_version {payload['format_version']!r}; "
+                              f"this haq-rl reads {CHECKPOINT_FORMAT_VERSION}")
+    return payload
+
+
+def load_quantized_model(task: Task, payload: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """The fine-tuned model of a checkpoint, ready for inference.
+
+    Weights are the exported quantized values, loaded as they are (not re-quantized);
+    every quantizable layer gets back its activation quantizer with the trained clip, so
+    the forward is the one that was measured after fine-tuning.
+    """
+    model = copy.deepcopy(task.model)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{source} does not fit model {task.spec.model!r}: {first_line}") from None
+    quant = payload["quant_params"]
+    learnable = bool(payload["meta"].get("learnable_clip", False))
+    for name, module in quantizable_modules(model):
+        params = quant.get(name)
+        if params is None:
+            raise CheckpointError(f"{source} has no quantizer parameters for layer {name!r}")
+        act = ActFakeQuant(float(params["a_clip"]), int(params["a_bits"]), bool(params["a_signed"]),
+                           learnable=learnable)
+        module.add_module("act_quant", act)
+        module.register_forward_pre_hook(_act_quant_hook)
+    return model.eval()
+
+
+def _act_quant_hook(module: nn.Module, args: tuple) -> tuple:
+    return (cast(ActFakeQuant, module.act_quant)(args[0]), *args[1:])

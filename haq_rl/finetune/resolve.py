@@ -1,0 +1,59 @@
+"""Which policy and which task a ``haq-rl finetune`` / ``evaluate`` argument means."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from haq_rl.errors import ConfigError, MissingPathError
+from haq_rl.fileio import read_json
+from haq_rl.quant import QuantPolicy
+from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE
+from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
+
+logger = logging.getLogger(__name__)
+
+def resolve_policy_source(path: str | Path, out: str | Path | None = None) -> tuple[Path, Path, Path | None]:
+    """``(policy_json, output_dir, run_config_or_None)`` of a run directory or a policy JSON.
+
+    Raises MissingPathError when the path, or a run directory's best_policy.json, is missing.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        policy_path = path / BEST_POLICY_FILE
+        if not policy_path.is_file():
+            raise MissingPathError(f"{path} has no {BEST_POLICY_FILE} (is it a finished search run directory?)")
+    elif path.is_file():
+        policy_path = path
+    else:
+        raise MissingPathError(f"no run directory or policy JSON at {path}")
+    config_path = policy_path.parent / CONFIG_FILE
+    out_dir = Path(out).expanduser() if out is not None else policy_path.parent
+    return policy_path, out_dir, config_path if config_path.is_file() else None
+
+
+def resolve_env(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
+                run_config: Path | None = None, device: str | None = None) -> TaskSpec:
+    """The env a policy belongs to: ``env`` if given, else the run's config.json, else its env_id.
+
+    Without ``env``, the budget is the one the policy was searched at (its ``budget``
+    metadata), so baselines are compared within the policy's own budget, not the env's
+    default.
+    """
+    if env is not None:
+        spec = resolve_spec(env)
+    elif run_config is not None:
+        data = read_json(run_config)
+        if not isinstance(data, dict) or not isinstance(data.get("env"), dict):
+            raise ConfigError(f"{run_config} has no 'env' settings (not a haq-rl run config)")
+        # The run's own spec, with the search's overrides (budget, hardware, ...).
+        spec = TaskSpec.from_dict(data["env"], source=str(run_config))
+    elif policy.metadata.get("env_id"):
+        spec = resolve_spec(str(policy.metadata["env_id"]))
+    else:
+        logger.warning("policy names no env_id; using the default env %s", DEFAULT_ENV_ID)
+        spec = resolve_spec(DEFAULT_ENV_ID)
+    searched_budget = policy.metadata.get("budget")
+    if env is None and isinstance(searched_budget, int | float) and float(searched_budget) != spec.budget:
+        spec = spec.replace(budget=float(searched_budget))
+    return spec.replace(device=device) if device is not None and device != spec.device else spec

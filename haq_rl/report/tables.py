@@ -1,0 +1,224 @@
+"""Pandas tables of runs: episodes, per-layer policy costs, uniform baselines, the Pareto front, comparisons."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from haq_rl.errors import DataFormatError
+from haq_rl.run.layout import BEST_POLICY_FILE, METRICS_FILE
+from haq_rl.run.load import Run, as_run, as_runs, lookup, table_of
+from haq_rl.task import budget as rules
+
+logger = logging.getLogger(__name__)
+
+#: episodes.csv / CostTable column of each objective.
+OBJECTIVE_COLUMNS = {"latency": "latency_ms", "energy": "energy_uj", "size": "size_bytes", "bops": "bops"}
+COST_COLUMNS = ("latency_ms", "energy_uj", "size_bytes", "bops")
+COST_LABELS = {"latency_ms": "latency (ms)", "energy_uj": "energy (uJ)", "size_bytes": "weight size (bytes)",
+               "bops": "BOPs"}
+
+COMPARISON_COLUMNS = ("name", "w_bits", "a_bits", "accuracy_before", "accuracy", "latency_ms", "energy_uj",
+                      "size_bytes", "bops", "cost_ratio", "within_budget", "latency_ratio", "energy_ratio",
+                      "size_ratio")
+
+
+
+
+def episodes(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
+    """episodes.csv plus the running best.
+
+    Added columns: ``within_budget`` (cost ratio <= budget), ``best_reward`` (best reward
+    so far among policies within budget, NaN before the first), ``best_accuracy`` and
+    ``best_cost_ratio`` (of that running-best policy), ``mean_w_bits``, ``mean_a_bits``.
+    """
+    run = as_run(run_or_dir)
+    frame = run.episodes.copy()
+    if frame.empty:
+        for column in ("within_budget", "best_reward", "best_accuracy", "best_cost_ratio"):
+            frame[column] = pd.Series(dtype=float)
+        return frame
+    frame["within_budget"] = frame["cost_ratio"] <= run.budget + rules.BUDGET_TOLERANCE
+    best_reward, best_acc, best_cost = [], [], []
+    current: tuple[float, float, float] | None = None
+    # Same rule as the search's recorder: strictly better reward, within budget.
+    for reward, acc, cost, within in zip(frame["reward"], frame["accuracy"], frame["cost_ratio"],
+                                         frame["within_budget"], strict=True):
+        if within and (current is None or reward > current[0]):
+            current = (float(reward), float(acc), float(cost))
+        best_reward.append(current[0] if current else math.nan)
+        best_acc.append(current[1] if current else math.nan)
+        best_cost.append(current[2] if current else math.nan)
+    frame["best_reward"] = best_reward
+    frame["best_accuracy"] = best_acc
+    frame["best_cost_ratio"] = best_cost
+    w_cols = [f"w:{n}" for n in run.layers if f"w:{n}" in frame.columns]
+    a_cols = [f"a:{n}" for n in run.layers if f"a:{n}" in frame.columns]
+    if w_cols:
+        frame["mean_w_bits"] = frame[w_cols].mean(axis=1)
+        frame["mean_a_bits"] = frame[a_cols].mean(axis=1)
+    return frame
+
+
+def policy_table(run_or_dir: Run | str | os.PathLike[str], policy: Any | None = None) -> pd.DataFrame:
+    """One row per layer: bits and costs of the best policy (or ``policy``) and of 8/8.
+
+    Columns: ``layer``, ``kind``, ``w_bits``, ``a_bits``, ``macs``, ``params``, then for each
+    cost in latency_ms, energy_uj, size_bytes, bops: the value at the policy, at 8/8
+    (``<cost>_8bit``) and the layer's share of the model total at each (``<cost>_share``,
+    ``<cost>_share_8bit``, fractions summing to 1; NaN where the profile has no such cost),
+    and ``share`` / ``share_8bit``: the same for the run's objective.
+    """
+    run = as_run(run_or_dir)
+    policy = run.policy if policy is None else policy
+    table = table_of(run)
+    index = {name: i for i, name in enumerate(policy.layer_names)}
+    missing = [n for n in run.layers if n not in index]
+    if missing:
+        raise DataFormatError(f"{run.path / BEST_POLICY_FILE} has no bits for layer(s) {', '.join(missing)}")
+    order = [index[n] for n in run.layers]
+    w = np.asarray(policy.w_bits)[order].astype(np.int64)
+    a = np.asarray(policy.a_bits)[order].astype(np.int64)
+    ref = np.full(len(w), rules.REFERENCE_BITS)
+    frame = pd.DataFrame({
+        "layer": run.layers, "kind": table.kinds, "w_bits": w, "a_bits": a,
+        "macs": [s.macs for s in table.specs], "params": [s.weight_count for s in table.specs],
+    })
+    for column in COST_COLUMNS:
+        array = getattr(table, column)
+        at_policy, at_ref = lookup(array, w, a), lookup(array, ref, ref)
+        frame[column] = at_policy
+        frame[f"{column}_8bit"] = at_ref
+        frame[f"{column}_share"] = cost_share(at_policy)
+        frame[f"{column}_share_8bit"] = cost_share(at_ref)
+    objective = OBJECTIVE_COLUMNS[run.objective]
+    frame["share"] = frame[f"{objective}_share"]
+    frame["share_8bit"] = frame[f"{objective}_share_8bit"]
+    return frame
+
+
+def cost_share(values: np.ndarray) -> np.ndarray:
+    total = np.nansum(values)
+    if not np.isfinite(values).any() or total <= 0:
+        return np.full(values.shape, np.nan)
+    return values / total
+
+
+def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
+    """Uniform B/B policies for B = max_bits .. min_bits: cost from the table, accuracy if evaluated.
+
+    Layers the env pins (first/last with ``pin_first_last``) stay at 8 bits and weight-only
+    objectives keep activations at 8, exactly as the search's uniform baseline builds them.
+    ``accuracy`` is that of a matching row of episodes.csv (the reward split), else NaN.
+    Columns: ``bits``, ``name``, ``cost``, ``cost_ratio``, ``within_budget``, ``accuracy``, ``episode``.
+    """
+    run = as_run(run_or_dir)
+    table = table_of(run)
+    env = run.env
+    n = len(run.layers)
+    pinned = rules.pinned_layers(n, bool(env.get("pin_first_last", True)))
+    weight_only = run.objective == "size"
+    cost_array = np.asarray(table.objective(run.objective), dtype=np.float64)
+    ref = np.full(n, rules.REFERENCE_BITS)
+    reference = float(lookup(cost_array, ref, ref).sum())
+    w_cols = [f"w:{name}" for name in run.layers]
+    a_cols = [f"a:{name}" for name in run.layers]
+    have_bits = not run.episodes.empty and all(c in run.episodes.columns for c in w_cols + a_cols)
+    rows = []
+    for bits in range(int(env.get("max_bits", 8)), int(env.get("min_bits", 2)) - 1, -1):
+        w, a = rules.uniform_bits(pinned, weight_only, bits)
+        cost = float(lookup(cost_array, w, a).sum())
+        accuracy, episode = math.nan, None
+        if have_bits:
+            match = ((run.episodes[w_cols].to_numpy() == w).all(axis=1)
+                     & (run.episodes[a_cols].to_numpy() == a).all(axis=1))
+            if match.any():
+                first = run.episodes[match].iloc[0]
+                accuracy, episode = float(first["accuracy"]), int(first["episode"])
+        rows.append({"bits": bits, "name": f"uniform {bits}/{bits}", "cost": cost,
+                     "cost_ratio": cost / reference if reference > 0 else math.nan,
+                     "within_budget": rules.is_within_budget(cost / reference, run.budget) if reference > 0 else False,
+                     "accuracy": accuracy, "episode": episode})
+    return pd.DataFrame(rows)
+
+
+def pareto_front(df: pd.DataFrame, cost_col: str = "cost_ratio", acc_col: str = "accuracy") -> pd.DataFrame:
+    """Rows of ``df`` not dominated by another row (lower or equal cost and higher accuracy).
+
+    Sorted by cost ascending (accuracy then rises strictly); rows with NaN cost or accuracy
+    are ignored; of exact duplicates the first is kept.
+    """
+    valid = df.dropna(subset=[cost_col, acc_col])
+    ordered = valid.sort_values([cost_col, acc_col], ascending=[True, False], kind="stable")
+    keep, best = [], -math.inf
+    for label, acc in zip(ordered.index, ordered[acc_col], strict=True):
+        if acc > best:
+            keep.append(label)
+            best = acc
+    return ordered.loc[keep]
+
+
+def comparison_table(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The rows of metrics.json (float, uniform 8/8, uniform 4/4 or largest within budget,
+    searched) as a DataFrame, or None when the run has not been fine-tuned yet.
+
+    ``w_bits``/``a_bits`` of mixed policies (lists) are kept as lists; ``mean_w_bits`` and
+    ``mean_a_bits`` summarise them as numbers.
+    """
+    run = as_run(run_or_dir)
+    if not run.metrics:
+        return None
+    rows = run.metrics.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise DataFormatError(f"{run.path / METRICS_FILE} has no 'rows' list")
+    frame = pd.DataFrame(rows)
+    columns = [c for c in COMPARISON_COLUMNS if c in frame.columns]
+    frame = frame[columns + [c for c in frame.columns if c not in columns]]
+    for part in ("w", "a"):
+        if f"{part}_bits" in frame.columns:
+            frame[f"mean_{part}_bits"] = [_mean_bits(v) for v in frame[f"{part}_bits"]]
+    return frame
+
+
+def _mean_bits(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return float(np.mean(value)) if len(value) else math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def best_table(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathLike[str]]) -> pd.DataFrame:
+    """One row per run: its settings and its best policy (and fine-tuned accuracy if any)."""
+    rows = []
+    for run in as_runs(runs):
+        meta = run.policy.metadata if hasattr(run.policy, "metadata") else {}
+        metrics = dict(meta.get("metrics") or {})
+        searched = None
+        table = comparison_table(run)
+        if table is not None and "name" in table.columns:
+            match = table[table["name"] == "searched"]
+            searched = match.iloc[0] if len(match) else None
+        rows.append({
+            "run": run.label, "env": run.env.get("id"), "model": run.env.get("model"),
+            "hardware": run.env.get("hardware"), "objective": run.objective, "budget": run.budget,
+            "method": run.method, "episodes": len(run.episodes), "float_accuracy": run.float_accuracy,
+            "best_episode": meta.get("episode"),
+            **{k: metrics.get(k, math.nan) for k in ("reward", "accuracy", "cost_ratio", *COST_COLUMNS)},
+            "mean_w_bits": float(np.mean(run.policy.w_bits)), "mean_a_bits": float(np.mean(run.policy.a_bits)),
+            "finetuned_accuracy": float(searched["accuracy"]) if searched is not None else math.nan,
+        })
+    return pd.DataFrame(rows)
+
+

@@ -1,0 +1,25 @@
+"""Every file name of a run directory, in one place.
+
+A search writes ``config.json`` (its settings, the task spec and the layers' shapes),
+``episodes.csv`` (one row per evaluated policy), ``best_policy.json`` (the best policy
+within budget), and for the RL methods the agent's resume state (``search_state.json``,
+``agent.zip``, ``replay_buffer.pkl``); ``hawq`` and ``guided`` write ``sensitivity.csv``.
+``haq-rl finetune`` adds ``finetuned.pt`` and ``metrics.json``; ``haq-rl report`` adds
+``report.md`` and the ``report/`` folder of figures and tables. ``.lock`` marks a run
+directory a process is writing (:mod:`haq_rl.run.lock`).
+"""
+
+from __future__ import annotations
+
+CONFIG_FILE = "config.json"
+EPISODES_FILE = "episodes.csv"
+BEST_POLICY_FILE = "best_policy.json"
+STATE_FILE = "search_state.json"
+AGENT_FILE = "agent.zip"
+REPLAY_FILE = "replay_buffer.pkl"
+SENSITIVITY_FILE = "sensitivity.csv"
+FINETUNED_FILE = "finetuned.pt"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+REPORT_FOLDER = "report"  # figures and CSV tables, next to report.md
+LOCK_FILE = ".lock"

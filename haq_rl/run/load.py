@@ -1,0 +1,182 @@
+"""Finished runs loaded for tables and notebooks: config.json, episodes.csv, best_policy.json, metrics.json.
+
+A :class:`Run` holds what a run directory recorded; :func:`cost_table_for` rebuilds its
+per-layer cost table from the layer specs config.json saved (no model is traced).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from haq_rl.errors import DataFormatError, MissingPathError
+from haq_rl.fileio import read_json
+from haq_rl.run.episodes import BASE_COLUMNS, read_episode_rows
+from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE, METRICS_FILE
+
+logger = logging.getLogger(__name__)
+
+@dataclass
+class Run:
+    """One run directory, loaded.
+
+    Attributes:
+        path: the run directory.
+        config: config.json as a dict (``search``, ``env``, ``layers``, ``float_accuracy``, ...).
+        episodes: episodes.csv as a DataFrame (numeric columns as numbers, ``phase`` as str).
+        policy: the best policy (:class:`haq_rl.quant.QuantPolicy`) of best_policy.json.
+        metrics: metrics.json of ``haq-rl finetune`` as a dict, or None before fine-tuning.
+        label: a short name for legends and tables (the directory name unless given).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    episodes: pd.DataFrame
+    policy: Any  # haq_rl.quant.QuantPolicy (imported lazily: torch)
+    metrics: dict[str, Any] | None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = self.path.name
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """The env spec fields saved in config.json."""
+        return dict(self.config.get("env", {}))
+
+    @property
+    def search(self) -> dict[str, Any]:
+        """The search settings saved in config.json."""
+        return dict(self.config.get("search", {}))
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.config.get("layers") or self.policy.layer_names)
+
+    @property
+    def objective(self) -> str:
+        return str(self.env.get("objective", "latency"))
+
+    @property
+    def budget(self) -> float:
+        return float(self.env.get("budget", 1.0))
+
+    @property
+    def method(self) -> str:
+        return str(self.search.get("method", "?"))
+
+    @property
+    def float_accuracy(self) -> float:
+        value = self.config.get("float_accuracy")
+        return float(value) if value is not None else math.nan
+
+
+def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
+    """Load config.json, episodes.csv, best_policy.json and (if present) metrics.json.
+
+    Raises:
+        MissingPathError: ``run_dir`` is not a directory, or one of the required files is
+            missing (the message names the file).
+        DataFormatError: a file exists but cannot be parsed.
+    """
+    from haq_rl.quant import QuantPolicy
+
+    path = Path(run_dir)
+    if not path.exists():
+        raise MissingPathError(f"run directory not found: {path}")
+    if not path.is_dir():
+        raise MissingPathError(f"not a run directory (not a folder): {path}")
+    for name in (CONFIG_FILE, BEST_POLICY_FILE, EPISODES_FILE):
+        if not (path / name).is_file():
+            raise MissingPathError(f"{path / name} not found (is {path} a finished haq-rl search run?)")
+    config = read_json(path / CONFIG_FILE)
+    if not isinstance(config, dict) or "env" not in config:
+        raise DataFormatError(f"{path / CONFIG_FILE} has no 'env' section; not a haq-rl run config")
+    try:
+        policy = QuantPolicy.from_json(path / BEST_POLICY_FILE)
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise DataFormatError(f"{path / BEST_POLICY_FILE} is not a policy file: {error}") from None
+    metrics = read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+    return Run(path=path, config=config, episodes=_read_episodes(path / EPISODES_FILE), policy=policy,
+               metrics=metrics, label=label or "")
+
+
+def _read_episodes(path: Path) -> pd.DataFrame:
+    rows = read_episode_rows(path)  # drops a partial last line of a killed search
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        header = path.read_text().split("\n", 1)[0]
+        return pd.DataFrame(columns=[c for c in header.split(",") if c] or list(BASE_COLUMNS))
+    missing = [c for c in ("episode", "reward", "accuracy", "cost_ratio") if c not in frame.columns]
+    if missing:
+        raise DataFormatError(f"{path} lacks the column(s) {', '.join(missing)}")
+    for column in frame.columns:
+        if column != "phase":
+            frame[column] = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
+    for column in frame.columns:
+        if column.startswith(("w:", "a:")) or column in ("episode", "bits_lowered"):
+            if frame[column].notna().all():
+                frame[column] = frame[column].astype(np.int64)
+    return frame
+
+
+def as_run(run_or_dir: Run | str | os.PathLike[str]) -> Run:
+    return run_or_dir if isinstance(run_or_dir, Run) else load_run(run_or_dir)
+
+
+def as_runs(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathLike[str]]) -> list[Run]:
+    if isinstance(runs, (Run, str, os.PathLike)):
+        return [as_run(runs)]
+    loaded = [as_run(r) for r in runs]
+    if not loaded:
+        raise ValueError("no run given")
+    return loaded
+
+
+
+def cost_table_for(run: Run) -> Any:
+    """The :class:`haq_rl.hardware.CostTable` of a run: the layer specs config.json recorded
+    at search time, costed on the run's hardware profile (no model is built or traced).
+
+    Raises DataFormatError for a config.json without layer specs.
+    """
+    from haq_rl.hardware import CostTable, LayerSpec, load_profile
+
+    rows = run.config.get("layer_specs")
+    if not isinstance(rows, list) or not rows:
+        raise DataFormatError(f"{run.path / CONFIG_FILE} has no 'layer_specs' (written by an older haq-rl); "
+                              "rerun the search to report it")
+    try:
+        layers = [LayerSpec(**row) for row in rows]
+    except (TypeError, ValueError) as error:
+        raise DataFormatError(f"{run.path / CONFIG_FILE}: bad layer_specs entry: {error}") from None
+    env = run.env
+    return CostTable.build(layers, load_profile(str(env.get("hardware"))),
+                           kmeans_codebooks=env.get("weight_method") == "kmeans")
+
+
+def table_of(run: Run) -> Any:
+    """The run's cost table, checked against the layers its episodes name."""
+    table = cost_table_for(run)
+    if table.layer_names != run.layers:
+        raise DataFormatError(
+            f"{run.path}: config.json's layer_specs ({len(table.layer_names)}) and layers "
+            f"({len(run.layers)}) disagree")
+    return table
+
+
+def lookup(array: np.ndarray, w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    index = np.arange(array.shape[0])
+    return np.asarray(array[index, np.asarray(w) - 1, np.asarray(a) - 1], dtype=np.float64)
+
+

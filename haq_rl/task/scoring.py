@@ -1,0 +1,184 @@
+"""The one scoring function: wall a policy under the budget, evaluate it, describe it.
+
+``QuantizationEnv.step`` ends every episode with :meth:`PolicyScorer.score`, and every
+baseline (uniform, greedy, integer program, TPE) scores its policies with the same call,
+so every method is judged by the same wall, evaluator, reward and cost table.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from haq_rl.errors import BudgetError, BudgetWarning, ConfigError, UnknownNameError
+from haq_rl.hardware import CostTable
+from haq_rl.task.budget import (
+    REFERENCE_BITS,
+    enforce_budget,
+    is_within_budget,
+    pinned_layers,
+    policy_metrics,
+    room_warning,
+    uniform_bits,
+)
+from haq_rl.task.evaluator import PolicyEvaluator
+from haq_rl.task.spec import OBJECTIVES, REWARD_METRICS, WEIGHT_ONLY_OBJECTIVES
+
+logger = logging.getLogger(__name__)
+
+# HAQ's reward scale: R = lambda * (acc_quant - acc_ref), accuracies in percent.
+REWARD_LAMBDA = 0.1
+
+
+class PolicyScorer:
+    """Scores (weight bits, activation bits) policies of one task under one budget.
+
+    Arguments:
+        evaluator: measures accuracy and KL on the reward split.
+        cost_table: the layers' costs; its layers must be the evaluator's.
+        objective: ``latency``, ``energy``, ``size`` or ``bops``.
+        budget: allowed cost as a ratio of the uniform 8/8 cost, in (0, 1].
+        min_bits / max_bits: the bit range (the wall never goes below ``min_bits``).
+        pin_first_last: keep the first and last layers at 8/8 bits.
+        reward_metric: ``accuracy`` (HAQ: ``0.1 * (acc - acc_float)``) or ``kl``
+            (``-KL(p_float || p_quant)``).
+
+    Raises BudgetError when even the all-minimum policy is over budget, and warns
+    (:class:`~haq_rl.errors.BudgetWarning`) when the budget leaves almost no room.
+    """
+
+    def __init__(self, evaluator: PolicyEvaluator, cost_table: CostTable, *, objective: str = "latency",
+                 budget: float = 0.5, min_bits: int = 2, max_bits: int = 8, pin_first_last: bool = True,
+                 reward_metric: str = "accuracy") -> None:
+        if objective not in OBJECTIVES:
+            raise UnknownNameError("objective", objective, OBJECTIVES)
+        if reward_metric not in REWARD_METRICS:
+            raise UnknownNameError("reward_metric", reward_metric, REWARD_METRICS)
+        if not 0.0 < budget <= 1.0:
+            raise ConfigError(f"budget={budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
+        if not 1 <= min_bits <= max_bits <= 8:
+            raise ConfigError(f"bit range {min_bits}..{max_bits} invalid; allowed 1 <= min_bits <= max_bits <= 8")
+        if list(cost_table.layer_names) != list(evaluator.layer_names):
+            raise ConfigError("cost table and evaluator describe different layers")
+        profile_min = int(getattr(cost_table, "min_bits", 1))
+        if min_bits < profile_min:
+            raise ConfigError(f"min_bits={min_bits} is below what hardware profile supports ({profile_min})")
+        self.evaluator = evaluator
+        self.cost_table = cost_table
+        self.objective = objective
+        self.budget_ratio = float(budget)
+        self.min_bits = min_bits
+        self.max_bits = max_bits
+        self.pin_first_last = pin_first_last
+        self.reward_metric = reward_metric
+        self.layer_names = list(cost_table.layer_names)
+        self.weight_only = objective in WEIGHT_ONLY_OBJECTIVES
+        self.pinned = pinned_layers(len(self.layer_names), pin_first_last)
+        self._cost_array = np.asarray(cost_table.objective(objective), dtype=np.float64)
+        self._layer_index = np.arange(len(self.layer_names))
+        eights = np.full(len(self.layer_names), REFERENCE_BITS)
+        self.reference_cost = self.cost(eights, eights)
+        #: The budget as an absolute cost (``budget_ratio * reference_cost``).
+        self.budget_cost = self.budget_ratio * self.reference_cost
+        self._check_feasible()
+
+    # ------------------------------------------------------------------ costs
+    def cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
+        """Objective cost of a whole policy (vectorised table lookup)."""
+        return float(self._cost_array[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
+
+    def uniform(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform ``bits`` on the free layers (pinned layers and weight-only activations at 8)."""
+        return uniform_bits(self.pinned, self.weight_only, bits)
+
+    def minimum_cost(self) -> float:
+        """Cost with every free layer at the minimum bits (activations kept for weight-only)."""
+        return self.cost(*self.uniform(self.min_bits))
+
+    def _check_feasible(self) -> None:
+        minimum = self.minimum_cost() / self.reference_cost
+        if not is_within_budget(minimum, self.budget_ratio):
+            raise BudgetError(
+                f"budget {self.budget_ratio:g} of the 8/8 {self.objective} is infeasible: the minimum "
+                f"achievable ratio with bits >= {self.min_bits}"
+                f"{' and first/last layers pinned to 8 bits' if self.pin_first_last else ''} "
+                f"is {minimum:.4f}")
+        warning = room_warning(self.budget_ratio, minimum, self.objective)
+        if warning is not None:
+            warnings.warn(warning, BudgetWarning, stacklevel=4)
+
+    def apply_wall(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Pin the pinned layers to 8 bits, then lower bits until the budget is met."""
+        w = np.where(self.pinned, REFERENCE_BITS, w_bits)
+        a = np.where(self.pinned | self.weight_only, REFERENCE_BITS, a_bits)
+        return enforce_budget(w, a, self.cost, self.budget_cost, self.min_bits,
+                              frozen=self.pinned, lower_activations=not self.weight_only)
+
+    def metrics(self, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
+        """Latency, energy, size and BOPs of a policy from the cost table."""
+        return policy_metrics(self.cost_table, w_bits, a_bits)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, w_bits: np.ndarray, a_bits: np.ndarray, enforce: bool = True) -> dict[str, Any]:
+        """Wall (when ``enforce``), evaluate and describe a policy.
+
+        Returns ``reward``, ``accuracy``, ``kl``, ``float_accuracy``, ``policy`` (layer ->
+        (w, a)), ``w_bits``, ``a_bits``, ``proposed_w_bits``, ``proposed_a_bits``,
+        ``bits_lowered``, ``cost``, ``cost_ratio``, ``budget_ratio``, ``latency_ms``,
+        ``energy_uj``, ``size_bytes`` and ``bops``.
+        """
+        proposed_w = np.asarray(w_bits, dtype=np.int64).copy()
+        proposed_a = np.asarray(a_bits, dtype=np.int64).copy()
+        if enforce:
+            w, a, lowered = self.apply_wall(proposed_w, proposed_a)
+        else:
+            w, a, lowered = proposed_w.copy(), proposed_a.copy(), 0
+        scores = self.evaluator.scores(w, a)
+        if self.reward_metric == "kl":
+            reward = -scores.kl
+        else:
+            reward = REWARD_LAMBDA * (scores.accuracy - self.evaluator.float_accuracy)
+        cost = self.cost(w, a)
+        return {
+            "reward": reward,
+            "accuracy": scores.accuracy,
+            "kl": scores.kl,
+            "float_accuracy": self.evaluator.float_accuracy,
+            "policy": {name: (int(wb), int(ab)) for name, wb, ab in zip(self.layer_names, w, a, strict=True)},
+            "w_bits": w.copy(),
+            "a_bits": a.copy(),
+            "proposed_w_bits": proposed_w,
+            "proposed_a_bits": proposed_a,
+            "bits_lowered": lowered,
+            "cost": cost,
+            "cost_ratio": cost / self.reference_cost,
+            "budget_ratio": self.budget_ratio,
+            **self.metrics(w, a),
+        }
+
+    @classmethod
+    def from_task(cls, task: Any) -> PolicyScorer:
+        """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward."""
+        from haq_rl.models import quantizable_layers
+
+        spec = task.spec
+        evaluator = PolicyEvaluator(
+            task.model,
+            [name for name, _ in quantizable_layers(task.model)],
+            reward_batches=task.reward_batches(),
+            calibration_inputs=task.calibration_inputs(),
+            quant_config=task.quant_config,
+            device=task.device,
+            finetune_batches=task.finetune_batches(),
+            finetune_steps=spec.finetune_steps,
+            finetune_lr=spec.finetune_lr,
+            bn_batches=task.bn_inputs(),
+        )
+        logger.info("scorer for %s: %d layers, float reward accuracy %.2f%%",
+                    spec.id, len(task.layers), evaluator.float_accuracy)
+        return cls(evaluator, task.cost_table, objective=spec.objective, budget=spec.budget,
+                   min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
+                   reward_metric=spec.reward_metric)
