@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             lat8 = table.uniform_cost(8, "latency") if table.has("latency") else float("nan")
             lat4 = table.uniform_cost(4, "latency") if table.has("latency") else float("nan")
             rows.append({
-                "model": model, "profile": name, "cost_model": profile.model, "batch": profile.batch,
+                "model": model, "profile": name, "cost_model": profile.cost_model, "batch": profile.batch,
                 "layers": len(specs), "repeats": args.repeats,
                 "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4),
                 "latency_ms_8_8": round(lat8, 3), "latency_ms_4_4": round(lat4, 3),

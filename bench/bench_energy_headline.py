@@ -7,6 +7,7 @@ fine-tune and are measured on the test split. Rows give energy over 8/8 and the 
 accuracy after fine-tuning, per seed and as mean +- std over seeds.
 
     .venv/bin/python bench/bench_energy_headline.py --seeds 0 1 2 --jobs 2
+    .venv/bin/python bench/bench_energy_headline.py --budget 0.4 --name energy_headline_b04
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from haq_rl.search import SearchConfig, run_search  # noqa: E402
 ENV_ID = "haq_rl/ResNet18BitFusionEnergy-v0"
 
 
-def _one_seed(env_id: str, seed: int, episodes: int, root: str) -> list[dict[str, Any]]:
+def _one_seed(env_id: str, seed: int, episodes: int, root: str, budget: float | None) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     run_dir = Path(root) / f"s{seed}"
-    config = SearchConfig(env=env_id, seed=seed, episodes=episodes, out=str(run_dir), progress=False)
+    config = SearchConfig(env=env_id, seed=seed, episodes=episodes, out=str(run_dir), progress=False,
+                          budget=budget)
     if (run_dir / "best_policy.json").is_file() and (run_dir / "episodes.csv").is_file():
         result_dir = run_dir  # a finished search: only fine-tune again
     else:
@@ -57,13 +59,14 @@ def main() -> None:
     parser.add_argument("--env", default=ENV_ID)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=SearchConfig().episodes)
+    parser.add_argument("--budget", type=float, default=None, help="override the env's budget")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="energy_headline")
     args = parser.parse_args()
     root = RESULTS / f"{args.name}_runs"
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-        futures = [pool.submit(_one_seed, args.env, seed, args.episodes, str(root)) for seed in args.seeds]
+        futures = [pool.submit(_one_seed, args.env, seed, args.episodes, str(root), args.budget) for seed in args.seeds]
         rows = [row for future in futures for row in future.result()]
     write_results(f"{args.name}_per_seed", rows, f"{args.env}: per seed, test accuracy after the same fine-tune",
                   "python bench/bench_energy_headline.py " + " ".join(sys.argv[1:]))

@@ -9,6 +9,7 @@ but errors, so hardware, quant, data and everything above can use it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -71,6 +72,13 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataFormatError(f"{path} is not valid JSON: {error}") from None
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A float, or None where it is NaN or infinite: JSON has no NaN (e.g. the energy of a
+    profile that models none is written as null)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 def _jsonable(value: Any) -> Any:

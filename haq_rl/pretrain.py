@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_META = ("model", "num_classes", "in_channels", "input_size", "width_mult")
 
-# Per-model recipes measured on mnist5k (see docs/readme_sections/models_pretrain.md).
+# Per-model recipes measured on mnist5k (docs/data_and_models.md).
 # Other datasets reuse them; pass epochs/lr explicitly to tune.
 _DEFAULT_EPOCHS = {"lenet5": 15, "mobilenetv2": 5, "mobilenetv1": 5, "resnet8": 8,
                    "resnet20": 8, "resnet18": 5, "resnet50": 5}

@@ -33,7 +33,7 @@ from haq_rl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Key of the applied actions in the last step's info (see docs/interfaces.md).
+#: Key of the applied actions in the last step's info (docs/agent.md).
 APPLIED_ACTIONS_KEY = "applied_actions"
 
 

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.errors import ConfigError
     from haq_rl.finetune import evaluate_policy, load_finetuned, resolve_env, uniform_policy
     from haq_rl.quant import QuantPolicy
+    from haq_rl.run.layout import CONFIG_FILE
     from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
     from haq_rl.task.task import load_task
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     elif payload is not None and isinstance(payload["meta"].get("env"), dict):
         spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
     elif policy is not None:
-        config = Path(args.policy).parent / "config.json"
+        config = Path(args.policy).parent / CONFIG_FILE
         spec = resolve_env(policy, None, config if config.is_file() else None)
     else:
         spec = resolve_spec(DEFAULT_ENV_ID)

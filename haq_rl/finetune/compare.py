@@ -22,6 +22,7 @@ from haq_rl.finetune.resolve import resolve_env, resolve_policy_source
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 from haq_rl.run.lock import run_lock
+from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.spec import TaskSpec
 from haq_rl.task.task import Task, load_task
 
@@ -65,13 +66,13 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
         # Fail on a policy of another model before any training.
         searched = searched.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
 
-        reference = policy_costs(task, uniform_policy(task, 8))
+        reference = policy_costs(task, uniform_policy(task, REFERENCE_BITS))
         float_accuracy = evaluate_accuracy(task.model, test_loader(task))
         rows: list[dict[str, Any]] = [_float_row(task, float_accuracy)]
 
         candidates: list[tuple[str, QuantPolicy]] = []
         if config.compare:
-            candidates.append(("uniform 8/8", uniform_policy(task, 8)))
+            candidates.append(("uniform 8/8", uniform_policy(task, REFERENCE_BITS)))
             if spec.min_bits <= 4 <= spec.max_bits:
                 candidates.append(("uniform 4/4", uniform_policy(task, 4)))
             largest = largest_uniform_within_budget(task)

@@ -12,6 +12,7 @@ from haq_rl.finetune.checkpoint import load_finetuned, load_quantized_model
 from haq_rl.finetune.policies import policy_costs, ratio_or_none, uniform_policy
 from haq_rl.finetune.qat import task_of, test_loader
 from haq_rl.quant import QuantPolicy, prepare_qat
+from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.spec import TaskSpec
 from haq_rl.task.task import Task
 
@@ -53,7 +54,7 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
         prepare_qat(model, policy, task.quant_config,
                     [x.to(task.device) for x in task.calibration_inputs()])
     accuracy = evaluate_accuracy(model, test_loader(task))
-    reference = policy_costs(task, uniform_policy(task, 8))
+    reference = policy_costs(task, uniform_policy(task, REFERENCE_BITS))
     costs = policy_costs(task, policy)
     return {
         "env": task.spec.id, "model": task.spec.model, "hardware": task.spec.hardware,

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np
 
+from haq_rl.fileio import finite_or_none
 from haq_rl.quant import QuantPolicy
 from haq_rl.task import budget as budget_rules
-from haq_rl.task.budget import is_within_budget, pinned_layers, reference_cost, uniform_bits
+from haq_rl.task.budget import (
+    cost_ratio,
+    is_within_budget,
+    pinned_layers,
+    policy_metrics,
+    uniform_bits,
+)
 from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)
+
 
 def _pinned(task: Task) -> np.ndarray:
     return pinned_layers(len(task.layers), task.spec.pin_first_last)
@@ -29,24 +36,12 @@ def uniform_policy(task: Task, bits: int) -> QuantPolicy:
     return QuantPolicy.from_arrays(task.layer_names, w, a, name=f"uniform {bits}/{bits}")
 
 
-def _finite_or_none(value: float) -> float | None:
-    # JSON has no NaN: profiles without an energy model report null instead.
-    return float(value) if math.isfinite(value) else None
-
-
 def policy_costs(task: Task, policy: QuantPolicy) -> dict[str, Any]:
     """Latency, energy, size, BOPs and the objective's cost ratio of ``policy`` (cost table)."""
-    w = policy.w_bits
-    a = policy.a_bits
-    index = (np.arange(len(w)), w - 1, a - 1)
-    table = task.cost_table
-    cost = float(table.policy_cost(w, a, task.spec.objective))
-    ratio = cost / reference_cost(table, task.spec.objective)
+    ratio = cost_ratio(task.cost_table, task.spec.objective, policy.w_bits, policy.a_bits)
+    metrics = policy_metrics(task.cost_table, policy.w_bits, policy.a_bits)
     return {
-        "latency_ms": _finite_or_none(float(table.latency_ms[index].sum())),
-        "energy_uj": _finite_or_none(float(table.energy_uj[index].sum())),
-        "size_bytes": _finite_or_none(float(table.size_bytes[index].sum())),
-        "bops": _finite_or_none(float(table.bops[index].sum())),
+        **{name: finite_or_none(value) for name, value in metrics.items()},
         "cost_ratio": ratio,
         "within_budget": is_within_budget(ratio, task.spec.budget),
     }

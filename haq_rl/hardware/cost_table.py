@@ -52,13 +52,13 @@ class CostTable:
 
     Attributes: ``latency_ms``, ``cycles``, ``energy_uj`` (NaN where the model has none),
     ``size_bytes`` (weights only), ``bops`` (float arrays [L, B, B]), ``bound`` (str [L, B, B]),
-    ``specs``, ``profile_name``, ``profile_sha256``, ``model``, ``min_bits``, ``max_bits``.
+    ``specs``, ``profile_name``, ``profile_sha256``, ``cost_model``, ``min_bits``, ``max_bits``.
     """
 
     specs: tuple[LayerSpec, ...]
     profile_name: str
     profile_sha256: str
-    model: str
+    cost_model: str
     min_bits: int
     max_bits: int
     latency_ms: np.ndarray
@@ -86,11 +86,11 @@ class CostTable:
         size_bytes = np.stack([np.broadcast_to(size_bits(s, w_grid, kmeans) / 8, (max_bits, max_bits))
                                for s in specs])
         bops_arr = np.stack([bops(s, w_grid, a_grid) for s in specs])
-        if profile.model == "lookup":
+        if profile.cost_model == "lookup":
             cycles, latency, energy = lookup_costs(specs, profile.params, max_bits)
             bound[:] = "measured"
         else:
-            model = COST_MODEL_FUNCTIONS[profile.model]
+            model = COST_MODEL_FUNCTIONS[profile.cost_model]
             done: dict[tuple, LayerCost] = {}
             for i, spec in enumerate(specs):
                 key = _shape_key(spec)
@@ -102,7 +102,7 @@ class CostTable:
         logger.debug("cost table %s: %d layers x %d x %d bits in %.3f s", profile.name,
                      len(specs), max_bits, max_bits, time.perf_counter() - started)
         return cls(specs=tuple(specs), profile_name=profile.name, profile_sha256=profile.sha256,
-                   model=profile.model, min_bits=profile.min_bits, max_bits=max_bits,
+                   cost_model=profile.cost_model, min_bits=profile.min_bits, max_bits=max_bits,
                    latency_ms=latency, cycles=cycles, energy_uj=energy, size_bytes=size_bytes,
                    bops=bops_arr, bound=bound.astype(str))
 
@@ -132,7 +132,7 @@ class CostTable:
         values = self.objective_array(objective)
         if not np.isfinite(values).any():
             usable = [o for o in OBJECTIVES if np.isfinite(self.objective_array(o)).any()]
-            raise ConfigError(f"hardware profile {self.profile_name!r} (model {self.model}) has no "
+            raise ConfigError(f"hardware profile {self.profile_name!r} (cost model {self.cost_model}) has no "
                               f"{objective}; use one of: {', '.join(usable)}")
         return values
 

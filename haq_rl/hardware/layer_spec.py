@@ -38,7 +38,7 @@ class LayerSpec:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"LayerSpec {self.name!r}: {field}={value!r} must be a positive int")
 
-    # Matrix-multiply view (see HARDWARE.md): M rows of weights, K reduction, N columns.
+    # Matrix-multiply view (docs/hardware.md): M rows of weights, K reduction, N columns.
     @property
     def m(self) -> int:
         return self.out_channels // self.groups

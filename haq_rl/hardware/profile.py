@@ -71,7 +71,7 @@ class HardwareProfile:
     """A validated hardware profile; ``params`` also carries min_bits/max_bits for models."""
 
     name: str
-    model: str
+    cost_model: str
     params: dict[str, Any]
     min_bits: int
     max_bits: int
@@ -166,7 +166,7 @@ def parse_profile(data: Any, text: str, where: str, path: Path | None = None) ->
     name = data["name"]
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: name must be a non-empty string")
-    return HardwareProfile(name=name, model=model, params=params, min_bits=min_bits,
+    return HardwareProfile(name=name, cost_model=model, params=params, min_bits=min_bits,
                            max_bits=max_bits, sha256=hashlib.sha256(text.encode()).hexdigest(),
                            description=description.strip(), units=dict(units), path=path)
 
@@ -192,5 +192,5 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     profile = parse_profile(data, text, str(path), path.resolve())
     if not looks_like_path and profile.name != text_name:
         raise ConfigError(f"{path}: name {profile.name!r} differs from the file name {text_name!r}")
-    logger.debug("loaded hardware profile %s (%s) from %s", profile.name, profile.model, path)
+    logger.debug("loaded hardware profile %s (%s) from %s", profile.name, profile.cost_model, path)
     return profile

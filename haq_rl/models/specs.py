@@ -10,11 +10,9 @@ from torch import nn
 
 from haq_rl.errors import ConfigError
 from haq_rl.hardware.layer_spec import LayerSpec, describe
+from haq_rl.quant.layers import QUANTIZABLE_TYPES
 
 logger = logging.getLogger(__name__)
-
-QUANTIZABLE_TYPES: tuple[type[nn.Conv2d], type[nn.Linear]] = (nn.Conv2d, nn.Linear)
-
 
 def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
     """``(fully qualified name, module)`` of every Conv2d and Linear, in module order."""

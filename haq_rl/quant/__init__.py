@@ -3,24 +3,45 @@
 torch only (never gymnasium or stable-baselines3). The hot path of the search is
 :class:`PolicyApplier`: ``apply(policy)`` swaps cached quantized weights and activation
 quantizer parameters into the model in place; ``restore()`` brings the exact float back.
+
+Names load on first use: ``haq_rl.quant.config`` alone is torch-free, so the task specs
+share its name lists without loading torch.
 """
 
-from .applier import PolicyApplier
-from .calibration import InputStats, clip_range, collect_input_stats
-from .config import ACT_CALIBRATIONS, WEIGHT_GRANULARITIES, WEIGHT_METHODS, QuantConfig
-from .kmeans import KMeansState, kmeans_1d, kmeans_project_, kmeans_quantize_, kmeans_weight
-from .layers import quantizable_modules
-from .policy import FORMAT_VERSION, QuantPolicy
-from .qat import ActFakeQuant, export_qat, prepare_qat, remove_qat
-from .quantizers import (
-    ActQuantParams,
-    act_qrange,
-    binarize_weight,
-    fake_quantize_act,
-    fake_quantize_weight,
-    weight_qrange,
-    weight_scales,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ACT_CALIBRATIONS": "haq_rl.quant.config",
+    "ActFakeQuant": "haq_rl.quant.qat",
+    "ActQuantParams": "haq_rl.quant.quantizers",
+    "FORMAT_VERSION": "haq_rl.quant.policy",
+    "InputStats": "haq_rl.quant.calibration",
+    "KMeansState": "haq_rl.quant.kmeans",
+    "PolicyApplier": "haq_rl.quant.applier",
+    "QuantConfig": "haq_rl.quant.config",
+    "QuantPolicy": "haq_rl.quant.policy",
+    "WEIGHT_GRANULARITIES": "haq_rl.quant.config",
+    "WEIGHT_METHODS": "haq_rl.quant.config",
+    "act_qrange": "haq_rl.quant.quantizers",
+    "binarize_weight": "haq_rl.quant.quantizers",
+    "clip_range": "haq_rl.quant.calibration",
+    "collect_input_stats": "haq_rl.quant.calibration",
+    "export_qat": "haq_rl.quant.qat",
+    "fake_quantize_act": "haq_rl.quant.quantizers",
+    "fake_quantize_weight": "haq_rl.quant.quantizers",
+    "kmeans_1d": "haq_rl.quant.kmeans",
+    "kmeans_project_": "haq_rl.quant.kmeans",
+    "kmeans_quantize_": "haq_rl.quant.kmeans",
+    "kmeans_weight": "haq_rl.quant.kmeans",
+    "prepare_qat": "haq_rl.quant.qat",
+    "quantizable_modules": "haq_rl.quant.layers",
+    "remove_qat": "haq_rl.quant.qat",
+    "weight_qrange": "haq_rl.quant.quantizers",
+    "weight_scales": "haq_rl.quant.quantizers",
+}
 
 __all__ = [
     "ACT_CALIBRATIONS",
@@ -51,3 +72,9 @@ __all__ = [
     "weight_qrange",
     "weight_scales",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'haq_rl.quant' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Finding the quantizable layers of a model (Conv2d and Linear, in module order).
 
-quant sits below haq_rl.models, so it carries its own (identical) definition of
-"quantizable layer" instead of importing ``haq_rl.models.quantizable_layers``.
+The one definition of "quantizable layer" (:data:`QUANTIZABLE_TYPES`); haq_rl.models,
+above quant, uses it for its layer specs.
 """
 
 from __future__ import annotations

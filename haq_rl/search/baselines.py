@@ -32,8 +32,9 @@ def search_uniform(setup: SearchSetup, config: SearchConfig, recorder: Recorder)
     """
     scorer = setup.scorer
     widths = list(range(scorer.max_bits, scorer.min_bits - 1, -1))
-    feasible = [b for b in widths if scorer.cost(*scorer.uniform(b)) <= scorer.budget_cost]
-    chosen = feasible[0] if feasible else scorer.min_bits
+    largest = scorer.largest_uniform()
+    feasible = largest is not None
+    chosen = largest if largest is not None else scorer.min_bits
     for bits in [chosen, *(b for b in widths if b != chosen)]:
         if recorder.count >= config.episodes:
             break

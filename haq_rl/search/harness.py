@@ -22,7 +22,7 @@ import numpy as np
 
 from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, unknown_name_message
-from haq_rl.fileio import read_json, remove_stale_temps, write_json_atomic
+from haq_rl.fileio import finite_or_none, read_json, remove_stale_temps, write_json_atomic
 from haq_rl.progress import EpisodeBar
 from haq_rl.run.episodes import EpisodeLog, episode_columns
 from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE
@@ -244,17 +244,11 @@ class Recorder:
             env_id=self.spec.id, profile=getattr(table, "profile_name", self.spec.hardware),
             profile_sha256=getattr(table, "profile_sha256", None), objective=self.spec.objective,
             budget=self.spec.budget, method=self.config.method, seed=self.config.seed,
-            metrics={k: _finite_or_none(self.best[k]) for k in (
+            metrics={k: finite_or_none(self.best[k]) for k in (
                 "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes", "bops")},
             float_accuracy=self.scorer.evaluator.float_accuracy, episode=int(self.best["episode"]),
             haq_rl_version=__version__,
         )
-
-
-def _finite_or_none(value: Any) -> float | None:
-    """JSON has no NaN: metrics a profile does not model (e.g. energy of a proxy) are null."""
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def _row_to_info(row: dict[str, str], layer_names: list[str]) -> dict[str, Any]:

@@ -49,16 +49,16 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         recorder.log.truncate(done)
         recorder.reset_from_log()
     if done > 0:
-        model = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
+        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
-        model = make_agent(env, agent_config)
+        agent = make_agent(env, agent_config)
         if guided:
-            _anchor_on_integer_program(setup, config, recorder, model)
-    model.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+            _anchor_on_integer_program(setup, config, recorder, agent)
+    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
     def checkpoint() -> None:
-        save_agent(model, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
+        save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
         write_json_atomic(state_path, {"episodes_done": recorder.count})
 
     def sink(record: dict[str, Any]) -> None:
@@ -68,19 +68,19 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         if guided and recorder.best is not None and recorder.best["episode"] == recorder.count - 1:
             # A new best: the actor now imitates it (self-imitation of the elite).
             actions = np.asarray(record["applied_actions"], dtype=np.float32)
-            model.set_elite(env.observations_for(actions), actions)  # type: ignore[attr-defined]
+            agent.set_elite(env.observations_for(actions), actions)  # type: ignore[attr-defined]
         if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
             checkpoint()
 
     remaining = learning_episodes - min(recorder.count, learning_episodes)
     if remaining > 0:
-        learn_episodes(model, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
+        learn_episodes(agent, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
     if recorder.count < config.episodes:
-        recorder.record(_deterministic_rollout(env, model), "final")
+        recorder.record(_deterministic_rollout(env, agent), "final")
         checkpoint()
 
 
-def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, model: Any) -> None:
+def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any) -> None:
     """Episode 0 of the guided agent: the sensitivity integer program's policy.
 
     Its actions become the agent's anchor: the warm-up explores around them, and the
@@ -106,10 +106,10 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     for action in actions:
         _, _, _, _, info = env.step(action)
     recorder.record(info, "warm-start")
-    model.set_anchor(actions, sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
+    agent.set_anchor(actions, sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
     observations = env.observations_for(actions)
-    error = model.imitate(observations, actions, sync_target=True)
-    model.set_elite(observations, actions, imitation_steps=int(options["imitation_steps"]))
+    error = agent.imitate(observations, actions, sync_target=True)
+    agent.set_elite(observations, actions, imitation_steps=int(options["imitation_steps"]))
     logger.info("guided agent: integer-program policy %.2f%% at cost ratio %.3f; actor fitted (mse %.2g)",
                 info["accuracy"], info["cost_ratio"], error)
 
@@ -133,13 +133,13 @@ def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
     return dataclasses.replace(agent_config, noise_decay=decay)
 
 
-def _deterministic_rollout(env: Any, model: Any) -> dict[str, Any]:
+def _deterministic_rollout(env: Any, agent: Any) -> dict[str, Any]:
     """One episode of the learned actor without exploration noise."""
     observation, _ = env.reset()
     info: dict[str, Any] = {}
     terminated = False
     while not terminated:
-        action, _ = model.predict(observation, deterministic=True)
+        action, _ = agent.predict(observation, deterministic=True)
         observation, _, terminated, _, info = env.step(action)
     return info
 

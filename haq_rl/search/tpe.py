@@ -19,6 +19,7 @@ import numpy as np
 
 from haq_rl.errors import MissingDependencyError
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.task.budget import REFERENCE_BITS
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> 
                                                   value=float(row["reward"])))
     while recorder.count < config.episodes:
         trial = study.ask(distributions)
-        w = np.full(len(scorer.layer_names), 8, dtype=np.int64)
-        a = np.full(len(scorer.layer_names), 8, dtype=np.int64)
+        w = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
+        a = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
         for i in free:
             w[i] = trial.params[f"w:{scorer.layer_names[i]}"]
             if not scorer.weight_only:

@@ -19,6 +19,7 @@ from haq_rl.task.budget import (
     REFERENCE_BITS,
     enforce_budget,
     is_within_budget,
+    largest_uniform_within_budget,
     pinned_layers,
     policy_metrics,
     room_warning,
@@ -93,6 +94,11 @@ class PolicyScorer:
     def uniform(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniform ``bits`` on the free layers (pinned layers and weight-only activations at 8)."""
         return uniform_bits(self.pinned, self.weight_only, bits)
+
+    def largest_uniform(self) -> int | None:
+        """The most bits whose uniform policy (:meth:`uniform`) meets the budget, or None."""
+        return largest_uniform_within_budget(self.cost_table, self.objective, self.budget_ratio, self.pinned,
+                                             self.weight_only, self.min_bits, self.max_bits)
 
     def minimum_cost(self) -> float:
         """Cost with every free layer at the minimum bits (activations kept for weight-only)."""

@@ -17,13 +17,13 @@ from typing import Any
 import yaml
 
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
+from haq_rl.hardware.cost_table import OBJECTIVES
+from haq_rl.quant.config import ACT_CALIBRATIONS, WEIGHT_METHODS
 from haq_rl.resources import resource_dir
 
-OBJECTIVES = ("latency", "energy", "size", "bops")
 WEIGHT_ONLY_OBJECTIVES = ("size",)
 STEP_MODES = ("alternate", "joint")
-CALIBRATIONS = ("max", "percentile", "mse", "kl")
-WEIGHT_METHODS = ("linear", "kmeans")
+CALIBRATIONS = ACT_CALIBRATIONS
 REWARD_METRICS = ("accuracy", "kl")
 #: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
 NAMESPACE = "haq_rl"

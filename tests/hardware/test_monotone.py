@@ -39,7 +39,7 @@ def _monotone(x: np.ndarray) -> bool:
 @given(spec=layer_specs())
 def test_models_monotone(spec):
     for profile in PROFILES.values():
-        cost = COST_MODEL_FUNCTIONS[profile.model](spec, BITS[:, None], BITS[None, :], profile.params)
+        cost = COST_MODEL_FUNCTIONS[profile.cost_model](spec, BITS[:, None], BITS[None, :], profile.params)
         assert _monotone(cost.cycles), (profile.name, spec)
         assert _monotone(cost.latency_ms), (profile.name, spec)
         assert _monotone(cost.energy_uj), (profile.name, spec)

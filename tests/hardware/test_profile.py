@@ -14,7 +14,7 @@ def test_shipped_profiles_load():
     for name, model in SHIPPED.items():
         profile = load_profile(name)
         assert isinstance(profile, HardwareProfile)
-        assert profile.name == name and profile.model == model
+        assert profile.name == name and profile.cost_model == model
         assert len(profile.sha256) == 64 and profile.description
     assert load_profile("bitfusion").min_bits == 2
     assert load_profile("bismo-edge").min_bits == 1
