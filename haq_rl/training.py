@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from haq_rl.errors import ConfigError
+from haq_rl.quant.outputs import logits_of
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +78,35 @@ def random_shift(images: torch.Tensor, max_shift: int,
     return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+#: A task metric: ``metric(outputs, targets) -> float``, higher is better, over a whole split.
+Metric = Callable[[torch.Tensor, torch.Tensor], float]
+
+
+def top1_accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Percent of samples whose highest score is the target class (the default metric)."""
+    return 100.0 * float((outputs.argmax(dim=1) == targets).float().mean())
+
+
+def top5_accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Percent of samples whose target is among the five highest scores."""
+    top = outputs.topk(min(5, outputs.shape[1]), dim=1).indices
+    return 100.0 * float((top == targets[:, None]).any(dim=1).float().mean())
+
+
+def negative_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Minus the mean cross-entropy (nats): higher is better, like every metric here."""
+    return -float(nn.functional.cross_entropy(outputs.float(), targets))
+
+
+#: The shipped metrics by name.
+METRICS: dict[str, Metric] = {"top1": top1_accuracy, "top5": top5_accuracy,
+                              "neg_cross_entropy": negative_cross_entropy}
+
+
 def evaluate_accuracy(model: nn.Module, loader: DataLoader,
-                      device: str | torch.device | None = None) -> float:
-    """Top-1 accuracy in percent of ``model`` on ``loader`` (eval mode, no_grad).
+                      device: str | torch.device | None = None, metric: Metric | None = None) -> float:
+    """Top-1 accuracy in percent of ``model`` on ``loader`` (eval mode, no_grad), or ``metric``
+    of all its outputs and targets when given.
 
     The model's training flag is restored afterwards. ``device=None`` evaluates on the
     device the model already lives on (it is not moved); otherwise the model is moved.
@@ -92,19 +120,27 @@ def evaluate_accuracy(model: nn.Module, loader: DataLoader,
     model.eval()
     correct = 0
     total = 0
+    outputs: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
     try:
         with torch.no_grad():
             for inputs, targets in loader:
                 inputs = inputs.to(dev, non_blocking=True)
                 if channels_last and inputs.dim() == 4:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
-                predictions = model(inputs).argmax(dim=1)
-                correct += int((predictions.cpu() == targets).sum())
+                logits = logits_of(model(inputs))
+                if metric is not None:
+                    outputs.append(logits.float().cpu())
+                    labels.append(targets)
+                else:
+                    correct += int((logits.argmax(dim=1).cpu() == targets).sum())
                 total += int(targets.numel())
     finally:
         model.train(was_training)
     if total == 0:
         raise ConfigError("cannot evaluate accuracy on an empty data loader")
+    if metric is not None:
+        return float(metric(torch.cat(outputs), torch.cat(labels)))
     return 100.0 * correct / total
 
 
@@ -171,7 +207,7 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
                 targets = targets.to(dev, non_blocking=True)
                 if has_conv and inputs.dim() == 4:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
-                loss = loss_fn(model(inputs), targets)
+                loss = loss_fn(logits_of(model(inputs)), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

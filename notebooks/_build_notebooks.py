@@ -474,10 +474,112 @@ fig
 """),
 ]
 
+# --------------------------------------------------------------------------- 04
+BRING_YOUR_OWN = [
+    md("""
+# Bring your own model: a network trained in plain PyTorch, searched as it is
+
+Practitioners come with a trained network and their own data. This notebook trains a
+small CNN on scikit-learn's 8x8 digits **with plain PyTorch** (no haq-rl code), saves its
+`state_dict`, loads it back as a user would, and hands model and data to haq-rl:
+
+1. `haq_rl.task.Task.from_model(model, search_train=..., reward_val=..., test=...)`
+   builds the task (torch Datasets or DataLoaders; any metric);
+2. `run_search(config, task=task)` searches it (nothing is pretrained);
+3. `finetune_run(run_dir, task=task)` fine-tunes the best policy beside the uniform ones;
+4. `haq_rl.report` tables and `write_report` read the run directory.
+
+From the command line, a model importable as `package.module:factory` with a saved
+`state_dict` goes through the same pipeline on a built-in dataset:
+`haq-rl search --model mypkg.nets:factory --weights sd.pt --budget 0.8`.
+"""),
+    code(settings_cell("04_bring_your_own_model")),
+    md("## 1. Train a model in plain PyTorch and save its weights"),
+    code("""
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+digits = load_digits()
+images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+labels = torch.tensor(digits.target, dtype=torch.int64)
+train = TensorDataset(images[:1200], labels[:1200])
+reward = TensorDataset(images[1200:1500], labels[1200:1500])
+test = TensorDataset(images[1500:], labels[1500:])
+
+
+class DigitsCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.BatchNorm2d(32), nn.ReLU(),
+                                  nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU())
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+torch.manual_seed(0)
+model = DigitsCNN()
+optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+for epoch in range(4 if TINY else 20):
+    for x, y in DataLoader(train, batch_size=64, shuffle=True):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+torch.save(model.state_dict(), OUT / "digits_cnn.pt")
+
+model = DigitsCNN()                                  # as a user would: a fresh model ...
+model.load_state_dict(torch.load(OUT / "digits_cnn.pt", weights_only=True))   # ... and the file
+model.eval()
+with torch.no_grad():
+    print(f"float test accuracy {100 * (model(test.tensors[0]).argmax(1) == test.tensors[1]).float().mean():.1f}%")
+"""),
+    md("""
+## 2. The task: your model, your splits, a hardware budget
+
+`Task.from_model` traces the model once for its layer shapes and costs them on the
+hardware profile. `metric=` takes any `metric(outputs, targets) -> float` (higher is
+better); `haq_rl.training.METRICS` ships `top1` (the default), `top5` and
+`neg_cross_entropy`.
+"""),
+    code("""
+from haq_rl.task import Task
+
+task = Task.from_model(model, search_train=train, reward_val=DataLoader(reward, batch_size=100), test=test,
+                       name="DigitsCNN", hardware="bismo-edge", objective="latency", budget=0.5)
+print(task.spec.id, "-", len(task.layers), "quantizable layers:", task.layer_names)
+"""),
+    md("## 3. Search, fine-tune, report"),
+    code("""
+from haq_rl import report
+from haq_rl.finetune import FinetuneConfig, finetune_run
+from haq_rl.search import SearchConfig, run_search
+
+method, episodes = ("hawq", 1) if TINY else ("guided", 80)
+result = run_search(SearchConfig(method=method, episodes=episodes, out=str(OUT / "search"), progress=not TINY),
+                    task=task)
+print(f"best policy: reward-split accuracy {result.best_accuracy:.1f}% at latency ratio {result.best_cost_ratio:.3f}")
+metrics = finetune_run(result.run_dir, FinetuneConfig(epochs=1), task=task, progress=not TINY)
+import pandas as pd
+pd.DataFrame(metrics["rows"])[["name", "accuracy", "cost_ratio", "within_budget"]]
+"""),
+    code("""
+run = report.load_run(result.run_dir)
+print(report.write_report(run))
+report.policy_table(run)[["layer", "kind", "w_bits", "a_bits", "latency_ms", "share"]]
+"""),
+    code("""
+report.plot_bits(run)   # bits per layer of the best policy (a matplotlib Figure)
+"""),
+]
+
 NOTEBOOKS = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_inspect_policies.ipynb": INSPECT,
     "03_env_for_rl_research.ipynb": RESEARCH,
+    "04_bring_your_own_model.ipynb": BRING_YOUR_OWN,
 }
 
 

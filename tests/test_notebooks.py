@@ -21,7 +21,8 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = ["01_quickstart.ipynb", "02_inspect_policies.ipynb", "03_env_for_rl_research.ipynb"]
+NOTEBOOKS = ["01_quickstart.ipynb", "02_inspect_policies.ipynb", "03_env_for_rl_research.ipynb",
+             "04_bring_your_own_model.ipynb"]
 CELL_TIMEOUT_S = 600
 
 

@@ -31,3 +31,9 @@ def print_policy_table(policy_path: Path) -> None:
     print(f"{'layer':<{width}}  w_bits  a_bits")
     for name, w, a in zip(names, policy.w_bits, policy.a_bits, strict=True):
         print(f"{name:<{width}}  {int(w):>6}  {int(a):>6}")
+
+
+def weights_path(text: str) -> str:
+    """``--weights PATH`` made absolute, so that a run directory's config.json still finds
+    it from another working directory (a missing file is the library's one-line error)."""
+    return str(Path(text).expanduser().resolve())

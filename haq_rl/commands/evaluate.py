@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from haq_rl.commands._common import weights_path
 from haq_rl.training import DEVICE_NAMES
 
 
@@ -23,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="env id or YAML spec (default: from the checkpoint or policy, else the default env)")
     parser.add_argument("--checkpoint", default=None, metavar="FINETUNED_PT",
                         help="a finetuned.pt written by `haq-rl finetune`")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--device", default="cpu", help=f"{', '.join(DEVICE_NAMES)} or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         spec = resolve_spec(DEFAULT_ENV_ID)
     spec = spec.replace(device=args.device)
+    if args.weights is not None:
+        spec = spec.replace(weights=args.weights)
     task = load_task(spec)
     if args.uniform is not None:
         if not spec.min_bits <= args.uniform <= spec.max_bits:

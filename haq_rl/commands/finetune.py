@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from haq_rl.commands._common import weights_path
 from haq_rl.training import DEVICE_NAMES
 
 
@@ -34,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--env", default=None,
                         help="env id or YAML spec (default: the run's config.json or the policy's env_id)")
     parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--learnable-clip", action="store_true",
                         help="train activation clips PACT-style instead of keeping the calibrated ones")
     parser.add_argument("--no-compare", action="store_true",
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                             device=args.device, compare=not args.no_compare,
                             learnable_clip=args.learnable_clip)
-    metrics = finetune_run(args.source, config, env=args.env, out=args.out, progress=not args.no_progress)
+    metrics = finetune_run(args.source, config, env=args.env, out=args.out, weights=args.weights,
+                           progress=not args.no_progress)
     _, out_dir, _ = resolve_policy_source(args.source, args.out)
     env = metrics["env"]
     print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "

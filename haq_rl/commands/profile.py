@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from haq_rl.commands._common import weights_path
 from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.fileio import write_text_atomic
 
@@ -58,6 +59,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--compare-table", type=Path, default=None,
                         help="a published [layer, w-1, a-1] .npy table to validate the model against")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random policies for --compare-table")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights to check against the model (costs depend on shapes only)")
     parser.set_defaults(run=run)
     return parser
 
@@ -106,10 +109,16 @@ def run(args: argparse.Namespace) -> int:
     if args.compare_table is not None and not args.compare_table.is_file():
         raise MissingPathError(f"--compare-table: file not found: {args.compare_table}")
 
-    from haq_rl.models import build_model, extract_layer_specs  # torch: imported only here
+    from haq_rl.models import (  # torch: imported only here
+        build_model,
+        extract_layer_specs,
+        load_weights,
+    )
 
     model = build_model(args.model, num_classes=num_classes, in_channels=in_channels,
                         input_size=args.input_size)
+    if args.weights is not None:  # fail on weights of another architecture before costing
+        load_weights(model, args.weights, model_name=f"model {args.model!r}")
     specs = extract_layer_specs(model, (in_channels, args.input_size, args.input_size), batch=batch)
     table = CostTable.build(specs, profile, max_bits=max(8, profile.max_bits))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import parse_key_values, print_policy_table
+from haq_rl.commands._common import parse_key_values, print_policy_table, weights_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=float, help="cost budget as a ratio of uniform 8/8 (0, 1]")
     parser.add_argument("--hw", dest="hardware", help="hardware profile name or YAML path")
     parser.add_argument("--objective", help="latency, energy, size or bops")
+    parser.add_argument("--model", help="zoo name or package.module:factory (default: the env's)")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights (state_dict file) for the model: nothing is pretrained")
     parser.add_argument("--method", default=defaults.method, help=f"one of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--out", help="run directory (default runs/<env>-<method>-s<seed>)")
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = SearchConfig(
         env=args.env, method=args.method, episodes=args.episodes, budget=args.budget,
-        hardware=args.hardware, objective=args.objective, seed=args.seed, out=args.out,
+        hardware=args.hardware, objective=args.objective, model=args.model, weights=args.weights,
+        seed=args.seed, out=args.out,
         device=args.device, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
         env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"),
         options=parse_key_values(args.option, "--option"))

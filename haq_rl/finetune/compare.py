@@ -31,12 +31,15 @@ logger = logging.getLogger(__name__)
 
 def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | None = None, *,
                  env: str | Path | TaskSpec | None = None, out: str | Path | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 weights: str | None = None, task: Task | None = None, progress: bool = True) -> dict[str, Any]:
     """Fine-tune a run's best policy (and the baselines), write finetuned.pt and metrics.json.
 
     ``run_dir_or_policy_json`` is a search run directory (its best_policy.json and
     config.json are used) or a policy JSON (its env comes from a config.json next to it,
-    or its ``env_id``); ``env`` overrides either. Files go to the run directory, next to
+    or its ``env_id``); ``env`` overrides either, and ``weights`` (a state_dict file)
+    replaces the model's trained weights. ``task`` is the :class:`Task` of a run that was
+    searched with one built from Python objects (``Task.from_model``); it is used under the
+    run's budget. Files go to the run directory, next to
     the policy JSON, or to ``out``. Returns the metrics dict written to metrics.json::
 
         {"format_version": 1, "env": {...TaskSpec...}, "finetune": {"epochs", "lr", "seed", ...},
@@ -62,12 +65,18 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
         remove_stale_temps(out_dir)  # what a killed fine-tune left
         searched = QuantPolicy.from_json(policy_path)
         spec = resolve_env(searched, env, run_config, device=config.device)
-        task = load_task(spec)
+        if weights is not None:
+            spec = spec.replace(weights=weights)
+        if task is not None:
+            task = task.with_settings(budget=spec.budget)
+            spec = task.spec
+        else:
+            task = load_task(spec)
         # Fail on a policy of another model before any training.
         searched = searched.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
 
         reference = policy_costs(task, uniform_policy(task, REFERENCE_BITS))
-        float_accuracy = evaluate_accuracy(task.model, test_loader(task))
+        float_accuracy = evaluate_accuracy(task.model, test_loader(task), metric=task.metric)
         rows: list[dict[str, Any]] = [_float_row(task, float_accuracy)]
 
         candidates: list[tuple[str, QuantPolicy]] = []

@@ -53,7 +53,7 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
         model = copy.deepcopy(task.model).to(task.device)
         prepare_qat(model, policy, task.quant_config,
                     [x.to(task.device) for x in task.calibration_inputs()])
-    accuracy = evaluate_accuracy(model, test_loader(task))
+    accuracy = evaluate_accuracy(model, test_loader(task), metric=task.metric)
     reference = policy_costs(task, uniform_policy(task, REFERENCE_BITS))
     costs = policy_costs(task, policy)
     return {

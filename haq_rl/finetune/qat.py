@@ -54,13 +54,13 @@ def finetune_policy(task_or_spec: Task | TaskSpec | str | Path, policy: QuantPol
     prepare_qat(model, policy, task.quant_config, [x.to(device) for x in task.calibration_inputs()],
                 learnable_clip=config.learnable_clip)
     test_split = test_loader(task)
-    before = evaluate_accuracy(model, test_split)
+    before = evaluate_accuracy(model, test_split, metric=task.metric)
     loader = make_loader(task.splits.search_train, batch_size=config.batch_size, shuffle=True,
                          seed=config.seed)
     losses = train_epochs(model, loader, epochs=config.epochs, lr=config.lr, device=device,
                           progress=progress, desc=desc)
     model.eval()
-    after = evaluate_accuracy(model, test_split)
+    after = evaluate_accuracy(model, test_split, metric=task.metric)
     export = export_qat(model)
     wall = time.perf_counter() - started
     logger.info("%s: test accuracy %.2f%% -> %.2f%% in %.1f s", desc, before, after, wall)

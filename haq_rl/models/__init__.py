@@ -7,6 +7,7 @@ from haq_rl.models.specs import (
     quantizable_layers,
 )
 from haq_rl.models.user import is_import_path, load_user_model
+from haq_rl.models.weights import load_weights, read_state_dict
 from haq_rl.models.zoo import MODEL_NAMES, build_model, check_model_name
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "extract_layer_specs",
     "is_import_path",
     "load_user_model",
+    "load_weights",
     "model_summary",
     "quantizable_layers",
+    "read_state_dict",
 ]

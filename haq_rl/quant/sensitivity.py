@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from haq_rl.errors import ConfigError
+from haq_rl.quant.outputs import logits_of
 
 from .applier import PolicyApplier
 
@@ -79,7 +80,7 @@ def hessian_traces(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], ba
     images = sum(int(labels.numel()) for _, labels in batches)
     try:
         for inputs, labels in batches:
-            loss = nn.functional.cross_entropy(model(inputs), labels, reduction="sum") / images
+            loss = nn.functional.cross_entropy(logits_of(model(inputs)), labels, reduction="sum") / images
             grads = torch.autograd.grad(loss, weights, create_graph=True)
             for probe in range(probes):
                 vectors = [torch.randint(0, 2, w.shape, generator=generator).to(w) * 2 - 1 for w in weights]
@@ -118,7 +119,7 @@ def input_fisher(model: nn.Module, layers: Sequence[tuple[str, nn.Module]],
         for inputs, labels in batches:
             model.zero_grad(set_to_none=True)
             # Summed loss: the gradient at image s is the gradient of image s's own loss.
-            nn.functional.cross_entropy(model(inputs), labels, reduction="sum").backward()
+            nn.functional.cross_entropy(logits_of(model(inputs)), labels, reduction="sum").backward()
             for i, x in enumerate(captured):
                 if x is None or x.grad is None:
                     raise ConfigError(f"layer {layers[i][0]!r} was not called by forward(); cannot measure it")

@@ -77,8 +77,10 @@ _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 class SearchConfig:
     """One search. The CLI maps its flags onto these fields one to one.
 
-    ``env`` is a registered id or a YAML spec path; ``budget``, ``hardware`` and
-    ``objective`` override the spec when given. ``agent`` holds AgentConfig fields to
+    ``env`` is a registered id or a YAML spec path; ``budget``, ``hardware``,
+    ``objective``, ``model`` (a zoo name or ``package.module:factory``) and ``weights`` (a
+    state_dict file: the model is used as trained, nothing is pretrained) override the
+    spec when given. ``agent`` holds AgentConfig fields to
     override for RL methods (e.g. ``{"warmup_episodes": 5}``).
     """
 
@@ -88,6 +90,8 @@ class SearchConfig:
     budget: float | None = None
     hardware: str | None = None
     objective: str | None = None
+    model: str | None = None
+    weights: str | None = None
     seed: int = 0
     out: str | None = None
     device: str = "cpu"
@@ -121,16 +125,19 @@ class SearchConfig:
         """The method's settings: its defaults with ``options`` on top."""
         return {**METHOD_OPTIONS.get(self.method, {}), **self.options}
 
-    def env_spec(self) -> TaskSpec:
+    def spec_overrides(self) -> dict[str, Any]:
+        """The spec fields this search sets: ``env_overrides`` and the fields given here."""
         overrides = dict(self.env_overrides)
-        for name in ("budget", "hardware", "objective"):
+        for name in ("budget", "hardware", "objective", "model", "weights"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
-        overrides["device"] = self.device
-        return resolve_spec(self.env).replace(**overrides)
+        return overrides
 
-    def default_run_dir(self) -> Path:
-        name = self.env_spec().id.split("/")[-1]
+    def env_spec(self) -> TaskSpec:
+        return resolve_spec(self.env).replace(**{**self.spec_overrides(), "device": self.device})
+
+    def default_run_dir(self, task: Task | None = None) -> Path:
+        name = (task.spec if task is not None else self.env_spec()).id.split("/")[-1]
         return Path("runs") / f"{name}-{self.method}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,8 +267,11 @@ def _row_to_info(row: dict[str, str], layer_names: list[str]) -> dict[str, Any]:
     return info
 
 
-def run_search(config: SearchConfig, resume: str | Path | None = None) -> SearchResult:
+def run_search(config: SearchConfig, resume: str | Path | None = None, task: Task | None = None) -> SearchResult:
     """Run (or, with ``resume``, continue) a search and write its run directory.
+
+    ``task`` searches a :class:`~haq_rl.task.Task` you built (``Task.from_model``) instead of
+    the one ``config.env`` names; ``config``'s budget, hardware and objective still apply.
 
     The run directory is locked for the whole search: a second process on it fails at
     once with :class:`~haq_rl.errors.RunLockedError`.
@@ -271,19 +281,19 @@ def run_search(config: SearchConfig, resume: str | Path | None = None) -> Search
         if not (run_dir / CONFIG_FILE).is_file():
             raise MissingPathError(f"cannot resume: {run_dir / CONFIG_FILE} not found (is {run_dir} a run directory?)")
     else:
-        run_dir = Path(config.out) if config.out else config.default_run_dir()
+        run_dir = Path(config.out) if config.out else config.default_run_dir(task)
     created = not run_dir.exists()
     try:
         with run_lock(run_dir):
             remove_stale_temps(run_dir)  # what a killed search left
-            return _run_locked(config, run_dir, resume is not None)
+            return _run_locked(config, run_dir, resume is not None, task)
     finally:
         if created and not (run_dir / CONFIG_FILE).exists():
             # Failed before anything was recorded: leave no empty run directory behind.
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _run_locked(config: SearchConfig, run_dir: Path, resume: bool) -> SearchResult:
+def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task | None) -> SearchResult:
     from haq_rl.env.factory import env_for_task
     from haq_rl.seeding import seed_everything
     from haq_rl.task.task import load_task
@@ -293,10 +303,14 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool) -> SearchResu
         config = dataclasses.replace(SearchConfig.from_dict(saved["search"]), progress=config.progress)
     elif (run_dir / EPISODES_FILE).exists():
         raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
-    spec = config.env_spec()
     seed_everything(config.seed)
     started = time.perf_counter()
-    task = load_task(spec)
+    if given is not None:
+        task = given.with_settings(**config.spec_overrides())
+        spec = task.spec
+    else:
+        spec = config.env_spec()
+        task = load_task(spec)
     env = env_for_task(task)
     setup = SearchSetup(task=task, scorer=env.scorer, env=env)
     scorer = setup.scorer
@@ -307,6 +321,7 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool) -> SearchResu
             "env": spec.to_dict(), "layers": scorer.layer_names,
             "layer_specs": [layer.to_dict() for layer in task.layers],
             "steps_per_episode": env.steps_per_episode, "float_accuracy": scorer.evaluator.float_accuracy,
+            "float_test_accuracy": _float_test_accuracy(task),
             "reference_cost": scorer.reference_cost, "budget_cost": scorer.budget_cost,
         })
     bar = EpisodeBar(config.episodes, f"search {config.method}") if config.progress else None
@@ -325,6 +340,14 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool) -> SearchResu
         evaluations=scorer.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
         best_policy_path=run_dir / BEST_POLICY_FILE, eval_seconds=scorer.evaluator.eval_seconds,
         setup_seconds=setup_seconds)
+
+
+def _float_test_accuracy(task: Task) -> float:
+    """The float model's top-1 on the test split (recorded beside the reward split's)."""
+    from haq_rl.data import make_loader
+    from haq_rl.training import evaluate_accuracy
+
+    return evaluate_accuracy(task.model, make_loader(task.splits.test, batch_size=256), metric=task.metric)
 
 
 def _bar_update(bar: EpisodeBar) -> Callable[[dict[str, Any]], None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from haq_rl.quant import PolicyApplier, QuantConfig, QuantPolicy
+from haq_rl.quant.outputs import logits_of
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class PolicyEvaluator:
             statistics with each policy before it is scored (empty: keep the float
             model's statistics). Quantization shifts the pre-BN activations; the
             re-estimated statistics are the ones a fine-tune would start from.
+        metric: ``metric(outputs, targets) -> float`` (higher is better) over the whole
+            reward split, reported as ``accuracy``; None is top-1 in percent.
 
     Every evaluation measures both the accuracy (percent) and the KL divergence of the
     quantized model's predictions from the float model's on the reward split
@@ -73,6 +76,7 @@ class PolicyEvaluator:
         finetune_steps: int = 0,
         finetune_lr: float = 1e-3,
         bn_batches: Sequence[torch.Tensor] = (),
+        metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -85,6 +89,7 @@ class PolicyEvaluator:
         self.finetune_steps = finetune_steps
         self.finetune_lr = finetune_lr
         self.bn_batches = [x.to(self.device) for x in bn_batches]
+        self.metric = metric
         self._memo: dict[bytes, PolicyScores] = {}
         self.evaluations = 0
         self.cache_hits = 0
@@ -129,12 +134,21 @@ class PolicyEvaluator:
         log_probs = []
         correct = 0
         total = 0
+        outputs = []
         for inputs, labels in self.reward_batches:
-            logits = self.model(inputs)
+            logits = logits_of(self.model(inputs))
             correct += int((logits.argmax(dim=1) == labels).sum())
             total += int(labels.numel())
             log_probs.append(torch.log_softmax(logits.float(), dim=1))
-        return log_probs, 100.0 * correct / max(total, 1)
+            outputs.append(logits)
+        return log_probs, self._score(outputs, correct, total)
+
+    def _score(self, outputs: list[torch.Tensor], correct: int, total: int) -> float:
+        """Top-1 percent (the default), or the task's metric over the whole reward split."""
+        if self.metric is None:
+            return 100.0 * correct / max(total, 1)
+        labels = torch.cat([labels for _, labels in self.reward_batches]).cpu()
+        return float(self.metric(torch.cat(outputs).float().cpu(), labels))
 
     @torch.no_grad()
     def _measure(self) -> PolicyScores:
@@ -143,13 +157,15 @@ class PolicyEvaluator:
         correct = 0
         total = 0
         divergence = 0.0
+        outputs = []
         for (inputs, labels), reference, probs in zip(
                 self.reward_batches, self._float_log_probs, self._float_probs, strict=True):
-            logits = self.model(inputs)
+            logits = logits_of(self.model(inputs))
             correct += int((logits.argmax(dim=1) == labels).sum())
             total += int(labels.numel())
             divergence += float((probs * (reference - torch.log_softmax(logits.float(), dim=1))).sum())
-        return PolicyScores(accuracy=100.0 * correct / max(total, 1), kl=divergence / max(total, 1))
+            outputs.append(logits)
+        return PolicyScores(accuracy=self._score(outputs, correct, total), kl=divergence / max(total, 1))
 
     @contextlib.contextmanager
     def _recalibrated_batchnorm(self) -> Iterator[None]:
@@ -192,7 +208,7 @@ class PolicyEvaluator:
                 inputs, labels = self.finetune_batches[step % len(self.finetune_batches)]
                 optimizer.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(
-                    self.model(inputs.to(self.device)), labels.to(self.device))
+                    logits_of(self.model(inputs.to(self.device))), labels.to(self.device))
                 loss.backward()
                 optimizer.step()
             scores = self._measure()

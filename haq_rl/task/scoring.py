@@ -182,6 +182,7 @@ class PolicyScorer:
             finetune_steps=spec.finetune_steps,
             finetune_lr=spec.finetune_lr,
             bn_batches=task.bn_inputs(),
+            metric=task.metric,
         )
         logger.info("scorer for %s: %d layers, float reward accuracy %.2f%%",
                     spec.id, len(task.layers), evaluator.float_accuracy)

@@ -37,6 +37,7 @@ class TaskSpec:
 
     id: str
     model: str = "mobilenetv2"
+    weights: str | None = None
     dataset: str = "mnist5k"
     data_root: str | None = None
     input_size: int = 28

@@ -8,13 +8,15 @@ cache); the :class:`Task` constructor takes the same pieces as objects.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from haq_rl.errors import ConfigError
 from haq_rl.task.spec import TaskSpec, resolve_spec
 
 #: Added to ``split_seed`` to seed the shuffle of the per-episode fine-tune batches.
@@ -48,6 +50,66 @@ class Task:
     cost_table: Any  # haq_rl.hardware.CostTable
     quant_config: Any  # haq_rl.quant.QuantConfig
     device: torch.device
+    metric: Any = None  # haq_rl.training.Metric, or None for top-1 accuracy in percent
+
+    @classmethod
+    def from_model(cls, model: nn.Module, *, search_train: Any, reward_val: Any, test: Any,
+                   metric: Any = None, name: str = "UserModel", hardware: str = "bismo-edge",
+                   objective: str = "latency", budget: float = 0.5, **settings: Any) -> Task:
+        """A task from your own objects: any ``nn.Module`` and its data.
+
+        Arguments:
+            model: the trained float model (its forward may return a tensor, a tuple or dict
+                whose first entry holds the class scores, or an object with ``.logits``).
+            search_train / reward_val / test: torch Datasets of ``(input, target)`` or
+                DataLoaders over them: calibration and fine-tuning, the search's reward, and
+                the final evaluation.
+            metric: ``metric(outputs, targets) -> float``, higher is better, over a whole
+                split; None is top-1 accuracy in percent (``haq_rl.training.METRICS`` has
+                ``top1``, ``top5`` and ``neg_cross_entropy``).
+            name: the task's label (its id is ``python/<name>``).
+            hardware / objective / budget / settings: as in a task spec (any
+                :class:`~haq_rl.task.spec.TaskSpec` field, e.g. ``min_bits``, ``reward_metric``).
+        """
+        from haq_rl.hardware import CostTable, load_profile
+        from haq_rl.models import extract_layer_specs
+        from haq_rl.quant import QuantConfig
+        from haq_rl.training import resolve_device
+
+        splits = TensorSplits.of(search_train, reward_val, test)
+        spec = TaskSpec(id=f"python/{name}", model=f"{PYTHON_SOURCE}:{type(model).__name__}",
+                        dataset=PYTHON_SOURCE, input_size=int(splits.input_shape[-1]), hardware=hardware,
+                        objective=objective, budget=budget, **settings)
+        device = resolve_device(spec.device)
+        profile = load_profile(spec.hardware)
+        model = model.eval()
+        layers = extract_layer_specs(model, cast("tuple[int, int, int]", splits.input_shape), batch=profile.batch)
+        cost_table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
+        quant_config = QuantConfig(
+            act_calibration=spec.calibration, calibration_batches=spec.calibration_batches,
+            min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
+        meta = {"model": spec.model, "source": PYTHON_SOURCE, "input_shape": list(splits.input_shape),
+                "num_classes": splits.num_classes}
+        return cls(spec=spec, model=model, meta=meta, splits=splits, layers=layers, cost_table=cost_table,
+                   quant_config=quant_config, device=device, metric=metric)
+
+    def with_settings(self, **fields: Any) -> Task:
+        """The same model and data under other spec fields (budget, objective, hardware, ...).
+
+        A new hardware or batch-dependent profile rebuilds the cost table.
+        """
+        if not fields:
+            return self
+        spec = self.spec.replace(**fields)
+        table = self.cost_table
+        if spec.hardware != self.spec.hardware or spec.weight_method != self.spec.weight_method:
+            from haq_rl.hardware import CostTable, load_profile
+
+            profile = load_profile(spec.hardware)
+            layers = [layer.with_batch(profile.batch) for layer in self.layers]
+            table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
+            return dataclasses.replace(self, spec=spec, layers=layers, cost_table=table)
+        return dataclasses.replace(self, spec=spec)
 
     @property
     def layer_names(self) -> list[str]:
@@ -83,6 +145,54 @@ class Task:
         return tensor_batches(self.splits.search_train, 64, generator)
 
 
+#: The ``model``/``dataset`` of a task built from Python objects (Task.from_model).
+PYTHON_SOURCE = "python"
+
+
+@dataclass
+class TensorSplits:
+    """The three splits of a task built from Python objects, as TensorDatasets."""
+
+    search_train: torch.utils.data.TensorDataset
+    reward_val: torch.utils.data.TensorDataset
+    test: torch.utils.data.TensorDataset
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    @classmethod
+    def of(cls, search_train: Any, reward_val: Any, test: Any) -> TensorSplits:
+        named = {"search_train": search_train, "reward_val": reward_val, "test": test}
+        tensors = {key: _materialise(value, key) for key, value in named.items()}
+        shapes = {tuple(data.tensors[0].shape[1:]) for data in tensors.values()}
+        if len(shapes) != 1:
+            raise ConfigError(f"the splits' inputs differ in shape: {sorted(shapes)}")
+        targets = torch.cat([data.tensors[1] for data in tensors.values()])
+        classes = int(targets.max()) + 1 if targets.dtype in (torch.int64, torch.int32) and targets.numel() else 0
+        return cls(**tensors, input_shape=shapes.pop(), num_classes=classes)
+
+
+def _materialise(data: Any, name: str) -> torch.utils.data.TensorDataset:
+    """A Dataset or DataLoader of (input, target) pairs as one TensorDataset."""
+    from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        return data
+    if isinstance(data, Dataset):
+        data = DataLoader(data, batch_size=256, shuffle=False)
+    if not isinstance(data, DataLoader):
+        raise ConfigError(f"{name} must be a torch Dataset or DataLoader of (input, target), "
+                          f"got {type(data).__name__}")
+    inputs, targets = [], []
+    for batch in data:
+        if not isinstance(batch, list | tuple) or len(batch) < 2:
+            raise ConfigError(f"{name} must yield (input, target) pairs")
+        inputs.append(torch.as_tensor(batch[0]))
+        targets.append(torch.as_tensor(batch[1]))
+    if not inputs:
+        raise ConfigError(f"{name} is empty")
+    return TensorDataset(torch.cat(inputs).float(), torch.cat(targets))
+
+
 def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
     """Load the pretrained model, splits, layer specs, cost table and quantizer settings of ``spec``.
 
@@ -97,16 +207,22 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
     from haq_rl.training import resolve_device
 
     spec = resolve_spec(spec, **overrides)
+    if spec.dataset == PYTHON_SOURCE:
+        raise ConfigError(f"task {spec.id} was built from Python objects (Task.from_model): pass the Task "
+                          "itself (run_search(config, task=...), finetune_run(run, task=...))")
     device = resolve_device(spec.device)
     profile = load_profile(spec.hardware)
     # Native-size data needs no resize and shares the cache entry of `haq-rl pretrain`
     # with default settings; split_seed keeps the reward and test images out of training.
     image_size = spec.input_size if spec.input_size != _native_size(spec.dataset) else None
-    model, meta = get_pretrained(PretrainConfig(
-        model=spec.model, dataset=spec.dataset, data_root=spec.data_root, width_mult=spec.width_mult,
-        input_size=image_size, split_seed=spec.split_seed))
+    if spec.weights is None:
+        model, meta = get_pretrained(PretrainConfig(
+            model=spec.model, dataset=spec.dataset, data_root=spec.data_root, width_mult=spec.width_mult,
+            input_size=image_size, split_seed=spec.split_seed))
     splits = make_splits(load_dataset(spec.dataset, spec.data_root, image_size=image_size),
                          SplitConfig(seed=spec.split_seed))
+    if spec.weights is not None:
+        model, meta = _model_with_weights(spec, splits)
     layers = extract_layer_specs(model, splits.input_shape, batch=profile.batch)
     cost_table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
     quant_config = QuantConfig(
@@ -114,6 +230,20 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
         min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
     return Task(spec=spec, model=model, meta=meta, splits=splits, layers=layers,
                 cost_table=cost_table, quant_config=quant_config, device=device)
+
+
+def _model_with_weights(spec: TaskSpec, splits: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """The spec's architecture with the user's trained weights: nothing is trained."""
+    from haq_rl.models import build_model, load_weights
+
+    channels = int(splits.input_shape[0])
+    model = build_model(spec.model, num_classes=int(splits.num_classes), in_channels=channels,
+                        input_size=spec.input_size, width_mult=spec.width_mult)
+    load_weights(model, str(spec.weights), model_name=f"model {spec.model!r}")
+    meta = {"model": spec.model, "weights": str(spec.weights), "dataset": spec.dataset,
+            "num_classes": int(splits.num_classes), "in_channels": channels,
+            "input_size": spec.input_size, "width_mult": spec.width_mult}
+    return model, meta
 
 
 def _native_size(dataset: str) -> int | None:
