@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -16,6 +17,31 @@ def small_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         nn.Linear(32 * 7 * 7, 64), nn.ReLU(),
         nn.Linear(64, num_classes),
     )
+
+
+class TinyViT(nn.Module):
+    """A ViT-like classifier from PyTorch's own TransformerEncoder: 4x4-pixel patches of a
+    28x28 image (or 2x2 of an 8x8 one), a class token, learned positions, two layers."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, input_size: int = 28, dim: int = 32) -> None:
+        super().__init__()
+        patch = 4 if input_size >= 16 else 2
+        tokens = (input_size // patch) ** 2
+        self.patches = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.positions = nn.Parameter(torch.zeros(1, tokens + 1, dim))
+        layer = nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.positions
+        return self.head(self.encoder(tokens)[:, 0])
+
+
+def tiny_vit(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> nn.Module:
+    return TinyViT(num_classes, in_channels, input_size)
 
 
 class Opaque:

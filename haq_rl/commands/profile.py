@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     specs = extract_layer_specs(model, (in_channels, args.input_size, args.input_size), batch=batch)
     table = CostTable.build(specs, profile, max_bits=max(8, profile.max_bits))
 
-    print(f"{args.model} at {in_channels}x{args.input_size}x{args.input_size}, batch {batch}: {describe(specs)}")
+    print(f"{args.model} at {in_channels}x{args.input_size}x{args.input_size}, batch {batch}: {describe(specs, batch)}")
     print(f"hardware: {profile.name} ({profile.cost_model}) - {profile.description}")
     w_show, a_show = max(w_list), max(a_list)
     w_low, a_low = min(w_list), min(a_list)

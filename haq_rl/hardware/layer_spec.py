@@ -73,10 +73,11 @@ class LayerSpec:
         return asdict(self)
 
 
-def describe(specs: list[LayerSpec]) -> str:
-    """Short human summary: count of layers by kind and total MACs (per image)."""
+def describe(specs: list[LayerSpec], batch: int = 1) -> str:
+    """Short human summary: count of layers by kind and total MACs per image of specs
+    traced at ``batch`` images (a token layer's batch also counts its tokens)."""
     kinds = {kind: sum(s.kind == kind for s in specs) for kind in LAYER_KINDS}
-    macs = sum(s.macs // s.batch for s in specs)
+    macs = sum(s.macs for s in specs) / batch
     counts = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
     return f"{len(specs)} layers ({counts}), {macs / 1e6:.2f} M MACs per image"
 

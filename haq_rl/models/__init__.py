@@ -1,5 +1,6 @@
 """Model zoo (no downloads), user models by import path, quantizable layers and specs."""
 
+from haq_rl.models.attention import ExplicitMultiheadAttention, make_attention_explicit
 from haq_rl.models.specs import (
     ModelSummary,
     extract_layer_specs,
@@ -11,6 +12,7 @@ from haq_rl.models.weights import load_weights, read_state_dict
 from haq_rl.models.zoo import MODEL_NAMES, build_model, check_model_name
 
 __all__ = [
+    "ExplicitMultiheadAttention",
     "MODEL_NAMES",
     "ModelSummary",
     "build_model",
@@ -19,6 +21,7 @@ __all__ = [
     "is_import_path",
     "load_user_model",
     "load_weights",
+    "make_attention_explicit",
     "model_summary",
     "quantizable_layers",
     "read_state_dict",

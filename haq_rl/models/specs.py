@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +51,9 @@ def extract_layer_specs(model: nn.Module, input_shape: tuple[int, int, int],
     Runs a single forward pass of one zero image in eval mode under ``no_grad`` with
     forward hooks recording each layer's input and output shapes; the model's training
     flag is restored afterwards. ``batch`` is written into the specs (the accelerator's
-    batch), it does not change the traced pass. Raises ConfigError when a quantizable
+    batch), it does not change the traced pass. A Linear applied to tokens (an input of
+    shape (1, ..., features)) is costed over every token, and a layer called several times
+    (weight sharing) once per call: both multiply ``batch``. Raises ConfigError when a quantizable
     layer is never called by ``forward`` (its cost would be unknown).
     """
     if len(input_shape) != 3:
@@ -59,11 +62,16 @@ def extract_layer_specs(model: nn.Module, input_shape: tuple[int, int, int],
         raise ConfigError(f"batch must be >= 1, got {batch}")
     layers = quantizable_layers(model)
     shapes: dict[str, tuple[torch.Size, torch.Size]] = {}
+    calls: dict[str, int] = {}
+    rows: dict[str, int] = {}
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            # A module called twice (weight sharing) keeps the shapes of its first call.
+            # Shapes of the first call; every call is costed (a shared layer runs each time),
+            # and a Linear runs once per token of a (1, ..., features) input.
             shapes.setdefault(name, (inputs[0].shape, output.shape))
+            calls[name] = calls.get(name, 0) + 1
+            rows[name] = rows.get(name, 0) + math.prod(inputs[0].shape[:-1])
         return hook
 
     handles = [m.register_forward_hook(make_hook(name)) for name, m in layers]
@@ -86,14 +94,14 @@ def extract_layer_specs(model: nn.Module, input_shape: tuple[int, int, int],
         if isinstance(m, nn.Linear):
             specs.append(LayerSpec(
                 name=name, kind="linear", in_channels=m.in_features, out_channels=m.out_features,
-                kernel=1, stride=1, groups=1, in_h=1, in_w=1, out_h=1, out_w=1, batch=batch,
+                kernel=1, stride=1, groups=1, in_h=1, in_w=1, out_h=1, out_w=1, batch=batch * rows[name],
                 has_bias=m.bias is not None))
         else:
             specs.append(LayerSpec(
                 name=name, kind=_kind(m), in_channels=m.in_channels, out_channels=m.out_channels,
                 kernel=_square(m.kernel_size, "kernel", name), stride=_square(m.stride, "stride", name),
                 groups=m.groups, in_h=int(in_shape[-2]), in_w=int(in_shape[-1]),
-                out_h=int(out_shape[-2]), out_w=int(out_shape[-1]), batch=batch,
+                out_h=int(out_shape[-2]), out_w=int(out_shape[-1]), batch=batch * calls[name],
                 has_bias=m.bias is not None))
     return specs
 

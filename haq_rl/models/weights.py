@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from haq_rl.errors import CheckpointError, MissingPathError
+from haq_rl.models.attention import upgrade_attention_keys
 
 #: How many offending keys an error names.
 SHOWN_KEYS = 3
@@ -43,6 +44,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_weights(model: nn.Module, path: str | Path, model_name: str = "the model") -> nn.Module:
     """Load the weights file ``path`` into ``model`` (strict) and return it in eval mode."""
     state = read_state_dict(path)
+    upgrade_attention_keys(model, state)  # saved from nn.MultiheadAttention, loaded into its explicit form
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     extra = [key for key in state if key not in expected]

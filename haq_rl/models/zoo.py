@@ -8,6 +8,7 @@ from torch import nn
 
 from haq_rl.errors import ConfigError, UnknownNameError
 from haq_rl.models import resnet
+from haq_rl.models.attention import make_attention_explicit
 from haq_rl.models.lenet import LeNet5
 from haq_rl.models.mobilenet import MobileNetV1, MobileNetV2
 from haq_rl.models.user import is_import_path, load_user_model
@@ -41,6 +42,8 @@ def build_model(name: str, *, num_classes: int = 10, in_channels: int = 1, input
                 width_mult: float = 1.0) -> nn.Module:
     """Build a zoo model (randomly initialised) or a user model ``package.module:factory``.
 
+    A user model's ``nn.MultiheadAttention`` modules are replaced by
+    :class:`~haq_rl.models.attention.ExplicitMultiheadAttention` (same function).
     ``input_size`` picks the layout of the MobileNets (small-input variant at <= 64 px,
     ImageNet layout above) and sizes LeNet-5's classifier; the ResNets accept any size.
     """
@@ -51,8 +54,10 @@ def build_model(name: str, *, num_classes: int = 10, in_channels: int = 1, input
     if not width_mult > 0:
         raise ConfigError(f"width_mult must be > 0, got {width_mult!r}")
     if is_import_path(name):
-        return load_user_model(name, num_classes=num_classes, in_channels=in_channels,
-                               input_size=input_size, width_mult=width_mult)
+        model = load_user_model(name, num_classes=num_classes, in_channels=in_channels,
+                                input_size=input_size, width_mult=width_mult)
+        make_attention_explicit(model)  # attention projections become quantizable Linears
+        return model
     check_model_name(name)
     if width_mult != 1.0 and name not in WIDTH_MODELS:
         raise ConfigError(f"model {name!r} has no width multiplier (only {sorted(WIDTH_MODELS)}); "

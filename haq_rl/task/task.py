@@ -61,6 +61,9 @@ class Task:
         Arguments:
             model: the trained float model (its forward may return a tensor, a tuple or dict
                 whose first entry holds the class scores, or an object with ``.logits``).
+                Its ``nn.MultiheadAttention`` modules are replaced in place by
+                :class:`~haq_rl.models.attention.ExplicitMultiheadAttention` (same function,
+                quantizable projections).
             search_train / reward_val / test: torch Datasets of ``(input, target)`` or
                 DataLoaders over them: calibration and fine-tuning, the search's reward, and
                 the final evaluation.
@@ -72,7 +75,7 @@ class Task:
                 :class:`~haq_rl.task.spec.TaskSpec` field, e.g. ``min_bits``, ``reward_metric``).
         """
         from haq_rl.hardware import CostTable, load_profile
-        from haq_rl.models import extract_layer_specs
+        from haq_rl.models import extract_layer_specs, make_attention_explicit
         from haq_rl.quant import QuantConfig
         from haq_rl.training import resolve_device
 
@@ -82,6 +85,7 @@ class Task:
                         objective=objective, budget=budget, **settings)
         device = resolve_device(spec.device)
         profile = load_profile(spec.hardware)
+        make_attention_explicit(model)  # in place: attention projections become quantizable Linears
         model = model.eval()
         layers = extract_layer_specs(model, cast("tuple[int, int, int]", splits.input_shape), batch=profile.batch)
         cost_table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
