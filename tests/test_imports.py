@@ -22,7 +22,7 @@ LAYERS = {
     "quant": 2,
     "models": 3, "data": 3, "training": 3, "pretrain": 3,
     "task": 4,
-    "run": 5, "finetune": 6, "report": 6,
+    "run": 5, "finetune": 6, "report": 6, "export": 7,
     "env": 5,
     "agent": 6,
     "search": 7,
@@ -36,6 +36,7 @@ FORBIDDEN = {
     "agent": {"env", "run", "finetune", "report"},
     "finetune": {"env", "agent", "report"},
     "report": {"env", "agent"},
+    "export": {"env", "agent", "search"},
 }
 
 

@@ -1,0 +1,40 @@
+"""``haq-rl export``: the searched policy as an ONNX model in QDQ form, verified in onnxruntime.
+
+    haq-rl export runs/default                       # uses runs/default/finetuned.pt
+    haq-rl export runs/x/best_policy.json --out x.onnx --opset 21
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from haq_rl.export.onnx_qdq import DEFAULT_OPSET
+
+    parser = subparsers.add_parser(
+        "export", help="ONNX (QDQ) model with the searched bits, checked in onnxruntime",
+        description="Write the searched policy's model as ONNX: integer weights at the searched "
+                    "bits (INT4 at <= 4 bits from opset 21, else INT8) with per-channel "
+                    "DequantizeLinear, and Clip/QuantizeLinear/DequantizeLinear on every "
+                    "quantized layer's input. Prints onnxruntime's test accuracy beside PyTorch's.")
+    parser.add_argument("source", metavar="RUN_DIR_OR_POLICY_JSON")
+    parser.add_argument("--checkpoint", default=None, metavar="FINETUNED_PT",
+                        help="fine-tuned checkpoint (default: the run's finetuned.pt, else post-training)")
+    parser.add_argument("--out", default=None, help="output file (default: model.onnx next to the policy)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from haq_rl.export import export_onnx
+
+    result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force)
+    kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
+    print(f"wrote {result.path} ({kind}, {result.layers} quantized layers, "
+          f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")
+    print(f"test accuracy: onnxruntime {result.onnx_accuracy:.2f}%, PyTorch fake quant {result.torch_accuracy:.2f}%; "
+          f"same top-1 on {100 * result.agreement:.2f}% of images")
+    return 0

@@ -1,0 +1,278 @@
+"""Export a searched policy as an ONNX model in QDQ form, and check it in onnxruntime.
+
+The float graph comes from ``torch.onnx.export`` of the model holding the quantized weight
+values (BatchNorm kept as is). Then, for every quantized layer:
+
+- its weight becomes an integer initializer at the searched width (INT4 for <= 4 bits
+  where the opset has it, INT8 otherwise) and a per-output-channel ``DequantizeLinear``;
+  the integers are the layer's exact levels (a width narrower than its container stays
+  exact through the scale and the clamped levels);
+- its input activation gets ``Clip`` (to the layer's clamped range) -> ``QuantizeLinear``
+  -> ``DequantizeLinear`` with the calibrated or learned clip (unsigned UINT8 after
+  ReLU-like inputs, signed INT8 otherwise).
+
+So the file computes what the fake-quantized PyTorch model computes. Only ``nn.Conv2d``
+and ``nn.Linear`` on 2-D inputs (exported as ``Gemm``) are supported, with linear
+(not k-means) weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from haq_rl import __version__
+from haq_rl.errors import ConfigError, MissingDependencyError
+from haq_rl.fileio import atomic_write, remove_stale_temps
+from haq_rl.finetune import (
+    load_finetuned,
+    load_quantized_model,
+    policy_costs,
+    resolve_env,
+    resolve_policy_source,
+)
+from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
+from haq_rl.run.layout import FINETUNED_FILE
+from haq_rl.run.lock import run_lock
+from haq_rl.task.task import Task, load_task
+
+logger = logging.getLogger(__name__)
+
+#: The opset written by default: INT4/UINT4 in QuantizeLinear/DequantizeLinear need 21.
+DEFAULT_OPSET = 21
+#: What torch's TorchScript exporter writes; the graph is then raised to ``opset``.
+_TORCH_OPSET = 20
+
+
+@dataclass
+class ExportResult:
+    """An exported model: where it is, what it holds and how it scores."""
+
+    path: Path
+    finetuned: bool
+    onnx_accuracy: float
+    torch_accuracy: float
+    agreement: float  # fraction of test images whose top-1 class both models agree on
+    weight_bytes: int  # bytes of the quantized layers' weight initializers
+    layers: int
+
+
+def _onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise MissingDependencyError(
+            "haq-rl export needs onnx and onnxruntime: pip install 'haq-rl[export]'") from None
+    return onnx, onnxruntime
+
+
+def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out: str | Path | None = None,
+                opset: int = DEFAULT_OPSET, force: bool = False, task: Task | None = None) -> ExportResult:
+    """Export a run's best policy (or a policy JSON) to ONNX, verify it, return the result.
+
+    ``checkpoint`` defaults to the run's finetuned.pt when there is one; otherwise the
+    post-training quantized model is exported (with a warning). ``out`` defaults to
+    ``model.onnx`` next to the policy; an existing file needs ``force``. The file is
+    written atomically.
+    """
+    onnx, onnxruntime = _onnx()
+    if not 13 <= opset <= 23:
+        raise ConfigError(f"opset={opset} must be between 13 and 23")
+    policy_path, out_dir, run_config = resolve_policy_source(source)
+    target = Path(out) if out is not None else out_dir / "model.onnx"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass --force to replace it")
+    with run_lock(target.parent):  # one writer; a killed export leaves at most a temporary file
+        remove_stale_temps(target.parent)
+        return _export_locked(onnx, onnxruntime, policy_path, out_dir, run_config, target, checkpoint, opset, task)
+
+
+def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path, run_config: Path | None,
+                   target: Path, checkpoint: str | Path | None, opset: int, task: Task | None) -> ExportResult:
+    policy = QuantPolicy.from_json(policy_path)
+    spec = resolve_env(policy, None, run_config)
+    task = task.with_settings(budget=spec.budget) if task is not None else load_task(spec)
+    policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
+    if checkpoint is None and (policy_path.parent / FINETUNED_FILE).is_file():
+        checkpoint = policy_path.parent / FINETUNED_FILE
+    if task.spec.weight_method != "linear":
+        raise ConfigError(f"weight_method {task.spec.weight_method!r} (k-means codebooks) has no QDQ form; "
+                          "export needs linear weights")
+    if checkpoint is not None:
+        payload = load_finetuned(checkpoint)
+        saved = QuantPolicy.from_dict(payload["policy"])
+        if saved.validate(task.layer_names, 1, 8) != policy:
+            raise ConfigError(f"{checkpoint} was fine-tuned with another policy than {policy_path}")
+        reference = load_quantized_model(task, payload, source=str(checkpoint))
+        state, quant = payload["state_dict"], payload["quant_params"]
+    else:
+        logger.warning("exporting the post-training quantized model: %s has no %s (run haq-rl finetune)",
+                       out_dir, FINETUNED_FILE)
+        reference = copy.deepcopy(task.model)
+        prepare_qat(reference, policy, task.quant_config, task.calibration_inputs())
+        exported = export_qat(reference)
+        state, quant = exported["state_dict"], exported["quant"]
+    reference.eval()
+    model = _qdq_model(onnx, task, state, quant, policy, opset)
+    costs = policy_costs(task, policy)
+    for key, value in {"haq_rl_version": __version__, "policy": json.dumps(policy.to_dict()),
+                       "profile": task.cost_table.profile_name, "profile_sha256": task.cost_table.profile_sha256,
+                       "objective": task.spec.objective, "cost_ratio": f"{costs['cost_ratio']:.6f}",
+                       "env": task.spec.id, "finetuned": str(checkpoint is not None)}.items():
+        model.metadata_props.add(key=key, value=str(value))
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    onnx_accuracy, torch_accuracy, agreement = _verify(onnxruntime, data, reference, task)
+    atomic_write(target, lambda stream: stream.write(data))
+    weight_bytes = sum(_initializer_bytes(onnx, init) for init in model.graph.initializer
+                       if init.name.endswith(".weight_q"))
+    logger.info("wrote %s: onnxruntime %.2f%%, torch %.2f%%, top-1 agreement %.2f%%",
+                target, onnx_accuracy, torch_accuracy, 100 * agreement)
+    return ExportResult(path=target, finetuned=checkpoint is not None, onnx_accuracy=onnx_accuracy,
+                        torch_accuracy=torch_accuracy, agreement=agreement, weight_bytes=weight_bytes,
+                        layers=len(task.layer_names))
+
+
+def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dict[str, Any],
+               policy: QuantPolicy, opset: int) -> Any:
+    """The float graph of the quantized weights, with QDQ around every quantized layer."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    plain = copy.deepcopy(task.model).cpu().eval()
+    plain.load_state_dict(state)
+    example = task.splits.test.tensors[0][:1]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # torch's TorchScript exporter is deprecated, still complete
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _torch_export(plain, example, buffer, opset)
+    model = onnx.load_from_string(buffer.getvalue())
+    graph = model.graph
+    alias = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
+    use_int4 = opset >= 21
+    new_nodes = []
+    done = set()
+    for node in graph.node:
+        weight_name = alias.get(node.input[1], node.input[1]) if len(node.input) > 1 else ""
+        layer = weight_name.removesuffix(".weight") if weight_name.endswith(".weight") else None
+        if layer not in quant or node.op_type not in ("Conv", "Gemm"):
+            new_nodes.append(node)
+            continue
+        if node.op_type == "Gemm" and not any(a.name == "transB" and a.i == 1 for a in node.attribute):
+            raise ConfigError(f"layer {layer!r} exports as a Gemm without transB; not supported")
+        params = quant[layer]
+        w_bits, a_bits = int(params["w_bits"]), int(params["a_bits"])
+        if params["w_scale"] is None:
+            raise ConfigError(f"layer {layer!r} has {w_bits}-bit weights without a linear scale; not exportable")
+        weight = state[f"{layer}.weight"].detach().float().cpu()
+        scale = torch.tensor(params["w_scale"], dtype=torch.float32)
+        levels = torch.round(weight / scale.reshape(-1, *([1] * (weight.dim() - 1))))
+        narrow = use_int4 and w_bits <= 4
+        dtype = TensorProto.INT4 if narrow else TensorProto.INT8
+        q_name, s_name, z_name = f"{layer}.weight_q", f"{layer}.weight_scale", f"{layer}.weight_zero"
+        graph.initializer.append(_integer_tensor(q_name, levels.to(torch.int8).numpy(), narrow))
+        graph.initializer.append(numpy_helper.from_array(scale.numpy(), s_name))
+        graph.initializer.append(helper.make_tensor(z_name, dtype, [len(scale)], [0] * len(scale)))
+        dq_weight = f"{layer}.weight_dq"
+        new_nodes.append(helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [dq_weight], axis=0,
+                                          name=f"{layer}/weight_dequantize"))
+        signed = bool(params["a_signed"])
+        a_scale = float(params["a_scale"])
+        low, high = (-(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1) if signed else (0, 2 ** a_bits - 1)
+        names = {key: f"{layer}.input_{key}" for key in ("low", "high", "scale", "zero", "clipped", "q", "dq")}
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array(low * a_scale, np.float32), names["low"]),
+            numpy_helper.from_array(np.array(high * a_scale, np.float32), names["high"]),
+            numpy_helper.from_array(np.array(a_scale, np.float32), names["scale"]),
+            helper.make_tensor(names["zero"], TensorProto.INT8 if signed else TensorProto.UINT8, [], [0]),
+        ])
+        new_nodes += [
+            helper.make_node("Clip", [node.input[0], names["low"], names["high"]], [names["clipped"]],
+                             name=f"{layer}/input_clip"),
+            helper.make_node("QuantizeLinear", [names["clipped"], names["scale"], names["zero"]], [names["q"]],
+                             name=f"{layer}/input_quantize"),
+            helper.make_node("DequantizeLinear", [names["q"], names["scale"], names["zero"]], [names["dq"]],
+                             name=f"{layer}/input_dequantize"),
+        ]
+        node.input[0] = names["dq"]
+        node.input[1] = dq_weight
+        new_nodes.append(node)
+        done.add(layer)
+    missing = [name for name in policy.layer_names if name not in done]
+    if missing:
+        raise ConfigError(f"these layers did not export as Conv/Gemm with their weight: {', '.join(missing[:3])}")
+    # The float copies of the quantized weights, and the Identity nodes that passed them
+    # on, are no longer used: drop dead nodes (outputs nobody reads), then unused initializers.
+    outputs = {output.name for output in graph.output}
+    while True:
+        read = {name for node in new_nodes for name in node.input} | outputs
+        live = [node for node in new_nodes if any(name in read for name in node.output)]
+        if len(live) == len(new_nodes):
+            break
+        new_nodes = live
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = opset
+    return model
+
+
+def _integer_tensor(name: str, values: np.ndarray, int4: bool) -> Any:
+    """An INT8 initializer, or an INT4 one packed two values per byte (first in the low nibble)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not int4:
+        return numpy_helper.from_array(values.astype(np.int8), name)
+    flat = values.astype(np.int8).reshape(-1)
+    nibbles = (flat & 0x0F).astype(np.uint8)
+    if len(nibbles) % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    packed = nibbles[0::2] | (nibbles[1::2] << 4)
+    return helper.make_tensor(name, TensorProto.INT4, list(values.shape), packed.tobytes(), raw=True)
+
+
+def _torch_export(model: torch.nn.Module, example: torch.Tensor, buffer: io.BytesIO, opset: int) -> None:
+    torch.onnx.export(model, (example,), buffer,  # type: ignore[arg-type]
+                      dynamo=False, opset_version=min(opset, _TORCH_OPSET),
+                      do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,
+                      input_names=["input"], output_names=["scores"],
+                      dynamic_axes={"input": {0: "batch"}, "scores": {0: "batch"}})
+
+
+def _verify(onnxruntime: Any, data: bytes, reference: torch.nn.Module, task: Task) -> tuple[float, float, float]:
+    """onnxruntime's and PyTorch's test-split accuracy, and their top-1 agreement."""
+    from haq_rl.quant.outputs import logits_of
+
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    inputs, labels = task.splits.test.tensors
+    onnx_top, torch_top = [], []
+    with torch.no_grad():
+        for start in range(0, len(labels), 256):
+            batch = inputs[start:start + 256]
+            onnx_top.append(torch.from_numpy(session.run(None, {"input": batch.numpy()})[0]).argmax(1))
+            torch_top.append(logits_of(reference(batch.to(task.device))).argmax(1).cpu())
+    onnx_pred, torch_pred = torch.cat(onnx_top), torch.cat(torch_top)
+    return (100.0 * float((onnx_pred == labels).float().mean()), 100.0 * float((torch_pred == labels).float().mean()),
+            float((onnx_pred == torch_pred).float().mean()))
+
+
+def _initializer_bytes(onnx: Any, init: Any) -> int:
+    """Stored bytes of an initializer (INT4 packs two values per byte)."""
+    count = int(np.prod(init.dims)) if init.dims else 1
+    if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+        return (count + 1) // 2
+    return count * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
