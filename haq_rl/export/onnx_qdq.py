@@ -8,12 +8,14 @@ values (BatchNorm kept as is). Then, for every quantized layer:
   the integers are the layer's exact levels (a width narrower than its container stays
   exact through the scale and the clamped levels);
 - its input activation gets ``Clip`` (to the layer's clamped range) -> ``QuantizeLinear``
-  -> ``DequantizeLinear`` with the calibrated or learned clip (unsigned UINT8 after
-  ReLU-like inputs, signed INT8 otherwise).
+  -> ``DequantizeLinear`` with the calibrated or learned clip, in INT8 (non-negative
+  inputs use zero point -128, so their 2^bits levels start at the bottom of the range).
 
-So the file computes what the fake-quantized PyTorch model computes. Only ``nn.Conv2d``
-and ``nn.Linear`` on 2-D inputs (exported as ``Gemm``) are supported, with linear
-(not k-means) weights.
+So the file computes what the fake-quantized PyTorch model computes. Supported: ``nn.Conv2d`` and
+``nn.Linear`` on 2-D inputs (``Gemm``), with linear (not k-means) weights. A Linear on
+token inputs (attention projections, transformer MLPs) exports as ``Transpose`` ->
+``MatMul``; its QDQ form is valid ONNX but onnxruntime 1.31 fails to load it (its Gemm
+fusion mixes zero-point types), so such models get a one-line error instead.
 """
 
 from __future__ import annotations
@@ -146,7 +148,6 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
 def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dict[str, Any],
                policy: QuantPolicy, opset: int) -> Any:
     """The float graph of the quantized weights, with QDQ around every quantized layer."""
-    from onnx import TensorProto, helper, numpy_helper
 
     plain = copy.deepcopy(task.model).cpu().eval()
     plain.load_state_dict(state)
@@ -159,57 +160,22 @@ def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dic
     graph = model.graph
     alias = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
     use_int4 = opset >= 21
+    weight_users, compute_nodes = _layer_nodes(graph, alias, quant)
     new_nodes = []
     done = set()
-    for node in graph.node:
-        weight_name = alias.get(node.input[1], node.input[1]) if len(node.input) > 1 else ""
-        layer = weight_name.removesuffix(".weight") if weight_name.endswith(".weight") else None
-        if layer not in quant or node.op_type not in ("Conv", "Gemm"):
-            new_nodes.append(node)
-            continue
-        if node.op_type == "Gemm" and not any(a.name == "transB" and a.i == 1 for a in node.attribute):
-            raise ConfigError(f"layer {layer!r} exports as a Gemm without transB; not supported")
-        params = quant[layer]
-        w_bits, a_bits = int(params["w_bits"]), int(params["a_bits"])
-        if params["w_scale"] is None:
-            raise ConfigError(f"layer {layer!r} has {w_bits}-bit weights without a linear scale; not exportable")
-        weight = state[f"{layer}.weight"].detach().float().cpu()
-        scale = torch.tensor(params["w_scale"], dtype=torch.float32)
-        levels = torch.round(weight / scale.reshape(-1, *([1] * (weight.dim() - 1))))
-        narrow = use_int4 and w_bits <= 4
-        dtype = TensorProto.INT4 if narrow else TensorProto.INT8
-        q_name, s_name, z_name = f"{layer}.weight_q", f"{layer}.weight_scale", f"{layer}.weight_zero"
-        graph.initializer.append(_integer_tensor(q_name, levels.to(torch.int8).numpy(), narrow))
-        graph.initializer.append(numpy_helper.from_array(scale.numpy(), s_name))
-        graph.initializer.append(helper.make_tensor(z_name, dtype, [len(scale)], [0] * len(scale)))
-        dq_weight = f"{layer}.weight_dq"
-        new_nodes.append(helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [dq_weight], axis=0,
-                                          name=f"{layer}/weight_dequantize"))
-        signed = bool(params["a_signed"])
-        a_scale = float(params["a_scale"])
-        low, high = (-(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1) if signed else (0, 2 ** a_bits - 1)
-        names = {key: f"{layer}.input_{key}" for key in ("low", "high", "scale", "zero", "clipped", "q", "dq")}
-        graph.initializer.extend([
-            numpy_helper.from_array(np.array(low * a_scale, np.float32), names["low"]),
-            numpy_helper.from_array(np.array(high * a_scale, np.float32), names["high"]),
-            numpy_helper.from_array(np.array(a_scale, np.float32), names["scale"]),
-            helper.make_tensor(names["zero"], TensorProto.INT8 if signed else TensorProto.UINT8, [], [0]),
-        ])
-        new_nodes += [
-            helper.make_node("Clip", [node.input[0], names["low"], names["high"]], [names["clipped"]],
-                             name=f"{layer}/input_clip"),
-            helper.make_node("QuantizeLinear", [names["clipped"], names["scale"], names["zero"]], [names["q"]],
-                             name=f"{layer}/input_quantize"),
-            helper.make_node("DequantizeLinear", [names["q"], names["scale"], names["zero"]], [names["dq"]],
-                             name=f"{layer}/input_dequantize"),
-        ]
-        node.input[0] = names["dq"]
-        node.input[1] = dq_weight
+    for index, node in enumerate(list(graph.node)):
+        layer = weight_users.get(index)
+        if layer is not None:  # the node that reads the float weight: read its dequantized integers
+            new_nodes.append(_dequantized_weight(graph, node, layer, state, quant[layer], use_int4))
+            done.add(layer)
+        layer = compute_nodes.get(index)
+        if layer is not None:  # the Conv / Gemm / MatMul: quantize its input activation first
+            new_nodes += _quantized_input(graph, node, layer, quant[layer])
         new_nodes.append(node)
-        done.add(layer)
     missing = [name for name in policy.layer_names if name not in done]
     if missing:
-        raise ConfigError(f"these layers did not export as Conv/Gemm with their weight: {', '.join(missing[:3])}")
+        raise ConfigError(f"these layers did not export as Conv, Gemm or Transpose+MatMul with their weight: "
+                          f"{', '.join(missing[:3])}")
     # The float copies of the quantized weights, and the Identity nodes that passed them
     # on, are no longer used: drop dead nodes (outputs nobody reads), then unused initializers.
     outputs = {output.name for output in graph.output}
@@ -229,6 +195,88 @@ def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dic
         if entry.domain in ("", "ai.onnx"):
             entry.version = opset
     return model
+
+
+def _layer_nodes(graph: Any, alias: dict[str, str], quant: dict[str, Any]) -> tuple[dict[int, str], dict[int, str]]:
+    """For each quantized layer (by node index): the node that reads its weight initializer and the node that
+    computes with it. A Conv or Gemm is both; a Linear on token inputs exports as
+    Transpose(weight) -> MatMul, the Transpose reading and the MatMul computing."""
+    def layer_of(name: str) -> str | None:
+        for candidate in (name, alias.get(name, name)):  # dedup may alias equal weights
+            layer = candidate.removesuffix(".weight") if candidate.endswith(".weight") else None
+            if layer in quant:
+                return layer
+        return None
+
+    nodes = list(graph.node)
+    producers = {output: index for index, node in enumerate(nodes) for output in node.output}
+    weight_users: dict[int, str] = {}
+    compute: dict[int, str] = {}
+    for index, node in enumerate(nodes):
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and (layer := layer_of(node.input[1])):
+            if node.op_type == "Gemm" and not any(a.name == "transB" and a.i == 1 for a in node.attribute):
+                raise ConfigError(f"layer {layer!r} exports as a Gemm without transB; not supported")
+            weight_users[index] = compute[index] = layer
+        elif node.op_type == "MatMul" and node.input[1] in producers:
+            transpose = producers[node.input[1]]
+            if nodes[transpose].op_type == "Transpose" and (layer := layer_of(nodes[transpose].input[0])):
+                # The QDQ form of this pattern is valid ONNX, but onnxruntime (1.31) fails to
+                # load it: its MatMul+Add -> Gemm fusion mixes up the zero-point types.
+                raise ConfigError(f"layer {layer!r} is a Linear on token inputs (Transpose + MatMul in ONNX); "
+                                  "onnxruntime cannot load its QDQ form yet, so attention models are not "
+                                  "exported")
+    return weight_users, compute
+
+
+def _dequantized_weight(graph: Any, reader: Any, layer: str, state: dict[str, torch.Tensor],
+                        params: dict[str, Any], use_int4: bool) -> Any:
+    """Integer weight + per-channel scale initializers and the DequantizeLinear that ``reader`` now reads."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w_bits = int(params["w_bits"])
+    if params["w_scale"] is None:
+        raise ConfigError(f"layer {layer!r} has {w_bits}-bit weights without a linear scale; not exportable")
+    weight = state[f"{layer}.weight"].detach().float().cpu()
+    scale = torch.tensor(params["w_scale"], dtype=torch.float32)
+    levels = torch.round(weight / scale.reshape(-1, *([1] * (weight.dim() - 1))))
+    narrow = use_int4 and w_bits <= 4
+    dtype = TensorProto.INT4 if narrow else TensorProto.INT8
+    q_name, s_name, z_name = f"{layer}.weight_q", f"{layer}.weight_scale", f"{layer}.weight_zero"
+    graph.initializer.append(_integer_tensor(q_name, levels.to(torch.int8).numpy(), narrow))
+    graph.initializer.append(numpy_helper.from_array(scale.numpy(), s_name))
+    graph.initializer.append(helper.make_tensor(z_name, dtype, [len(scale)], [0] * len(scale)))
+    dq_weight = f"{layer}.weight_dq"
+    position = 1 if reader.op_type in ("Conv", "Gemm") else 0
+    reader.input[position] = dq_weight
+    return helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [dq_weight], axis=0,
+                            name=f"{layer}/weight_dequantize")
+
+
+def _quantized_input(graph: Any, node: Any, layer: str, params: dict[str, Any]) -> list[Any]:
+    """Clip -> QuantizeLinear -> DequantizeLinear on ``node``'s input, which then reads the result."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    a_bits, signed, a_scale = int(params["a_bits"]), bool(params["a_signed"]), float(params["a_scale"])
+    low, high = (-(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1) if signed else (0, 2 ** a_bits - 1)
+    names = {key: f"{layer}.input_{key}" for key in ("low", "high", "scale", "zero", "clipped", "q", "dq")}
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(low * a_scale, np.float32), names["low"]),
+        numpy_helper.from_array(np.array(high * a_scale, np.float32), names["high"]),
+        numpy_helper.from_array(np.array(a_scale, np.float32), names["scale"]),
+        # INT8 for every activation (unsigned ones as zero point -128): onnxruntime's MatMul
+        # fusions mishandle a UINT8 zero point next to INT8 weights.
+        helper.make_tensor(names["zero"], TensorProto.INT8, [], [0 if signed else -128]),
+    ])
+    nodes = [
+        helper.make_node("Clip", [node.input[0], names["low"], names["high"]], [names["clipped"]],
+                         name=f"{layer}/input_clip"),
+        helper.make_node("QuantizeLinear", [names["clipped"], names["scale"], names["zero"]], [names["q"]],
+                         name=f"{layer}/input_quantize"),
+        helper.make_node("DequantizeLinear", [names["q"], names["scale"], names["zero"]], [names["dq"]],
+                         name=f"{layer}/input_dequantize"),
+    ]
+    node.input[0] = names["dq"]
+    return nodes
 
 
 def _integer_tensor(name: str, values: np.ndarray, int4: bool) -> Any:

@@ -102,6 +102,13 @@ def test_vit_search_finetune_evaluate_report(vit_task, tmp_path):
     table = policy_table(load_run(tmp_path / "run"))
     assert set(table.loc[table["layer"].str.contains("self_attn"), "kind"]) == {"linear"}
     assert write_report(tmp_path / "run").is_file()
+    pytest.importorskip("onnxruntime")
+    from haq_rl.errors import ConfigError
+    from haq_rl.export import export_onnx
+
+    with pytest.raises(ConfigError, match="Linear on token inputs"):  # not exportable yet: a clear error
+        export_onnx(tmp_path / "run", task=task)
+    assert not (tmp_path / "run" / "model.onnx").exists()
 
 
 def test_vit_weights_from_nn_multiheadattention_load_through_the_cli(tmp_path, capsys):
