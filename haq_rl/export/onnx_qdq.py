@@ -11,11 +11,11 @@ values (BatchNorm kept as is). Then, for every quantized layer:
   -> ``DequantizeLinear`` with the calibrated or learned clip, in INT8 (non-negative
   inputs use zero point -128, so their 2^bits levels start at the bottom of the range).
 
-So the file computes what the fake-quantized PyTorch model computes. Supported: ``nn.Conv2d`` and
-``nn.Linear`` on 2-D inputs (``Gemm``), with linear (not k-means) weights. A Linear on
-token inputs (attention projections, transformer MLPs) exports as ``Transpose`` ->
-``MatMul``; its QDQ form is valid ONNX but onnxruntime 1.31 fails to load it (its Gemm
-fusion mixes zero-point types), so such models get a one-line error instead.
+So the file computes what the fake-quantized PyTorch model computes. Supported: ``nn.Conv2d``,
+``nn.Linear`` on 2-D inputs (``Gemm``) and on token inputs (attention projections,
+transformer MLPs), which torch exports as ``Transpose`` -> ``MatMul`` and which are
+rewritten as ``Reshape`` -> ``Gemm`` -> ``Reshape`` before quantization (onnxruntime 1.31
+fails to load the QDQ form of the MatMul pattern); linear (not k-means) weights.
 """
 
 from __future__ import annotations
@@ -159,6 +159,7 @@ def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dic
     model = onnx.load_from_string(buffer.getvalue())
     graph = model.graph
     alias = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
+    _token_linears_as_gemm(graph, alias)
     use_int4 = opset >= 21
     weight_users, compute_nodes = _layer_nodes(graph, alias, quant)
     new_nodes = []
@@ -197,6 +198,49 @@ def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dic
     return model
 
 
+def _token_linears_as_gemm(graph: Any, alias: dict[str, str]) -> None:
+    """Rewrite ``MatMul(x, Transpose(W))`` (a Linear on token inputs: attention projections,
+    transformer MLPs) as ``Reshape(Gemm(Reshape(x, [-1, in]), W, transB=1), shape(x)[:-1] + [out])``.
+
+    The same function, in the 2-D Gemm form that onnxruntime runs in QDQ; its own fusion
+    of QDQ MatMul + Add into Gemm fails to load (mismatched zero-point types, 1.31).
+    """
+    from onnx import helper, numpy_helper
+
+    initializers = {init.name: init for init in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    rewritten = []
+    for node in list(graph.node):
+        transpose = producers.get(node.input[1]) if node.op_type == "MatMul" and len(node.input) == 2 else None
+        if transpose is None or transpose.op_type != "Transpose":
+            rewritten.append(node)
+            continue
+        weight = alias.get(transpose.input[0], transpose.input[0])
+        if weight not in initializers or len(initializers[weight].dims) != 2:
+            rewritten.append(node)
+            continue
+        out_features, in_features = (int(d) for d in initializers[weight].dims)
+        base = node.output[0]
+        names = {key: f"{base}/token_{key}" for key in ("flat_shape", "flat", "gemm", "shape", "lead", "tail",
+                                                       "starts", "ends", "out_shape")}
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array([-1, in_features], np.int64), names["flat_shape"]),
+            numpy_helper.from_array(np.array([out_features], np.int64), names["tail"]),
+            numpy_helper.from_array(np.array([0], np.int64), names["starts"]),
+            numpy_helper.from_array(np.array([-1], np.int64), names["ends"]),
+        ])
+        rewritten += [
+            helper.make_node("Reshape", [node.input[0], names["flat_shape"]], [names["flat"]]),
+            helper.make_node("Gemm", [names["flat"], transpose.input[0]], [names["gemm"]], transB=1),
+            helper.make_node("Shape", [node.input[0]], [names["shape"]]),
+            helper.make_node("Slice", [names["shape"], names["starts"], names["ends"]], [names["lead"]]),
+            helper.make_node("Concat", [names["lead"], names["tail"]], [names["out_shape"]], axis=0),
+            helper.make_node("Reshape", [names["gemm"], names["out_shape"]], [node.output[0]]),
+        ]
+    del graph.node[:]
+    graph.node.extend(rewritten)
+
+
 def _layer_nodes(graph: Any, alias: dict[str, str], quant: dict[str, Any]) -> tuple[dict[int, str], dict[int, str]]:
     """For each quantized layer (by node index): the node that reads its weight initializer and the node that
     computes with it. A Conv or Gemm is both; a Linear on token inputs exports as
@@ -220,11 +264,7 @@ def _layer_nodes(graph: Any, alias: dict[str, str], quant: dict[str, Any]) -> tu
         elif node.op_type == "MatMul" and node.input[1] in producers:
             transpose = producers[node.input[1]]
             if nodes[transpose].op_type == "Transpose" and (layer := layer_of(nodes[transpose].input[0])):
-                # The QDQ form of this pattern is valid ONNX, but onnxruntime (1.31) fails to
-                # load it: its MatMul+Add -> Gemm fusion mixes up the zero-point types.
-                raise ConfigError(f"layer {layer!r} is a Linear on token inputs (Transpose + MatMul in ONNX); "
-                                  "onnxruntime cannot load its QDQ form yet, so attention models are not "
-                                  "exported")
+                raise ConfigError(f"layer {layer!r} exports as Transpose + MatMul, which has no QDQ form here")
     return weight_users, compute
 
 

@@ -103,12 +103,15 @@ def test_vit_search_finetune_evaluate_report(vit_task, tmp_path):
     assert set(table.loc[table["layer"].str.contains("self_attn"), "kind"]) == {"linear"}
     assert write_report(tmp_path / "run").is_file()
     pytest.importorskip("onnxruntime")
-    from haq_rl.errors import ConfigError
     from haq_rl.export import export_onnx
 
-    with pytest.raises(ConfigError, match="Linear on token inputs"):  # not exportable yet: a clear error
-        export_onnx(tmp_path / "run", task=task)
-    assert not (tmp_path / "run" / "model.onnx").exists()
+    exported = export_onnx(tmp_path / "run", task=task)  # token Linears: Reshape -> QDQ Gemm -> Reshape
+    assert exported.finetuned and exported.agreement >= 0.995
+    assert exported.onnx_accuracy == pytest.approx(exported.torch_accuracy, abs=0.2)
+    assert exported.onnx_accuracy == pytest.approx(searched["accuracy"], abs=0.2)
+    onnx = pytest.importorskip("onnx")
+    ops = [node.op_type for node in onnx.load(exported.path).graph.node]
+    assert ops.count("QuantizeLinear") == len(task.layer_names) and "MatMul" in ops  # scores stay float
 
 
 def test_vit_weights_from_nn_multiheadattention_load_through_the_cli(tmp_path, capsys):
