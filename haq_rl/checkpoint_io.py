@@ -16,21 +16,26 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, lambda stream: torch.save(obj, stream))
 
 
-def read_torch_file(path: str | Path, required: set[str], kind: str) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a dict holding ``required`` keys.
-
-    Raises MissingPathError when absent and CheckpointError (one line) when unreadable or
-    not a ``kind`` file.
-    """
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(weights_only=True, map_location="cpu")`` of ``path``: a file that needs
+    unpickling code is refused. Raises MissingPathError when absent and CheckpointError
+    (one line naming ``what`` and the path) when unreadable."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingPathError(f"checkpoint not found: {path}")
+        raise MissingPathError(f"{what} not found: {path}")
     try:
-        payload = torch.load(path, weights_only=True, map_location="cpu")
+        return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:  # torch raises many kinds (pickle, zip, EOF, Runtime)
         text = str(error).strip()
         first_line = text.splitlines()[0] if text else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from None
+        raise CheckpointError(f"cannot read {what} {path} (weights_only=True): {first_line}") from None
+
+
+def read_torch_file(path: str | Path, required: set[str], kind: str) -> dict[str, Any]:
+    """:func:`load_torch_file` of a dict holding ``required`` keys; CheckpointError (one
+    line) when it is not a ``kind`` file."""
+    payload = load_torch_file(path)
     if not isinstance(payload, dict) or not required <= payload.keys():
-        raise CheckpointError(f"{path} is not a {kind} (expected keys {', '.join(sorted(required))})")
+        raise CheckpointError(f"{Path(path).expanduser()} is not a {kind} "
+                              f"(expected keys {', '.join(sorted(required))})")
     return payload

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from haq_rl.env.quant_env import QuantizationEnv
+from haq_rl.errors import ConfigError
 from haq_rl.task import Task, TaskSpec, load_task
 from haq_rl.task.scoring import PolicyScorer
 
@@ -19,7 +20,8 @@ def make_env(spec: Task | TaskSpec | str | Path, render_mode: str | None = None,
     """
     if isinstance(spec, Task):
         if overrides:
-            raise TypeError("make_env(task) takes no spec overrides: build the Task from the spec you want")
+            raise ConfigError(f"make_env(task) takes no spec overrides (got {', '.join(sorted(overrides))}): "
+                              "use task.with_settings(...)")
         task = spec
     else:
         task = load_task(spec, **overrides)

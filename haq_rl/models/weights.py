@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from haq_rl.errors import CheckpointError, MissingPathError
+from haq_rl.checkpoint_io import load_torch_file
+from haq_rl.errors import CheckpointError
 from haq_rl.models.attention import upgrade_attention_keys
 
 #: How many offending keys an error names.
@@ -24,14 +25,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a weights file: a ``state_dict`` itself, or the ``state_dict`` entry of
     a haq-rl checkpoint (``haq-rl pretrain`` or ``finetune`` output)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingPathError(f"weights file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises pickle, zip, EOF and runtime errors alike
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        raise CheckpointError(f"cannot read weights {path} (weights_only=True): {first_line}") from None
+    payload = load_torch_file(path, "weights file")
     if isinstance(payload, Mapping) and isinstance(payload.get("state_dict"), Mapping):
         payload = payload["state_dict"]
     if not isinstance(payload, Mapping) or not all(

@@ -6,6 +6,7 @@ per-layer cost table from the layer specs config.json saved (no model is traced)
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from haq_rl.run.episodes import BASE_COLUMNS, read_episode_rows
 from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE, METRICS_FILE
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Run:
@@ -143,26 +145,39 @@ def as_runs(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathLik
     return loaded
 
 
-
 def cost_table_for(run: Run) -> Any:
     """The :class:`haq_rl.hardware.CostTable` of a run: the layer specs config.json recorded
     at search time, costed on the run's hardware profile (no model is built or traced).
+    Cached per (layer specs, hardware, weight method) within the process: a report asks
+    for it once per table and figure.
 
     Raises DataFormatError for a config.json without layer specs.
     """
-    from haq_rl.hardware import CostTable, LayerSpec, load_profile
-
     rows = run.config.get("layer_specs")
     if not isinstance(rows, list) or not rows:
         raise DataFormatError(f"{run.path / CONFIG_FILE} has no 'layer_specs' (written by an older haq-rl); "
                               "rerun the search to report it")
+    from haq_rl.hardware import LayerSpec
+
     try:
-        layers = [LayerSpec(**row) for row in rows]
+        for row in rows:
+            LayerSpec(**row)
     except (TypeError, ValueError) as error:
         raise DataFormatError(f"{run.path / CONFIG_FILE}: bad layer_specs entry: {error}") from None
     env = run.env
-    return CostTable.build(layers, load_profile(str(env.get("hardware"))),
-                           kmeans_codebooks=env.get("weight_method") == "kmeans")
+    key = json.dumps({"layers": rows, "hardware": env.get("hardware"), "weight_method": env.get("weight_method")},
+                     sort_keys=True)
+    return _cost_table_cached(key)
+
+
+@functools.lru_cache(maxsize=16)
+def _cost_table_cached(key: str) -> Any:
+    from haq_rl.hardware import CostTable, LayerSpec, load_profile
+
+    data = json.loads(key)
+    layers = [LayerSpec(**row) for row in data["layers"]]
+    return CostTable.build(layers, load_profile(str(data["hardware"])),
+                           kmeans_codebooks=data["weight_method"] == "kmeans")
 
 
 def table_of(run: Run) -> Any:

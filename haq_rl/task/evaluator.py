@@ -90,6 +90,9 @@ class PolicyEvaluator:
         self.finetune_lr = finetune_lr
         self.bn_batches = [x.to(self.device) for x in bn_batches]
         self.metric = metric
+        # The metric sees the whole reward split at once: its targets, concatenated once.
+        self._reward_labels = (torch.cat([labels for _, labels in self.reward_batches]).cpu()
+                               if self.reward_batches else torch.empty(0, dtype=torch.int64))
         self._memo: dict[bytes, PolicyScores] = {}
         self.evaluations = 0
         self.cache_hits = 0
@@ -147,8 +150,7 @@ class PolicyEvaluator:
         """Top-1 percent (the default), or the task's metric over the whole reward split."""
         if self.metric is None:
             return 100.0 * correct / max(total, 1)
-        labels = torch.cat([labels for _, labels in self.reward_batches]).cpu()
-        return float(self.metric(torch.cat(outputs).float().cpu(), labels))
+        return float(self.metric(torch.cat(outputs).float().cpu(), self._reward_labels))
 
     @torch.no_grad()
     def _measure(self) -> PolicyScores:

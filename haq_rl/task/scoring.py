@@ -88,7 +88,8 @@ class PolicyScorer:
 
     # ------------------------------------------------------------------ costs
     def cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
-        """Objective cost of a whole policy (vectorised table lookup)."""
+        """Objective cost of a whole policy: the action wall's hot path, so a bare lookup in the
+        validated objective array (``CostTable.policy_cost`` checks its input every call)."""
         return float(self._cost_array[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
 
     def uniform(self, bits: int) -> tuple[np.ndarray, np.ndarray]:

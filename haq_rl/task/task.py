@@ -74,9 +74,8 @@ class Task:
             hardware / objective / budget / settings: as in a task spec (any
                 :class:`~haq_rl.task.spec.TaskSpec` field, e.g. ``min_bits``, ``reward_metric``).
         """
-        from haq_rl.hardware import CostTable, load_profile
+        from haq_rl.hardware import load_profile
         from haq_rl.models import extract_layer_specs, make_attention_explicit
-        from haq_rl.quant import QuantConfig
         from haq_rl.training import resolve_device
 
         splits = TensorSplits.of(search_train, reward_val, test)
@@ -88,32 +87,29 @@ class Task:
         make_attention_explicit(model)  # in place: attention projections become quantizable Linears
         model = model.eval()
         layers = extract_layer_specs(model, cast("tuple[int, int, int]", splits.input_shape), batch=profile.batch)
-        cost_table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
-        quant_config = QuantConfig(
-            act_calibration=spec.calibration, calibration_batches=spec.calibration_batches,
-            min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
         meta = {"model": spec.model, "source": PYTHON_SOURCE, "input_shape": list(splits.input_shape),
                 "num_classes": splits.num_classes}
-        return cls(spec=spec, model=model, meta=meta, splits=splits, layers=layers, cost_table=cost_table,
-                   quant_config=quant_config, device=device, metric=metric)
+        return cls(spec=spec, model=model, meta=meta, splits=splits, layers=layers,
+                   cost_table=_cost_table(layers, profile, spec), quant_config=_quant_config(spec),
+                   device=device, metric=metric)
 
     def with_settings(self, **fields: Any) -> Task:
         """The same model and data under other spec fields (budget, objective, hardware, ...).
 
-        A new hardware or batch-dependent profile rebuilds the cost table.
+        The quantizer settings follow the new spec; a new hardware profile or weight method
+        rebuilds the cost table (each layer's tokens per image kept, batch from the profile).
         """
         if not fields:
             return self
         spec = self.spec.replace(**fields)
-        table = self.cost_table
-        if spec.hardware != self.spec.hardware or spec.weight_method != self.spec.weight_method:
-            from haq_rl.hardware import CostTable, load_profile
+        task = dataclasses.replace(self, spec=spec, quant_config=_quant_config(spec))
+        if spec.hardware == self.spec.hardware and spec.weight_method == self.spec.weight_method:
+            return task
+        from haq_rl.hardware import load_profile
 
-            profile = load_profile(spec.hardware)
-            layers = [layer.with_batch(profile.batch) for layer in self.layers]
-            table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
-            return dataclasses.replace(self, spec=spec, layers=layers, cost_table=table)
-        return dataclasses.replace(self, spec=spec)
+        old_batch, profile = load_profile(self.spec.hardware).batch, load_profile(spec.hardware)
+        layers = [layer.with_batch(layer.batch // old_batch * profile.batch) for layer in self.layers]
+        return dataclasses.replace(task, layers=layers, cost_table=_cost_table(layers, profile, spec))
 
     @property
     def layer_names(self) -> list[str]:
@@ -204,10 +200,9 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
     The pretrained float model comes from the cache (trained once the first time).
     """
     from haq_rl.data import SplitConfig, load_dataset, make_splits
-    from haq_rl.hardware import CostTable, load_profile
+    from haq_rl.hardware import load_profile
     from haq_rl.models import extract_layer_specs
     from haq_rl.pretrain import PretrainConfig, get_pretrained
-    from haq_rl.quant import QuantConfig
     from haq_rl.training import resolve_device
 
     spec = resolve_spec(spec, **overrides)
@@ -228,12 +223,23 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
     if spec.weights is not None:
         model, meta = _model_with_weights(spec, splits)
     layers = extract_layer_specs(model, splits.input_shape, batch=profile.batch)
-    cost_table = CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
-    quant_config = QuantConfig(
-        act_calibration=spec.calibration, calibration_batches=spec.calibration_batches,
-        min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
     return Task(spec=spec, model=model, meta=meta, splits=splits, layers=layers,
-                cost_table=cost_table, quant_config=quant_config, device=device)
+                cost_table=_cost_table(layers, profile, spec), quant_config=_quant_config(spec), device=device)
+
+
+def _cost_table(layers: list[Any], profile: Any, spec: TaskSpec) -> Any:
+    """The layers' CostTable on ``profile`` (k-means codebooks counted for k-means weights)."""
+    from haq_rl.hardware import CostTable
+
+    return CostTable.build(layers, profile, kmeans_codebooks=spec.weight_method == "kmeans")
+
+
+def _quant_config(spec: TaskSpec) -> Any:
+    """The QuantConfig every method quantizes the spec's task with."""
+    from haq_rl.quant import QuantConfig
+
+    return QuantConfig(act_calibration=spec.calibration, calibration_batches=spec.calibration_batches,
+                       min_bits=spec.min_bits, max_bits=spec.max_bits, weight_method=spec.weight_method)
 
 
 def _model_with_weights(spec: TaskSpec, splits: Any) -> tuple[nn.Module, dict[str, Any]]:

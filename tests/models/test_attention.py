@@ -87,6 +87,18 @@ def vit_task() -> Task:
                            hardware="bismo-edge", budget=0.5)
 
 
+def test_with_settings_keeps_tokens_and_follows_the_spec(vit_task):
+    from haq_rl.hardware import load_profile
+
+    cloud = vit_task.with_settings(hardware="bismo-cloud", min_bits=3)
+    tokens = (8 // 2) ** 2 + 1
+    batch = load_profile("bismo-cloud").batch
+    in_proj = {layer.name: layer for layer in cloud.layers}["encoder.layers.0.self_attn.in_proj"]
+    assert in_proj.batch == batch * tokens and cloud.cost_table.profile_name == "bismo-cloud"
+    assert cloud.quant_config.min_bits == 3 and vit_task.quant_config.min_bits == 2
+    assert vit_task.with_settings(budget=0.7).cost_table is vit_task.cost_table
+
+
 def test_vit_search_finetune_evaluate_report(vit_task, tmp_path):
     task = vit_task
     assert "encoder.layers.0.self_attn.in_proj" in task.layer_names
