@@ -37,3 +37,53 @@ def weights_path(text: str) -> str:
     """``--weights PATH`` made absolute, so that a run directory's config.json still finds
     it from another working directory (a missing file is the library's one-line error)."""
     return str(Path(text).expanduser().resolve())
+
+
+def parse_ratios(text: str, flag: str) -> list[float]:
+    """``"0.4,0.5"`` -> [0.4, 0.5]; a one-line error names an entry that is not a number
+    (ranges and order are the library's checks)."""
+    values = []
+    for entry in text.split(","):
+        try:
+            values.append(float(entry))
+        except ValueError:
+            raise ConfigError(f"{flag} entry {entry.strip()!r} is not a number (give ratios such as 0.5)") from None
+    return values
+
+
+def budget_arguments(budget: str | None, objective: str | None, budgets: str | None) -> dict[str, Any]:
+    """SearchConfig's ``budget``, ``objective``, ``extra_budgets`` and ``budgets`` from the flags.
+
+    ``--objective latency,energy --budget 0.5,0.6`` constrains both (one budget per
+    objective, the first is the main one); ``--budgets 0.3,0.5`` is a conditioned search.
+    """
+    objectives = [name.strip() for name in objective.split(",")] if objective else []
+    ratios = parse_ratios(budget, "--budget") if budget is not None else []
+    if len(objectives) > 1 and len(ratios) != len(objectives):
+        raise ConfigError(f"--objective lists {len(objectives)} objectives ({objective}); give one --budget "
+                          f"ratio for each, e.g. --budget {','.join(['0.5'] * len(objectives))}")
+    if len(objectives) <= 1 and len(ratios) > 1:
+        raise ConfigError(f"--budget {budget} lists {len(ratios)} ratios for one objective; for several "
+                          "budgets of one objective use --budgets (a budget-conditioned search)")
+    arguments: dict[str, Any] = {
+        "objective": objectives[0] if objectives else None,
+        "budget": ratios[0] if ratios else None,
+        "budgets": tuple(parse_ratios(budgets, "--budgets")) if budgets is not None else None,
+    }
+    if len(objectives) > 1:
+        arguments["extra_budgets"] = dict(zip(objectives[1:], ratios[1:], strict=True))
+    return arguments
+
+
+def add_budget_argument(parser: Any) -> None:
+    """``--budget B``: pick one budget's policy of a budget-conditioned run."""
+    parser.add_argument("--budget", type=float, default=None, metavar="B",
+                        help="a budget of a conditioned run (--budgets); one it did not search "
+                             "is served by its agent's actor, rolled out once at B")
+
+
+def budget_source(run_dir: str, budget: float) -> Path:
+    """The policy JSON of ``budget`` in a conditioned run (rolled out by the actor if unsearched)."""
+    from haq_rl.search.conditioned import budget_policy
+
+    return budget_policy(run_dir, budget)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from haq_rl.commands._common import weights_path
+from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
 from haq_rl.training import DEVICE_NAMES
 
 
@@ -17,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "accuracy of the quantized model (post-training, or a fine-tuned "
                     "--checkpoint), latency, energy, size and the cost ratio to 8/8.")
     parser.add_argument("policy", nargs="?", metavar="POLICY_JSON",
-                        help="policy JSON (optional with --uniform or --checkpoint)")
+                        help="policy JSON (optional with --uniform or --checkpoint), or a run "
+                             "directory with --budget")
     parser.add_argument("--uniform", type=int, metavar="B",
                         help="evaluate uniform B/B (first/last layers at 8 bits when the env pins them)")
     parser.add_argument("--env", default=None,
@@ -26,6 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="a finetuned.pt written by `haq-rl finetune`")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
+    add_budget_argument(parser)
     parser.add_argument("--device", default="cpu", help=f"{', '.join(DEVICE_NAMES)} or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
@@ -38,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     from haq_rl.errors import ConfigError
     from haq_rl.finetune import evaluate_policy, load_finetuned, resolve_env, uniform_policy
+    from haq_rl.finetune.resolve import run_config_for
     from haq_rl.quant import QuantPolicy
-    from haq_rl.run.layout import CONFIG_FILE
     from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
     from haq_rl.task.task import load_task
 
@@ -47,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either POLICY_JSON or --uniform B, not both")
     if args.policy is None and args.uniform is None and args.checkpoint is None:
         raise ConfigError("give a POLICY_JSON, --uniform B or --checkpoint FINETUNED_PT")
+    if args.budget is not None:
+        if args.policy is None:
+            raise ConfigError("--budget B needs the RUN_DIR of a budget-conditioned search")
+        args.policy = str(budget_source(args.policy, args.budget))
     policy = QuantPolicy.from_json(args.policy) if args.policy is not None else None
     # Read the checkpoint first: a broken file should fail before the model is loaded.
     payload = load_finetuned(args.checkpoint) if args.checkpoint is not None else None
@@ -55,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     elif payload is not None and isinstance(payload["meta"].get("env"), dict):
         spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
     elif policy is not None:
-        config = Path(args.policy).parent / CONFIG_FILE
-        spec = resolve_env(policy, None, config if config.is_file() else None)
+        spec = resolve_env(policy, None, run_config_for(Path(args.policy)))
     else:
         spec = resolve_spec(DEFAULT_ENV_ID)
     spec = spec.replace(device=args.device)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from haq_rl.commands._common import add_budget_argument, budget_source
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from haq_rl.export.onnx_qdq import DEFAULT_OPSET
@@ -24,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", default=None, help="output file (default: model.onnx next to the policy)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    add_budget_argument(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -31,6 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from haq_rl.export import export_onnx
 
+    if args.budget is not None:
+        args.source = str(budget_source(args.source, args.budget))
     result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force)
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
     print(f"wrote {result.path} ({kind}, {result.layers} quantized layers, "

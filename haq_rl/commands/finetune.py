@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from haq_rl.commands._common import weights_path
+from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
 from haq_rl.training import DEVICE_NAMES
 
 
@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--learnable-clip", action="store_true",
                         help="train activation clips PACT-style instead of keeping the calibrated ones")
+    add_budget_argument(parser)
     parser.add_argument("--no-compare", action="store_true",
                         help="fine-tune only the searched policy (no uniform baselines)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.finetune import FinetuneConfig, finetune_run, resolve_policy_source
     from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 
+    if args.budget is not None:
+        args.source = str(budget_source(args.source, args.budget))
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                             device=args.device, compare=not args.no_compare,
                             learnable_clip=args.learnable_clip)

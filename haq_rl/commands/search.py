@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import parse_key_values, print_policy_table, weights_path
+from haq_rl.commands._common import (
+    budget_arguments,
+    parse_key_values,
+    print_policy_table,
+    weights_path,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,9 +26,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"registered env id or YAML spec (default {DEFAULT_ENV_ID})")
     parser.add_argument("--episodes", type=int, default=defaults.episodes,
                         help=f"episodes (policy evaluations) to run (default {defaults.episodes})")
-    parser.add_argument("--budget", type=float, help="cost budget as a ratio of uniform 8/8 (0, 1]")
+    parser.add_argument("--budget", help="cost budget as a ratio of uniform 8/8 (0, 1]; one per objective "
+                                         "with several objectives, e.g. --budget 0.5,0.6")
+    parser.add_argument("--budgets", help="a budget-conditioned search of several budgets in one run, "
+                                          "e.g. --budgets 0.3,0.4,0.5 (ascending)")
     parser.add_argument("--hw", dest="hardware", help="hardware profile name or YAML path")
-    parser.add_argument("--objective", help="latency, energy, size or bops")
+    parser.add_argument("--objective", help="latency, energy, size or bops; several constrain all of them, "
+                                            "e.g. --objective latency,energy --budget 0.5,0.6")
     parser.add_argument("--model", help="zoo name or package.module:factory (default: the env's)")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights (state_dict file) for the model: nothing is pretrained")
@@ -49,13 +58,19 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.search import SearchConfig, run_search
 
     config = SearchConfig(
-        env=args.env, method=args.method, episodes=args.episodes, budget=args.budget,
-        hardware=args.hardware, objective=args.objective, model=args.model, weights=args.weights,
+        env=args.env, method=args.method, episodes=args.episodes,
+        **budget_arguments(args.budget, args.objective, args.budgets),
+        hardware=args.hardware, model=args.model, weights=args.weights,
         seed=args.seed, out=args.out,
         device=args.device, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
         env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"),
         options=parse_key_values(args.option, "--option"))
     result = run_search(config, resume=args.resume)
+    if len(result.best_by_budget) > 1:
+        _print_front(result.best_by_budget)
+        print(f"run directory: {result.run_dir} (front.csv; one budget-<ratio>/ folder per budget: "
+              "pass --budget B to finetune, evaluate and export)")
+        return 0
     best = result.best
     print(f"best policy (episode {best['episode']}): reward {best['reward']:.3f}, "
           f"accuracy {best['accuracy']:.2f}%, cost ratio {best['cost_ratio']:.3f}, "
@@ -63,3 +78,11 @@ def run(args: argparse.Namespace) -> int:
     print_policy_table(result.best_policy_path)
     print(f"run directory: {result.run_dir}")
     return 0
+
+
+def _print_front(best_by_budget: dict[float, dict]) -> None:
+    """One line per budget: the best policy found within it."""
+    print(f"{'budget':>6}  {'episode':>7}  {'reward':>8}  {'accuracy':>8}  {'cost ratio':>10}")
+    for budget, best in sorted(best_by_budget.items()):
+        print(f"{budget:>6g}  {best['episode']:>7}  {best['reward']:>8.3f}  {best['accuracy']:>8.2f}  "
+              f"{best['cost_ratio']:>10.3f}")

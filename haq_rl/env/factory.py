@@ -32,6 +32,7 @@ def env_for_task(task: Task, render_mode: str | None = None) -> QuantizationEnv:
     """The Gymnasium adapter over ``task``: its scorer, layers and step settings."""
     spec = task.spec
     env = QuantizationEnv(PolicyScorer.from_task(task), task.layers, step_mode=spec.step_mode,
-                          budget_feature=spec.budget_feature, render_mode=render_mode, env_spec=spec)
+                          budget_feature=spec.budget_feature, render_mode=render_mode, env_spec=spec,
+                          budgets=spec.budgets)
     env.task = task
     return env

@@ -10,13 +10,14 @@ import numpy as np
 from gymnasium import spaces
 
 from haq_rl.env.bits import action_to_bits, bits_to_action
+from haq_rl.env.budgets import scheduled_budget
 from haq_rl.env.embedding import (
     ACTIVATION_FLAG,
     FEATURE_NAMES,
     PREVIOUS_ACTION,
     static_layer_features,
 )
-from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.errors import BudgetError, ConfigError, UnknownNameError
 from haq_rl.hardware import LayerSpec
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.scoring import PolicyScorer
@@ -83,6 +84,14 @@ class QuantizationEnv(gym.Env):
     * ``budget_feature``: append a 13th observation feature, the cost of the bits chosen so
       far (undecided layers at the minimum) over the budget, halved and clipped to [0, 1]
       (0.5 = at budget). Not in HAQ; off by default.
+    * ``budgets``: a budget-conditioned env (not in HAQ). Every episode runs under one of
+      these budgets (ratios of 8/8, ascending): the projected-cost feature above is always
+      on, and one more feature, the episode's budget itself, is appended (14 features).
+      ``reset(options={"budget": b})`` picks the budget (any feasible one, listed or not);
+      a plain ``reset()`` takes the next entry of a seeded schedule
+      (:func:`haq_rl.env.budgets.scheduled_budget`: every block of ``len(budgets)``
+      episodes is a permutation of the list, drawn from ``(schedule_seed, block)``), so the
+      budget of episode ``episode_index`` is the same in a resumed run.
 
     Most users create it from a registered spec: ``gymnasium.make("haq_rl/MobileNetV2Edge-v1",
     budget=0.3)``; any field of :class:`~haq_rl.task.spec.TaskSpec` can be overridden.
@@ -105,6 +114,8 @@ class QuantizationEnv(gym.Env):
         step_mode: str = "alternate",
         render_mode: str | None = None,
         env_spec: Any = None,
+        budgets: tuple[float, ...] = (),
+        schedule_seed: int = 0,
     ) -> None:
         if step_mode not in STEP_MODES:
             raise UnknownNameError("step_mode", step_mode, STEP_MODES)
@@ -121,7 +132,16 @@ class QuantizationEnv(gym.Env):
         self.max_bits = scorer.max_bits
         self.weight_only = scorer.weight_only
         self.pinned = scorer.pinned
-        self.budget_feature = budget_feature
+        self.budgets = tuple(float(b) for b in budgets)
+        self.conditioned = bool(self.budgets)
+        self.budget_feature = budget_feature or self.conditioned
+        #: The next plain reset() takes the schedule's budget of this episode index.
+        self.episode_index = 0
+        self.schedule_seed = int(schedule_seed)
+        self._scorers: dict[float, PolicyScorer] = {}
+        for budget in self.budgets:
+            self._scorers[budget] = self.scorer_at(budget)
+        self.episode_budget = scorer.budget_ratio
         self.step_mode = step_mode
         self.render_mode = render_mode
         self.env_spec = env_spec
@@ -139,7 +159,7 @@ class QuantizationEnv(gym.Env):
             raise ConfigError("the model has no free layer to quantize (all layers are pinned)")
         self.action_dim = 2 if step_mode == "joint" else 1
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
-        features = len(FEATURE_NAMES) + (1 if budget_feature else 0)
+        features = len(FEATURE_NAMES) + (1 if self.budget_feature else 0) + (1 if self.conditioned else 0)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(features,), dtype=np.float32)
         self._features = static_layer_features(self.layers)
         self._step_index = 0
@@ -155,8 +175,34 @@ class QuantizationEnv(gym.Env):
         return len(self._schedule)
 
     # ------------------------------------------------------------------ gym API
+    def scorer_at(self, budget: float) -> PolicyScorer:
+        """The scorer under ``budget`` (cached; the evaluator and its memo are shared)."""
+        scorer = self._scorers.get(budget)
+        if scorer is None:
+            try:
+                scorer = self.scorer.at_budget(budget)
+            except BudgetError as error:
+                raise BudgetError(f"budgets entry {budget:g}: {error}") from None
+            self._scorers[budget] = scorer
+        return scorer
+
+    @property
+    def episode_scorer(self) -> PolicyScorer:
+        """The scorer of the current episode's budget."""
+        return self.scorer_at(self.episode_budget) if self.conditioned else self.scorer
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        if self.conditioned:
+            if options and "budget" in options:
+                budget = options["budget"]
+                if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 1:
+                    raise ConfigError(f"reset option budget={budget!r} must be a number in (0, 1]")
+                self.episode_budget = float(budget)
+                self.scorer_at(self.episode_budget)  # fails now on an infeasible budget
+            else:
+                self.episode_budget = scheduled_budget(self.budgets, self.schedule_seed, self.episode_index)
+                self.episode_index += 1
         self._step_index = 0
         self._w[:] = REFERENCE_BITS
         self._a[:] = REFERENCE_BITS
@@ -189,12 +235,15 @@ class QuantizationEnv(gym.Env):
         self._previous_action = float((bits[-1] - self.min_bits) / max(self.max_bits - self.min_bits, 1))
         self._step_index += 1
 
-    def observations_for(self, actions: np.ndarray) -> np.ndarray:
+    def observations_for(self, actions: np.ndarray, budget: float | None = None) -> np.ndarray:
         """The observations an episode taking ``actions`` sees (one row per step), without evaluating.
 
-        The env's own episode state is left as it was.
+        ``budget`` (conditioned envs): the episode's budget, default the current one. The
+        env's own episode state is left as it was.
         """
-        saved = (self._step_index, self._w.copy(), self._a.copy(), self._previous_action)
+        saved = (self._step_index, self._w.copy(), self._a.copy(), self._previous_action, self.episode_budget)
+        if budget is not None:
+            self.episode_budget = float(budget)
         try:
             self._step_index = 0
             self._w[:] = REFERENCE_BITS
@@ -206,8 +255,8 @@ class QuantizationEnv(gym.Env):
                 self._take_action(action)
             return np.stack(rows)
         finally:
-            self._step_index, self._w[:], self._a[:], self._previous_action = (
-                saved[0], saved[1], saved[2], saved[3])
+            self._step_index, self._w[:], self._a[:], self._previous_action, self.episode_budget = (
+                saved[0], saved[1], saved[2], saved[3], saved[4])
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -224,6 +273,8 @@ class QuantizationEnv(gym.Env):
         observation[ACTIVATION_FLAG] = 1.0 if part == 1 else 0.0
         if self.budget_feature:
             observation = np.append(observation, np.float32(self._projected_cost_feature()))
+        if self.conditioned:
+            observation = np.append(observation, np.float32(self.episode_budget))
         return observation
 
     def _projected_cost_feature(self) -> float:
@@ -237,7 +288,8 @@ class QuantizationEnv(gym.Env):
         keep = decided | self.pinned
         w = np.where(keep, self._w, self.min_bits)
         a = np.where(keep | self.weight_only, self._a, self.min_bits)
-        return float(np.clip(self.scorer.cost(w, a) / self.scorer.budget_cost, 0.0, 2.0) / 2.0)
+        scorer = self.episode_scorer
+        return float(np.clip(scorer.wall_cost(w, a) / scorer.wall_budget, 0.0, 2.0) / 2.0)
 
     def _finish_episode(self) -> dict[str, Any]:
         return self.score_policy(self._w.copy(), self._a.copy())
@@ -245,9 +297,10 @@ class QuantizationEnv(gym.Env):
     def score_policy(self, w_bits: np.ndarray, a_bits: np.ndarray, enforce: bool = True) -> dict[str, Any]:
         """The scorer's result for a policy, plus ``applied_actions``, as the last step's info.
 
-        The env's episode state takes the applied bits (what :meth:`render` shows).
+        The env's episode state takes the applied bits (what :meth:`render` shows). A
+        conditioned env walls at the episode's budget (``info["budget_ratio"]``).
         """
-        info = self.scorer.score(w_bits, a_bits, enforce=enforce)
+        info = self.episode_scorer.score(w_bits, a_bits, enforce=enforce)
         self._w[:], self._a[:] = info["w_bits"], info["a_bits"]
         info["applied_actions"] = self.policy_actions(info["w_bits"], info["a_bits"])
         return info

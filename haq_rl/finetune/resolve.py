@@ -8,7 +8,7 @@ from pathlib import Path
 from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.fileio import read_json
 from haq_rl.quant import QuantPolicy
-from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE
+from haq_rl.run.layout import BEST_POLICY_FILE, BUDGET_FOLDER_PREFIX, CONFIG_FILE
 from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
 
 logger = logging.getLogger(__name__)
@@ -22,14 +22,36 @@ def resolve_policy_source(path: str | Path, out: str | Path | None = None) -> tu
     if path.is_dir():
         policy_path = path / BEST_POLICY_FILE
         if not policy_path.is_file():
+            budgets = _searched_budgets(path / CONFIG_FILE)
+            if budgets:
+                raise ConfigError(f"{path} is a budget-conditioned run (budgets {', '.join(f'{b:g}' for b in budgets)}): "
+                                  "pick one with --budget B")
             raise MissingPathError(f"{path} has no {BEST_POLICY_FILE} (is it a finished search run directory?)")
     elif path.is_file():
         policy_path = path
     else:
         raise MissingPathError(f"no run directory or policy JSON at {path}")
-    config_path = policy_path.parent / CONFIG_FILE
+    config_path = run_config_for(policy_path)
     out_dir = Path(out).expanduser() if out is not None else policy_path.parent
-    return policy_path, out_dir, config_path if config_path.is_file() else None
+    return policy_path, out_dir, config_path
+
+
+def run_config_for(policy_path: Path) -> Path | None:
+    """The config.json of the run a policy JSON belongs to: next to it, or, for a budget
+    folder of a conditioned run (``budget-<ratio>/``), in the run directory above."""
+    folder = Path(policy_path).parent
+    for candidate in (folder, *([folder.parent] if folder.name.startswith(BUDGET_FOLDER_PREFIX) else [])):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate / CONFIG_FILE
+    return None
+
+
+def _searched_budgets(config_path: Path) -> list[float]:
+    if not config_path.is_file():
+        return []
+    data = read_json(config_path)
+    env = data.get("env") if isinstance(data, dict) else None
+    return list(env.get("budgets") or []) if isinstance(env, dict) else []
 
 
 def resolve_env(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
@@ -54,6 +76,8 @@ def resolve_env(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
         logger.warning("policy names no env_id; using the default env %s", DEFAULT_ENV_ID)
         spec = resolve_spec(DEFAULT_ENV_ID)
     searched_budget = policy.metadata.get("budget")
-    if env is None and isinstance(searched_budget, int | float) and float(searched_budget) != spec.budget:
-        spec = spec.replace(budget=float(searched_budget))
+    if env is None and isinstance(searched_budget, int | float) and (
+            float(searched_budget) != spec.budget or spec.budgets):
+        # A conditioned run's policy belongs to one of its budgets: a task of that budget alone.
+        spec = spec.replace(budgets=(), budget=float(searched_budget))
     return spec.replace(device=device) if device is not None and device != spec.device else spec

@@ -18,7 +18,14 @@ Figures use matplotlib's Agg backend through the object-oriented API (``Figure``
 ``pyplot``), so nothing opens a window and nothing leaks into pyplot's global state.
 """
 
-from haq_rl.report.figures import KIND_COLORS, plot_bits, plot_cost_share, plot_curve, plot_pareto
+from haq_rl.report.figures import (
+    KIND_COLORS,
+    plot_bits,
+    plot_cost_share,
+    plot_curve,
+    plot_front,
+    plot_pareto,
+)
 from haq_rl.report.markdown import write_report
 from haq_rl.report.tables import (
     best_table,
@@ -42,6 +49,7 @@ __all__ = [
     "plot_bits",
     "plot_cost_share",
     "plot_curve",
+    "plot_front",
     "plot_pareto",
     "policy_table",
     "uniform_baselines",

@@ -18,6 +18,7 @@ from matplotlib.patches import Patch
 from haq_rl.report.tables import (
     COST_LABELS,
     OBJECTIVE_COLUMNS,
+    budget_front,
     episodes,
     pareto_front,
     policy_table,
@@ -309,3 +310,37 @@ def _draw_uniform(ax: Any, uniform: pd.DataFrame, suffix: str, color: str = "bla
                 transform=ax.get_xaxis_transform(), fontsize=7, color=color, va="top", ha="right")
 
 
+
+
+def plot_front(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathLike[str]]) -> Figure:
+    """Accuracy against budget for budget-conditioned runs, with the uniform baselines.
+
+    Per conditioned run: its best policy per budget at that policy's cost ratio (reward
+    split, ``"<run> best per budget"``), and where fine-tuned the test accuracy after
+    fine-tuning (``"<run> fine-tuned"``) beside the largest uniform policy within each
+    budget after the same fine-tune (``"<run> uniform within budget, fine-tuned"``, at
+    the budget). The listed budgets are dotted vertical lines; uniform B/B as in
+    :func:`plot_pareto`. Runs of one budget are skipped.
+    """
+    runs = as_runs(runs)
+    figure = _new_figure(9, 6)
+    ax = figure.subplots()
+    fronts = [(run, budget_front(run)) for run in runs]
+    conditioned = [(run, front) for run, front in fronts if front is not None]
+    for (run, front), color in zip(conditioned, _run_colors(len(conditioned)), strict=True):
+        ax.plot(front["cost_ratio"], front["accuracy"], color=color, marker="o", lw=1.8,
+                label=f"{run.label} best per budget")
+        if front["test_accuracy"].notna().any():
+            ax.plot(front["cost_ratio"], front["test_accuracy"], color=color, marker="^", ls="--",
+                    label=f"{run.label} fine-tuned (test)")
+            ax.scatter(front["budget"], front["uniform_accuracy"], color=color, marker="s", facecolor="none",
+                       label=f"{run.label} uniform within budget, fine-tuned (test)")
+        for budget in front["budget"]:
+            ax.axvline(budget, color=color, ls=":", lw=0.8, alpha=0.5)
+        _draw_uniform(ax, uniform_baselines(run), suffix=f" ({run.label})" if len(conditioned) > 1 else "")
+    ax.set_xlabel("cost, ratio to uniform 8/8 (dotted: the searched budgets)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Best policy per budget" if conditioned else "No budget-conditioned run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    return figure

@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from haq_rl.report.figures import (
     plot_bits,
     plot_cost_share,
     plot_curve,
+    plot_front,
     plot_pareto,
 )
 from haq_rl.run.episodes import BASE_COLUMNS
@@ -165,6 +166,16 @@ def _render(runs: list[Run], files: Path) -> str:
         if several:
             lines += [f"## {run.label}", ""]
         lines += _summary_lines(run)
+        front = tables.budget_front(run)
+        if front is not None:
+            front.to_csv(files / f"front{suffix}.csv", index=False)
+            lines += [f"{heading} Best policy per budget", "",
+                      "One budget-conditioned search; accuracy and cost ratio on the reward split as "
+                      "searched, test accuracy after `haq-rl finetune RUN --budget B` where run, beside the "
+                      "largest uniform policy within the budget after the same fine-tune. The sections "
+                      f"below describe the loosest budget ({run.budget:g}).", "",
+                      _markdown_table(front), "", f"Table: [{link}/front{suffix}.csv]({link}/front{suffix}.csv)",
+                      ""]
         comparison = tables.comparison_table(run)
         lines += [f"{heading} Fine-tuned comparison", ""]
         if comparison is None:
@@ -211,7 +222,7 @@ def _render(runs: list[Run], files: Path) -> str:
                   "Cost from the cost table; accuracy from episodes.csv where that exact policy was "
                   "evaluated (reward split), else `-`.", "", _markdown_table(uniform), ""]
 
-    figures = (
+    figures: list[tuple[str, str, Callable[[list[Run]], Figure], str]] = [
         ("bits", "Bits per layer", plot_bits,
          "Weight and activation bits of the best policy; colour (or hatch when comparing) marks the layer kind."),
         ("cost_share", "Cost share per layer", plot_cost_share,
@@ -220,7 +231,11 @@ def _render(runs: list[Run], files: Path) -> str:
          "Reward and accuracy of every episode; thick lines are the running best within budget."),
         ("pareto", "Accuracy vs cost", plot_pareto,
          "Every evaluated policy, the Pareto front, the best policy (star), the budget and the uniform baselines."),
-    )
+    ]
+    if any(run.front is not None for run in runs):
+        figures.append(("front", "Best policy per budget", plot_front,
+                        "The budget-conditioned search's best policy per budget (and, where fine-tuned, its test "
+                        "accuracy beside the largest uniform policy within that budget)."))
     lines += ["## Figures", ""]
     for name, title, plot, caption in figures:
         figure = plot(runs)

@@ -222,3 +222,30 @@ def best_table(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
     return pd.DataFrame(rows)
 
 
+
+
+def budget_front(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame | None:
+    """A conditioned run's best policy per budget, with its fine-tuned result where there is one.
+
+    Columns: ``budget``, ``episode``, ``accuracy`` and ``cost_ratio`` (reward split, as
+    searched), ``mean_w_bits``, ``mean_a_bits``, then from the budget's metrics.json
+    (``haq-rl finetune RUN --budget B``): ``test_accuracy_before``, ``test_accuracy`` (after
+    fine-tuning) and ``uniform_accuracy`` (the largest uniform policy within that budget,
+    same fine-tune). None for a run of one budget.
+    """
+    run = as_run(run_or_dir)
+    if run.front is None:
+        return None
+    frame = run.front[["budget", "episode", "accuracy", "cost_ratio", "mean_w_bits", "mean_a_bits"]].copy()
+    before, after, uniform = [], [], []
+    for budget in frame["budget"]:
+        rows = {row["name"]: row for row in (run.budget_metrics.get(float(budget)) or {}).get("rows", [])}
+        searched = rows.get("searched") or {}
+        before.append(searched.get("accuracy_before"))
+        after.append(searched.get("accuracy"))
+        within = [row for row in rows.values() if row["name"].startswith("uniform") and row.get("within_budget")]
+        uniform.append(max((row["accuracy"] for row in within), default=None))
+    frame["test_accuracy_before"] = pd.to_numeric(pd.Series(before, dtype=object), errors="coerce").to_numpy()
+    frame["test_accuracy"] = pd.to_numeric(pd.Series(after, dtype=object), errors="coerce").to_numpy()
+    frame["uniform_accuracy"] = pd.to_numeric(pd.Series(uniform, dtype=object), errors="coerce").to_numpy()
+    return frame

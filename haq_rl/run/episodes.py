@@ -21,9 +21,11 @@ BASE_COLUMNS = (
 )
 
 
-def episode_columns(layer_names: Sequence[str]) -> list[str]:
-    """The CSV header: base metrics then ``w:<layer>`` and ``a:<layer>`` for every layer."""
-    return [*BASE_COLUMNS, *(f"w:{name}" for name in layer_names), *(f"a:{name}" for name in layer_names)]
+def episode_columns(layer_names: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """The CSV header: base metrics, ``extra`` columns, then ``w:<layer>`` and ``a:<layer>``
+    for every layer."""
+    return [*BASE_COLUMNS, *extra, *(f"w:{name}" for name in layer_names),
+            *(f"a:{name}" for name in layer_names)]
 
 
 class EpisodeLog:

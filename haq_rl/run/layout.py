@@ -5,11 +5,15 @@ A search writes ``config.json`` (its settings, the task spec and the layers' sha
 within budget), and for the RL methods the agent's resume state (``search_state.json``,
 ``agent.zip``, ``replay_buffer.pkl``); ``hawq`` and ``guided`` write ``sensitivity.csv``.
 ``haq-rl finetune`` adds ``finetuned.pt`` and ``metrics.json``; ``haq-rl report`` adds
-``report.md`` and the ``report/`` folder of figures and tables. ``.lock`` marks a run
+``report.md`` and the ``report/`` folder of figures and tables. A budget-conditioned search
+writes ``front.csv`` and a ``budget-<ratio>/`` folder per budget instead of
+best_policy.json. ``.lock`` marks a run
 directory a process is writing (:mod:`haq_rl.run.lock`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 CONFIG_FILE = "config.json"
 EPISODES_FILE = "episodes.csv"
@@ -23,3 +27,18 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 REPORT_FOLDER = "report"  # figures and CSV tables, next to report.md
 LOCK_FILE = ".lock"
+#: A budget-conditioned search (``--budgets``): the best policy per budget, one row each.
+FRONT_FILE = "front.csv"
+#: ... and each budget's files (best_policy.json, then finetuned.pt, metrics.json, ...) in
+#: a folder of its own, ``budget-<ratio>``.
+BUDGET_FOLDER_PREFIX = "budget-"
+
+
+def budget_folder(run_dir: Path, budget: float) -> Path:
+    """The folder of one budget of a conditioned run, e.g. ``runs/x/budget-0.5``."""
+    return Path(run_dir) / f"{BUDGET_FOLDER_PREFIX}{budget:g}"
+
+
+def budget_policy_path(run_dir: Path, budget: float) -> Path:
+    """best_policy.json of one budget of a conditioned run."""
+    return budget_folder(run_dir, budget) / BEST_POLICY_FILE

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ import pandas as pd
 from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.fileio import read_json
 from haq_rl.run.episodes import BASE_COLUMNS, read_episode_rows
-from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE, METRICS_FILE
+from haq_rl.run.layout import (
+    BEST_POLICY_FILE,
+    CONFIG_FILE,
+    EPISODES_FILE,
+    FRONT_FILE,
+    METRICS_FILE,
+    budget_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,9 @@ class Run:
         policy: the best policy (:class:`haq_rl.quant.QuantPolicy`) of best_policy.json.
         metrics: metrics.json of ``haq-rl finetune`` as a dict, or None before fine-tuning.
         label: a short name for legends and tables (the directory name unless given).
+        front: a budget-conditioned run's front.csv (best policy per budget), else None;
+            ``policy`` and ``metrics`` are then those of its loosest budget.
+        budget_metrics: a conditioned run's metrics.json per fine-tuned budget.
     """
 
     path: Path
@@ -46,6 +56,8 @@ class Run:
     policy: Any  # haq_rl.quant.QuantPolicy (imported lazily: torch)
     metrics: dict[str, Any] | None
     label: str = ""
+    front: pd.DataFrame | None = None
+    budget_metrics: dict[float, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -98,19 +110,27 @@ def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
         raise MissingPathError(f"run directory not found: {path}")
     if not path.is_dir():
         raise MissingPathError(f"not a run directory (not a folder): {path}")
-    for name in (CONFIG_FILE, BEST_POLICY_FILE, EPISODES_FILE):
+    for name in (CONFIG_FILE, EPISODES_FILE):
         if not (path / name).is_file():
             raise MissingPathError(f"{path / name} not found (is {path} a finished haq-rl search run?)")
     config = read_json(path / CONFIG_FILE)
     if not isinstance(config, dict) or "env" not in config:
         raise DataFormatError(f"{path / CONFIG_FILE} has no 'env' section; not a haq-rl run config")
+    budgets = [float(b) for b in config["env"].get("budgets") or []]
+    # A conditioned run is described by its loosest budget's files, plus its front.
+    folder = budget_folder(path, budgets[-1]) if budgets else path
+    if not (folder / BEST_POLICY_FILE).is_file():
+        raise MissingPathError(f"{folder / BEST_POLICY_FILE} not found (is {path} a finished haq-rl search run?)")
     try:
-        policy = QuantPolicy.from_json(path / BEST_POLICY_FILE)
+        policy = QuantPolicy.from_json(folder / BEST_POLICY_FILE)
     except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise DataFormatError(f"{path / BEST_POLICY_FILE} is not a policy file: {error}") from None
-    metrics = read_json(path / METRICS_FILE) if (path / METRICS_FILE).is_file() else None
+        raise DataFormatError(f"{folder / BEST_POLICY_FILE} is not a policy file: {error}") from None
+    metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else None
+    front = pd.read_csv(path / FRONT_FILE) if budgets and (path / FRONT_FILE).is_file() else None
+    budget_metrics = {b: read_json(budget_folder(path, b) / METRICS_FILE) for b in budgets
+                      if (budget_folder(path, b) / METRICS_FILE).is_file()}
     return Run(path=path, config=config, episodes=_read_episodes(path / EPISODES_FILE), policy=policy,
-               metrics=metrics, label=label or "")
+               metrics=metrics, label=label or "", front=front, budget_metrics=budget_metrics)
 
 
 def _read_episodes(path: Path) -> pd.DataFrame:

@@ -7,16 +7,21 @@ action wall, same cost table) and writes the same run directory:
     episodes.csv       one row per evaluated policy (episode, phase, reward, accuracy,
                        cost ratio, latency, energy, size, BOPs, bits of every layer)
     best_policy.json   the best policy that meets the budget (QuantPolicy JSON)
+    front.csv          (conditioned runs, ``budgets``) the best policy per budget, with
+    budget-<B>/        one folder per budget holding its best_policy.json
     agent.zip          the SB3 agent (RL methods), plus replay_buffer.pkl and
     search_state.json  the checkpoint used by ``--resume``
 
 Methods: ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
 ``greedy`` (:mod:`.baselines`); ``hawq``, sensitivity + integer program (:mod:`.hawq`);
-``tpe``, Optuna's TPE (:mod:`.tpe`).
+``tpe``, Optuna's TPE (:mod:`.tpe`); ``nsga2``, Optuna's NSGA-II (:mod:`.nsga2`).
+:func:`budget_policy` picks one budget of a conditioned run (:mod:`.conditioned`).
 """
 
+from haq_rl.search.conditioned import budget_policy
 from haq_rl.search.harness import (
     BASELINE_METHODS,
+    CONDITIONED_METHODS,
     METHOD_OPTIONS,
     METHODS,
     RL_METHODS,
@@ -27,10 +32,12 @@ from haq_rl.search.harness import (
 
 __all__ = [
     "BASELINE_METHODS",
+    "CONDITIONED_METHODS",
     "METHODS",
     "METHOD_OPTIONS",
     "RL_METHODS",
     "SearchConfig",
     "SearchResult",
+    "budget_policy",
     "run_search",
 ]

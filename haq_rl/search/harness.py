@@ -22,13 +22,24 @@ import numpy as np
 
 from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, unknown_name_message
-from haq_rl.fileio import finite_or_none, read_json, remove_stale_temps, write_json_atomic
+from haq_rl.fileio import (
+    finite_or_none,
+    read_json,
+    remove_stale_temps,
+    write_json_atomic,
+    write_text_atomic,
+)
 from haq_rl.progress import EpisodeBar
 from haq_rl.run.episodes import EpisodeLog, episode_columns
-from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE
+from haq_rl.run.layout import (
+    BEST_POLICY_FILE,
+    CONFIG_FILE,
+    EPISODES_FILE,
+    FRONT_FILE,
+    budget_policy_path,
+)
 from haq_rl.run.lock import run_lock
-from haq_rl.task.budget import is_within_budget
-from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
+from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, checked_budgets, resolve_spec
 
 if TYPE_CHECKING:
     from haq_rl.env.quant_env import QuantizationEnv
@@ -38,8 +49,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RL_METHODS = ("guided", "ddpg", "td3", "sac")
-BASELINE_METHODS = ("random", "uniform", "greedy", "hawq", "tpe")
+BASELINE_METHODS = ("random", "uniform", "greedy", "hawq", "tpe", "nsga2")
 METHODS = RL_METHODS + BASELINE_METHODS
+#: Methods that search several budgets in one run (``budgets=``, ``--budgets``).
+CONDITIONED_METHODS = RL_METHODS + ("random", "uniform", "hawq", "nsga2")
 
 _SENSITIVITY_OPTIONS: dict[str, Any] = {"probes": 32, "images": 256, "activations": "separate"}
 
@@ -49,6 +62,8 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "hawq": dict(_SENSITIVITY_OPTIONS),
     # Optuna's multivariate TPE (see haq_rl.search.tpe).
     "tpe": {"startup_trials": 10},
+    # Optuna's NSGA-II over (reward, cost) (see haq_rl.search.nsga2).
+    "nsga2": {"population": 16},
     # DDPG anchored on the hawq integer program (see haq_rl.search.rl); anchor_sigma is the
     # warm-up noise around the anchor in HAQ's [0, 1] action units.
     "guided": {**_SENSITIVITY_OPTIONS, "anchor_sigma": 0.04, "imitation_steps": 50},
@@ -67,6 +82,7 @@ _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "images": (_integer_at_least(1), "an integer >= 1"),
     "activations": (lambda v: v in ACTIVATION_MODES, "one of " + ", ".join(ACTIVATION_MODES)),
     "startup_trials": (_integer_at_least(1), "an integer >= 1"),
+    "population": (_integer_at_least(2), "an integer >= 2"),
     "imitation_steps": (_integer_at_least(0), "an integer >= 0"),
     "anchor_sigma": (lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v <= 1,
                      "a number in [0, 1]"),
@@ -80,14 +96,19 @@ class SearchConfig:
     ``env`` is a registered id or a YAML spec path; ``budget``, ``hardware``,
     ``objective``, ``model`` (a zoo name or ``package.module:factory``) and ``weights`` (a
     state_dict file: the model is used as trained, nothing is pretrained) override the
-    spec when given. ``agent`` holds AgentConfig fields to
-    override for RL methods (e.g. ``{"warmup_episodes": 5}``).
+    spec when given. ``budgets`` (ascending ratios) makes one budget-conditioned search of
+    all of them (methods in :data:`CONDITIONED_METHODS`; not with ``budget``);
+    ``extra_budgets`` (``{objective: ratio}``) adds constraints every policy must meet too.
+    ``agent`` holds AgentConfig fields to override for RL methods (e.g.
+    ``{"warmup_episodes": 5}``).
     """
 
     env: str = DEFAULT_ENV_ID
     method: str = "guided"
     episodes: int = 80
     budget: float | None = None
+    budgets: tuple[float, ...] | None = None
+    extra_budgets: dict[str, float] | None = None
     hardware: str | None = None
     objective: str | None = None
     model: str | None = None
@@ -106,6 +127,13 @@ class SearchConfig:
             raise UnknownNameError("search method", self.method, METHODS)
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes!r} must be an integer >= 1")
+        if self.budgets is not None:
+            object.__setattr__(self, "budgets", checked_budgets(self.budgets))
+            if self.budget is not None:
+                raise ConfigError("give either budget (one) or budgets (a conditioned search), not both")
+            if self.method not in CONDITIONED_METHODS:
+                raise ConfigError(f"method {self.method} searches one budget; methods that take budgets: "
+                                  f"{', '.join(CONDITIONED_METHODS)}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
@@ -128,7 +156,7 @@ class SearchConfig:
     def spec_overrides(self) -> dict[str, Any]:
         """The spec fields this search sets: ``env_overrides`` and the fields given here."""
         overrides = dict(self.env_overrides)
-        for name in ("budget", "hardware", "objective", "model", "weights"):
+        for name in ("budget", "budgets", "extra_budgets", "hardware", "objective", "model", "weights"):
             if getattr(self, name) is not None:
                 overrides[name] = getattr(self, name)
         return overrides
@@ -163,6 +191,8 @@ class SearchResult:
     best_policy_path: Path
     eval_seconds: float = 0.0
     setup_seconds: float = 0.0
+    #: Conditioned runs: budget -> best policy within it (one entry, the budget, otherwise).
+    best_by_budget: dict[float, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def best_accuracy(self) -> float:
@@ -186,8 +216,18 @@ class SearchSetup:
     env: QuantizationEnv
 
 
+#: The metrics a Recorder keeps of a best policy (and writes into its policy JSON).
+_BEST_KEYS = ("reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes", "bops")
+
+
 class Recorder:
-    """Turns end-of-episode infos into episodes.csv rows and tracks the best policy."""
+    """Turns end-of-episode infos into episodes.csv rows and tracks the best policy.
+
+    A conditioned run (``spec.budgets``) tracks the best policy of every budget: a policy
+    counts for every listed budget it meets, whichever budget its episode ran under, so one
+    evaluation serves all of them. Its rows carry the episode's ``budget``; rows of a run
+    with extra budgets carry ``ratio:<objective>`` for each.
+    """
 
     def __init__(self, run_dir: Path, scorer: PolicyScorer, spec: TaskSpec, config: SearchConfig,
                  progress: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -195,75 +235,130 @@ class Recorder:
         self.scorer = scorer
         self.spec = spec
         self.config = config
-        self.log = EpisodeLog(run_dir / EPISODES_FILE, episode_columns(scorer.layer_names))
-        self.best: dict[str, Any] | None = None
+        self.budgets: tuple[float, ...] = spec.budgets or (scorer.budget_ratio,)
+        self.conditioned = bool(spec.budgets)
+        extra = (["budget"] if self.conditioned else []) + [f"ratio:{name}" for name in scorer.extra_budgets]
+        self.log = EpisodeLog(run_dir / EPISODES_FILE, episode_columns(scorer.layer_names, extra))
+        self.best_by_budget: dict[float, dict[str, Any]] = {}
         self.count = 0
         self.progress = progress
         self.reset_from_log()
 
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best policy within the (loosest) budget, or None."""
+        return self.best_by_budget.get(self.budgets[-1])
+
     def reset_from_log(self) -> None:
-        """Restore the count and the best policy from the rows on disk (resumed runs)."""
+        """Restore the count and the best policies from the rows on disk (resumed runs)."""
         self.count = 0
-        self.best = None
+        self.best_by_budget = {}
         for row in self.log.read_rows():
             self._consider(_row_to_info(row, self.scorer.layer_names))
             self.count += 1
-        # best_policy.json may describe a row that a resume just dropped: rewrite it.
-        if self.best is not None:
-            self._write_best()
-        else:
-            (self.run_dir / BEST_POLICY_FILE).unlink(missing_ok=True)
+        # The policy files may describe a row that a resume just dropped: rewrite them.
+        for budget in self.budgets:
+            if budget in self.best_by_budget:
+                self._write_best(budget)
+            else:
+                self._policy_path(budget).unlink(missing_ok=True)
+        if self.conditioned:
+            self._write_front()
 
-    def record(self, info: dict[str, Any], phase: str) -> None:
+    def record(self, info: dict[str, Any], phase: str) -> list[float]:
+        """Append the episode's row; returns the budgets whose best policy it became."""
         row = {
             "episode": self.count, "phase": phase, **{c: info.get(c) for c in (
                 "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes",
                 "bops", "bits_lowered")},
         }
+        if self.conditioned:
+            row["budget"] = info["budget_ratio"]
+        for name, ratio in info.get("cost_ratios", {}).items():
+            if name in self.scorer.extra_budgets:
+                row[f"ratio:{name}"] = ratio
         for name, w, a in zip(self.scorer.layer_names, info["w_bits"], info["a_bits"], strict=True):
             row[f"w:{name}"] = int(w)
             row[f"a:{name}"] = int(a)
         self.log.append(row)
-        if self._consider(info):
-            self._write_best()
+        improved = self._consider(info)
+        for budget in improved:
+            self._write_best(budget)
+        if improved and self.conditioned:
+            self._write_front()
         self.count += 1
         if self.progress is not None:
             self.progress({**(self.best or {}), "episode": self.count})
+        return improved
 
-    def _consider(self, info: dict[str, Any]) -> bool:
-        within = is_within_budget(info["cost_ratio"], self.scorer.budget_ratio)
-        if within and (self.best is None or info["reward"] > self.best["reward"]):
-            self.best = {k: info[k] for k in ("reward", "accuracy", "cost_ratio", "latency_ms",
-                                              "energy_uj", "size_bytes", "bops", "w_bits", "a_bits")}
-            self.best["episode"] = self.count
-            return True
-        return False
+    def _consider(self, info: dict[str, Any]) -> list[float]:
+        improved = []
+        for budget in self.budgets:
+            if not self.scorer.is_within(info["cost_ratio"], info.get("cost_ratios"), budget=budget):
+                continue
+            best = self.best_by_budget.get(budget)
+            if best is None or info["reward"] > best["reward"]:
+                kept = {k: info[k] for k in (*_BEST_KEYS, "w_bits", "a_bits")}
+                kept["episode"] = self.count
+                if "cost_ratios" in info:
+                    kept["cost_ratios"] = dict(info["cost_ratios"])
+                self.best_by_budget[budget] = kept
+                improved.append(budget)
+        return improved
 
-    def _write_best(self) -> None:
-        from haq_rl.quant import QuantPolicy
+    def _policy_path(self, budget: float) -> Path:
+        return budget_policy_path(self.run_dir, budget) if self.conditioned else self.run_dir / BEST_POLICY_FILE
 
-        assert self.best is not None
-        policy = QuantPolicy.from_arrays(self.scorer.layer_names, self.best["w_bits"], self.best["a_bits"])
-        table = self.scorer.cost_table
-        policy.to_json(
-            self.run_dir / BEST_POLICY_FILE,
-            model=self.spec.model, dataset=self.spec.dataset, input_size=self.spec.input_size,
-            env_id=self.spec.id, profile=getattr(table, "profile_name", self.spec.hardware),
-            profile_sha256=getattr(table, "profile_sha256", None), objective=self.spec.objective,
-            budget=self.spec.budget, method=self.config.method, seed=self.config.seed,
-            metrics={k: finite_or_none(self.best[k]) for k in (
-                "reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj", "size_bytes", "bops")},
-            float_accuracy=self.scorer.evaluator.float_accuracy, episode=int(self.best["episode"]),
-            haq_rl_version=__version__,
-        )
+    def _write_best(self, budget: float) -> None:
+        best = self.best_by_budget[budget]
+        path = self._policy_path(budget)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_policy_json(path, self.scorer, self.spec, best, budget=budget, method=self.config.method,
+                          seed=self.config.seed)
+
+    def _write_front(self) -> None:
+        """front.csv: one row per budget with its best policy so far (the accuracy-cost front)."""
+        import pandas as pd
+
+        rows = [{"budget": budget, "episode": best["episode"],
+                 **{key: finite_or_none(best[key]) for key in _BEST_KEYS},
+                 "mean_w_bits": float(np.mean(best["w_bits"])), "mean_a_bits": float(np.mean(best["a_bits"]))}
+                for budget, best in sorted(self.best_by_budget.items())]
+        write_text_atomic(self.run_dir / FRONT_FILE, pd.DataFrame(rows).to_csv(index=False))
+
+
+def write_policy_json(path: Path, scorer: PolicyScorer, spec: TaskSpec, best: dict[str, Any], *,
+                      budget: float, method: str, seed: int) -> None:
+    """A best policy's JSON with the metadata finetune, evaluate, export and the report read."""
+    from haq_rl.quant import QuantPolicy
+
+    policy = QuantPolicy.from_arrays(scorer.layer_names, best["w_bits"], best["a_bits"])
+    table = scorer.cost_table
+    metrics = {k: finite_or_none(best[k]) for k in _BEST_KEYS}
+    extra: dict[str, Any] = {}
+    if spec.extra_budgets:  # several constraints: each budget and each ratio
+        extra["extra_budgets"] = dict(spec.extra_budgets)
+        metrics.update({f"{name}_ratio": finite_or_none(ratio) for name, ratio in best["cost_ratios"].items()})
+    policy.to_json(
+        path,
+        model=spec.model, dataset=spec.dataset, input_size=spec.input_size,
+        env_id=spec.id, profile=getattr(table, "profile_name", spec.hardware),
+        profile_sha256=getattr(table, "profile_sha256", None), objective=spec.objective,
+        budget=budget, **extra, method=method, seed=seed,
+        metrics=metrics, float_accuracy=scorer.evaluator.float_accuracy,
+        episode=None if best.get("episode") is None else int(best["episode"]),
+        haq_rl_version=__version__,
+    )
 
 
 def _row_to_info(row: dict[str, str], layer_names: list[str]) -> dict[str, Any]:
     info: dict[str, Any] = {k: float(row[k]) if row.get(k) not in (None, "") else float("nan")
-                            for k in ("reward", "accuracy", "cost_ratio", "latency_ms", "energy_uj",
-                                      "size_bytes", "bops")}
+                            for k in _BEST_KEYS}
     info["w_bits"] = np.array([int(row[f"w:{n}"]) for n in layer_names])
     info["a_bits"] = np.array([int(row[f"a:{n}"]) for n in layer_names])
+    ratios = {key.split(":", 1)[1]: float(value) for key, value in row.items() if key.startswith("ratio:")}
+    if ratios:
+        info["cost_ratios"] = ratios
     return info
 
 
@@ -333,13 +428,17 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     finally:
         if bar is not None:
             bar.close()
-    if recorder.best is None:
-        raise ConfigError(f"no evaluated policy met the budget in {run_dir}")
+    missing = [budget for budget in recorder.budgets if budget not in recorder.best_by_budget]
+    if missing:
+        raise ConfigError(f"no evaluated policy met the budget {', '.join(f'{b:g}' for b in missing)} "
+                          f"in {run_dir} (more episodes may find one)")
+    best = recorder.best
+    assert best is not None
     return SearchResult(
-        run_dir=run_dir, best=recorder.best, episodes=recorder.count,
+        run_dir=run_dir, best=best, episodes=recorder.count,
         evaluations=scorer.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
-        best_policy_path=run_dir / BEST_POLICY_FILE, eval_seconds=scorer.evaluator.eval_seconds,
-        setup_seconds=setup_seconds)
+        best_policy_path=recorder._policy_path(recorder.budgets[-1]), eval_seconds=scorer.evaluator.eval_seconds,
+        setup_seconds=setup_seconds, best_by_budget=dict(recorder.best_by_budget))
 
 
 def _float_test_accuracy(task: Task) -> float:
@@ -372,6 +471,10 @@ def _method_runner(method: str) -> Callable[[SearchSetup, SearchConfig, Recorder
         from haq_rl.search.tpe import search_tpe
 
         return search_tpe
+    if method == "nsga2":
+        from haq_rl.search.nsga2 import search_nsga2
+
+        return search_nsga2
     from haq_rl.search import baselines
 
     return {"random": baselines.search_random, "uniform": baselines.search_uniform,

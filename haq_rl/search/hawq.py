@@ -107,9 +107,12 @@ def integer_program_policy(scorer: PolicyScorer, sensitivity: Any, tied: bool) -
     # Tied (HAWQ-V3): one width per layer, priced by its weights; the activation term
     # only enters when activation bits are a choice of their own.
     activation = np.zeros_like(sensitivity.activation) if tied else sensitivity.activation
+    extra = [(np.asarray(scorer.cost_table.objective(name)), ratio * scorer.reference_costs[name])
+             for name, ratio in scorer.extra_budgets.items()]
     return allocate_bits(sensitivity.weight, activation,
                          np.asarray(scorer.cost_table.objective(scorer.objective)), scorer.budget_cost,
-                         bits=sensitivity.bits, pinned=scorer.pinned, tied=tied, weight_only=scorer.weight_only)
+                         bits=sensitivity.bits, pinned=scorer.pinned, tied=tied, weight_only=scorer.weight_only,
+                         extra_constraints=extra)
 
 
 def write_sensitivity(path: Path, sensitivity: Any) -> None:
@@ -125,11 +128,19 @@ def write_sensitivity(path: Path, sensitivity: Any) -> None:
 
 
 def search_hawq(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
-    """Measure, solve, score the one policy (``episodes`` beyond 1 are not needed)."""
-    if recorder.count >= 1:
+    """Measure, solve, score the one policy (``episodes`` beyond 1 are not needed).
+
+    A conditioned run re-solves the program at every budget: one evaluation each, the
+    sensitivities measured once.
+    """
+    budgets = setup.env.budgets if setup.env.conditioned else (setup.scorer.budget_ratio,)
+    todo = budgets[recorder.count:]
+    if not todo:
         return
     probes, images, tied = sensitivity_settings(config.method_options())
     sensitivity = measure_sensitivity(setup, probes, images, config.seed)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
-    w_bits, a_bits = integer_program_policy(setup.scorer, sensitivity, tied)
-    recorder.record(setup.scorer.score(w_bits, a_bits, enforce=True), "hawq")
+    for budget in todo:
+        scorer = setup.env.scorer_at(budget) if setup.env.conditioned else setup.scorer
+        w_bits, a_bits = integer_program_policy(scorer, sensitivity, tied)
+        recorder.record(scorer.score(w_bits, a_bits, enforce=True), "hawq")

@@ -4,6 +4,7 @@ One binary variable per (layer, weight bits, activation bits) choice:
 
     minimise    sum_l  Omega_w(l, w) + Omega_a(l, a)     (the chosen choice of each layer)
     subject to  sum_l  cost(l, w, a) <= budget            (the cost table of the objective)
+                sum_l  cost_k(l, w, a) <= budget_k        (each extra constraint, if any)
                 exactly one choice per layer
 
 Pinned layers are fixed at their bits and their cost is taken off the budget. With
@@ -14,6 +15,8 @@ solved with ``scipy.optimize.milp`` (the HiGHS branch and bound).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from haq_rl.errors import BudgetError
@@ -21,7 +24,8 @@ from haq_rl.errors import BudgetError
 
 def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np.ndarray, budget: float,
                   *, bits: tuple[int, ...], pinned: np.ndarray, pinned_bits: int = 8, tied: bool = True,
-                  weight_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  weight_only: bool = False,
+                  extra_constraints: Sequence[tuple[np.ndarray, float]] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Per-layer (w_bits, a_bits) that minimise the summed sensitivity within ``budget``.
 
     Arguments:
@@ -32,13 +36,17 @@ def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np
         pinned: layers held at ``pinned_bits`` (weights and activations).
         tied: only ``w == a`` choices.
         weight_only: activations stay at ``pinned_bits``; only weights are chosen.
+        extra_constraints: further ``(cost table, budget)`` pairs the allocation meets too.
 
     Raises BudgetError when no choice meets the budget.
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     layers = len(pinned)
-    fixed_cost = float(sum(cost[i, pinned_bits - 1, pinned_bits - 1] for i in range(layers) if pinned[i]))
+
+    def fixed_cost(table: np.ndarray) -> float:
+        return float(sum(table[i, pinned_bits - 1, pinned_bits - 1] for i in range(layers) if pinned[i]))
+
     choices: list[tuple[int, int, int]] = []  # (layer, w, a)
     for layer in range(layers):
         if pinned[layer]:
@@ -50,7 +58,9 @@ def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np
     column = {b: j for j, b in enumerate(bits)}
     objective = np.array([weight_loss[i, column[w]] + (0.0 if weight_only else activation_loss[i, column[a]])
                           for i, w, a in choices])
-    costs = np.array([cost[i, w - 1, a - 1] for i, w, a in choices])
+    def choice_costs(table: np.ndarray) -> np.ndarray:
+        return np.array([table[i, w - 1, a - 1] for i, w, a in choices])
+
     free = [i for i in range(layers) if not pinned[i]]
     one_each = np.zeros((len(free), len(choices)))
     row_of = {layer: r for r, layer in enumerate(free)}
@@ -60,7 +70,9 @@ def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np
     scale = float(np.abs(objective).max()) or 1.0
     result = milp(
         c=objective / scale,
-        constraints=[LinearConstraint(costs[None, :], -np.inf, budget - fixed_cost),
+        constraints=[LinearConstraint(choice_costs(cost)[None, :], -np.inf, budget - fixed_cost(cost)),
+                     *(LinearConstraint(choice_costs(table)[None, :], -np.inf, limit - fixed_cost(table))
+                       for table, limit in extra_constraints),
                      LinearConstraint(one_each, 1.0, 1.0)],
         integrality=np.ones(len(choices)),
         bounds=Bounds(0.0, 1.0),

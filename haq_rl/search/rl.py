@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from haq_rl.env.budgets import scheduled_budget
+from haq_rl.errors import ConfigError
 from haq_rl.fileio import read_json, write_json_atomic
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE, STATE_FILE
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
@@ -32,6 +34,13 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     episode count (search_state.json) are saved together; ``--resume`` drops the
     episodes.csv rows after the last checkpoint and continues from it, so the finished
     run holds exactly ``episodes`` rows with no duplicate.
+
+    A budget-conditioned env (``budgets``) trains one agent for every budget: each
+    learning episode runs under the budget the env's schedule gives it (shown to the
+    agent as an observation feature), and the run ends with one noise-free rollout per
+    budget. The guided agent starts with the integer-program policy of every budget,
+    warms up around the one of each episode's budget and imitates the best policy of
+    every budget (the elite set).
     """
     from stable_baselines3.common.logger import configure
 
@@ -40,51 +49,86 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     env = setup.env
     run_dir = recorder.run_dir
     guided = config.method == GUIDED_METHOD
-    # The guided agent's first episode is the integer-program policy; HAQ's has none.
-    learning_episodes = config.episodes - 1
-    agent_config = _agent_config(config, learning_episodes - (1 if guided else 0))
+    budgets = env.budgets if env.conditioned else (env.scorer.budget_ratio,)
+    # The guided agent's first episodes are the integer-program policies; HAQ's has none.
+    warm_starts = len(budgets) if guided else 0
+    learning_episodes = config.episodes - len(budgets)
+    if env.conditioned and learning_episodes - warm_starts < 1:
+        raise ConfigError(f"episodes={config.episodes} is too few for {len(budgets)} budgets with method "
+                          f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
+    agent_config = _agent_config(config, learning_episodes - warm_starts)
     state_path = run_dir / STATE_FILE
-    done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
+    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {"episodes_done": 0}
+    done = int(state["episodes_done"])
     if recorder.count != done:  # rows written after the last checkpoint are redone
         recorder.log.truncate(done)
         recorder.reset_from_log()
+    anchors: dict[float, np.ndarray] = {float(b): np.asarray(a, dtype=np.float32)
+                                        for b, a in state.get("anchors", [])}
     if done > 0:
         agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
         agent = make_agent(env, agent_config)
         if guided:
-            _anchor_on_integer_program(setup, config, recorder, agent)
+            anchors = _anchor_on_integer_program(setup, config, recorder, agent, budgets)
     agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
     def checkpoint() -> None:
         save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
-        write_json_atomic(state_path, {"episodes_done": recorder.count})
+        write_json_atomic(state_path, {"episodes_done": recorder.count,
+                                       **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
+                                          if env.conditioned else {})})
+
+    def next_anchor() -> None:
+        # The warm-up samples around the anchor of the budget the next episode runs under.
+        if env.conditioned and anchors:
+            budget = scheduled_budget(env.budgets, env.schedule_seed, recorder.count)
+            agent.set_anchor(anchors[budget], sigma=agent.anchor_sigma)
 
     def sink(record: dict[str, Any]) -> None:
         if recorder.count >= learning_episodes:
             return
-        recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
-        if guided and recorder.best is not None and recorder.best["episode"] == recorder.count - 1:
+        improved = recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
+        if guided and improved:
             # A new best: the actor now imitates it (self-imitation of the elite).
-            actions = np.asarray(record["applied_actions"], dtype=np.float32)
-            agent.set_elite(env.observations_for(actions), actions)  # type: ignore[attr-defined]
+            agent.set_elite(*_elite(env, recorder, budgets))  # type: ignore[attr-defined]
+        next_anchor()
         if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
             checkpoint()
 
     remaining = learning_episodes - min(recorder.count, learning_episodes)
     if remaining > 0:
+        env.schedule_seed = config.seed
+        env.episode_index = recorder.count  # the schedule's budget of the next episode
+        next_anchor()
         learn_episodes(agent, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
-    if recorder.count < config.episodes:
-        recorder.record(_deterministic_rollout(env, agent), "final")
+    while recorder.count < config.episodes:
+        budget = budgets[recorder.count - learning_episodes]
+        recorder.record(_deterministic_rollout(env, agent, budget if env.conditioned else None), "final")
         checkpoint()
 
 
-def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any) -> None:
-    """Episode 0 of the guided agent: the sensitivity integer program's policy.
+def _elite(env: Any, recorder: Recorder, budgets: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and actions of the best policy of every budget that has one, stacked."""
+    observations, actions = [], []
+    for budget in budgets:
+        best = recorder.best_by_budget.get(budget)
+        if best is None:
+            continue
+        best_actions = env.policy_actions(best["w_bits"], best["a_bits"])
+        observations.append(env.observations_for(best_actions, budget=budget if env.conditioned else None))
+        actions.append(best_actions)
+    return np.concatenate(observations), np.concatenate(actions)
 
-    Its actions become the agent's anchor: the warm-up explores around them, and the
-    actor is fitted to reproduce them before any reinforcement-learning update.
+
+def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any,
+                               budgets: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """The guided agent's first episodes: the sensitivity integer program's policy at each budget.
+
+    Their actions become the agent's anchors: the warm-up explores around the anchor of
+    each episode's budget, and the actor is fitted to reproduce them before any
+    reinforcement-learning update. Returns budget -> anchor actions.
     """
     from haq_rl.search.hawq import (
         integer_program_policy,
@@ -99,19 +143,27 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     env = setup.env
     sensitivity = measure_sensitivity(setup, probes, images, config.seed)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
-    w_bits, a_bits = integer_program_policy(setup.scorer, sensitivity, tied=tied)
-    actions = env.policy_actions(w_bits, a_bits)
-    env.reset(seed=config.seed)
-    info: dict[str, Any] = {}
-    for action in actions:
-        _, _, _, _, info = env.step(action)
-    recorder.record(info, "warm-start")
-    agent.set_anchor(actions, sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
-    observations = env.observations_for(actions)
-    error = agent.imitate(observations, actions, sync_target=True)
-    agent.set_elite(observations, actions, imitation_steps=int(options["imitation_steps"]))
-    logger.info("guided agent: integer-program policy %.2f%% at cost ratio %.3f; actor fitted (mse %.2g)",
-                info["accuracy"], info["cost_ratio"], error)
+    anchors: dict[float, np.ndarray] = {}
+    for budget in budgets:
+        scorer = env.scorer_at(budget) if env.conditioned else setup.scorer
+        w_bits, a_bits = integer_program_policy(scorer, sensitivity, tied=tied)
+        actions = env.policy_actions(w_bits, a_bits)
+        env.reset(seed=config.seed, options={"budget": budget} if env.conditioned else None)
+        info: dict[str, Any] = {}
+        for action in actions:
+            _, _, _, _, info = env.step(action)
+        recorder.record(info, "warm-start")
+        anchors[budget] = actions
+        logger.info("guided agent: integer-program policy at budget %g: %.2f%% at cost ratio %.3f",
+                    budget, info["accuracy"], info["cost_ratio"])
+    first = scheduled_budget(env.budgets, config.seed, recorder.count) if env.conditioned else budgets[0]
+    agent.set_anchor(anchors[first], sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
+    observations = np.concatenate([env.observations_for(anchors[b], budget=b if env.conditioned else None)
+                                   for b in budgets])
+    error = agent.imitate(observations, np.concatenate([anchors[b] for b in budgets]), sync_target=True)
+    agent.set_elite(*_elite(env, recorder, budgets), imitation_steps=int(options["imitation_steps"]))
+    logger.info("guided agent: actor fitted to the integer-program policies (mse %.2g)", error)
+    return anchors
 
 
 def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
@@ -133,9 +185,9 @@ def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
     return dataclasses.replace(agent_config, noise_decay=decay)
 
 
-def _deterministic_rollout(env: Any, agent: Any) -> dict[str, Any]:
-    """One episode of the learned actor without exploration noise."""
-    observation, _ = env.reset()
+def _deterministic_rollout(env: Any, agent: Any, budget: float | None = None) -> dict[str, Any]:
+    """One episode of the learned actor without exploration noise (at ``budget``, conditioned envs)."""
+    observation, _ = env.reset(options=None if budget is None else {"budget": budget})
     info: dict[str, Any] = {}
     terminated = False
     while not terminated:

@@ -20,6 +20,7 @@ import numpy as np
 from haq_rl.errors import MissingDependencyError
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 from haq_rl.task.budget import REFERENCE_BITS
+from haq_rl.task.scoring import PolicyScorer
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,31 @@ def _optuna() -> Any:
         import optuna
     except ImportError:
         raise MissingDependencyError(
-            "method tpe needs optuna: pip install 'haq-rl[tpe]' (or pip install optuna)") from None
+            "methods tpe and nsga2 need optuna: pip install 'haq-rl[tpe]' (or pip install optuna)") from None
     return optuna
+
+
+def bit_distributions(scorer: PolicyScorer) -> dict[str, Any]:
+    """One Optuna integer parameter per free layer's weight (and activation) bits."""
+    optuna = _optuna()
+    low, high = scorer.min_bits, scorer.max_bits
+    distributions = {}
+    for i in np.flatnonzero(~scorer.pinned):
+        distributions[f"w:{scorer.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+        if not scorer.weight_only:
+            distributions[f"a:{scorer.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+    return distributions
+
+
+def policy_of_params(scorer: PolicyScorer, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The (w_bits, a_bits) a trial proposes: its parameters, pinned layers at 8."""
+    w = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
+    a = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
+    for i in np.flatnonzero(~scorer.pinned):
+        w[i] = params[f"w:{scorer.layer_names[i]}"]
+        if not scorer.weight_only:
+            a[i] = params[f"a:{scorer.layer_names[i]}"]
+    return w, a
 
 
 def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
@@ -41,25 +65,13 @@ def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    free = [i for i in range(len(scorer.layer_names)) if not scorer.pinned[i]]
-    low, high = scorer.min_bits, scorer.max_bits
-    distributions = {}
-    for i in free:
-        distributions[f"w:{scorer.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
-        if not scorer.weight_only:
-            distributions[f"a:{scorer.layer_names[i]}"] = optuna.distributions.IntDistribution(low, high)
+    distributions = bit_distributions(scorer)
     for row in recorder.log.read_rows():  # resume: tell the study what was already tried
         params = {name: int(row[name]) for name in distributions}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                   value=float(row["reward"])))
     while recorder.count < config.episodes:
         trial = study.ask(distributions)
-        w = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
-        a = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
-        for i in free:
-            w[i] = trial.params[f"w:{scorer.layer_names[i]}"]
-            if not scorer.weight_only:
-                a[i] = trial.params[f"a:{scorer.layer_names[i]}"]
-        info = scorer.score(w, a, enforce=True)
+        info = scorer.score(*policy_of_params(scorer, trial.params), enforce=True)
         study.tell(trial, float(info["reward"]))
         recorder.record(info, "tpe")

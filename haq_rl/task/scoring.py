@@ -7,8 +7,10 @@ so every method is judged by the same wall, evaluator, reward and cost table.
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,8 @@ class PolicyScorer:
         pin_first_last: keep the first and last layers at 8/8 bits.
         reward_metric: ``accuracy`` (HAQ: ``0.1 * (acc - acc_float)``) or ``kl``
             (``-KL(p_float || p_quant)``).
+        extra_budgets: further ``{objective: budget}`` constraints every walled policy
+            meets too (e.g. ``{"energy": 0.6}`` beside a latency budget).
 
     Raises BudgetError when even the all-minimum policy is over budget, and warns
     (:class:`~haq_rl.errors.BudgetWarning`) when the budget leaves almost no room.
@@ -53,7 +57,7 @@ class PolicyScorer:
 
     def __init__(self, evaluator: PolicyEvaluator, cost_table: CostTable, *, objective: str = "latency",
                  budget: float = 0.5, min_bits: int = 2, max_bits: int = 8, pin_first_last: bool = True,
-                 reward_metric: str = "accuracy") -> None:
+                 reward_metric: str = "accuracy", extra_budgets: Mapping[str, float] | None = None) -> None:
         if objective not in OBJECTIVES:
             raise UnknownNameError("objective", objective, OBJECTIVES)
         if reward_metric not in REWARD_METRICS:
@@ -76,15 +80,40 @@ class PolicyScorer:
         self.pin_first_last = pin_first_last
         self.reward_metric = reward_metric
         self.layer_names = list(cost_table.layer_names)
-        self.weight_only = objective in WEIGHT_ONLY_OBJECTIVES
+        self.extra_budgets: dict[str, float] = dict(extra_budgets or {})
+        for name, ratio in self.extra_budgets.items():
+            if name not in OBJECTIVES or name == objective:
+                raise ConfigError(f"extra budget objective {name!r} must be one of {', '.join(OBJECTIVES)} "
+                                  f"other than {objective}")
+            if not 0.0 < ratio <= 1.0:
+                raise ConfigError(f"extra budget {name}={ratio!r} must be in (0, 1]")
+        self.objectives = (objective, *self.extra_budgets)
+        self.weight_only = all(name in WEIGHT_ONLY_OBJECTIVES for name in self.objectives)
         self.pinned = pinned_layers(len(self.layer_names), pin_first_last)
-        self._cost_array = np.asarray(cost_table.objective(objective), dtype=np.float64)
         self._layer_index = np.arange(len(self.layer_names))
+        self._cost_arrays = {name: np.asarray(cost_table.objective(name), dtype=np.float64)
+                             for name in self.objectives}
+        self._cost_array = self._cost_arrays[objective]
         eights = np.full(len(self.layer_names), REFERENCE_BITS)
-        self.reference_cost = self.cost(eights, eights)
+        #: The 8/8 cost of every constrained objective (the denominators of their ratios).
+        self.reference_costs = {name: self.objective_cost(name, eights, eights) for name in self.objectives}
+        self.reference_cost = self.reference_costs[objective]
         #: The budget as an absolute cost (``budget_ratio * reference_cost``).
         self.budget_cost = self.budget_ratio * self.reference_cost
         self._check_feasible()
+
+    def at_budget(self, budget: float) -> PolicyScorer:
+        """The same scorer (shared evaluator and its memo) under another budget of the objective.
+
+        Raises BudgetError when ``budget`` is infeasible, like the constructor.
+        """
+        if not 0.0 < budget <= 1.0:
+            raise ConfigError(f"budget={budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
+        other = copy.copy(self)
+        other.budget_ratio = float(budget)
+        other.budget_cost = other.budget_ratio * other.reference_cost
+        other._check_feasible()
+        return other
 
     # ------------------------------------------------------------------ costs
     def cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
@@ -92,12 +121,55 @@ class PolicyScorer:
         validated objective array (``CostTable.policy_cost`` checks its input every call)."""
         return float(self._cost_array[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
 
+    def objective_cost(self, objective: str, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
+        """Cost of a policy in one of the constrained objectives."""
+        table = self._cost_arrays[objective]
+        return float(table[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
+
+    def cost_ratios(self, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
+        """Every constrained objective's cost over its 8/8 cost."""
+        return {name: self.objective_cost(name, w_bits, a_bits) / self.reference_costs[name]
+                for name in self.objectives}
+
+    @property
+    def wall_budget(self) -> float:
+        """What :meth:`wall_cost` must not exceed: the budget cost, or 1 with extra budgets."""
+        return 1.0 if self.extra_budgets else self.budget_cost
+
+    def wall_cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
+        """What the action wall lowers until it is within :attr:`wall_budget`.
+
+        One budget: the objective's cost. Several: the largest cost-over-budget of them, so
+        the wall stops exactly when every constraint holds.
+        """
+        if not self.extra_budgets:
+            return self.cost(w_bits, a_bits)
+        loads = [self.cost(w_bits, a_bits) / self.budget_cost]
+        loads += [self.objective_cost(name, w_bits, a_bits) / (ratio * self.reference_costs[name])
+                  for name, ratio in self.extra_budgets.items()]
+        return max(loads)
+
+    def is_within(self, cost_ratio: float, extra_ratios: Mapping[str, float] | None = None,
+                  budget: float | None = None) -> bool:
+        """Whether a policy with these ratios meets the budget (``budget`` instead of this
+        scorer's) and every extra budget."""
+        if not is_within_budget(cost_ratio, self.budget_ratio if budget is None else budget):
+            return False
+        extra_ratios = extra_ratios or {}
+        return all(is_within_budget(extra_ratios[name], ratio) for name, ratio in self.extra_budgets.items())
+
     def uniform(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
         """Uniform ``bits`` on the free layers (pinned layers and weight-only activations at 8)."""
         return uniform_bits(self.pinned, self.weight_only, bits)
 
     def largest_uniform(self) -> int | None:
-        """The most bits whose uniform policy (:meth:`uniform`) meets the budget, or None."""
+        """The most bits whose uniform policy (:meth:`uniform`) meets the budget(s), or None."""
+        if self.extra_budgets:
+            for bits in range(self.max_bits, self.min_bits - 1, -1):
+                w, a = self.uniform(bits)
+                if self.wall_cost(w, a) <= self.wall_budget:
+                    return bits
+            return None
         return largest_uniform_within_budget(self.cost_table, self.objective, self.budget_ratio, self.pinned,
                                              self.weight_only, self.min_bits, self.max_bits)
 
@@ -116,12 +188,18 @@ class PolicyScorer:
         warning = room_warning(self.budget_ratio, minimum, self.objective)
         if warning is not None:
             warnings.warn(warning, BudgetWarning, stacklevel=4)
+        low_w, low_a = self.uniform(self.min_bits)
+        for name, ratio in self.extra_budgets.items():
+            extra_minimum = self.objective_cost(name, low_w, low_a) / self.reference_costs[name]
+            if not is_within_budget(extra_minimum, ratio):
+                raise BudgetError(f"extra budget {ratio:g} of the 8/8 {name} is infeasible: the minimum "
+                                  f"achievable ratio with bits >= {self.min_bits} is {extra_minimum:.4f}")
 
     def apply_wall(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Pin the pinned layers to 8 bits, then lower bits until the budget is met."""
         w = np.where(self.pinned, REFERENCE_BITS, w_bits)
         a = np.where(self.pinned | self.weight_only, REFERENCE_BITS, a_bits)
-        return enforce_budget(w, a, self.cost, self.budget_cost, self.min_bits,
+        return enforce_budget(w, a, self.wall_cost, self.wall_budget, self.min_bits,
                               frozen=self.pinned, lower_activations=not self.weight_only)
 
     def metrics(self, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
@@ -135,7 +213,8 @@ class PolicyScorer:
         Returns ``reward``, ``accuracy``, ``kl``, ``float_accuracy``, ``policy`` (layer ->
         (w, a)), ``w_bits``, ``a_bits``, ``proposed_w_bits``, ``proposed_a_bits``,
         ``bits_lowered``, ``cost``, ``cost_ratio``, ``budget_ratio``, ``latency_ms``,
-        ``energy_uj``, ``size_bytes`` and ``bops``.
+        ``energy_uj``, ``size_bytes`` and ``bops``; with extra budgets also ``cost_ratios``
+        (objective -> ratio to 8/8, every constrained objective).
         """
         proposed_w = np.asarray(w_bits, dtype=np.int64).copy()
         proposed_a = np.asarray(a_bits, dtype=np.int64).copy()
@@ -149,6 +228,7 @@ class PolicyScorer:
         else:
             reward = REWARD_LAMBDA * (scores.accuracy - self.evaluator.float_accuracy)
         cost = self.cost(w, a)
+        extra = {"cost_ratios": self.cost_ratios(w, a)} if self.extra_budgets else {}
         return {
             "reward": reward,
             "accuracy": scores.accuracy,
@@ -164,6 +244,7 @@ class PolicyScorer:
             "cost_ratio": cost / self.reference_cost,
             "budget_ratio": self.budget_ratio,
             **self.metrics(w, a),
+            **extra,
         }
 
     @classmethod
@@ -189,4 +270,4 @@ class PolicyScorer:
                     spec.id, len(task.layers), evaluator.float_accuracy)
         return cls(evaluator, task.cost_table, objective=spec.objective, budget=spec.budget,
                    min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
-                   reward_metric=spec.reward_metric)
+                   reward_metric=spec.reward_metric, extra_budgets=dict(spec.extra_budgets))

@@ -45,6 +45,8 @@ class TaskSpec:
     hardware: str = "bismo-edge"
     objective: str = "latency"
     budget: float = 0.5
+    budgets: tuple[float, ...] = ()
+    extra_budgets: tuple[tuple[str, float], ...] = ()
     min_bits: int = 2
     max_bits: int = 8
     pin_first_last: bool = True
@@ -69,7 +71,15 @@ class TaskSpec:
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("weight_method", self.weight_method, WEIGHT_METHODS)
         _check_choice("reward_metric", self.reward_metric, REWARD_METRICS)
-        if not 0.0 < float(self.budget) <= 1.0:
+        object.__setattr__(self, "budgets", checked_budgets(self.budgets))
+        object.__setattr__(self, "extra_budgets", checked_extra_budgets(self.extra_budgets, self.objective))
+        if self.budgets:
+            if self.extra_budgets:
+                raise ConfigError("budgets (a budget-conditioned search) and extra_budgets (several "
+                                  "constraints) cannot be combined; give one or the other")
+            # A conditioned task's own budget is its loosest: its scorer admits every listed one.
+            object.__setattr__(self, "budget", self.budgets[-1])
+        if not _is_ratio(self.budget):
             raise ConfigError(f"budget={self.budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
         if not (isinstance(self.min_bits, int) and isinstance(self.max_bits, int)
                 and 1 <= self.min_bits <= self.max_bits <= 8):
@@ -91,8 +101,14 @@ class TaskSpec:
 
     @property
     def weight_only(self) -> bool:
-        """Objectives that only depend on weights (model size) step over weights only."""
-        return self.objective in WEIGHT_ONLY_OBJECTIVES
+        """Objectives that only depend on weights (model size) step over weights only
+        (with extra budgets, only when every constrained objective is weight-only)."""
+        return all(objective in WEIGHT_ONLY_OBJECTIVES for objective in self.objectives)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """Every constrained objective: ``objective`` first, then the ``extra_budgets`` ones."""
+        return (self.objective, *(name for name, _ in self.extra_budgets))
 
     def replace(self, **overrides: Any) -> TaskSpec:
         """A copy with ``overrides`` applied; unknown names get a "did you mean"."""
@@ -135,6 +151,60 @@ class TaskSpec:
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of env settings, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+
+def _is_ratio(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0.0 < float(value) <= 1.0
+
+
+def checked_budgets(budgets: Any) -> tuple[float, ...]:
+    """The budgets of a budget-conditioned search as a tuple, or ConfigError naming the bad entry.
+
+    Every entry is a ratio in (0, 1]; the list is sorted ascending without duplicates (a
+    duplicate or out-of-order entry is most likely a typo).
+    """
+    if budgets is None:
+        return ()
+    if isinstance(budgets, str | bytes) or not isinstance(budgets, list | tuple):
+        raise ConfigError(f"budgets={budgets!r} must be a list of ratios in (0, 1]")
+    checked: list[float] = []
+    for entry in budgets:
+        if not _is_ratio(entry):
+            raise ConfigError(f"budgets entry {entry!r} must be a number in (0, 1] (a ratio of the uniform 8/8 cost)")
+        value = float(entry)
+        if value in checked:
+            raise ConfigError(f"budgets entry {value:g} appears twice; list each budget once")
+        if checked and value < checked[-1]:
+            raise ConfigError(f"budgets entry {value:g} comes after {checked[-1]:g}; list budgets in ascending order")
+        checked.append(value)
+    if len(checked) == 1:
+        raise ConfigError(f"budgets lists one entry ({checked[0]:g}); give two or more, or use budget= for one")
+    return tuple(checked)
+
+
+def checked_extra_budgets(extra: Any, objective: str) -> tuple[tuple[str, float], ...]:
+    """Further (objective, budget) constraints as sorted pairs, from a mapping or pairs.
+
+    Each objective is one of :data:`OBJECTIVES`, other than the main ``objective``, with a
+    ratio in (0, 1].
+    """
+    if extra is None:
+        return ()
+    if isinstance(extra, dict):
+        pairs = list(extra.items())
+    elif isinstance(extra, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in extra):
+        pairs = [tuple(p) for p in extra]
+    else:
+        raise ConfigError(f"extra_budgets={extra!r} must map objectives to budgets, e.g. {{energy: 0.6}}")
+    checked: dict[str, float] = {}
+    for name, value in pairs:
+        _check_choice("extra_budgets objective", str(name), OBJECTIVES)
+        if name == objective or name in checked:
+            raise ConfigError(f"extra_budgets objective {name!r} is constrained twice; give each objective once")
+        if not _is_ratio(value):
+            raise ConfigError(f"extra_budgets {name}={value!r} must be a number in (0, 1] (a ratio of 8/8)")
+        checked[str(name)] = float(value)
+    return tuple(sorted(checked.items()))
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
