@@ -13,8 +13,13 @@ Typical use::
 """
 
 from haq_rl.agent.algos import ALGO_CLASSES, HaqAlgorithmMixin, HaqDDPG, HaqSAC, HaqTD3
-from haq_rl.agent.callbacks import EpisodeProgressBar, EpisodeRecorder, EpisodeSink
-from haq_rl.agent.checkpoint import load_agent, save_agent
+from haq_rl.agent.callbacks import (
+    EpisodeProgressBar,
+    EpisodeRecorder,
+    EpisodeSink,
+    RolloutStartCallback,
+)
+from haq_rl.agent.checkpoint import load_agent, random_state, restore_random_state, save_agent
 from haq_rl.agent.config import ALGOS, AgentConfig
 from haq_rl.agent.factory import episode_length, learn_episodes, make_agent
 from haq_rl.agent.noise import TruncatedNormalNoise, run_length_decay, truncated_normal
@@ -33,11 +38,14 @@ __all__ = [
     "HaqDDPG",
     "HaqSAC",
     "HaqTD3",
+    "RolloutStartCallback",
     "TruncatedNormalNoise",
     "episode_length",
     "learn_episodes",
     "load_agent",
     "make_agent",
+    "random_state",
+    "restore_random_state",
     "run_length_decay",
     "save_agent",
     "truncated_normal",

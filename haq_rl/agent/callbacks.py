@@ -156,3 +156,19 @@ class EpisodeProgressBar(BaseCallback):
     def _on_training_end(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+class RolloutStartCallback(BaseCallback):
+    """Calls ``hook()`` at the start of every rollout (with HAQ's one-episode rollouts: at
+    every episode start, after the previous episode's update): the point where the agent,
+    its replay buffer and the random streams form a consistent checkpoint."""
+
+    def __init__(self, hook: Callable[[], None], verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.hook = hook
+
+    def _on_rollout_start(self) -> None:
+        self.hook()
+
+    def _on_step(self) -> bool:
+        return True

@@ -30,10 +30,11 @@ GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, 
 def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
     """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
 
-    Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer and the
-    episode count (search_state.json) are saved together; ``--resume`` drops the
-    episodes.csv rows after the last checkpoint and continues from it, so the finished
-    run holds exactly ``episodes`` rows with no duplicate.
+    Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer, the
+    episode count and the random streams (search_state.json) are saved together, at the
+    start of an episode (after the previous episode's update); ``--resume`` drops the
+    episodes.csv rows after the last checkpoint and continues from it: the finished run
+    holds exactly ``episodes`` rows, the same rows an uninterrupted run writes.
 
     A budget-conditioned env (``budgets``) trains one agent for every budget: each
     learning episode runs under the budget the env's schedule gives it (shown to the
@@ -42,9 +43,19 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     warms up around the one of each episode's budget and imitates the best policy of
     every budget (the elite set).
     """
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
 
-    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent, save_agent
+    from haq_rl.agent import (
+        EpisodeRecorder,
+        RolloutStartCallback,
+        learn_episodes,
+        load_agent,
+        make_agent,
+        random_state,
+        restore_random_state,
+        save_agent,
+    )
 
     env = setup.env
     run_dir = recorder.run_dir
@@ -67,6 +78,8 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
                                         for b, a in state.get("anchors", [])}
     if done > 0:
         agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
+        if "random" in state:
+            restore_random_state(agent, state["random"])
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
         agent = make_agent(env, agent_config)
@@ -76,9 +89,16 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
 
     def checkpoint() -> None:
         save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
-        write_json_atomic(state_path, {"episodes_done": recorder.count,
+        write_json_atomic(state_path, {"episodes_done": recorder.count, "random": random_state(agent),
                                        **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
                                           if env.conditioned else {})})
+
+    started_at = recorder.count
+
+    def checkpoint_at_episode_start() -> None:
+        # Every transition of the previous episode is stored and its update is done.
+        if recorder.count != started_at and recorder.count % config.checkpoint_every == 0:
+            checkpoint()
 
     def next_anchor() -> None:
         # The warm-up samples around the anchor of the budget the next episode runs under.
@@ -94,15 +114,15 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
             # A new best: the actor now imitates it (self-imitation of the elite).
             agent.set_elite(*_elite(env, recorder, budgets))  # type: ignore[attr-defined]
         next_anchor()
-        if recorder.count % config.checkpoint_every == 0 or recorder.count == learning_episodes:
-            checkpoint()
 
     remaining = learning_episodes - min(recorder.count, learning_episodes)
     if remaining > 0:
         env.schedule_seed = config.seed
         env.episode_index = recorder.count  # the schedule's budget of the next episode
         next_anchor()
-        learn_episodes(agent, remaining, callback=EpisodeRecorder(sink=sink, keep=False))
+        learn_episodes(agent, remaining, callback=CallbackList([
+            RolloutStartCallback(checkpoint_at_episode_start), EpisodeRecorder(sink=sink, keep=False)]))
+        checkpoint()  # after the last update: what the final rollouts use
     while recorder.count < config.episodes:
         budget = budgets[recorder.count - learning_episodes]
         recorder.record(_deterministic_rollout(env, agent, budget if env.conditioned else None), "final")
