@@ -2,15 +2,17 @@
 
 The multi-objective peer (Deb et al., IEEE TEC 2002; Optuna's ``NSGAIISampler``): the
 same integer parameters as :mod:`haq_rl.search.tpe`, each trial forced under the
-(loosest) budget by the same action wall, and two values per trial: the episode's
-reward and its cost ratio. One trial per evaluation, ``episodes`` trials; the run's
-best policy per budget is the best trial within it, so a conditioned run
-(``--budgets``) reads the whole front off one study. Options: ``population`` (16), the
-generation size.
+budget by the same action wall, and two values per trial: the episode's reward and its
+cost ratio. One trial per evaluation, ``episodes`` trials. In a conditioned run
+(``--budgets``) trial ``k`` is walled at the budget the env's schedule gives episode
+``k`` (as random search does), so every budget gets trials; each budget's best policy is
+the best trial within it, the whole front read off one study. Options: ``population``
+(16), the generation size.
 """
 
 from __future__ import annotations
 
+from haq_rl.env.budgets import scheduled_budget
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 from haq_rl.search.tpe import _optuna, bit_distributions, policy_of_params
 
@@ -28,8 +30,11 @@ def search_nsga2(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -
         params = {name: int(row[name]) for name in distributions}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                   values=[float(row["reward"]), float(row["cost_ratio"])]))
+    env = setup.env
     while recorder.count < config.episodes:
         trial = study.ask(distributions)
+        if env.conditioned:
+            scorer = env.scorer_at(scheduled_budget(env.budgets, config.seed, recorder.count))
         info = scorer.score(*policy_of_params(scorer, trial.params), enforce=True)
         study.tell(trial, [float(info["reward"]), float(info["cost_ratio"])])
         recorder.record(info, "nsga2")
