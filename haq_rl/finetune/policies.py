@@ -13,6 +13,7 @@ from haq_rl.task import budget as budget_rules
 from haq_rl.task.budget import (
     cost_ratio,
     is_within_budget,
+    meets_extra_budgets,
     pinned_layers,
     policy_metrics,
     uniform_bits,
@@ -43,7 +44,8 @@ def policy_costs(task: Task, policy: QuantPolicy) -> dict[str, Any]:
     return {
         **{name: finite_or_none(value) for name, value in metrics.items()},
         "cost_ratio": ratio,
-        "within_budget": is_within_budget(ratio, task.spec.budget),
+        "within_budget": is_within_budget(ratio, task.spec.budget) and meets_extra_budgets(
+            task.cost_table, task.spec.extra_budgets, policy.w_bits, policy.a_bits),
     }
 
 
@@ -51,7 +53,8 @@ def largest_uniform_within_budget(task: Task) -> int | None:
     """The most bits B whose uniform B/B policy meets the task's budget (None if none does)."""
     spec = task.spec
     return budget_rules.largest_uniform_within_budget(
-        task.cost_table, spec.objective, spec.budget, _pinned(task), spec.weight_only, spec.min_bits, spec.max_bits)
+        task.cost_table, spec.objective, spec.budget, _pinned(task), spec.weight_only, spec.min_bits, spec.max_bits,
+        spec.extra_budgets)
 
 
 def ratio_or_none(value: float | None, reference: float | None) -> float | None:

@@ -252,7 +252,8 @@ def _summary_lines(run: Run) -> list[str]:
         ("env", env.get("id")), ("model / dataset", f"{env.get('model')} / {env.get('dataset')} "
                                                     f"({env.get('input_size')} px)"),
         ("hardware profile", meta.get("profile", env.get("hardware"))),
-        ("objective / budget", f"{run.objective} <= {run.budget:g} x uniform 8/8"),
+        ("objective / budget", "; ".join(f"{name} <= {budget:g} x uniform 8/8" for name, budget in (
+            (run.objective, run.budget), *(env.get("extra_budgets") or [])))),
         ("bits", f"{env.get('min_bits')}..{env.get('max_bits')}"
                  f"{', first/last pinned to 8' if env.get('pin_first_last') else ''}"),
         ("method / seed", f"{run.method} / {search.get('seed')}"),
@@ -260,7 +261,9 @@ def _summary_lines(run: Run) -> list[str]:
         ("float accuracy (reward split)", f"{run.float_accuracy:.2f}%"),
         ("best policy", f"episode {meta.get('episode', '?')}: accuracy {metrics.get('accuracy', math.nan):.2f}%, "
                         f"reward {metrics.get('reward', math.nan):.4f}, "
-                        f"cost ratio {metrics.get('cost_ratio', math.nan):.4f}"),
+                        f"cost ratio {metrics.get('cost_ratio', math.nan):.4f}"
+                        + "".join(f", {name} ratio {metrics[f'{name}_ratio']:.4f}"
+                                  for name, _ in env.get("extra_budgets") or [] if f"{name}_ratio" in metrics)),
         ("best policy cost", ", ".join(f"{tables.COST_LABELS[c]} {format_number(float(metrics[c]))}" for c in tables.COST_COLUMNS
                                        if metrics.get(c) is not None and math.isfinite(float(metrics[c])))),
         ("mean bits (w / a)", f"{np.mean(run.policy.w_bits):.2f} / {np.mean(run.policy.a_bits):.2f}"),

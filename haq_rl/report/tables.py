@@ -34,7 +34,8 @@ COMPARISON_COLUMNS = ("name", "w_bits", "a_bits", "accuracy_before", "accuracy",
 def episodes(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
     """episodes.csv plus the running best.
 
-    Added columns: ``within_budget`` (cost ratio <= budget), ``best_reward`` (best reward
+    Added columns: ``within_budget`` (cost ratio <= budget, and every extra budget met),
+    ``best_reward`` (best reward
     so far among policies within budget, NaN before the first), ``best_accuracy`` and
     ``best_cost_ratio`` (of that running-best policy), ``mean_w_bits``, ``mean_a_bits``.
     """
@@ -45,6 +46,8 @@ def episodes(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
             frame[column] = pd.Series(dtype=float)
         return frame
     frame["within_budget"] = frame["cost_ratio"] <= run.budget + rules.BUDGET_TOLERANCE
+    for objective, budget in run.env.get("extra_budgets") or []:  # several constraints: all of them
+        frame["within_budget"] &= frame[f"ratio:{objective}"] <= float(budget) + rules.BUDGET_TOLERANCE
     best_reward, best_acc, best_cost = [], [], []
     current: tuple[float, float, float] | None = None
     # Same rule as the search's recorder: strictly better reward, within budget.

@@ -261,7 +261,7 @@ class Recorder:
             if budget in self.best_by_budget:
                 self._write_best(budget)
             else:
-                self._policy_path(budget).unlink(missing_ok=True)
+                self.policy_path(budget).unlink(missing_ok=True)
         if self.conditioned:
             self._write_front()
 
@@ -306,12 +306,12 @@ class Recorder:
                 improved.append(budget)
         return improved
 
-    def _policy_path(self, budget: float) -> Path:
+    def policy_path(self, budget: float) -> Path:
         return budget_policy_path(self.run_dir, budget) if self.conditioned else self.run_dir / BEST_POLICY_FILE
 
     def _write_best(self, budget: float) -> None:
         best = self.best_by_budget[budget]
-        path = self._policy_path(budget)
+        path = self.policy_path(budget)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_policy_json(path, self.scorer, self.spec, best, budget=budget, method=self.config.method,
                           seed=self.config.seed)
@@ -437,7 +437,7 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     return SearchResult(
         run_dir=run_dir, best=best, episodes=recorder.count,
         evaluations=scorer.evaluator.evaluations, wall_time_s=time.perf_counter() - started,
-        best_policy_path=recorder._policy_path(recorder.budgets[-1]), eval_seconds=scorer.evaluator.eval_seconds,
+        best_policy_path=recorder.policy_path(recorder.budgets[-1]), eval_seconds=scorer.evaluator.eval_seconds,
         setup_seconds=setup_seconds, best_by_budget=dict(recorder.best_by_budget))
 
 

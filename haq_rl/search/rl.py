@@ -67,7 +67,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     if env.conditioned and learning_episodes - warm_starts < 1:
         raise ConfigError(f"episodes={config.episodes} is too few for {len(budgets)} budgets with method "
                           f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
-    agent_config = _agent_config(config, learning_episodes - warm_starts)
+    agent_config = _agent_config(config, learning_episodes - warm_starts, len(budgets))
     state_path = run_dir / STATE_FILE
     state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {"episodes_done": 0}
     done = int(state["episodes_done"])
@@ -186,17 +186,21 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     return anchors
 
 
-def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:
+def _agent_config(config: SearchConfig, learning_episodes: int, budget_count: int = 1) -> AgentConfig:
     """HAQ's agent settings, with the noise decay fitted to the run's length.
 
     Unless ``noise_decay`` is set explicitly, the exploration noise follows HAQ's
     600-episode schedule compressed into this run (:func:`run_length_decay`): with HAQ's
     literal 0.99 a 80-episode run would end still exploring at half its start std.
+    A conditioned run of ``budget_count`` budgets warms up as long as that many separate
+    runs would (the default warm-up per budget), unless ``warmup_episodes`` is set.
     """
     from haq_rl.agent import AgentConfig, run_length_decay
 
     defaults = GUIDED_AGENT_DEFAULTS if config.method == GUIDED_METHOD else {"algo": config.method}
     agent_config = AgentConfig(**{**defaults, "seed": config.seed, **config.agent})
+    if budget_count > 1 and "warmup_episodes" not in config.agent:
+        agent_config = dataclasses.replace(agent_config, warmup_episodes=agent_config.warmup_episodes * budget_count)
     noisy_episodes = learning_episodes - agent_config.warmup_episodes
     if "noise_decay" in config.agent or "noise_decay" in defaults or noisy_episodes < 1:
         return agent_config

@@ -64,12 +64,22 @@ def minimum_ratio(cost_table: CostTable, objective: str, pinned: np.ndarray, min
     return cost_ratio(cost_table, objective, w, a)
 
 
+def meets_extra_budgets(cost_table: CostTable, extra_budgets: Sequence[tuple[str, float]],
+                        w_bits: np.ndarray, a_bits: np.ndarray) -> bool:
+    """Whether a policy meets every further ``(objective, budget)`` constraint."""
+    return all(is_within_budget(cost_ratio(cost_table, objective, w_bits, a_bits), budget)
+               for objective, budget in extra_budgets)
+
+
 def largest_uniform_within_budget(cost_table: CostTable, objective: str, budget: float, pinned: np.ndarray,
-                                  weight_only: bool, min_bits: int, max_bits: int) -> int | None:
-    """The most bits B whose uniform B/B policy meets ``budget`` (None if none does)."""
+                                  weight_only: bool, min_bits: int, max_bits: int,
+                                  extra_budgets: Sequence[tuple[str, float]] = ()) -> int | None:
+    """The most bits B whose uniform B/B policy meets ``budget`` and every extra budget
+    (None if none does)."""
     for bits in range(max_bits, min_bits - 1, -1):
         w, a = uniform_bits(pinned, weight_only, bits)
-        if is_within_budget(cost_ratio(cost_table, objective, w, a), budget):
+        if is_within_budget(cost_ratio(cost_table, objective, w, a), budget) and meets_extra_budgets(
+                cost_table, extra_budgets, w, a):
             return bits
     return None
 

@@ -164,14 +164,9 @@ class PolicyScorer:
 
     def largest_uniform(self) -> int | None:
         """The most bits whose uniform policy (:meth:`uniform`) meets the budget(s), or None."""
-        if self.extra_budgets:
-            for bits in range(self.max_bits, self.min_bits - 1, -1):
-                w, a = self.uniform(bits)
-                if self.wall_cost(w, a) <= self.wall_budget:
-                    return bits
-            return None
         return largest_uniform_within_budget(self.cost_table, self.objective, self.budget_ratio, self.pinned,
-                                             self.weight_only, self.min_bits, self.max_bits)
+                                             self.weight_only, self.min_bits, self.max_bits,
+                                             tuple(self.extra_budgets.items()))
 
     def minimum_cost(self) -> float:
         """Cost with every free layer at the minimum bits (activations kept for weight-only)."""
