@@ -29,6 +29,7 @@ from haq_rl.report.figures import (
 from haq_rl.report.markdown import write_report
 from haq_rl.report.tables import (
     best_table,
+    budget_front,
     comparison_table,
     episodes,
     pareto_front,
@@ -38,6 +39,7 @@ from haq_rl.report.tables import (
 from haq_rl.run.load import Run, cost_table_for, load_run
 
 __all__ = [
+    "budget_front",
     "KIND_COLORS",
     "Run",
     "best_table",
