@@ -23,6 +23,7 @@ import numpy as np
 from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, unknown_name_message
 from haq_rl.fileio import finite_or_none, read_json, remove_stale_temps, write_json_atomic
+from haq_rl.parallel import attached_pool, check_backend, import_ray
 from haq_rl.progress import EpisodeBar
 from haq_rl.run.episodes import EpisodeLog, episode_columns
 from haq_rl.run.layout import BEST_POLICY_FILE, CONFIG_FILE, EPISODES_FILE
@@ -97,6 +98,10 @@ class SearchConfig:
     device: str = "cpu"
     checkpoint_every: int = 10
     progress: bool = True
+    # Parallel evaluation (haq_rl.parallel, docs/scaling.md): workers, process or ray, a Ray cluster.
+    workers: int = 1
+    backend: str = "process"
+    ray_address: str | None = None
     env_overrides: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +117,7 @@ class SearchConfig:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"device={self.device!r} must be cpu, cuda, cuda:N or auto")
+        check_backend(self.workers, self.backend, self.ray_address)
         allowed = METHOD_OPTIONS.get(self.method, {})
         for key, value in self.options.items():
             if key not in allowed:
@@ -303,6 +309,8 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
         config = dataclasses.replace(SearchConfig.from_dict(saved["search"]), progress=config.progress)
     elif (run_dir / EPISODES_FILE).exists():
         raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
+    if config.backend == "ray":
+        import_ray()  # a missing extra fails before the task loads
     seed_everything(config.seed)
     started = time.perf_counter()
     if given is not None:
@@ -329,7 +337,8 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     if bar is not None:
         bar.start(recorder.count)
     try:
-        _method_runner(config.method)(setup, config, recorder)
+        with attached_pool(scorer.evaluator, config.workers, config.backend, config.ray_address):
+            _method_runner(config.method)(setup, config, recorder)
     finally:
         if bar is not None:
             bar.close()

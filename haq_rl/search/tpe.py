@@ -39,7 +39,10 @@ def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> 
     scorer = setup.scorer
     startup = config.method_options()["startup_trials"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup)
+    # With several workers, trials are asked for in batches; the constant liar counts the
+    # batch's unfinished trials as bad ones, so one batch does not sample the same spot N times.
+    sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup,
+                                         **({"constant_liar": True} if config.workers > 1 else {}))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     free = [i for i in range(len(scorer.layer_names)) if not scorer.pinned[i]]
     low, high = scorer.min_bits, scorer.max_bits
@@ -53,13 +56,22 @@ def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> 
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                   value=float(row["reward"])))
     while recorder.count < config.episodes:
-        trial = study.ask(distributions)
-        w = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
-        a = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
-        for i in free:
-            w[i] = trial.params[f"w:{scorer.layer_names[i]}"]
-            if not scorer.weight_only:
-                a[i] = trial.params[f"a:{scorer.layer_names[i]}"]
-        info = scorer.score(w, a, enforce=True)
-        study.tell(trial, float(info["reward"]))
-        recorder.record(info, "tpe")
+        # Optuna's batch ask/tell: ``workers`` trials evaluated together, told in ask order.
+        trials = [study.ask(distributions) for _ in range(min(config.workers, config.episodes - recorder.count))]
+        policies = [_trial_policy(trial.params, scorer, free) for trial in trials]
+        scorer.prefetch(policies, enforce=True)
+        for trial, (w, a) in zip(trials, policies, strict=True):
+            info = scorer.score(w, a, enforce=True)
+            study.tell(trial, float(info["reward"]))
+            recorder.record(info, "tpe")
+
+
+def _trial_policy(params: dict[str, int], scorer: Any, free: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A trial's bits: its parameters on the free layers, 8 bits on the pinned ones."""
+    w = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
+    a = np.full(len(scorer.layer_names), REFERENCE_BITS, dtype=np.int64)
+    for i in free:
+        w[i] = params[f"w:{scorer.layer_names[i]}"]
+        if not scorer.weight_only:
+            a[i] = params[f"a:{scorer.layer_names[i]}"]
+    return w, a

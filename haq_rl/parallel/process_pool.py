@@ -1,0 +1,63 @@
+"""``--backend process``: worker processes on this machine (``concurrent.futures``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from haq_rl.parallel.payload import evaluate, load_evaluator, worker_devices
+from haq_rl.parallel.pool import WorkerError
+
+if TYPE_CHECKING:
+    from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
+
+# The evaluator of this worker process (set by _start_worker).
+_EVALUATOR: PolicyEvaluator | None = None
+
+
+def _start_worker(payload: bytes, devices: Any) -> None:
+    global _EVALUATOR
+    # One torch thread: N workers use N cores, and a forked child cannot use the parent's
+    # OpenMP pool (its first parallel op would hang).
+    _EVALUATOR = load_evaluator(payload, devices.get(), threads=1)
+
+
+def _evaluate(policy: tuple[np.ndarray, np.ndarray]) -> PolicyScores:
+    assert _EVALUATOR is not None, "worker not started"
+    return evaluate(_EVALUATOR, policy)
+
+
+class ProcessPool:
+    """``workers`` processes, each with its own evaluator, fed one policy at a time.
+
+    Forked on Linux when the search runs on the CPU (the payload is inherited, nothing is
+    copied); spawned otherwise, since CUDA does not survive a fork. Each worker takes one
+    device from a queue: the GPUs round-robin, or the CPU.
+    """
+
+    def __init__(self, payload: bytes, workers: int, device: torch.device) -> None:
+        self.workers = workers
+        method = "fork" if device.type == "cpu" and sys.platform.startswith("linux") else "spawn"
+        context = multiprocessing.get_context(method)
+        devices = context.SimpleQueue()
+        for name in worker_devices(device, workers):
+            devices.put(name)
+        self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                             initializer=_start_worker, initargs=(payload, devices))
+
+    def evaluate(self, policies: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[PolicyScores]:
+        try:
+            # map keeps the input order whichever worker finishes first.
+            return list(self._executor.map(_evaluate, policies))
+        except BrokenProcessPool as error:
+            raise WorkerError(f"an evaluation worker process died ({error})") from None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
