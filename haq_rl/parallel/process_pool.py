@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -18,15 +21,33 @@ from haq_rl.parallel.pool import WorkerError
 if TYPE_CHECKING:
     from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
 
+#: prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
+
 # The evaluator of this worker process (set by _start_worker).
 _EVALUATOR: PolicyEvaluator | None = None
 
 
-def _start_worker(payload: bytes, devices: Any) -> None:
+def _start_worker(payload: bytes, devices: Any, parent: int) -> None:
     global _EVALUATOR
+    _die_with(parent)
     # One torch thread: N workers use N cores, and a forked child cannot use the parent's
     # OpenMP pool (its first parallel op would hang).
     _EVALUATOR = load_evaluator(payload, devices.get(), threads=1)
+
+
+def _die_with(parent: int) -> None:
+    """Let the kernel kill this worker when the search process dies (Linux), even by kill -9.
+
+    An orphaned worker would go on holding what it inherited by fork, the run directory's
+    lock among it, and a ``--resume`` would find the run still in use.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the search died before prctl took effect
+        os._exit(1)
 
 
 def _evaluate(policy: tuple[np.ndarray, np.ndarray]) -> PolicyScores:
@@ -50,7 +71,7 @@ class ProcessPool:
         for name in worker_devices(device, workers):
             devices.put(name)
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                             initializer=_start_worker, initargs=(payload, devices))
+                                             initializer=_start_worker, initargs=(payload, devices, os.getpid()))
 
     def evaluate(self, policies: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[PolicyScores]:
         try:

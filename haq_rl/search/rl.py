@@ -33,6 +33,10 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     episodes.csv rows after the last checkpoint and continues from it, so the finished
     run holds exactly ``episodes`` rows with no duplicate.
     """
+    if config.workers > 1:  # several episodes per update, evaluated together
+        from haq_rl.search.rl_batched import search_rl_batched
+
+        return search_rl_batched(setup, config, recorder)
     from stable_baselines3.common.logger import configure
 
     from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent, save_agent
@@ -112,6 +116,19 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     agent.set_elite(observations, actions, imitation_steps=int(options["imitation_steps"]))
     logger.info("guided agent: integer-program policy %.2f%% at cost ratio %.3f; actor fitted (mse %.2g)",
                 info["accuracy"], info["cost_ratio"], error)
+
+
+def agent_config_for(config: SearchConfig, learning_episodes: int, batch: int) -> AgentConfig:
+    """:func:`_agent_config` for ``batch`` episodes per update: the warm-up rounded up to whole
+    batches, so no batch mixes random and policy episodes."""
+    agent_config = _agent_config(config, learning_episodes)
+    rounded = -(-agent_config.warmup_episodes // batch) * batch
+    if rounded == agent_config.warmup_episodes:
+        return agent_config
+    logger.info("warm-up of %d episodes rounded up to %d (batches of %d)", agent_config.warmup_episodes,
+                rounded, batch)
+    return _agent_config(dataclasses.replace(config, agent={**config.agent, "warmup_episodes": rounded}),
+                         learning_episodes)
 
 
 def _agent_config(config: SearchConfig, learning_episodes: int) -> AgentConfig:

@@ -1,0 +1,106 @@
+"""The RL driver with several workers: ``workers`` episodes per agent update, evaluated together.
+
+The agent steps a :class:`~haq_rl.search.vec_env.BatchedEpisodeVecEnv` of ``workers``
+copies of the env; their episodes end on the same step, their policies are evaluated as
+one batch in the pool, and the replay buffer gives each env's steps that env's own final
+reward (HAQ's credit assignment, per episode). SB3 then runs ``T`` gradient steps per
+episode collected, as HAQ does after each episode.
+
+Checkpoints are taken between batches, after the agent's update, together with the
+global random states that SB3 draws from (replay sampling, target noise), so a resumed
+search records the rows the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from haq_rl.fileio import read_json, write_json_atomic
+from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, STATE_FILE
+from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+
+logger = logging.getLogger(__name__)
+
+
+def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
+    """:func:`~haq_rl.search.rl.search_rl` with ``config.workers`` episodes per batch.
+
+    The last batch of learning episodes may run past ``episodes - 1``: its extra episodes
+    are evaluated but not recorded. The warm-up is rounded up to whole batches.
+    """
+    from stable_baselines3.common.logger import configure
+
+    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent, save_agent
+    from haq_rl.search.rl import (
+        GUIDED_METHOD,
+        _anchor_on_integer_program,
+        _deterministic_rollout,
+        _logger_formats,
+        agent_config_for,
+    )
+    from haq_rl.search.vec_env import BatchedEpisodeVecEnv
+
+    batch = config.workers
+    run_dir = recorder.run_dir
+    guided = config.method == GUIDED_METHOD
+    learning_episodes = config.episodes - 1
+    agent_config = agent_config_for(config, learning_episodes - (1 if guided else 0), batch)
+    vec_env = BatchedEpisodeVecEnv(setup.env, batch)
+    state_path = run_dir / STATE_FILE
+    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {"episodes_done": 0}
+    done = int(state["episodes_done"])
+    if recorder.count != done:  # rows written after the last checkpoint are redone
+        recorder.log.truncate(done)
+        recorder.reset_from_log()
+    if done > 0:
+        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, vec_env, agent_config)
+        _restore_random_state(state.get("random_state"))
+        logger.info("resumed %s after %d episodes", run_dir, done)
+    else:
+        agent = make_agent(vec_env, agent_config)
+        if guided:
+            _anchor_on_integer_program(setup, config, recorder, agent)
+    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+
+    def checkpoint() -> None:
+        save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
+        write_json_atomic(state_path, {"episodes_done": recorder.count, "random_state": _random_state()})
+
+    def sink(record: dict[str, Any]) -> None:
+        if recorder.count >= learning_episodes:  # the last batch's extra episodes
+            return
+        recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
+        if guided and recorder.best is not None and recorder.best["episode"] == recorder.count - 1:
+            actions = np.asarray(record["applied_actions"], dtype=np.float32)
+            agent.set_elite(setup.env.observations_for(actions), actions)  # type: ignore[attr-defined]
+
+    last_checkpoint = recorder.count
+    while recorder.count < learning_episodes:
+        learn_episodes(agent, batch, callback=EpisodeRecorder(sink=sink, keep=False))
+        if recorder.count - last_checkpoint >= config.checkpoint_every or recorder.count >= learning_episodes:
+            checkpoint()
+            last_checkpoint = recorder.count
+    if recorder.count < config.episodes:
+        recorder.record(_deterministic_rollout(setup.env, agent), "final")
+        checkpoint()
+
+
+def _random_state() -> dict[str, Any]:
+    """numpy's and torch's global generators (SB3 samples the replay and target noise from them)."""
+    kind, keys, position, has_gauss, gauss = cast("tuple[str, np.ndarray, int, int, float]",
+                                                  np.random.get_state(legacy=True))
+    return {"numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)],
+            "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii")}
+
+
+def _restore_random_state(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()))
