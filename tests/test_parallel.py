@@ -1,6 +1,7 @@
 """Parallel evaluation workers (--workers, --backend process|ray): the same rows as one worker,
 exact resume after kill -9, one-line errors."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -45,6 +46,12 @@ def test_bad_parallel_settings_are_one_line_errors(tmp_path, capsys, monkeypatch
         assert main(["search", LENET, *flags, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err
+    if importlib.util.find_spec("ray") is not None:  # nobody listens on port 1: fails at once
+        assert main(["search", LENET, "--backend", "ray", "--ray-address", "127.0.0.1:1",
+                     "--out", str(tmp_path / "no-cluster"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot reach the Ray cluster" in err
+        assert not (tmp_path / "no-cluster").exists()
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"haq-rl\[ray\]"):
         run_search(SearchConfig(env=LENET, backend="ray", out=str(tmp_path / "no-ray"), progress=False))

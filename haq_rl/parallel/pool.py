@@ -69,14 +69,13 @@ def open_pool(evaluator: PolicyEvaluator, workers: int, backend: str = "process"
         return None
     from haq_rl.parallel.payload import evaluator_payload
 
-    payload = evaluator_payload(evaluator)
     if backend == "ray":
         from haq_rl.parallel.ray_pool import RayPool
 
-        return RayPool(payload, workers, evaluator.device, ray_address)
+        return RayPool(evaluator_payload(evaluator), workers, evaluator.device, ray_address)
     from haq_rl.parallel.process_pool import ProcessPool
 
-    return ProcessPool(payload, workers, evaluator.device)
+    return ProcessPool(evaluator, workers)
 
 
 @contextlib.contextmanager

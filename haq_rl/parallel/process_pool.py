@@ -13,9 +13,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from haq_rl.parallel.payload import evaluate, load_evaluator, worker_devices
+from haq_rl.parallel.payload import (
+    evaluate,
+    evaluator_payload,
+    load_evaluator,
+    worker_copy,
+    worker_devices,
+)
 from haq_rl.parallel.pool import WorkerError
 
 if TYPE_CHECKING:
@@ -28,7 +33,7 @@ _PR_SET_PDEATHSIG = 1
 _EVALUATOR: PolicyEvaluator | None = None
 
 
-def _start_worker(payload: bytes, devices: Any, parent: int) -> None:
+def _start_worker(payload: bytes | PolicyEvaluator, devices: Any, parent: int) -> None:
     global _EVALUATOR
     _die_with(parent)
     # One torch thread: N workers use N cores, and a forked child cannot use the parent's
@@ -58,15 +63,18 @@ def _evaluate(policy: tuple[np.ndarray, np.ndarray]) -> PolicyScores:
 class ProcessPool:
     """``workers`` processes, each with its own evaluator, fed one policy at a time.
 
-    Forked on Linux when the search runs on the CPU (the payload is inherited, nothing is
-    copied); spawned otherwise, since CUDA does not survive a fork. Each worker takes one
-    device from a queue: the GPUs round-robin, or the CPU.
+    Forked on Linux when the search runs on the CPU: each worker inherits the evaluator
+    (its own copy-on-write copy; nothing is serialized, so a lambda metric works too).
+    Spawned otherwise, since CUDA does not survive a fork: the evaluator then travels as
+    bytes. Each worker takes one device from a queue: the GPUs round-robin, or the CPU.
     """
 
-    def __init__(self, payload: bytes, workers: int, device: torch.device) -> None:
+    def __init__(self, evaluator: PolicyEvaluator, workers: int) -> None:
         self.workers = workers
-        method = "fork" if device.type == "cpu" and sys.platform.startswith("linux") else "spawn"
-        context = multiprocessing.get_context(method)
+        device = evaluator.device
+        fork = device.type == "cpu" and sys.platform.startswith("linux")
+        payload = worker_copy(evaluator) if fork else evaluator_payload(evaluator)
+        context = multiprocessing.get_context("fork" if fork else "spawn")
         devices = context.SimpleQueue()
         for name in worker_devices(device, workers):
             devices.put(name)

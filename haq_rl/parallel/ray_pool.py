@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,20 @@ if TYPE_CHECKING:
     from haq_rl.task.evaluator import PolicyScores
 
 logger = logging.getLogger(__name__)
+
+
+def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on a ``host:port`` or ``ray://host:port`` nobody listens on (``ray.init``
+    would retry for minutes); ``auto`` and a local start need no check."""
+    if not address or address == "auto" or address.startswith("local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"ray_address={address!r} must be auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at ray_address={address!r}: {error}") from None
 
 
 class EvaluatorActor:
@@ -45,6 +60,7 @@ class RayPool:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                          log_to_driver=False)

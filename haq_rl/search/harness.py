@@ -322,7 +322,15 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     env = env_for_task(task)
     setup = SearchSetup(task=task, scorer=env.scorer, env=env)
     scorer = setup.scorer
-    setup_seconds = time.perf_counter() - started
+    # The workers start before anything is written: an unreachable cluster leaves no run directory.
+    with attached_pool(scorer.evaluator, config.workers, config.backend, config.ray_address):
+        return _search(setup, config, run_dir, resume, started, time.perf_counter() - started)
+
+
+def _search(setup: SearchSetup, config: SearchConfig, run_dir: Path, resume: bool, started: float,
+            setup_seconds: float) -> SearchResult:
+    """Write config.json (a new run), record the method's episodes, return the result."""
+    task, scorer, env, spec = setup.task, setup.scorer, setup.env, setup.task.spec
     if not resume:
         write_json_atomic(run_dir / CONFIG_FILE, {
             "format_version": 1, "haq_rl_version": __version__, "search": config.to_dict(),
@@ -337,8 +345,7 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     if bar is not None:
         bar.start(recorder.count)
     try:
-        with attached_pool(scorer.evaluator, config.workers, config.backend, config.ray_address):
-            _method_runner(config.method)(setup, config, recorder)
+        _method_runner(config.method)(setup, config, recorder)
     finally:
         if bar is not None:
             bar.close()
