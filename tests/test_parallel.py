@@ -29,7 +29,7 @@ def _run(tmp_path, name, **kwargs):
 def local_ray():
     """One local Ray instance for the module's Ray tests (the pool joins it, never stops it)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -76,7 +76,7 @@ def test_ddpg_with_two_workers_resumes_exactly_after_kill(tmp_path, backend):
         pytest.importorskip("ray")
     episodes = 20
     flags = [LENET, "--method", "ddpg", "--episodes", str(episodes), "--workers", "2", "--backend", backend,
-             "--checkpoint-every", "4", "--agent", "warmup_episodes=4", "--no-progress"]
+             "--checkpoint-every", "2", "--agent", "warmup_episodes=8", "--no-progress"]
     run_dir = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", *flags, "--out", str(run_dir)],
                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
@@ -84,19 +84,19 @@ def test_ddpg_with_two_workers_resumes_exactly_after_kill(tmp_path, backend):
     csv_path = run_dir / "episodes.csv"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if csv_path.exists() and len(read_episode_rows(csv_path)) >= 9:
+        if csv_path.exists() and len(read_episode_rows(csv_path)) >= 5:  # in the warm-up
             break
         if process.poll() is not None:
             pytest.fail(f"search ended early: {process.stderr.read().decode()[-2000:]}")
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)  # its workers die with it and release the run lock
     process.wait()
-    assert 9 <= len(read_episode_rows(csv_path)) < episodes
+    assert 5 <= len(read_episode_rows(csv_path)) < episodes
     assert main(["search", "--resume", str(run_dir), "--no-progress"]) == 0
     assert main(["search", *flags, "--out", str(tmp_path / "whole")]) == 0
     rows = read_episode_rows(csv_path)
     assert csv_path.read_text() == (tmp_path / "whole" / "episodes.csv").read_text()  # exact
-    assert [r["phase"] for r in rows] == ["warm-up"] * 4 + ["explore"] * 15 + ["final"]
+    assert [r["phase"] for r in rows] == ["warm-up"] * 8 + ["explore"] * 11 + ["final"]
     assert all(float(r["cost_ratio"]) <= BUDGET + 1e-9 for r in rows)
 
 

@@ -48,7 +48,8 @@ class RayPool:
     """``workers`` :class:`EvaluatorActor`\\ s fed through Ray's ActorPool (results in input order).
 
     Joins the Ray instance this process already runs (e.g. a test's ``ray.init(num_cpus=2)``),
-    else connects to ``address`` (a cluster) or starts a local one, which it stops on close.
+    else connects to ``address`` (a cluster; ``auto``: the one this node belongs to) or
+    starts a private local one, which it stops on close.
     A CUDA search asks Ray for one GPU per actor; Ray then shows each actor only its own GPU.
     """
 
@@ -62,7 +63,9 @@ class RayPool:
         if not ray.is_initialized():
             _check_reachable(address)
             try:
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
+                # No address: a private local instance ("local"), never a cluster Ray would guess
+                # from RAY_ADDRESS or from the marker a killed `ray start` leaves behind.
+                ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
                          log_to_driver=False)
             except ConnectionError as error:
                 raise ConfigError(f"cannot connect to the Ray cluster at ray_address={address!r}: {error}") from None

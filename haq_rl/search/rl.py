@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from haq_rl.fileio import read_json, write_json_atomic
-from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE, STATE_FILE
+from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE
+from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 
 if TYPE_CHECKING:  # SB3 is imported lazily
@@ -39,7 +39,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         return search_rl_batched(setup, config, recorder)
     from stable_baselines3.common.logger import configure
 
-    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent, save_agent
+    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent
 
     env = setup.env
     run_dir = recorder.run_dir
@@ -47,8 +47,8 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     # The guided agent's first episode is the integer-program policy; HAQ's has none.
     learning_episodes = config.episodes - 1
     agent_config = _agent_config(config, learning_episodes - (1 if guided else 0))
-    state_path = run_dir / STATE_FILE
-    done = int(read_json(state_path)["episodes_done"]) if state_path.is_file() else 0
+    state = read_checkpoint(run_dir)
+    done = int(state["episodes_done"]) if state else 0
     if recorder.count != done:  # rows written after the last checkpoint are redone
         recorder.log.truncate(done)
         recorder.reset_from_log()
@@ -61,9 +61,8 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
             _anchor_on_integer_program(setup, config, recorder, agent)
     agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
-    def checkpoint() -> None:
-        save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
-        write_json_atomic(state_path, {"episodes_done": recorder.count})
+    def checkpoint() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
+        save_checkpoint(agent, run_dir, {"episodes_done": recorder.count})
 
     def sink(record: dict[str, Any]) -> None:
         if recorder.count >= learning_episodes:

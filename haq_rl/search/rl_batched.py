@@ -7,8 +7,8 @@ reward (HAQ's credit assignment, per episode). SB3 then runs ``T`` gradient step
 episode collected, as HAQ does after each episode.
 
 Checkpoints are taken between batches, after the agent's update, together with the
-global random states that SB3 draws from (replay sampling, target noise), so a resumed
-search records the rows the uninterrupted one would have.
+random states that SB3 draws from and does not save (numpy's and torch's global ones,
+the action space's), so a resumed search records the rows the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from haq_rl.fileio import read_json, write_json_atomic
-from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, STATE_FILE
+from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE
+from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Record
     """
     from stable_baselines3.common.logger import configure
 
-    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent, save_agent
+    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent
     from haq_rl.search.rl import (
         GUIDED_METHOD,
         _anchor_on_integer_program,
@@ -51,15 +51,14 @@ def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Record
     learning_episodes = config.episodes - 1
     agent_config = agent_config_for(config, learning_episodes - (1 if guided else 0), batch)
     vec_env = BatchedEpisodeVecEnv(setup.env, batch)
-    state_path = run_dir / STATE_FILE
-    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {"episodes_done": 0}
+    state = read_checkpoint(run_dir) or {"episodes_done": 0}
     done = int(state["episodes_done"])
     if recorder.count != done:  # rows written after the last checkpoint are redone
         recorder.log.truncate(done)
         recorder.reset_from_log()
     if done > 0:
         agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, vec_env, agent_config)
-        _restore_random_state(state.get("random_state"))
+        _restore_random_state(agent, state.get("random_state"))
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
         agent = make_agent(vec_env, agent_config)
@@ -68,8 +67,7 @@ def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Record
     agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
     def checkpoint() -> None:
-        save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
-        write_json_atomic(state_path, {"episodes_done": recorder.count, "random_state": _random_state()})
+        save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random_state": _random_state(agent)})
 
     def sink(record: dict[str, Any]) -> None:
         if recorder.count >= learning_episodes:  # the last batch's extra episodes
@@ -90,17 +88,21 @@ def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Record
         checkpoint()
 
 
-def _random_state() -> dict[str, Any]:
-    """numpy's and torch's global generators (SB3 samples the replay and target noise from them)."""
+def _random_state(agent: Any) -> dict[str, Any]:
+    """The generators SB3 draws from outside the agent's zip: numpy's and torch's global ones
+    (replay sampling, target noise) and the action space's (warm-up actions), which SB3's
+    ``load`` reseeds."""
     kind, keys, position, has_gauss, gauss = cast("tuple[str, np.ndarray, int, int, float]",
                                                   np.random.get_state(legacy=True))
     return {"numpy": [kind, keys.tolist(), int(position), int(has_gauss), float(gauss)],
-            "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii")}
+            "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
+            "action_space": agent.action_space.np_random.bit_generator.state}
 
 
-def _restore_random_state(state: dict[str, Any] | None) -> None:
+def _restore_random_state(agent: Any, state: dict[str, Any] | None) -> None:
     if not state:
         return
     kind, keys, position, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()))
+    agent.action_space.np_random.bit_generator.state = state["action_space"]
