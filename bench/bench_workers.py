@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["process", "ray"])
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # other work on the cores skews every rate: reported
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     rows = []
@@ -94,7 +95,7 @@ def main() -> None:
     path = write_results(
         "workers", rows,
         f"Random search on {args.env}: evaluations/s, medians of {args.repeats} runs of {args.episodes} "
-        f"episodes, {os.cpu_count()} cores (load average {load:.1f} at the end)",
+        f"episodes, {os.cpu_count()} cores (load average {load_before:.1f} before, {load:.1f} after)",
         "python bench/bench_workers.py " + " ".join(sys.argv[1:]))
     print(path.read_text())
 

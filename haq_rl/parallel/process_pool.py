@@ -44,8 +44,8 @@ def _start_worker(payload: bytes | PolicyEvaluator, devices: Any, parent: int) -
 def _die_with(parent: int) -> None:
     """Let the kernel kill this worker when the search process dies (Linux), even by kill -9.
 
-    An orphaned worker would go on holding what it inherited by fork, the run directory's
-    lock among it, and a ``--resume`` would find the run still in use.
+    An orphaned worker would go on holding a core and its memory (the run directory's lock
+    it does not keep: :mod:`haq_rl.run.lock` closes it in forked children).
     """
     if not sys.platform.startswith("linux"):
         return

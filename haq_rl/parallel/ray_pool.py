@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, HaqError
 from haq_rl.parallel.payload import evaluate, load_evaluator
 from haq_rl.parallel.pool import WorkerError, import_ray
 
@@ -81,6 +81,9 @@ class RayPool:
         try:
             return list(self._pool.map(lambda actor, policy: actor.evaluate.remote(policy), list(policies)))
         except self._ray.exceptions.RayError as error:
+            cause = getattr(error, "cause", None)
+            if isinstance(cause, HaqError):  # our own error inside the actor: the same one-liner
+                raise cause from None
             raise WorkerError(f"a Ray evaluation actor failed: {str(error).splitlines()[0]}") from None
 
     def close(self) -> None:
