@@ -109,3 +109,14 @@ def test_ray_workers_record_the_rows_of_process_workers(tmp_path, local_ray):
     result, ddpg_ray = _run(tmp_path, "ddpg-ray", method="ddpg", episodes=10, workers=2, backend="ray", agent=agent)
     assert ddpg_ray == ddpg and result.best_cost_ratio <= BUDGET + 1e-9
     assert local_ray.is_initialized()  # the pools joined the test's Ray and left it running
+
+
+def test_deterministic_baselines_resume_exactly(tmp_path):
+    for method, episodes in (("uniform", 7), ("greedy", 16)):
+        _, rows = _run(tmp_path, f"{method}-whole", method=method, episodes=episodes, workers=2)
+        cut = tmp_path / f"{method}-cut"
+        _run(tmp_path, f"{method}-cut", method=method, episodes=episodes, workers=2)
+        lines = (cut / "episodes.csv").read_text().splitlines(keepends=True)
+        (cut / "episodes.csv").write_text("".join(lines[:4]))  # as if killed after 3 rows
+        run_search(SearchConfig(progress=False), resume=cut)
+        assert (cut / "episodes.csv").read_text() == rows

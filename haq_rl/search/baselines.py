@@ -46,7 +46,8 @@ def search_uniform(setup: SearchSetup, config: SearchConfig, recorder: Recorder)
     largest = scorer.largest_uniform()
     feasible = largest is not None
     chosen = largest if largest is not None else scorer.min_bits
-    order = [chosen, *(b for b in widths if b != chosen)][:max(config.episodes - recorder.count, 0)]
+    # A resumed run holds the first rows of this fixed order already: continue after them.
+    order = [chosen, *(b for b in widths if b != chosen)][recorder.count:config.episodes]
     infos = scorer.score_many([scorer.uniform(bits) for bits in order], enforce=not feasible)
     for info in infos:
         recorder.record(info, "uniform")
@@ -63,6 +64,9 @@ def search_greedy(setup: SearchSetup, config: SearchConfig, recorder: Recorder) 
     (the same policies in the same order as one worker's, so the same rows).
     """
     scorer = setup.scorer
+    if recorder.count:  # resumed: greedy is deterministic, so it starts over (the same rows)
+        recorder.log.truncate(0)
+        recorder.reset_from_log()
     w, a = scorer.uniform(scorer.max_bits)
     free = [i for i in range(len(w)) if not scorer.pinned[i]]
     knobs = [(i, 0) for i in free] + ([] if scorer.weight_only else [(i, 1) for i in free])
