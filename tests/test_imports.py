@@ -22,7 +22,7 @@ LAYERS = {
     "quant": 2,
     "models": 3, "data": 3, "training": 3, "pretrain": 3,
     "task": 4,
-    "run": 5, "finetune": 6, "report": 6, "export": 7,
+    "run": 5, "parallel": 5, "finetune": 6, "report": 6, "export": 7,
     "env": 5,
     "agent": 6,
     "search": 7,
@@ -33,6 +33,7 @@ LAYERS = {
 FORBIDDEN = {
     "env": {"run", "finetune", "report"},
     "run": {"env"},
+    "parallel": {"env", "agent", "run"},
     "agent": {"env", "run", "finetune", "report"},
     "finetune": {"env", "agent", "report"},
     "report": {"env", "agent"},
@@ -87,7 +88,7 @@ def test_no_import_runs_back_up(path: Path):
 def test_lower_layers_load_neither_gymnasium_nor_sb3():
     code = ("import sys\n"
             "import haq_rl.hardware, haq_rl.quant, haq_rl.task, haq_rl.task.task, haq_rl.task.scoring\n"
-            "import haq_rl.finetune, haq_rl.report, haq_rl.run.load, haq_rl.run.lock\n"
+            "import haq_rl.finetune, haq_rl.report, haq_rl.run.load, haq_rl.run.lock, haq_rl.parallel\n"
             "print(sorted(m for m in ('gymnasium', 'stable_baselines3') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

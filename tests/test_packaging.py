@@ -17,3 +17,6 @@ def test_wheel_ships_env_specs_and_hardware_profiles(tmp_path):
         shipped = {p.name for p in (ROOT / folder).iterdir() if p.suffix in (".yaml", ".csv", ".npy")}
         assert shipped and {f"haq_rl/resources/{folder}/{name}" for name in shipped} <= names
     assert "haq_rl/cli.py" in names and any(n.endswith("entry_points.txt") for n in names)
+    # Every subpackage (setup.cfg lists them one by one).
+    subpackages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "haq_rl").glob("*/__init__.py")}
+    assert {f"{package}/__init__.py" for package in subpackages} <= names

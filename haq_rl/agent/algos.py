@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from stable_baselines3 import DDPG, SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.noise import ActionNoise, VectorizedActionNoise
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import update_learning_rate
 
@@ -52,6 +52,7 @@ class HaqAlgorithmMixin:
     lr_actor: float | None
     lr_critic: float | None
     steps_per_episode: int | None
+    action_noise: ActionNoise | None
 
     def __init__(
         self,
@@ -168,8 +169,10 @@ class HaqAlgorithmMixin:
             return super()._sample_action(learning_starts, action_noise, n_envs)  # type: ignore[misc]
         if self.num_timesteps < learning_starts:  # type: ignore[attr-defined]
             if self.anchor_actions is not None and self.steps_per_episode:
-                step = self.num_timesteps % self.steps_per_episode  # type: ignore[attr-defined]
-                around = action_noise.perturb(self.anchor_actions[step][None, :], sigma=self.anchor_sigma)
+                # n_envs envs step together (num_timesteps grows by n_envs per step).
+                step = (self.num_timesteps // n_envs) % self.steps_per_episode  # type: ignore[attr-defined]
+                anchor = np.repeat(self.anchor_actions[step][None, :], n_envs, axis=0)
+                around = action_noise.perturb(anchor, sigma=self.anchor_sigma)
                 return self.policy.unscale_action(around), around  # type: ignore[attr-defined]
             # HAQ's warm-up: uniform random actions, no noise on top.
             return super()._sample_action(learning_starts, None, n_envs)  # type: ignore[misc]
@@ -192,12 +195,17 @@ class HaqAlgorithmMixin:
             buffer, EpisodeRewardReplayBuffer
         ):
             buffer.discard_pending()  # the env is about to be reset
-        noise = self.action_noise  # type: ignore[attr-defined]
+        noise = self.action_noise
         episodes = noise.episodes if isinstance(noise, TruncatedNormalNoise) else None
         result = super()._setup_learn(  # type: ignore[misc]
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
-        if episodes is not None:
+        if isinstance(self.action_noise, VectorizedActionNoise) and isinstance(
+                self.action_noise.base_noise, TruncatedNormalNoise):
+            # With several envs SB3 gives each env its own copy of the noise; HAQ's std follows
+            # the run's episode count, so one noise process (one generator) serves them all.
+            self.action_noise = self.action_noise.base_noise
+        if isinstance(noise, TruncatedNormalNoise) and episodes is not None:
             noise.episodes = episodes  # undo the reset() SB3 calls at learn() start
         return result
 

@@ -71,9 +71,10 @@ class EpisodeRecorder(BaseCallback):
 
     def _record(self, reward: float, info: dict[str, Any]) -> dict[str, Any]:
         learning_starts = int(getattr(self.model, "learning_starts", 0))
-        # The last step of this episode was step num_timesteps - 1; SB3 chose it at
-        # random iff that index was below learning_starts.
-        random_phase = self.num_timesteps - 1 < learning_starts
+        # The last step of this episode began at num_timesteps - n_envs (the count grows by
+        # n_envs per step); SB3 chose it at random iff that count was below learning_starts.
+        n_envs = self.training_env.num_envs if self.training_env is not None else 1
+        random_phase = self.num_timesteps - n_envs < learning_starts
         noise = getattr(self.model, "action_noise", None)
         # SB3 calls noise.reset() only after the callbacks, so sigma is this episode's.
         sigma = (

@@ -6,6 +6,7 @@ only this process's ``--resume`` reads back (never a file to exchange).
 
 from __future__ import annotations
 
+import base64
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -47,7 +48,7 @@ def random_state(model: Any) -> dict[str, Any]:
     name, keys, position, has_gauss, cached = np.random.get_state()
     return {
         "numpy": [name, np.asarray(keys).tolist(), int(position), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state().tolist(),
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
         "python": _lists(random.getstate()),
         "action_space": _lists(model.action_space.np_random.bit_generator.state),
     }
@@ -57,7 +58,7 @@ def restore_random_state(model: Any, state: dict[str, Any]) -> None:
     """Undo SB3's reseeding at load: the streams as :func:`random_state` saved them."""
     name, keys, position, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     model.action_space.np_random.bit_generator.state = state["action_space"]

@@ -109,8 +109,10 @@ def make_agent(
         batch_size=config.batch_size,
         tau=config.tau,
         gamma=config.gamma,
-        # HAQ updates after each episode, once per step of it (gradient_steps=-1 means T).
-        train_freq=(1, "episode"),
+        # HAQ updates after each episode, once per step of it (gradient_steps=-1 means T). SB3
+        # counts whole episodes of one env only; n synchronous envs end n episodes every T steps,
+        # and -1 then means n * T gradient steps, still T per episode.
+        train_freq=(horizon, "step") if isinstance(env, VecEnv) and env.num_envs > 1 else (1, "episode"),
         gradient_steps=config.gradient_steps_per_episode or -1,
         replay_buffer_class=EpisodeRewardReplayBuffer,
         replay_buffer_kwargs=dict(baseline_decay=config.baseline_decay),

@@ -13,6 +13,8 @@ compresses HAQ's schedule into a shorter run: same start, same end.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from stable_baselines3.common.noise import ActionNoise
@@ -131,8 +133,12 @@ class TruncatedNormalNoise(ActionNoise):
         """
         return self.perturb(np.zeros(self.action_dim, dtype=np.float32))
 
-    def reset(self) -> None:
-        """Called by SB3 at each episode end: count the episode (decays after warm-up)."""
+    def reset(self, indices: Sequence[int] | None = None) -> None:
+        """Called by SB3 at each episode end: count the episode (decays after warm-up).
+
+        With several envs SB3 calls it once per finished episode with that env's index: one
+        noise process serves every env, so each call still counts one episode.
+        """
         self.episodes += 1
 
     def __repr__(self) -> str:

@@ -53,7 +53,9 @@ class EpisodeRewardReplayBuffer(ReplayBuffer):
     Episodes cut short by a time limit (``TimeLimit.truncated``) have no final reward
     and are dropped. :meth:`sample` subtracts HAQ's moving-average baseline.
 
-    Only one environment (``n_envs == 1``) is supported: episodes must be contiguous.
+    Several environments (``n_envs > 1``) must end their episodes on the same step (a
+    fixed episode length, as HAQ's): each env's steps are then stored with its own final
+    reward and its own applied actions.
 
     Args:
         baseline_decay: ``b <- decay * b + (1 - decay) * batch_mean`` at every sample;
@@ -75,8 +77,6 @@ class EpisodeRewardReplayBuffer(ReplayBuffer):
         baseline_decay: float = 0.5,
         use_applied_actions: bool = True,
     ) -> None:
-        if n_envs != 1:
-            raise ConfigError(f"n_envs={n_envs}: EpisodeRewardReplayBuffer supports exactly 1 env")
         if not 0.0 <= baseline_decay < 1.0:
             raise ConfigError(f"baseline_decay={baseline_decay!r} is out of range [0.0, 1.0)")
         super().__init__(
@@ -108,49 +108,58 @@ class EpisodeRewardReplayBuffer(ReplayBuffer):
         """Hold the transition back; write the whole episode when it ends."""
         # Copies: SB3 reuses its observation arrays between steps.
         self._pending.append(_Pending(np.array(obs), np.array(next_obs), np.array(action)))
-        if not bool(np.asarray(done).reshape(-1)[0]):
+        dones = np.asarray(done).reshape(-1)
+        if not dones.any():
             return
-        info = infos[0] if infos else {}
+        if not dones.all():
+            raise ConfigError(f"envs {np.flatnonzero(~dones).tolist()} did not end their episode with the others: "
+                              "EpisodeRewardReplayBuffer needs envs whose episodes end on the same step")
+        infos = list(infos) if infos else [{} for _ in range(self.n_envs)]
         pending, self._pending = self._pending, []
-        if info.get("TimeLimit.truncated", False):
+        if any(info.get("TimeLimit.truncated", False) for info in infos):
             logger.debug(
                 "dropping an episode truncated after %d steps (no final reward)", len(pending)
             )
             return
-        final_reward = float(np.asarray(reward).reshape(-1)[0])
-        actions = self._episode_actions(pending, info)
+        final_rewards = np.asarray(reward, dtype=np.float32).reshape(-1)  # one per env
+        actions = self._episode_actions(pending, infos)
         last = len(pending) - 1
         for i, step in enumerate(pending):
             super().add(
                 step.obs,
                 step.next_obs,
                 actions[i],
-                np.array([final_reward], dtype=np.float32),
-                np.array([i == last]),
+                final_rewards.copy(),
+                np.full(self.n_envs, i == last),
                 # Only the last step's info matters to SB3 (timeout flag); the others
                 # were mid-episode steps, never truncated.
-                [info if i == last else {}],
+                [info if i == last else {} for info in infos],
             )
-        self.episodes_stored += 1
-        self.last_episode_reward = final_reward
+        self.episodes_stored += self.n_envs
+        self.last_episode_reward = float(final_rewards[-1])
 
-    def _episode_actions(self, pending: list[_Pending], info: dict[str, Any]) -> list[np.ndarray]:
-        proposed = [step.action for step in pending]
-        applied = info.get(APPLIED_ACTIONS_KEY) if self.use_applied_actions else None
-        if applied is None:
-            return proposed
-        applied = np.asarray(applied, dtype=np.float32).reshape(-1, self.action_dim)
-        if len(applied) != len(pending):
-            # E.g. learning started in the middle of an episode: no safe alignment.
-            logger.warning(
-                "info[%r] has %d rows but the episode has %d stored steps; keeping proposed actions",
-                APPLIED_ACTIONS_KEY,
-                len(applied),
-                len(pending),
-            )
-            return proposed
-        scaled = self._scale(applied)
-        return [row.reshape(1, self.action_dim) for row in scaled]
+    def _episode_actions(self, pending: list[_Pending], infos: list[dict[str, Any]]) -> list[np.ndarray]:
+        """Per step, the (n_envs, action_dim) actions to store: each env's applied ones if it has them."""
+        actions = [np.array(step.action, dtype=np.float32).reshape(self.n_envs, self.action_dim) for step in pending]
+        if not self.use_applied_actions:
+            return actions
+        for env, info in enumerate(infos):
+            applied = info.get(APPLIED_ACTIONS_KEY)
+            if applied is None:
+                continue
+            applied = np.asarray(applied, dtype=np.float32).reshape(-1, self.action_dim)
+            if len(applied) != len(pending):
+                # E.g. learning started in the middle of an episode: no safe alignment.
+                logger.warning(
+                    "info[%r] has %d rows but the episode has %d stored steps; keeping proposed actions",
+                    APPLIED_ACTIONS_KEY,
+                    len(applied),
+                    len(pending),
+                )
+                continue
+            for step, row in zip(actions, self._scale(applied), strict=True):
+                step[env] = row
+        return actions
 
     def _scale(self, actions: np.ndarray) -> np.ndarray:
         """Env action units -> SB3's [-1, 1] buffer units (identity for Box(-1, 1))."""

@@ -43,6 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
                         help="save the agent every K episodes (default %(default)s)")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="policy evaluations in parallel, each worker with its own model copy "
+                             "(default %(default)s; docs/scaling.md)")
+    parser.add_argument("--backend", default=defaults.backend,
+                        help="process (this machine) or ray (Ray actors; pip install 'haq-rl[ray]')")
+    parser.add_argument("--ray-address", help="an existing Ray cluster to run the workers on (--backend ray)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an env spec setting, e.g. --set finetune_steps=20")
     parser.add_argument("--agent", action="append", default=[], metavar="KEY=VALUE",
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         hardware=args.hardware, model=args.model, weights=args.weights,
         seed=args.seed, out=args.out,
         device=args.device, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+        workers=args.workers, backend=args.backend, ray_address=args.ray_address,
         env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"),
         options=parse_key_values(args.option, "--option"))
     result = run_search(config, resume=args.resume)

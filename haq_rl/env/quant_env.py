@@ -258,6 +258,24 @@ class QuantizationEnv(gym.Env):
             self._step_index, self._w[:], self._a[:], self._previous_action, self.episode_budget = (
                 saved[0], saved[1], saved[2], saved[3], saved[4])
 
+    def bits_for(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bits an episode taking ``actions`` proposes (before the wall), without evaluating.
+
+        The env's own episode state is left as it was. Batched searches use it to evaluate
+        several episodes' policies together (``PolicyScorer.prefetch``) before stepping them.
+        """
+        saved = (self._step_index, self._w.copy(), self._a.copy(), self._previous_action)
+        try:
+            self._step_index = 0
+            self._w[:] = REFERENCE_BITS
+            self._a[:] = REFERENCE_BITS
+            for action in np.asarray(actions, dtype=np.float64).reshape(len(self._schedule), self.action_dim):
+                self._take_action(action)
+            return self._w.copy(), self._a.copy()
+        finally:
+            self._step_index, self._w[:], self._a[:], self._previous_action = (
+                saved[0], saved[1], saved[2], saved[3])
+
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None

@@ -18,6 +18,24 @@ from pathlib import Path
 from haq_rl.errors import RunLockedError
 from haq_rl.run.layout import LOCK_FILE
 
+#: The lock descriptors this process holds (see _drop_inherited_locks).
+_HELD: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    """A forked child (an evaluation worker, a data loader) closes its copies of the lock
+    descriptors: the parent keeps the lock, and once the parent dies (kill -9 included) no
+    surviving child holds the run directory locked against a ``--resume``."""
+    for handle in _HELD:
+        try:
+            os.close(handle)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
 
 @contextmanager
 def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
@@ -35,9 +53,11 @@ def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
                                  "finish or use another directory") from None
         os.ftruncate(handle, 0)
         os.pwrite(handle, f"haq-rl process {os.getpid()}\n".encode(), 0)
+        _HELD.add(handle)
         try:
             yield run_dir
         finally:
+            _HELD.discard(handle)
             os.ftruncate(handle, 0)
             fcntl.flock(handle, fcntl.LOCK_UN)
     finally:

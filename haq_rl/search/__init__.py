@@ -15,7 +15,9 @@ action wall, same cost table) and writes the same run directory:
 Methods: ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
 ``greedy`` (:mod:`.baselines`); ``hawq``, sensitivity + integer program (:mod:`.hawq`);
 ``tpe``, Optuna's TPE (:mod:`.tpe`); ``nsga2``, Optuna's NSGA-II (:mod:`.nsga2`).
-:func:`budget_policy` picks one budget of a conditioned run (:mod:`.conditioned`).
+:func:`budget_policy` picks one budget of a conditioned run (:mod:`.conditioned`). With
+``workers > 1`` every method evaluates in parallel (:mod:`haq_rl.parallel`); the RL
+methods then collect ``workers`` episodes per update (:mod:`.rl_batched`, :mod:`.vec_env`).
 """
 
 from haq_rl.search.conditioned import budget_policy

@@ -29,6 +29,7 @@ from haq_rl.fileio import (
     write_json_atomic,
     write_text_atomic,
 )
+from haq_rl.parallel import attached_pool, check_backend, import_ray
 from haq_rl.progress import EpisodeBar
 from haq_rl.run.episodes import EpisodeLog, episode_columns
 from haq_rl.run.layout import (
@@ -118,6 +119,10 @@ class SearchConfig:
     device: str = "cpu"
     checkpoint_every: int = 10
     progress: bool = True
+    # Parallel evaluation (haq_rl.parallel, docs/scaling.md): workers, process or ray, a Ray cluster.
+    workers: int = 1
+    backend: str = "process"
+    ray_address: str | None = None
     env_overrides: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +145,10 @@ class SearchConfig:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
         if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"device={self.device!r} must be cpu, cuda, cuda:N or auto")
+        check_backend(self.workers, self.backend, self.ray_address)
+        if self.budgets is not None and self.workers > 1 and self.method in RL_METHODS:
+            raise ConfigError(f"method {self.method} with budgets runs one worker (the conditioned agent "
+                              "has no batched driver yet); drop --workers or --budgets")
         allowed = METHOD_OPTIONS.get(self.method, {})
         for key, value in self.options.items():
             if key not in allowed:
@@ -398,6 +407,8 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
         config = dataclasses.replace(SearchConfig.from_dict(saved["search"]), progress=config.progress)
     elif (run_dir / EPISODES_FILE).exists():
         raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
+    if config.backend == "ray":
+        import_ray()  # a missing extra fails before the task loads
     seed_everything(config.seed)
     started = time.perf_counter()
     if given is not None:
@@ -409,7 +420,15 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     env = env_for_task(task)
     setup = SearchSetup(task=task, scorer=env.scorer, env=env)
     scorer = setup.scorer
-    setup_seconds = time.perf_counter() - started
+    # The workers start before anything is written: an unreachable cluster leaves no run directory.
+    with attached_pool(scorer.evaluator, config.workers, config.backend, config.ray_address):
+        return _search(setup, config, run_dir, resume, started, time.perf_counter() - started)
+
+
+def _search(setup: SearchSetup, config: SearchConfig, run_dir: Path, resume: bool, started: float,
+            setup_seconds: float) -> SearchResult:
+    """Write config.json (a new run), record the method's episodes, return the result."""
+    task, scorer, env, spec = setup.task, setup.scorer, setup.env, setup.task.spec
     if not resume:
         write_json_atomic(run_dir / CONFIG_FILE, {
             "format_version": 1, "haq_rl_version": __version__, "search": config.to_dict(),

@@ -10,8 +10,8 @@ import numpy as np
 
 from haq_rl.env.budgets import scheduled_budget
 from haq_rl.errors import ConfigError
-from haq_rl.fileio import read_json, write_json_atomic
-from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE, STATE_FILE
+from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE
+from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 
 if TYPE_CHECKING:  # SB3 is imported lazily
@@ -43,6 +43,10 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     warms up around the one of each episode's budget and imitates the best policy of
     every budget (the elite set).
     """
+    if config.workers > 1:  # several episodes per update, evaluated together
+        from haq_rl.search.rl_batched import search_rl_batched
+
+        return search_rl_batched(setup, config, recorder)
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import configure
 
@@ -54,7 +58,6 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         make_agent,
         random_state,
         restore_random_state,
-        save_agent,
     )
 
     env = setup.env
@@ -68,8 +71,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         raise ConfigError(f"episodes={config.episodes} is too few for {len(budgets)} budgets with method "
                           f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
     agent_config = _agent_config(config, learning_episodes - warm_starts, len(budgets))
-    state_path = run_dir / STATE_FILE
-    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {"episodes_done": 0}
+    state: dict[str, Any] = read_checkpoint(run_dir) or {"episodes_done": 0}
     done = int(state["episodes_done"])
     if recorder.count != done:  # rows written after the last checkpoint are redone
         recorder.log.truncate(done)
@@ -87,11 +89,10 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
             anchors = _anchor_on_integer_program(setup, config, recorder, agent, budgets)
     agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
 
-    def checkpoint() -> None:
-        save_agent(agent, run_dir / AGENT_FILE, run_dir / REPLAY_FILE)
-        write_json_atomic(state_path, {"episodes_done": recorder.count, "random": random_state(agent),
-                                       **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
-                                          if env.conditioned else {})})
+    def checkpoint() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
+        save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent),
+                                         **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
+                                            if env.conditioned else {})})
 
     started_at = recorder.count
 
@@ -184,6 +185,19 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     agent.set_elite(*_elite(env, recorder, budgets), imitation_steps=int(options["imitation_steps"]))
     logger.info("guided agent: actor fitted to the integer-program policies (mse %.2g)", error)
     return anchors
+
+
+def agent_config_for(config: SearchConfig, learning_episodes: int, batch: int) -> AgentConfig:
+    """:func:`_agent_config` for ``batch`` episodes per update: the warm-up rounded up to whole
+    batches, so no batch mixes random and policy episodes."""
+    agent_config = _agent_config(config, learning_episodes)
+    rounded = -(-agent_config.warmup_episodes // batch) * batch
+    if rounded == agent_config.warmup_episodes:
+        return agent_config
+    logger.info("warm-up of %d episodes rounded up to %d (batches of %d)", agent_config.warmup_episodes,
+                rounded, batch)
+    return _agent_config(dataclasses.replace(config, agent={**config.agent, "warmup_episodes": rounded}),
+                         learning_episodes)
 
 
 def _agent_config(config: SearchConfig, learning_episodes: int, budget_count: int = 1) -> AgentConfig:

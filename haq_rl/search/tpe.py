@@ -63,7 +63,10 @@ def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> 
     scorer = setup.scorer
     startup = config.method_options()["startup_trials"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup)
+    # With several workers, trials are asked for in batches; the constant liar counts the
+    # batch's unfinished trials as bad ones, so one batch does not sample the same spot N times.
+    sampler = optuna.samplers.TPESampler(multivariate=True, seed=config.seed, n_startup_trials=startup,
+                                         **({"constant_liar": True} if config.workers > 1 else {}))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     distributions = bit_distributions(scorer)
     for row in recorder.log.read_rows():  # resume: tell the study what was already tried
@@ -71,7 +74,11 @@ def search_tpe(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> 
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                   value=float(row["reward"])))
     while recorder.count < config.episodes:
-        trial = study.ask(distributions)
-        info = scorer.score(*policy_of_params(scorer, trial.params), enforce=True)
-        study.tell(trial, float(info["reward"]))
-        recorder.record(info, "tpe")
+        # Optuna's batch ask/tell: ``workers`` trials evaluated together, told in ask order.
+        trials = [study.ask(distributions) for _ in range(min(config.workers, config.episodes - recorder.count))]
+        policies = [policy_of_params(scorer, trial.params) for trial in trials]
+        scorer.prefetch(policies, enforce=True)
+        for trial, (w, a) in zip(trials, policies, strict=True):
+            info = scorer.score(w, a, enforce=True)
+            study.tell(trial, float(info["reward"]))
+            recorder.record(info, "tpe")

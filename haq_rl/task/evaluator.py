@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -94,6 +94,10 @@ class PolicyEvaluator:
         self._reward_labels = (torch.cat([labels for _, labels in self.reward_batches]).cpu()
                                if self.reward_batches else torch.empty(0, dtype=torch.int64))
         self._memo: dict[bytes, PolicyScores] = {}
+        #: Evaluates batches of policies elsewhere (``haq_rl.parallel``: worker processes or Ray
+        #: actors, ``evaluate(list of (w, a)) -> list of PolicyScores``); None evaluates here.
+        self.pool: Any = None
+        self._prefetched: set[bytes] = set()  # in the memo by prefetch(), not yet asked for
         self.evaluations = 0
         self.cache_hits = 0
         self.eval_seconds = 0.0  # wall time spent evaluating (benchmarks report the share)
@@ -110,9 +114,16 @@ class PolicyEvaluator:
 
     def scores(self, w_bits: np.ndarray, a_bits: np.ndarray) -> PolicyScores:
         """Accuracy and KL divergence from the float model on the reward split (memoised)."""
-        key = np.asarray(w_bits, np.int8).tobytes() + np.asarray(a_bits, np.int8).tobytes()
+        key = _policy_key(w_bits, a_bits)
         if key in self._memo:
-            self.cache_hits += 1
+            if key in self._prefetched:  # the first ask for a prefetched policy is no repeat
+                self._prefetched.discard(key)
+            else:
+                self.cache_hits += 1
+            return self._memo[key]
+        if self.pool is not None:
+            self.prefetch([(w_bits, a_bits)])
+            self._prefetched.discard(key)
             return self._memo[key]
         started = time.perf_counter()
         policy = self.policy(w_bits, a_bits)
@@ -129,6 +140,30 @@ class PolicyEvaluator:
         self.eval_seconds += time.perf_counter() - started
         self._memo[key] = scores
         return scores
+
+    def prefetch(self, policies: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Evaluate the policies not yet memoised as one batch, through ``pool`` when set.
+
+        The later :meth:`scores` calls for them are memo lookups, so a method keeps its
+        one-policy-at-a-time logic (and its rows) while the batch runs in parallel.
+        Without a pool this does nothing: the policies are evaluated when asked for.
+        """
+        if self.pool is None:
+            return
+        misses: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        for w_bits, a_bits in policies:
+            key = _policy_key(w_bits, a_bits)
+            if key not in self._memo and key not in misses:
+                misses[key] = (np.asarray(w_bits, np.int64), np.asarray(a_bits, np.int64))
+        if not misses:
+            return
+        started = time.perf_counter()
+        results = self.pool.evaluate(list(misses.values()))
+        self.eval_seconds += time.perf_counter() - started  # wall time of the whole batch
+        for key, scores in zip(misses, results, strict=True):
+            self._memo[key] = scores
+            self._prefetched.add(key)
+        self.evaluations += len(misses)
 
     @torch.no_grad()
     def _float_reference(self) -> tuple[list[torch.Tensor], float]:
@@ -219,3 +254,8 @@ class PolicyEvaluator:
             self.model.load_state_dict(saved)
             self.model.eval()
         return scores
+
+
+def _policy_key(w_bits: np.ndarray, a_bits: np.ndarray) -> bytes:
+    """The memo key of a policy: its bits as bytes."""
+    return np.asarray(w_bits, np.int8).tobytes() + np.asarray(a_bits, np.int8).tobytes()

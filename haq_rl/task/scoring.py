@@ -242,6 +242,19 @@ class PolicyScorer:
             **extra,
         }
 
+    def prefetch(self, policies: list[tuple[np.ndarray, np.ndarray]], enforce: bool = True) -> None:
+        """Wall (when ``enforce``) and evaluate these policies as one batch, in parallel when the
+        evaluator has a pool; the :meth:`score` calls that follow for them only look them up."""
+        if self.evaluator.pool is None:
+            return
+        walled = [self.apply_wall(np.asarray(w), np.asarray(a))[:2] if enforce else (w, a) for w, a in policies]
+        self.evaluator.prefetch(walled)
+
+    def score_many(self, policies: list[tuple[np.ndarray, np.ndarray]], enforce: bool = True) -> list[dict[str, Any]]:
+        """:meth:`score` of every policy, evaluated as one batch (:meth:`prefetch`), in input order."""
+        self.prefetch(policies, enforce)
+        return [self.score(w, a, enforce) for w, a in policies]
+
     @classmethod
     def from_task(cls, task: Any) -> PolicyScorer:
         """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward."""

@@ -111,8 +111,23 @@ def test_update_baseline_formula() -> None:
     assert buf.update_baseline(4.0) == pytest.approx(0.95 * 2.0 + 0.05 * 4.0)
 
 
-def test_only_one_env_supported() -> None:
-    with pytest.raises(ConfigError, match="n_envs=2"):
-        EpisodeRewardReplayBuffer(100, OBS_SPACE, ACT_SPACE, device="cpu", n_envs=2)
+def test_synchronous_envs_store_their_own_reward_and_applied_actions() -> None:
+    buf = EpisodeRewardReplayBuffer(100, OBS_SPACE, ACT_SPACE, device="cpu", n_envs=2)
+    applied = np.array([[0.5], [0.25], [-0.5], [1.0]], dtype=np.float32)
+    for t in range(T):
+        last = t == T - 1
+        buf.add(np.full((2, F), t / T, dtype=np.float32), np.full((2, F), (t + 1) / T, dtype=np.float32),
+                np.array([[0.1], [0.2]], dtype=np.float32), np.array([-1.0, 2.0] if last else [0.0, 0.0]),
+                np.array([last, last]), [{"applied_actions": applied} if last else {}, {}])
+    assert buf.episodes_stored == 2 and buf.pos == T
+    assert buf.rewards[:T].tolist() == [[-1.0, 2.0]] * T  # each env's own final reward on every step
+    assert buf.actions[:T, 0, 0].tolist() == applied.ravel().tolist()  # env 0: its applied actions
+    assert np.allclose(buf.actions[:T, 1, 0], 0.2)  # env 1 reported none: its proposed ones
+    assert buf.dones[:T].tolist() == [[0.0, 0.0]] * (T - 1) + [[1.0, 1.0]]
+    with pytest.raises(ConfigError, match="same step"):
+        buf.add(np.zeros((2, F)), np.zeros((2, F)), np.zeros((2, 1)), np.zeros(2), np.array([True, False]), [{}, {}])
+
+
+def test_bad_baseline_decay() -> None:
     with pytest.raises(ConfigError, match="baseline_decay"):
         make_buffer(baseline_decay=1.0)

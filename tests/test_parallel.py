@@ -1,0 +1,122 @@
+"""Parallel evaluation workers (--workers, --backend process|ray): the same rows as one worker,
+exact resume after kill -9, one-line errors."""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from haq_rl.cli import main
+from haq_rl.errors import ConfigError, MissingDependencyError, UnknownNameError
+from haq_rl.run.episodes import read_episode_rows
+from haq_rl.search import SearchConfig, run_search
+
+LENET = "haq_rl/LeNet5Size-v1"
+BUDGET = 0.4
+
+
+def _run(tmp_path, name, **kwargs):
+    config = SearchConfig(env=LENET, out=str(tmp_path / name), progress=False, checkpoint_every=4, **kwargs)
+    result = run_search(config)
+    return result, (result.run_dir / "episodes.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for the module's Ray tests (the pool joins it, never stops it)."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_bad_parallel_settings_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    with pytest.raises(ConfigError, match="workers=0 must be an integer >= 1"):
+        SearchConfig(workers=0)
+    with pytest.raises(UnknownNameError, match="unknown backend 'rey': did you mean 'ray'"):
+        SearchConfig(backend="rey")
+    with pytest.raises(ConfigError, match="ray_address='auto' needs backend 'ray'"):
+        SearchConfig(ray_address="auto")
+    for flags, expected in ((["--workers", "0"], "workers=0"), (["--backend", "foo"], "backend 'foo'"),
+                            (["--ray-address", "auto"], "needs backend 'ray'")):
+        assert main(["search", LENET, *flags, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err
+    if importlib.util.find_spec("ray") is not None:  # nobody listens on port 1: fails at once
+        assert main(["search", LENET, "--backend", "ray", "--ray-address", "127.0.0.1:1",
+                     "--out", str(tmp_path / "no-cluster"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot reach the Ray cluster" in err
+        assert not (tmp_path / "no-cluster").exists()
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"haq-rl\[ray\]"):
+        run_search(SearchConfig(env=LENET, backend="ray", out=str(tmp_path / "no-ray"), progress=False))
+    assert main(["search", LENET, "--backend", "ray", "--out", str(tmp_path / "y"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'haq-rl[ray]'" in err
+    assert not (tmp_path / "no-ray").exists()
+
+
+def test_process_workers_record_the_rows_of_one_worker(tmp_path):
+    for method in ("random", "greedy"):
+        one, rows = _run(tmp_path, f"{method}-1", method=method, episodes=12)
+        two, rows_two = _run(tmp_path, f"{method}-2", method=method, episodes=12, workers=2)
+        assert rows_two == rows and two.evaluations == one.evaluations
+    tpe, _ = _run(tmp_path, "tpe-2", method="tpe", episodes=12, workers=2, options={"startup_trials": 4})
+    assert tpe.episodes == 12 and tpe.best_cost_ratio <= BUDGET + 1e-9
+
+
+@pytest.mark.parametrize("backend", ["process", pytest.param("ray", marks=pytest.mark.slow)])
+def test_ddpg_with_two_workers_resumes_exactly_after_kill(tmp_path, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
+    episodes = 20
+    flags = [LENET, "--method", "ddpg", "--episodes", str(episodes), "--workers", "2", "--backend", backend,
+             "--checkpoint-every", "2", "--agent", "warmup_episodes=8", "--no-progress"]
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", *flags, "--out", str(run_dir)],
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    csv_path = run_dir / "episodes.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if csv_path.exists() and len(read_episode_rows(csv_path)) >= 5:  # in the warm-up
+            break
+        if process.poll() is not None:
+            pytest.fail(f"search ended early: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # its workers die with it and release the run lock
+    process.wait()
+    assert 5 <= len(read_episode_rows(csv_path)) < episodes
+    assert main(["search", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert main(["search", *flags, "--out", str(tmp_path / "whole")]) == 0
+    rows = read_episode_rows(csv_path)
+    assert csv_path.read_text() == (tmp_path / "whole" / "episodes.csv").read_text()  # exact
+    assert [r["phase"] for r in rows] == ["warm-up"] * 8 + ["explore"] * 11 + ["final"]
+    assert all(float(r["cost_ratio"]) <= BUDGET + 1e-9 for r in rows)
+
+
+def test_ray_workers_record_the_rows_of_process_workers(tmp_path, local_ray):
+    _, rows = _run(tmp_path, "random-1", method="random", episodes=12)
+    _, rows_ray = _run(tmp_path, "random-ray", method="random", episodes=12, workers=2, backend="ray")
+    assert rows_ray == rows
+    agent = {"warmup_episodes": 4}
+    _, ddpg = _run(tmp_path, "ddpg-2", method="ddpg", episodes=10, workers=2, agent=agent)
+    result, ddpg_ray = _run(tmp_path, "ddpg-ray", method="ddpg", episodes=10, workers=2, backend="ray", agent=agent)
+    assert ddpg_ray == ddpg and result.best_cost_ratio <= BUDGET + 1e-9
+    assert local_ray.is_initialized()  # the pools joined the test's Ray and left it running
+
+
+def test_deterministic_baselines_resume_exactly(tmp_path):
+    for method, episodes in (("uniform", 7), ("greedy", 16)):
+        _, rows = _run(tmp_path, f"{method}-whole", method=method, episodes=episodes, workers=2)
+        cut = tmp_path / f"{method}-cut"
+        _run(tmp_path, f"{method}-cut", method=method, episodes=episodes, workers=2)
+        lines = (cut / "episodes.csv").read_text().splitlines(keepends=True)
+        (cut / "episodes.csv").write_text("".join(lines[:4]))  # as if killed after 3 rows
+        run_search(SearchConfig(progress=False), resume=cut)
+        assert (cut / "episodes.csv").read_text() == rows
