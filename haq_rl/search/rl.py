@@ -37,9 +37,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         from haq_rl.search.rl_batched import search_rl_batched
 
         return search_rl_batched(setup, config, recorder)
-    from stable_baselines3.common.logger import configure
-
-    from haq_rl.agent import EpisodeRecorder, learn_episodes, load_agent, make_agent
+    from haq_rl.agent import EpisodeRecorder, learn_episodes
 
     env = setup.env
     run_dir = recorder.run_dir
@@ -47,19 +45,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     # The guided agent's first episode is the integer-program policy; HAQ's has none.
     learning_episodes = config.episodes - 1
     agent_config = _agent_config(config, learning_episodes - (1 if guided else 0))
-    state = read_checkpoint(run_dir)
-    done = int(state["episodes_done"]) if state else 0
-    if recorder.count != done:  # rows written after the last checkpoint are redone
-        recorder.log.truncate(done)
-        recorder.reset_from_log()
-    if done > 0:
-        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
-        logger.info("resumed %s after %d episodes", run_dir, done)
-    else:
-        agent = make_agent(env, agent_config)
-        if guided:
-            _anchor_on_integer_program(setup, config, recorder, agent)
-    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+    agent, _ = start_agent(setup, config, recorder, env, agent_config)
 
     def checkpoint() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count})
@@ -81,6 +67,31 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     if recorder.count < config.episodes:
         recorder.record(_deterministic_rollout(env, agent), "final")
         checkpoint()
+
+
+def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, env: Any,
+                agent_config: AgentConfig) -> tuple[Any, dict[str, Any] | None]:
+    """The agent of the last checkpoint (its rows after it dropped) or a new one (anchored for
+    ``guided``), logging to sb3_logs; with the checkpoint's state (None for a new run)."""
+    from stable_baselines3.common.logger import configure
+
+    from haq_rl.agent import load_agent, make_agent
+
+    run_dir = recorder.run_dir
+    state = read_checkpoint(run_dir)
+    done = int(state["episodes_done"]) if state else 0
+    if recorder.count != done:  # rows written after the last checkpoint are redone
+        recorder.log.truncate(done)
+        recorder.reset_from_log()
+    if done > 0:
+        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
+        logger.info("resumed %s after %d episodes", run_dir, done)
+    else:
+        agent = make_agent(env, agent_config)
+        if config.method == GUIDED_METHOD:
+            _anchor_on_integer_program(setup, config, recorder, agent)
+    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+    return agent, state
 
 
 def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any) -> None:
