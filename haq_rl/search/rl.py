@@ -48,17 +48,8 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
 
         return search_rl_batched(setup, config, recorder)
     from stable_baselines3.common.callbacks import CallbackList
-    from stable_baselines3.common.logger import configure
 
-    from haq_rl.agent import (
-        EpisodeRecorder,
-        RolloutStartCallback,
-        learn_episodes,
-        load_agent,
-        make_agent,
-        random_state,
-        restore_random_state,
-    )
+    from haq_rl.agent import EpisodeRecorder, RolloutStartCallback, learn_episodes, random_state
 
     env = setup.env
     run_dir = recorder.run_dir
@@ -71,23 +62,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
         raise ConfigError(f"episodes={config.episodes} is too few for {len(budgets)} budgets with method "
                           f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
     agent_config = _agent_config(config, learning_episodes - warm_starts, len(budgets))
-    state: dict[str, Any] = read_checkpoint(run_dir) or {"episodes_done": 0}
-    done = int(state["episodes_done"])
-    if recorder.count != done:  # rows written after the last checkpoint are redone
-        recorder.log.truncate(done)
-        recorder.reset_from_log()
-    anchors: dict[float, np.ndarray] = {float(b): np.asarray(a, dtype=np.float32)
-                                        for b, a in state.get("anchors", [])}
-    if done > 0:
-        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
-        if "random" in state:
-            restore_random_state(agent, state["random"])
-        logger.info("resumed %s after %d episodes", run_dir, done)
-    else:
-        agent = make_agent(env, agent_config)
-        if guided:
-            anchors = _anchor_on_integer_program(setup, config, recorder, agent, budgets)
-    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+    agent, _, anchors = start_agent(setup, config, recorder, env, agent_config, budgets)
 
     def checkpoint() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent),
@@ -141,6 +116,38 @@ def _elite(env: Any, recorder: Recorder, budgets: tuple[float, ...]) -> tuple[np
         observations.append(env.observations_for(best_actions, budget=budget if env.conditioned else None))
         actions.append(best_actions)
     return np.concatenate(observations), np.concatenate(actions)
+
+
+def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, env: Any, agent_config: AgentConfig,
+                budgets: tuple[float, ...] | None = None) -> tuple[Any, dict[str, Any] | None, dict[float, np.ndarray]]:
+    """The agent of the last checkpoint (its rows after it dropped, its random streams
+    restored) or a new one (anchored for ``guided`` at each of ``budgets``, default the
+    scorer's), logging to sb3_logs; with the checkpoint's state (None for a new run) and
+    the guided anchors per budget."""
+    from stable_baselines3.common.logger import configure
+
+    from haq_rl.agent import load_agent, make_agent, restore_random_state
+
+    run_dir = recorder.run_dir
+    state = read_checkpoint(run_dir)
+    done = int(state["episodes_done"]) if state else 0
+    if recorder.count != done:  # rows written after the last checkpoint are redone
+        recorder.log.truncate(done)
+        recorder.reset_from_log()
+    anchors: dict[float, np.ndarray] = {float(b): np.asarray(a, dtype=np.float32)
+                                        for b, a in (state or {}).get("anchors", [])}
+    if state is not None and done > 0:
+        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
+        if "random" in state:  # SB3's load reseeded them
+            restore_random_state(agent, state["random"])
+        logger.info("resumed %s after %d episodes", run_dir, done)
+    else:
+        agent = make_agent(env, agent_config)
+        if config.method == GUIDED_METHOD:
+            anchors = _anchor_on_integer_program(setup, config, recorder, agent,
+                                                 budgets or (setup.scorer.budget_ratio,))
+    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+    return agent, state, anchors
 
 
 def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any,

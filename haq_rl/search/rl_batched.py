@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE
-from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
+from haq_rl.search.checkpoint import save_checkpoint
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 
 logger = logging.getLogger(__name__)
@@ -31,22 +30,12 @@ def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Record
     The last batch of learning episodes may run past ``episodes - 1``: its extra episodes
     are evaluated but not recorded. The warm-up is rounded up to whole batches.
     """
-    from stable_baselines3.common.logger import configure
-
-    from haq_rl.agent import (
-        EpisodeRecorder,
-        learn_episodes,
-        load_agent,
-        make_agent,
-        random_state,
-        restore_random_state,
-    )
+    from haq_rl.agent import EpisodeRecorder, learn_episodes, random_state
     from haq_rl.search.rl import (
         GUIDED_METHOD,
-        _anchor_on_integer_program,
         _deterministic_rollout,
-        _logger_formats,
         agent_config_for,
+        start_agent,
     )
     from haq_rl.search.vec_env import BatchedEpisodeVecEnv
 
@@ -56,21 +45,7 @@ def search_rl_batched(setup: SearchSetup, config: SearchConfig, recorder: Record
     learning_episodes = config.episodes - 1
     agent_config = agent_config_for(config, learning_episodes - (1 if guided else 0), batch)
     vec_env = BatchedEpisodeVecEnv(setup.env, batch)
-    state = read_checkpoint(run_dir) or {"episodes_done": 0}
-    done = int(state["episodes_done"])
-    if recorder.count != done:  # rows written after the last checkpoint are redone
-        recorder.log.truncate(done)
-        recorder.reset_from_log()
-    if done > 0:
-        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, vec_env, agent_config)
-        if "random" in state:
-            restore_random_state(agent, state["random"])
-        logger.info("resumed %s after %d episodes", run_dir, done)
-    else:
-        agent = make_agent(vec_env, agent_config)
-        if guided:
-            _anchor_on_integer_program(setup, config, recorder, agent, (setup.scorer.budget_ratio,))
-    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+    agent, _, _ = start_agent(setup, config, recorder, vec_env, agent_config)
 
     def checkpoint() -> None:
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent)})
