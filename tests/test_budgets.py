@@ -146,6 +146,7 @@ def test_joint_constraints_hold_for_every_evaluated_policy(tmp_path, method):
     (["--budgets", "0.4,abc"], "--budgets entry 'abc' is not a number"),
     (["--budgets", "0.2,0.5"], "budgets entry 0.2: budget 0.2 of the 8/8 size is infeasible"),
     (["--budgets", "0.4,0.5", "--method", "greedy"], "method greedy searches one budget"),
+    (["--budgets", "0.4,0.5", "--workers", "2"], "method guided with budgets runs one worker"),
     (["--budgets", "0.4,0.5", "--budget", "0.5"], "either budget (one) or budgets"),
     (["--budget", "0.4,0.5"], "lists 2 ratios for one objective; for several budgets of one objective use --budgets"),
     (["--objective", "size,bops", "--budget", "0.5"], "give one --budget ratio for each"),
