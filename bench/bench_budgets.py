@@ -137,7 +137,7 @@ def main() -> None:
                 tuned.append(({"seed": seed, "budget": budget, "method": "hawq (unseen)"},
                               pool.submit(_finetune, str(hawq_dir / BEST_POLICY_FILE))))
         rows = [{**meta, **future.result()} for meta, future in tuned]
-    for row in rows:  # the reward-split accuracy each method selected its policy by
+    for row in rows:  # the unseen-budget rows have no search of their own
         row.setdefault("evaluations", None)
         row.setdefault("wall_time_s", None)
     write_results(f"{args.name}_per_seed", rows, f"{args.env}: every budget, method and seed; test accuracy "

@@ -3,11 +3,6 @@
 
 import csv
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -22,6 +17,7 @@ from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.load import cost_table_for
 from haq_rl.search import SearchConfig, budget_policy, run_search
 from haq_rl.task.budget import cost_ratio
+from tests.killing import kill_search_after
 
 LENET = "haq_rl/LeNet5Size-v1"
 BUDGETS = (0.35, 0.45, 0.6)
@@ -88,19 +84,7 @@ def test_finetune_evaluate_and_report_pick_a_budget(conditioned_run, capsys):
 
 def test_resume_after_kill_is_exact(conditioned_run, tmp_path):
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", *SEARCH_ARGS, "--out", str(killed)],
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if (killed / "episodes.csv").exists() and len(read_episode_rows(killed / "episodes.csv")) >= 10:
-            break
-        if process.poll() is not None:
-            pytest.fail(f"search ended early: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert 10 <= len(read_episode_rows(killed / "episodes.csv")) < 16
+    assert 10 <= kill_search_after(SEARCH_ARGS, killed, rows=10, timeout_s=120) < 16
     assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
     # The same rows, byte for byte, as the run that was never interrupted.
     assert (killed / "episodes.csv").read_text() == (conditioned_run / "episodes.csv").read_text()

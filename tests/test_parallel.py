@@ -2,11 +2,7 @@
 exact resume after kill -9, one-line errors."""
 
 import importlib.util
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
@@ -14,6 +10,7 @@ from haq_rl.cli import main
 from haq_rl.errors import ConfigError, MissingDependencyError, UnknownNameError
 from haq_rl.run.episodes import read_episode_rows
 from haq_rl.search import SearchConfig, run_search
+from tests.killing import kill_search_after
 
 LENET = "haq_rl/LeNet5Size-v1"
 BUDGET = 0.4
@@ -78,20 +75,8 @@ def test_ddpg_with_two_workers_resumes_exactly_after_kill(tmp_path, backend):
     flags = [LENET, "--method", "ddpg", "--episodes", str(episodes), "--workers", "2", "--backend", backend,
              "--checkpoint-every", "2", "--agent", "warmup_episodes=8", "--no-progress"]
     run_dir = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", *flags, "--out", str(run_dir)],
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    assert 5 <= kill_search_after(flags, run_dir, rows=5) < episodes  # killed in the warm-up
     csv_path = run_dir / "episodes.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if csv_path.exists() and len(read_episode_rows(csv_path)) >= 5:  # in the warm-up
-            break
-        if process.poll() is not None:
-            pytest.fail(f"search ended early: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # its workers die with it and release the run lock
-    process.wait()
-    assert 5 <= len(read_episode_rows(csv_path)) < episodes
     assert main(["search", "--resume", str(run_dir), "--no-progress"]) == 0
     assert main(["search", *flags, "--out", str(tmp_path / "whole")]) == 0
     rows = read_episode_rows(csv_path)

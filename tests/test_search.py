@@ -1,10 +1,5 @@
 """The search harness: baselines, DDPG, determinism, kill/resume, CLI."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +11,7 @@ from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.episodes import read_episode_rows
 from haq_rl.search import SearchConfig, run_search
+from tests.killing import kill_search_after
 
 LENET = "haq_rl/LeNet5Size-v1"
 LENET_LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False}
@@ -71,22 +67,10 @@ def test_explicit_noise_decay_is_kept(tmp_path):
 def test_sigkill_then_resume_has_every_episode_exactly_once(tmp_path):
     run_dir = tmp_path / "killed"
     episodes = 40
-    command = [sys.executable, "-m", "haq_rl", "search", LENET, "--episodes", str(episodes),
-               "--checkpoint-every", "5", "--agent", "warmup_episodes=5", "--out", str(run_dir),
-               "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    flags = [LENET, "--episodes", str(episodes), "--checkpoint-every", "5", "--agent", "warmup_episodes=5",
+             "--no-progress"]
+    killed_rows = kill_search_after(flags, run_dir, rows=13)
     csv_path = run_dir / "episodes.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if csv_path.exists() and len(read_episode_rows(csv_path)) >= 13:
-            break
-        if process.poll() is not None:
-            pytest.fail(f"search ended early: {process.stderr.read().decode()[-2000:]}")
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_rows = len(read_episode_rows(csv_path))
     assert 13 <= killed_rows < episodes
     assert main(["search", "--resume", str(run_dir), "--no-progress"]) == 0
     rows = read_episode_rows(csv_path)
