@@ -15,6 +15,7 @@ from haq_rl.errors import DataFormatError
 from haq_rl.run.layout import BEST_POLICY_FILE, METRICS_FILE
 from haq_rl.run.load import Run, as_run, as_runs, lookup, table_of
 from haq_rl.task import budget as rules
+from haq_rl.task.spec import is_weight_only
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
     env = run.env
     n = len(run.layers)
     pinned = rules.pinned_layers(n, bool(env.get("pin_first_last", True)))
-    weight_only = run.objective == "size"
+    weight_only = is_weight_only([run.objective, *(name for name, _ in run.env.get("extra_budgets") or [])])
     cost_array = np.asarray(table.objective(run.objective), dtype=np.float64)
     ref = np.full(n, rules.REFERENCE_BITS)
     reference = float(lookup(cost_array, ref, ref).sum())

@@ -28,7 +28,7 @@ from haq_rl.task.budget import (
     uniform_bits,
 )
 from haq_rl.task.evaluator import PolicyEvaluator
-from haq_rl.task.spec import OBJECTIVES, REWARD_METRICS, WEIGHT_ONLY_OBJECTIVES
+from haq_rl.task.spec import OBJECTIVES, REWARD_METRICS, is_weight_only
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class PolicyScorer:
             if not 0.0 < ratio <= 1.0:
                 raise ConfigError(f"extra budget {name}={ratio!r} must be in (0, 1]")
         self.objectives = (objective, *self.extra_budgets)
-        self.weight_only = all(name in WEIGHT_ONLY_OBJECTIVES for name in self.objectives)
+        self.weight_only = is_weight_only(self.objectives)
         self.pinned = pinned_layers(len(self.layer_names), pin_first_last)
         self._layer_index = np.arange(len(self.layer_names))
         self._cost_arrays = {name: np.asarray(cost_table.objective(name), dtype=np.float64)

@@ -103,7 +103,7 @@ class TaskSpec:
     def weight_only(self) -> bool:
         """Objectives that only depend on weights (model size) step over weights only
         (with extra budgets, only when every constrained objective is weight-only)."""
-        return all(objective in WEIGHT_ONLY_OBJECTIVES for objective in self.objectives)
+        return is_weight_only(self.objectives)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -151,6 +151,12 @@ class TaskSpec:
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of env settings, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+
+def is_weight_only(objectives: tuple[str, ...] | list[str]) -> bool:
+    """Whether only weight bits are searched: every constrained objective depends on weights
+    alone (model size); activations then stay at 8 bits."""
+    return all(objective in WEIGHT_ONLY_OBJECTIVES for objective in objectives)
 
 
 def _is_ratio(value: Any) -> bool:
