@@ -25,6 +25,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files whatever the umask; give the file the mode open() would
+        # (the old file's, else 0666 less the umask), so a shared run or cache stays readable.
+        os.fchmod(handle, _mode_for(path))
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -34,6 +37,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)  # the only way to read it; set straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:

@@ -53,6 +53,8 @@ class HaqAlgorithmMixin:
     lr_critic: float | None
     steps_per_episode: int | None
     action_noise: ActionNoise | None
+    #: The AgentConfig make_agent built it from (None for an agent built directly).
+    haq_config: Any = None
 
     def __init__(
         self,

@@ -132,6 +132,7 @@ def make_agent(
             seed=config.seed,
         )
     model = ALGO_CLASSES[config.algo](**kwargs)
+    model.haq_config = config  # what save_agent records, so a loaded agent is rebuilt the same way
     logger.info(
         "built %s agent: T=%d, action_dim=%d, replay=%d, warm-up=%d steps",
         config.algo,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,26 @@ def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} {item!r} must look like KEY=VALUE")
         parsed[key.strip()] = yaml.safe_load(value)  # YAML scalars: numbers, booleans, null, strings
     return parsed
+
+
+#: Where :func:`record_given_flags` keeps the flags a command line gave.
+GIVEN_FLAGS = "given_flags"
+
+
+def record_given_flags(parser: argparse.ArgumentParser) -> None:
+    """Make every option of ``parser`` note its dest in ``args.given_flags`` when given on the
+    command line (argparse alone cannot tell a flag set to its default from one left out)."""
+    for action in parser._actions:  # argparse has no public hook for this
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        base = type(action)
+
+        def call(self: Any, parser: Any, namespace: Any, values: Any, option_string: Any = None,
+                 _base: Any = base) -> None:
+            _base.__call__(self, parser, namespace, values, option_string)
+            setattr(namespace, GIVEN_FLAGS, getattr(namespace, GIVEN_FLAGS, frozenset()) | {self.dest})
+
+        action.__class__ = type(f"Given{base.__name__}", (base,), {"__call__": call})
 
 
 def print_policy_table(policy_path: Path) -> None:

@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import argparse
 
+from typing import Any
+
 from haq_rl.commands._common import (
+    GIVEN_FLAGS,
     budget_arguments,
     parse_key_values,
     print_policy_table,
+    record_given_flags,
     weights_path,
 )
+from haq_rl.task.spec import DEFAULT_ENV_ID
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from haq_rl.search import METHODS, SearchConfig
-    from haq_rl.task.spec import DEFAULT_ENV_ID
 
     defaults = SearchConfig()
     parser = subparsers.add_parser(
         "search", help="search a quantization policy (RL agent, peer or baseline)",
         description="Search a mixed-precision policy with an RL agent (default: guided DDPG), a peer "
                     "(hawq, tpe) or a baseline; "
-                    "writes a run directory (config.json, episodes.csv, best_policy.json, agent.zip).")
+                    "writes a run directory (config.json, episodes.csv, best_policy.json, agent.pt).")
     parser.add_argument("env", nargs="?", default=DEFAULT_ENV_ID,
                         help=f"registered env id or YAML spec (default {DEFAULT_ENV_ID})")
     parser.add_argument("--episodes", type=int, default=defaults.episodes,
@@ -58,11 +62,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "--option startup_trials=10 (tpe)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
+    record_given_flags(parser)
+
+
+#: --resume: the flags it takes (SearchConfig fields); any other flag is refused by run_search.
+_FLAG_FIELDS = {"hardware": "hardware", "set": "env_overrides", "agent": "agent", "option": "options"}
 
 
 def run(args: argparse.Namespace) -> int:
     from haq_rl.search import SearchConfig, run_search
 
+    if args.resume is not None:
+        return _report(run_search(SearchConfig(progress=not args.no_progress), resume=args.resume,
+                                  resume_changes=_resume_changes(args)))
     config = SearchConfig(
         env=args.env, method=args.method, episodes=args.episodes,
         **budget_arguments(args.budget, args.objective, args.budgets),
@@ -72,7 +84,27 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, backend=args.backend, ray_address=args.ray_address,
         env_overrides=parse_key_values(args.set, "--set"), agent=parse_key_values(args.agent, "--agent"),
         options=parse_key_values(args.option, "--option"))
-    result = run_search(config, resume=args.resume)
+    return _report(run_search(config))
+
+
+def _resume_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given with --resume, as SearchConfig fields (run_search refuses the ones
+    that cannot change); the env positional counts as given when it is not the default."""
+    given = set(getattr(args, GIVEN_FLAGS, ())) - {"resume", "no_progress"}
+    changes: dict[str, Any] = {}
+    for dest in sorted(given):
+        value = getattr(args, dest)
+        if dest == "set":
+            value = parse_key_values(value, "--set")
+        elif dest in ("agent", "option"):
+            value = parse_key_values(value, f"--{dest}")
+        changes[_FLAG_FIELDS.get(dest, dest)] = value
+    if args.env != DEFAULT_ENV_ID:
+        changes["env"] = args.env
+    return changes
+
+
+def _report(result: Any) -> int:
     if len(result.best_by_budget) > 1:
         _print_front(result.best_by_budget)
         print(f"run directory: {result.run_dir} (front.csv; one budget-<ratio>/ folder per budget: "

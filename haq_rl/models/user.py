@@ -34,6 +34,8 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: {error}") from error
+    except (Exception, SystemExit) as error:  # user code: any error, a SyntaxError, a sys.exit()
+        raise ConfigError(f"importing model module {module_name!r} of {path!r} failed: {_described(error)}") from None
     factory: Any = module
     for part in attr.split("."):
         if not hasattr(factory, part):
@@ -49,7 +51,18 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     accepted = {k: v for k, v in kwargs.items() if takes_all or k in params}
     logger.debug("building user model %s with %s", path, accepted)
-    model = factory(**accepted)
+    try:
+        model = factory(**accepted)
+    except (Exception, SystemExit) as error:
+        raise ConfigError(f"model factory {path!r} failed: {_described(error)}") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {path!r} returned {type(model).__name__}, not a torch nn.Module")
     return model
+
+
+def _described(error: BaseException) -> str:
+    """``SyntaxError: invalid syntax (bad.py, line 3)``, ``SystemExit(3)``: one line."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -3,7 +3,7 @@
 A search writes ``config.json`` (its settings, the task spec and the layers' shapes),
 ``episodes.csv`` (one row per evaluated policy), ``best_policy.json`` (the best policy
 within budget), and for the RL methods the agent's resume state (``search_state.json``,
-``agent.zip``, ``replay_buffer.pkl``); ``hawq`` and ``guided`` write ``sensitivity.csv``.
+``agent.pt``, ``actor.pt``, ``replay_buffer.npz``: state_dicts and arrays, no pickle); ``hawq`` and ``guided`` write ``sensitivity.csv``.
 ``haq-rl finetune`` adds ``finetuned.pt`` and ``metrics.json``; ``haq-rl report`` adds
 ``report.md`` and the ``report/`` folder of figures and tables. A budget-conditioned search
 writes ``front.csv`` and a ``budget-<ratio>/`` folder per budget instead of
@@ -19,8 +19,11 @@ CONFIG_FILE = "config.json"
 EPISODES_FILE = "episodes.csv"
 BEST_POLICY_FILE = "best_policy.json"
 STATE_FILE = "search_state.json"
-AGENT_FILE = "agent.zip"
-REPLAY_FILE = "replay_buffer.pkl"
+AGENT_FILE = "agent.pt"
+ACTOR_FILE = "actor.pt"
+REPLAY_FILE = "replay_buffer.npz"
+#: What earlier haq-rl versions wrote instead (SB3's zip and pickle): never read, they can run code.
+LEGACY_AGENT_FILES = ("agent.zip", "replay_buffer.pkl")
 SENSITIVITY_FILE = "sensitivity.csv"
 FINETUNED_FILE = "finetuned.pt"
 METRICS_FILE = "metrics.json"

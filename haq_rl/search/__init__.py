@@ -9,8 +9,9 @@ action wall, same cost table) and writes the same run directory:
     best_policy.json   the best policy that meets the budget (QuantPolicy JSON)
     front.csv          (conditioned runs, ``budgets``) the best policy per budget, with
     budget-<B>/        one folder per budget holding its best_policy.json
-    agent.zip          the SB3 agent (RL methods), plus replay_buffer.pkl and
-    search_state.json  the checkpoint used by ``--resume``
+    agent.pt           the agent's state_dicts (RL methods), plus actor.pt (the actor
+    actor.pt           alone), replay_buffer.npz (arrays) and search_state.json: the
+    search_state.json  checkpoint used by ``--resume``; no file holds a pickle
 
 Methods: ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
 ``greedy`` (:mod:`.baselines`); ``hawq``, sensitivity + integer program (:mod:`.hawq`);

@@ -1,7 +1,8 @@
 """The RL search's resume checkpoint, committed atomically: agent, replay buffer and state.
 
-A kill -9 can land in the middle of a checkpoint, and SB3 writes the agent's zip and the
-replay buffer in place. So both are first written under pending names; search_state.json
+A kill -9 can land in the middle of a checkpoint, which writes three files (agent.pt,
+actor.pt, replay_buffer.npz; :mod:`haq_rl.agent.checkpoint`). So all are first written
+under pending names; search_state.json
 (one atomic write) is the commit point and records their digests; only then do the
 pending files replace the previous ones. On resume, a pending file whose digest the
 state names is moved into place (the kill came after the commit) and any other pending
@@ -16,11 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from haq_rl.errors import CheckpointError
 from haq_rl.fileio import read_json, write_json_atomic
-from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, STATE_FILE
+from haq_rl.run.layout import ACTOR_FILE, AGENT_FILE, LEGACY_AGENT_FILES, REPLAY_FILE, STATE_FILE
 
 #: Where each checkpoint file is written before the commit.
-PENDING_FILES = {AGENT_FILE: "agent.pending.zip", REPLAY_FILE: "replay_buffer.pending.pkl"}
+PENDING_FILES = {AGENT_FILE: "agent.pending.pt", ACTOR_FILE: "actor.pending.pt",
+                 REPLAY_FILE: "replay_buffer.pending.npz"}
 
 
 def save_checkpoint(agent: Any, run_dir: Path, state: dict[str, Any]) -> None:
@@ -28,7 +31,7 @@ def save_checkpoint(agent: Any, run_dir: Path, state: dict[str, Any]) -> None:
     from haq_rl.agent import save_agent
 
     pending = {final: run_dir / name for final, name in PENDING_FILES.items()}
-    save_agent(agent, pending[AGENT_FILE], pending[REPLAY_FILE])
+    save_agent(agent, pending[AGENT_FILE], pending[ACTOR_FILE], pending[REPLAY_FILE])
     digests = {final: _synced_digest(path) for final, path in pending.items()}
     write_json_atomic(run_dir / STATE_FILE, {**state, "files_sha256": digests})
     for final, path in pending.items():
@@ -37,8 +40,15 @@ def save_checkpoint(agent: Any, run_dir: Path, state: dict[str, Any]) -> None:
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     """The committed state (None before the first checkpoint), its files put in place."""
-    state: dict[str, Any] | None = read_json(run_dir / STATE_FILE) if (run_dir / STATE_FILE).is_file() else None
+    state: Any = read_json(run_dir / STATE_FILE) if (run_dir / STATE_FILE).is_file() else None
+    if state is not None and not (isinstance(state, dict) and isinstance(state.get("episodes_done"), int)
+                                  and isinstance(state.get("files_sha256", {}), dict)):
+        raise CheckpointError(f"{run_dir / STATE_FILE} is not a haq-rl search state (no episodes_done count)")
     digests = (state or {}).get("files_sha256", {})
+    legacy = sorted(set(digests) & set(LEGACY_AGENT_FILES))
+    if legacy:
+        raise CheckpointError(f"{run_dir} holds an agent of an earlier haq-rl ({', '.join(legacy)}: pickles, "
+                              "which are never loaded); start a new search")
     for final, name in PENDING_FILES.items():
         pending = run_dir / name
         if not pending.is_file():
@@ -47,6 +57,10 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
             os.replace(pending, run_dir / final)  # committed, not yet moved when the run died
         else:
             pending.unlink()  # the run died before committing it
+    for final, digest in digests.items():
+        if (run_dir / final).is_file() and _digest(run_dir / final) != digest:
+            raise CheckpointError(f"{run_dir / final} is not the file the last checkpoint wrote (its sha256 "
+                                  f"differs from {STATE_FILE}'s); the run cannot resume")
     return state
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haq_rl.errors import ConfigError, MissingPathError
-from haq_rl.fileio import read_json
-from haq_rl.run.layout import AGENT_FILE, CONFIG_FILE, REPLAY_FILE, budget_policy_path
+from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
+from haq_rl.run.config import read_run_config
 from haq_rl.run.lock import run_lock
-from haq_rl.search.harness import RL_METHODS, SearchConfig, write_policy_json
+from haq_rl.search.harness import RL_METHODS, SearchConfig, saved_search_config, write_policy_json
 from haq_rl.task.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ def budget_policy(run_dir: str | Path, budget: float, task: Task | None = None) 
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise MissingPathError(f"--budget needs a run directory; {run_dir / CONFIG_FILE} not found")
-    saved = read_json(run_dir / CONFIG_FILE)
-    search = SearchConfig.from_dict(saved["search"])
-    spec = TaskSpec.from_dict(saved["env"], source=str(run_dir / CONFIG_FILE))
+    saved = read_run_config(run_dir)
+    search = saved_search_config(saved)
+    spec = saved.spec
     if not spec.budgets:
         raise ConfigError(f"{run_dir} searched one budget ({spec.budget:g}); --budget picks a budget of a run "
                           "searched with --budgets")
@@ -51,7 +51,7 @@ def budget_policy(run_dir: str | Path, budget: float, task: Task | None = None) 
         return path
     if path.is_file():
         return path
-    if search.method not in RL_METHODS or not (run_dir / AGENT_FILE).is_file():
+    if search.method not in RL_METHODS or not (run_dir / ACTOR_FILE).is_file():
         raise ConfigError(f"budget {budget:g} was not searched in {run_dir} (budgets "
                           f"{', '.join(f'{b:g}' for b in spec.budgets)}); other budgets need the trained agent "
                           f"of an RL method, and method {search.method} has none")
@@ -61,14 +61,14 @@ def budget_policy(run_dir: str | Path, budget: float, task: Task | None = None) 
 
 def _roll_out(run_dir: Path, search: SearchConfig, spec: TaskSpec, budget: float, path: Path,
               given: Task | None) -> Path:
-    from haq_rl.agent import load_agent
+    from haq_rl.agent import load_actor
     from haq_rl.env.factory import env_for_task
-    from haq_rl.search.rl import _agent_config, _deterministic_rollout
+    from haq_rl.search.rl import _deterministic_rollout
     from haq_rl.task.task import load_task
 
     task = given.with_settings(budgets=spec.budgets) if given is not None else load_task(spec)
     env = env_for_task(task)
-    agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, _agent_config(search, 1))
+    agent = load_actor(run_dir / ACTOR_FILE, env)  # the actor's weights, nothing else of the run
     info = _deterministic_rollout(env, agent, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_policy_json(path, env.scorer, spec, {**info, "episode": None}, budget=budget,

@@ -21,16 +21,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from haq_rl import __version__
-from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, unknown_name_message
+from haq_rl.errors import (
+    ConfigError,
+    DataFormatError,
+    HaqError,
+    MissingPathError,
+    UnknownNameError,
+    unknown_name_message,
+)
 from haq_rl.fileio import (
     finite_or_none,
-    read_json,
     remove_stale_temps,
     write_json_atomic,
     write_text_atomic,
 )
 from haq_rl.parallel import attached_pool, check_backend, import_ray
 from haq_rl.progress import EpisodeBar
+from haq_rl.run.config import RunConfig, read_run_config
 from haq_rl.run.episodes import EpisodeLog, episode_columns
 from haq_rl.run.layout import (
     BEST_POLICY_FILE,
@@ -149,6 +156,7 @@ class SearchConfig:
         if self.budgets is not None and self.workers > 1 and self.method in RL_METHODS:
             raise ConfigError(f"method {self.method} with budgets runs one worker (the conditioned agent "
                               "has no batched driver yet); drop --workers or --budgets")
+        self._check_agent()
         allowed = METHOD_OPTIONS.get(self.method, {})
         for key, value in self.options.items():
             if key not in allowed:
@@ -157,6 +165,21 @@ class SearchConfig:
             valid, expected = _OPTION_RULES[key]
             if not valid(value):
                 raise ConfigError(f"{self.method} option {key}={value!r} must be {expected}")
+
+    def _check_agent(self) -> None:
+        """Unknown or bad agent settings fail here, before a run directory is written."""
+        if not self.agent:
+            return
+        if self.method not in RL_METHODS:
+            raise ConfigError(f"method {self.method} has no agent; --agent settings are for "
+                              f"{', '.join(RL_METHODS)} (got {', '.join(map(str, self.agent))})")
+        from haq_rl.agent.config import AgentConfig
+
+        names = [f.name for f in dataclasses.fields(AgentConfig) if f.name != "seed"]
+        for key in self.agent:
+            if key not in names:
+                raise ConfigError(unknown_name_message("agent setting", str(key), names))
+        AgentConfig(**{"algo": "ddpg" if self.method == "guided" else self.method, **self.agent})
 
     def method_options(self) -> dict[str, Any]:
         """The method's settings: its defaults with ``options`` on top."""
@@ -187,7 +210,50 @@ class SearchConfig:
         if unknown:
             raise ConfigError(f"unknown search setting(s) {', '.join(map(repr, unknown))}; "
                               f"allowed: {', '.join(sorted(names))}")
-        return cls(**data)
+        if isinstance(data.get("budgets"), list):  # JSON has no tuples
+            data = {**data, "budgets": tuple(data["budgets"])}
+        try:
+            return cls(**data)
+        except (TypeError, AttributeError) as error:  # a value of the wrong kind, e.g. options: 5
+            raise ConfigError(f"invalid search settings: {error}") from None
+
+
+#: What ``--resume`` may change (``resume_changes``); everything else is the run's own.
+RESUME_CHANGES = ("episodes", "workers", "backend", "ray_address", "progress", "checkpoint_every")
+
+
+def saved_search_config(saved: RunConfig) -> SearchConfig:
+    """The SearchConfig a run's config.json recorded (one-line DataFormatError if it is bad)."""
+    try:
+        return SearchConfig.from_dict(saved.search)
+    except HaqError as error:
+        raise DataFormatError(f"{saved.path}: search settings: {error}") from None
+
+
+def resumed_config(run_dir: Path, changes: dict[str, Any]) -> SearchConfig:
+    """The saved search of ``run_dir`` with ``changes`` (keys of :data:`RESUME_CHANGES`) applied.
+
+    More or fewer episodes than before are allowed, but not fewer than the run has
+    recorded; another seed, method, env or agent would make a different search, so those
+    are refused with one line.
+    """
+    saved = saved_search_config(read_run_config(run_dir))
+    refused = sorted(set(changes) - set(RESUME_CHANGES))
+    if refused:
+        raise ConfigError(f"--resume continues the search {run_dir} recorded; {', '.join(refused)} cannot change "
+                          f"(only {', '.join(RESUME_CHANGES)} can); start a new search with another --out")
+    try:
+        config = dataclasses.replace(saved, **changes)
+    except HaqError as error:
+        raise ConfigError(f"--resume {run_dir}: {error}") from None
+    if config.episodes < saved.episodes:
+        from haq_rl.run.episodes import read_episode_rows
+
+        done = len(read_episode_rows(run_dir / EPISODES_FILE)) if (run_dir / EPISODES_FILE).is_file() else 0
+        if config.episodes < done:
+            raise ConfigError(f"--episodes {config.episodes} is fewer than the {done} episodes {run_dir} "
+                              "has recorded")
+    return config
 
 
 @dataclass
@@ -371,8 +437,13 @@ def _row_to_info(row: dict[str, str], layer_names: list[str]) -> dict[str, Any]:
     return info
 
 
-def run_search(config: SearchConfig, resume: str | Path | None = None, task: Task | None = None) -> SearchResult:
+def run_search(config: SearchConfig, resume: str | Path | None = None, task: Task | None = None,
+               resume_changes: dict[str, Any] | None = None) -> SearchResult:
     """Run (or, with ``resume``, continue) a search and write its run directory.
+
+    A resume continues the search that ``resume``'s config.json recorded; of ``config`` it
+    takes only ``progress``, and it applies ``resume_changes`` (``{"episodes": 120}``; the
+    keys of :data:`RESUME_CHANGES`, others are refused).
 
     ``task`` searches a :class:`~haq_rl.task.Task` you built (``Task.from_model``) instead of
     the one ``config.env`` names; ``config``'s budget, hardware and objective still apply.
@@ -384,6 +455,7 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
         run_dir = Path(resume)
         if not (run_dir / CONFIG_FILE).is_file():
             raise MissingPathError(f"cannot resume: {run_dir / CONFIG_FILE} not found (is {run_dir} a run directory?)")
+        config = resumed_config(run_dir, {"progress": config.progress, **(resume_changes or {})})
     else:
         run_dir = Path(config.out) if config.out else config.default_run_dir(task)
     created = not run_dir.exists()
@@ -402,10 +474,7 @@ def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task |
     from haq_rl.seeding import seed_everything
     from haq_rl.task.task import load_task
 
-    if resume:
-        saved = read_json(run_dir / CONFIG_FILE)
-        config = dataclasses.replace(SearchConfig.from_dict(saved["search"]), progress=config.progress)
-    elif (run_dir / EPISODES_FILE).exists():
+    if not resume and (run_dir / EPISODES_FILE).exists():
         raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
     if config.backend == "ray":
         import_ray()  # a missing extra fails before the task loads

@@ -30,7 +30,7 @@ GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, 
 def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
     """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
 
-    Every ``checkpoint_every`` episodes the agent (agent.zip), its replay buffer, the
+    Every ``checkpoint_every`` episodes the agent (agent.pt, actor.pt), its replay buffer, the
     episode count and the random streams (search_state.json) are saved together, at the
     start of an episode (after the previous episode's update); ``--resume`` drops the
     episodes.csv rows after the last checkpoint and continues from it: the finished run
@@ -137,7 +137,8 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
     anchors: dict[float, np.ndarray] = {float(b): np.asarray(a, dtype=np.float32)
                                         for b, a in (state or {}).get("anchors", [])}
     if state is not None and done > 0:
-        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env, agent_config)
+        # Its own saved settings: a resume with other --episodes keeps the noise schedule it had.
+        agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env)
         if "random" in state:  # SB3's load reseeded them
             restore_random_state(agent, state["random"])
         logger.info("resumed %s after %d episodes", run_dir, done)
