@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr: exit 2 for errors (haq-rl's
+    own and the file system's), 130 for Ctrl-C at any moment, imports included."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("haq-rl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -67,9 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HaqError as error:
         print(f"haq-rl {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only folder, a file where a folder should be, a full disk
+        print(f"haq-rl {args.command}: error: {_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"haq-rl {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error(error: OSError) -> str:
+    """``cannot write runs/x/config.json: Permission denied``, one line."""
+    text = str(error).strip()
+    reason = error.strerror or (text.splitlines()[0] if text else type(error).__name__)
+    names = [name for name in (error.filename, error.filename2) if name]
+    return f"{reason}: {' -> '.join(map(str, names))}" if names else str(reason)
 
 
 def _one_line_warning(command: str) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from haq_rl.errors import DataFormatError, MissingPathError
+from haq_rl.errors import ConfigError, DataFormatError, MissingPathError
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
@@ -37,6 +37,23 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_writable_folder(folder: str | os.PathLike[str], what: str) -> Path:
+    """Raise ConfigError (one line) now, before any work, if files cannot be written in
+    ``folder``: a file stands where it or a folder above it should be, or the first folder
+    that exists on its way is read-only. Creates nothing."""
+    folder = Path(folder).expanduser()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            raise ConfigError(f"{what} {folder}: {existing} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {folder}: folder {existing} is read-only")
+    return folder
 
 
 def _mode_for(path: Path) -> int:

@@ -92,6 +92,8 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
         raise ConfigError(f"opset={opset} must be between 13 and 23")
     policy_path, out_dir, run_config = resolve_policy_source(source)
     target = Path(out) if out is not None else out_dir / "model.onnx"
+    if target.is_dir():
+        raise ConfigError(f"--out {target} is a folder; give the ONNX file's name, e.g. {target / 'model.onnx'}")
     if target.exists() and not force:
         raise ConfigError(f"{target} exists; pass --force to replace it")
     with run_lock(target.parent):  # one writer; a killed export leaves at most a temporary file

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from haq_rl.errors import RunLockedError
+from haq_rl.fileio import check_writable_folder
 from haq_rl.run.layout import LOCK_FILE
 
 #: The lock descriptors this process holds (see _drop_inherited_locks).
@@ -39,26 +40,72 @@ os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 @contextmanager
 def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Hold the exclusive lock of ``run_dir`` (created if needed) for the ``with`` block."""
+    """Hold the exclusive lock of ``run_dir`` (created if needed) for the ``with`` block.
+
+    The lock file and the folders made for it are removed again on the way out, so a
+    command leaves no ``.lock`` (and a failed one no empty folder) behind; a ``kill -9``
+    can leave a ``.lock``, which locks nothing.
+    """
     run_dir = Path(run_dir)
+    check_writable_folder(run_dir, "output folder")
+    made = _missing_folders(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_FILE
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
+        handle = _acquire(path, run_dir)
+    except BaseException:
+        _remove_empty(made)
+        raise
+    _HELD.add(handle)
+    try:
+        yield run_dir
+    finally:
+        _HELD.discard(handle)
+        # Unlink while holding it: a process that opened this file meanwhile sees it is
+        # gone once it gets the lock (_acquire) and retries on a new one.
+        path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        os.close(handle)
+        _remove_empty(made)
+
+
+def _acquire(path: Path, run_dir: Path) -> int:
+    """The descriptor of ``path``, flock-ed, that is still the file at ``path``."""
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(handle, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(handle)
             raise RunLockedError(f"run directory {run_dir} is in use by {holder}; wait for it to "
                                  "finish or use another directory") from None
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"haq-rl process {os.getpid()}\n".encode(), 0)
-        _HELD.add(handle)
+        except BaseException:
+            os.close(handle)
+            raise
         try:
-            yield run_dir
-        finally:
-            _HELD.discard(handle)
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle).st_ino:
             os.ftruncate(handle, 0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        os.close(handle)
+            os.pwrite(handle, f"haq-rl process {os.getpid()}\n".encode(), 0)
+            return handle
+        os.close(handle)  # the holder removed it as we locked it: lock the new one
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the command wrote its results) or gone
+            return

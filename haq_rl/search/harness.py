@@ -30,6 +30,7 @@ from haq_rl.errors import (
     unknown_name_message,
 )
 from haq_rl.fileio import (
+    check_writable_folder,
     finite_or_none,
     remove_stale_temps,
     write_json_atomic,
@@ -458,44 +459,56 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
         config = resumed_config(run_dir, {"progress": config.progress, **(resume_changes or {})})
     else:
         run_dir = Path(config.out) if config.out else config.default_run_dir(task)
-    created = not run_dir.exists()
-    try:
-        with run_lock(run_dir):
+    check_writable_folder(run_dir, "run directory")
+    if run_dir.exists():
+        with run_lock(run_dir):  # an existing directory: a second writer fails before any work
             remove_stale_temps(run_dir)  # what a killed search left
-            return _run_locked(config, run_dir, resume is not None, task)
-    finally:
-        if created and not (run_dir / CONFIG_FILE).exists():
-            # Failed before anything was recorded: leave no empty run directory behind.
-            shutil.rmtree(run_dir, ignore_errors=True)
+            _check_fresh(run_dir, resume is not None)
+            prepared = _prepare(config, task)
+            with attached_pool(prepared[0].scorer.evaluator, config.workers, config.backend, config.ray_address):
+                return _search(*prepared, config, run_dir, resume is not None)
+    # A new directory is made only once the task is ready: a search killed or failing while it
+    # loads the model and data leaves nothing; the workers start first too, so an unreachable
+    # cluster leaves no run directory.
+    prepared = _prepare(config, task)
+    with attached_pool(prepared[0].scorer.evaluator, config.workers, config.backend, config.ray_address):
+        created = not run_dir.exists()
+        with run_lock(run_dir):
+            try:
+                _check_fresh(run_dir, False)
+                return _search(*prepared, config, run_dir, False)
+            finally:
+                if created and not (run_dir / CONFIG_FILE).exists():
+                    # Failed before anything was recorded: leave no run directory behind.
+                    shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _run_locked(config: SearchConfig, run_dir: Path, resume: bool, given: Task | None) -> SearchResult:
+def _check_fresh(run_dir: Path, resume: bool) -> None:
+    if not resume and (run_dir / EPISODES_FILE).exists():
+        raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
+
+
+def _prepare(config: SearchConfig, given: Task | None) -> tuple[SearchSetup, float, float]:
+    """The setup (task, scorer, env) of ``config``, its start time and setup seconds; writes nothing."""
     from haq_rl.env.factory import env_for_task
     from haq_rl.seeding import seed_everything
     from haq_rl.task.task import load_task
 
-    if not resume and (run_dir / EPISODES_FILE).exists():
-        raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
     if config.backend == "ray":
         import_ray()  # a missing extra fails before the task loads
     seed_everything(config.seed)
     started = time.perf_counter()
     if given is not None:
         task = given.with_settings(**config.spec_overrides())
-        spec = task.spec
     else:
-        spec = config.env_spec()
-        task = load_task(spec)
+        task = load_task(config.env_spec())
     env = env_for_task(task)
     setup = SearchSetup(task=task, scorer=env.scorer, env=env)
-    scorer = setup.scorer
-    # The workers start before anything is written: an unreachable cluster leaves no run directory.
-    with attached_pool(scorer.evaluator, config.workers, config.backend, config.ray_address):
-        return _search(setup, config, run_dir, resume, started, time.perf_counter() - started)
+    return setup, started, time.perf_counter() - started
 
 
-def _search(setup: SearchSetup, config: SearchConfig, run_dir: Path, resume: bool, started: float,
-            setup_seconds: float) -> SearchResult:
+def _search(setup: SearchSetup, started: float, setup_seconds: float, config: SearchConfig, run_dir: Path,
+            resume: bool) -> SearchResult:
     """Write config.json (a new run), record the method's episodes, return the result."""
     task, scorer, env, spec = setup.task, setup.scorer, setup.env, setup.task.spec
     if not resume:
