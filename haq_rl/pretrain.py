@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -243,17 +244,36 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock on ``path`` (POSIX flock) so parallel processes train only once."""
+def _file_lock(path: Path, what: str = "a checkpoint") -> Iterator[None]:
+    """Exclusive lock on ``path`` (POSIX flock) so parallel processes train only once.
+
+    Waiting for another process is said in one line (and its end in another). A cache
+    folder this process cannot write (a shared, read-only cache) is read without a lock.
+    """
     try:
         import fcntl
     except ImportError:  # Windows: no lock; the atomic rename still keeps files whole
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError:
+        yield  # read-only cache: nobody trains into it, so there is nothing to wait for
+        return
+    with handle:
         try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read(80).strip() or "another process"
+            logger.warning("waiting for %s, which is training %s (lock %s)", holder, what, path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            logger.warning("%s has finished; going on", holder)
+        try:
+            handle.truncate(0)
+            handle.write(f"PID {os.getpid()}")
+            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -267,12 +287,15 @@ def get_pretrained(config: PretrainConfig | None = None,
     """
     config = PretrainConfig() if config is None else config
     path = cached_checkpoint_path(config)
-    with _file_lock(path.with_name(path.name + ".lock")):
+    with _file_lock(path.with_name(path.name + ".lock"), config.model):
         if path.exists():
             try:
                 return load_checkpoint(path)
             except CheckpointError as error:
                 logger.warning("discarding unusable cached checkpoint: %s", error)
+        if not os.access(path.parent, os.W_OK | os.X_OK):  # fail before training, not after
+            raise ConfigError(f"the pretrained cache {path.parent} is read-only and has no {config.model} "
+                              "checkpoint; set HAQ_RL_CACHE to a writable folder")
         logger.info("no cached %s checkpoint; training it once (%s)", config.model, path)
         pretrain(config, out=path, progress=progress)
         return load_checkpoint(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from typing import Any
 
@@ -111,9 +112,11 @@ def _report(result: Any) -> int:
               "pass --budget B to finetune, evaluate and export)")
         return 0
     best = result.best
+    # A profile that models no latency (size, bops) has none to print, not "nan ms".
+    latency = f"latency {best['latency_ms']:.4f} ms, " if math.isfinite(best["latency_ms"]) else ""
     print(f"best policy (episode {best['episode']}): reward {best['reward']:.3f}, "
           f"accuracy {best['accuracy']:.2f}%, cost ratio {best['cost_ratio']:.3f}, "
-          f"latency {best['latency_ms']:.4f} ms, size {best['size_bytes'] / 1024:.1f} KiB")
+          f"{latency}size {best['size_bytes'] / 1024:.1f} KiB")
     print_policy_table(result.best_policy_path)
     print(f"run directory: {result.run_dir}")
     return 0

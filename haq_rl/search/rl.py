@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from haq_rl.env.budgets import scheduled_budget
 from haq_rl.errors import ConfigError
+from haq_rl.fileio import atomic_write
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE
 from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
@@ -124,8 +126,6 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
     restored) or a new one (anchored for ``guided`` at each of ``budgets``, default the
     scorer's), logging to sb3_logs; with the checkpoint's state (None for a new run) and
     the guided anchors per budget."""
-    from stable_baselines3.common.logger import configure
-
     from haq_rl.agent import load_agent, make_agent, restore_random_state
 
     run_dir = recorder.run_dir
@@ -147,7 +147,7 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
         if config.method == GUIDED_METHOD:
             anchors = _anchor_on_integer_program(setup, config, recorder, agent,
                                                  budgets or (setup.scorer.budget_ratio,))
-    agent.set_logger(configure(str(run_dir / "sb3_logs"), _logger_formats()))
+    agent.set_logger(_sb3_logger(run_dir / "sb3_logs"))
     return agent, state, anchors
 
 
@@ -240,6 +240,33 @@ def _deterministic_rollout(env: Any, agent: Any, budget: float | None = None) ->
         action, _ = agent.predict(observation, deterministic=True)
         observation, _, terminated, _, info = env.step(action)
     return info
+
+
+def _sb3_logger(folder: Path) -> Any:
+    """SB3's logger of the run: a resumed run appends to sb3_logs/progress.csv (SB3's own
+    CSV writer starts it afresh), after cutting a torn last line a kill left."""
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger, configure
+
+    class AppendingCSV(CSVOutputFormat):
+        def __init__(self, filename: str) -> None:
+            path = Path(filename)
+            data = path.read_bytes() if path.is_file() else b""
+            if data and not data.endswith(b"\n"):
+                data = data[: data.rfind(b"\n") + 1]
+                atomic_write(path, lambda stream, data=data: stream.write(data))
+            if not data:
+                super().__init__(filename)
+                return
+            self.file = open(filename, "r+")  # SB3 rewrites the header in place when keys are added
+            self.file.seek(0, 2)
+            self.keys = data.decode(errors="replace").split("\n", 1)[0].split(",")
+            self.separator = ","
+            self.quotechar = '"'
+
+    folder.mkdir(parents=True, exist_ok=True)
+    others = [name for name in _logger_formats() if name != "csv"]
+    base = configure(str(folder), others) if others else Logger(str(folder), [])
+    return Logger(str(folder), [*base.output_formats, AppendingCSV(str(folder / "progress.csv"))])
 
 
 def _logger_formats() -> list[str]:
