@@ -19,7 +19,13 @@ from haq_rl.agent.callbacks import (
     EpisodeSink,
     RolloutStartCallback,
 )
-from haq_rl.agent.checkpoint import load_actor, load_agent, random_state, restore_random_state, save_agent
+from haq_rl.agent.checkpoint import (
+    load_actor,
+    load_agent,
+    random_state,
+    restore_random_state,
+    save_agent,
+)
 from haq_rl.agent.config import ALGOS, AgentConfig
 from haq_rl.agent.factory import episode_length, learn_episodes, make_agent
 from haq_rl.agent.noise import TruncatedNormalNoise, run_length_decay, truncated_normal

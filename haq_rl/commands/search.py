@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-
 from typing import Any
 
 from haq_rl.commands._common import (

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from haq_rl.errors import ConfigError, MissingPathError
-from haq_rl.fileio import read_json
 from haq_rl.quant import QuantPolicy
+from haq_rl.run.config import read_run_config
 from haq_rl.run.layout import BEST_POLICY_FILE, BUDGET_FOLDER_PREFIX, CONFIG_FILE
 from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
 
@@ -49,9 +49,7 @@ def run_config_for(policy_path: Path) -> Path | None:
 def _searched_budgets(config_path: Path) -> list[float]:
     if not config_path.is_file():
         return []
-    data = read_json(config_path)
-    env = data.get("env") if isinstance(data, dict) else None
-    return list(env.get("budgets") or []) if isinstance(env, dict) else []
+    return list(read_run_config(config_path).spec.budgets or [])
 
 
 def resolve_env(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
@@ -65,11 +63,8 @@ def resolve_env(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
     if env is not None:
         spec = resolve_spec(env)
     elif run_config is not None:
-        data = read_json(run_config)
-        if not isinstance(data, dict) or not isinstance(data.get("env"), dict):
-            raise ConfigError(f"{run_config} has no 'env' settings (not a haq-rl run config)")
         # The run's own spec, with the search's overrides (budget, hardware, ...).
-        spec = TaskSpec.from_dict(data["env"], source=str(run_config))
+        spec = read_run_config(run_config).spec
     elif policy.metadata.get("env_id"):
         spec = resolve_spec(str(policy.metadata["env_id"]))
     else:

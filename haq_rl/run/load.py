@@ -21,7 +21,8 @@ import pandas as pd
 
 from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.fileio import read_json
-from haq_rl.run.episodes import BASE_COLUMNS, read_episode_rows
+from haq_rl.run.config import read_run_config, read_run_policy
+from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import (
     BEST_POLICY_FILE,
     CONFIG_FILE,
@@ -103,7 +104,6 @@ def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
             missing (the message names the file).
         DataFormatError: a file exists but cannot be parsed.
     """
-    from haq_rl.quant import QuantPolicy
 
     path = Path(run_dir)
     if not path.exists():
@@ -113,18 +113,14 @@ def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
     for name in (CONFIG_FILE, EPISODES_FILE):
         if not (path / name).is_file():
             raise MissingPathError(f"{path / name} not found (is {path} a finished haq-rl search run?)")
-    config = read_json(path / CONFIG_FILE)
-    if not isinstance(config, dict) or "env" not in config:
-        raise DataFormatError(f"{path / CONFIG_FILE} has no 'env' section; not a haq-rl run config")
-    budgets = [float(b) for b in config["env"].get("budgets") or []]
+    run_config = read_run_config(path)  # the one typed reader: a bad file is one line
+    config = run_config.data
+    budgets = [float(b) for b in run_config.spec.budgets or ()]
     # A conditioned run is described by its loosest budget's files, plus its front.
     folder = budget_folder(path, budgets[-1]) if budgets else path
     if not (folder / BEST_POLICY_FILE).is_file():
         raise MissingPathError(f"{folder / BEST_POLICY_FILE} not found (is {path} a finished haq-rl search run?)")
-    try:
-        policy = QuantPolicy.from_json(folder / BEST_POLICY_FILE)
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise DataFormatError(f"{folder / BEST_POLICY_FILE} is not a policy file: {error}") from None
+    policy = read_run_policy(folder / BEST_POLICY_FILE, run_config)
     metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else None
     front = pd.read_csv(path / FRONT_FILE) if budgets and (path / FRONT_FILE).is_file() else None
     budget_metrics = {b: read_json(budget_folder(path, b) / METRICS_FILE) for b in budgets
@@ -134,11 +130,10 @@ def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
 
 
 def _read_episodes(path: Path) -> pd.DataFrame:
-    rows = read_episode_rows(path)  # drops a partial last line of a killed search
+    rows = read_episode_rows(path)  # checked; drops a partial last line of a killed search
+    if not rows:
+        raise DataFormatError(f"{path} holds no episode rows (a run with a best policy has at least one)")
     frame = pd.DataFrame(rows)
-    if frame.empty:
-        header = path.read_text().split("\n", 1)[0]
-        return pd.DataFrame(columns=[c for c in header.split(",") if c] or list(BASE_COLUMNS))
     missing = [c for c in ("episode", "reward", "accuracy", "cost_ratio") if c not in frame.columns]
     if missing:
         raise DataFormatError(f"{path} lacks the column(s) {', '.join(missing)}")

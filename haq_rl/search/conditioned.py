@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haq_rl.errors import ConfigError, MissingPathError
-from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
 from haq_rl.run.config import read_run_config
+from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
 from haq_rl.run.lock import run_lock
 from haq_rl.search.harness import RL_METHODS, SearchConfig, saved_search_config, write_policy_json
 from haq_rl.task.spec import TaskSpec

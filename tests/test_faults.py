@@ -1,0 +1,398 @@
+"""Fault injection (issue 25): every fault is one line and exit 2, nothing a run directory
+holds runs code, no row is lost, nothing is left behind.
+
+The default part runs the commands in this process on small runs of
+haq_rl/LeNet5Size-v1; the SIGKILL-at-random-points part is marked slow.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from haq_rl.cli import main
+from haq_rl.fileio import write_json_atomic
+from haq_rl.run.episodes import read_episode_rows
+from tests.killing import kill_search_after
+
+LENET = "haq_rl/LeNet5Size-v1"
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``: what a hostile run directory would plant."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if not line.startswith(("WARNING", "haq-rl search: warning"))]
+    assert len(lines) == 1 and ": error: " in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def random_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "random"
+    assert main(["search", LENET, "--method", "random", "--episodes", "6", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def conditioned_rl_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "conditioned"
+    assert main(["search", LENET, "--method", "ddpg", "--budgets", "0.35,0.5", "--episodes", "5", "--agent",
+                 "warmup_episodes=2", "--agent", "hidden_sizes=[16]", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def _copy(run: Path, tmp_path: Path, name: str = "copy") -> Path:
+    target = tmp_path / name
+    shutil.copytree(run, target)
+    return target
+
+
+# ------------------------------------------------------------------ 1: no code runs
+def test_rl_run_directory_holds_no_pickle(conditioned_rl_run):
+    names = {path.name for path in conditioned_rl_run.iterdir()}
+    assert {"agent.pt", "actor.pt", "replay_buffer.npz"} <= names
+    assert not names & {"agent.zip", "replay_buffer.pkl"}
+    with np.load(conditioned_rl_run / "replay_buffer.npz", allow_pickle=False) as data:
+        assert data["observations"].dtype == np.float32
+    for name in ("agent.pt", "actor.pt"):
+        torch.load(conditioned_rl_run / name, weights_only=True)
+
+
+@pytest.mark.parametrize("victim", ["actor.pt", "agent.pt", "replay_buffer.npz", *(
+    pytest.param(name, marks=pytest.mark.slow) for name in ("search_state.json", "config.json", "agent.zip",
+                                                           "replay_buffer.pkl"))])
+def test_planted_pickle_payloads_never_run(conditioned_rl_run, tmp_path, capsys, victim):
+    run = _copy(conditioned_rl_run, tmp_path)
+    marker = tmp_path / "PAYLOAD_RAN"
+    path = run / victim
+    if victim.endswith(".pt"):
+        torch.save({"format_version": 1, "config": _Payload(marker), "actor": {}}, path)
+    elif victim.endswith(".npz"):
+        np.savez(path, observations=np.array([_Payload(marker)], dtype=object))
+    else:
+        path.write_bytes(pickle.dumps(_Payload(marker)))
+    codes = [main(["evaluate", str(run), "--budget", "0.42", "--json"]),
+             main(["search", "--resume", str(run), "--episodes", "6", "--no-progress"]),
+             main(["report", str(run), "--out", str(tmp_path / "report")])]
+    capsys.readouterr()
+    assert not marker.exists(), f"the payload in {victim} ran"
+    if victim in ("actor.pt",):
+        assert codes[0] == 2
+    if victim in ("agent.pt", "replay_buffer.npz", "search_state.json", "config.json"):
+        assert codes[1] == 2
+
+
+def test_unsearched_budget_reads_only_the_actor(conditioned_rl_run, tmp_path, capsys):
+    run = _copy(conditioned_rl_run, tmp_path)
+    for name in ("agent.pt", "replay_buffer.npz", "search_state.json"):
+        (run / name).unlink()
+    assert main(["evaluate", str(run), "--budget", "0.42", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cost_ratio"] <= 0.42 + 1e-9
+
+
+# ------------------------------------------------------------------ 2: torn rows
+def test_torn_last_row_is_cut_before_the_resume_appends(random_run, tmp_path, caplog):
+    run = _copy(random_run, tmp_path)
+    csv_path = run / "episodes.csv"
+    text = csv_path.read_text()
+    cut = text.rfind("\n", 0, len(text) - 1) + 1 + 7  # seven characters into the last row
+    csv_path.write_text(text[:cut])
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 0
+    assert sum("torn row" in record.getMessage() for record in caplog.records) == 1
+    assert csv_path.read_text() == text  # the same six rows, the sixth rewritten whole
+    assert main(["report", str(run)]) == 0
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 0
+
+
+def test_a_log_starting_with_garbage_is_never_appended_to(random_run, tmp_path, capsys):
+    run = _copy(random_run, tmp_path)
+    csv_path = run / "episodes.csv"
+    csv_path.write_bytes(b"\x00garbage\n" + csv_path.read_bytes())
+    before = csv_path.read_bytes()
+    assert main(["search", "--resume", str(run), "--episodes", "8", "--no-progress"]) == 2
+    _one_line_error(capsys)
+    assert csv_path.read_bytes() == before
+
+
+# ------------------------------------------------------------------ 3: file-system faults
+def test_out_is_a_file_or_under_one(random_run, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "run"):
+        assert main(["search", LENET, "--method", "random", "--episodes", "2", "--out", str(out)]) == 2
+        assert "is a file, not a folder" in _one_line_error(capsys)
+    assert main(["report", str(random_run), "--out", str(blocker / "r")]) == 2
+    _one_line_error(capsys)
+    assert blocker.read_text() == "x"
+
+
+def test_export_out_an_existing_folder_fails_before_exporting(random_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    started = time.perf_counter()
+    assert main(["export", str(random_run), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in _one_line_error(capsys)
+    assert time.perf_counter() - started < 10  # nothing was built or verified
+
+
+def test_cache_that_is_a_file(random_run, tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.write_text("x")
+    monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
+    assert main(["evaluate", str(random_run / "best_policy.json")]) == 2
+    assert "cache" in _one_line_error(capsys)
+
+
+def _as_nobody() -> list[str]:
+    """Run a child without root's power to write read-only folders (root ignores modes)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: cannot make a folder read-only for the child")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_read_only_folders_are_one_line(random_run, tmp_path):
+    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"haq-ro-{os.getpid()}"
+    base.mkdir(mode=0o755)
+    try:
+        run = base / "run"
+        shutil.copytree(random_run, run)
+        for path in (base, run, *run.iterdir()):
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        scratch = Path(tempfile.mkdtemp())  # matplotlib's own cache, writable by the child
+        scratch.chmod(0o777)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HAQ_RL_CACHE": str(base / "cache"),
+               "MPLCONFIGDIR": str(scratch)}
+        for args in (["search", LENET, "--out", str(base / "new")],
+                     ["search", "--resume", str(run), "--episodes", "8"],
+                     ["finetune", str(run)], ["report", str(run)]):
+            done = subprocess.run([*_as_nobody(), sys.executable, "-m", "haq_rl", *args], env=env,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 2, done.stderr
+            assert len(done.stderr.strip().splitlines()) == 1 and "read-only" in done.stderr, done.stderr
+        assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in random_run.iterdir())
+    finally:
+        for path in base.rglob("*"):
+            path.chmod(0o755)
+        base.chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_read_only_cache_without_the_model_fails_before_training(tmp_path, monkeypatch):
+    from haq_rl.errors import ConfigError
+    from haq_rl.pretrain import PretrainConfig, get_pretrained
+
+    cache = tmp_path / "cache"
+    (cache / "pretrained").mkdir(parents=True)
+    monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only cache, even for root
+    with pytest.raises(ConfigError, match="read-only"):
+        get_pretrained(PretrainConfig(model="lenet5"))
+
+
+# ------------------------------------------------------------------ 4, 5: flags
+def test_agent_flags_are_checked_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", LENET, "--method", "ddpg", "--agent", "warmup_episode=5", "--out", str(out)]) == 2
+    assert "did you mean 'warmup_episodes'" in _one_line_error(capsys)
+    assert main(["search", LENET, "--method", "ddpg", "--agent", "lr_actor=-1", "--out", str(out)]) == 2
+    assert "lr_actor" in _one_line_error(capsys)
+    assert main(["search", LENET, "--method", "random", "--agent", "tau=0.1", "--out", str(out)]) == 2
+    _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_resume_takes_episodes_and_refuses_what_cannot_change(random_run, tmp_path, capsys):
+    run = _copy(random_run, tmp_path)
+    assert main(["search", "--resume", str(run), "--episodes", "8", "--no-progress"]) == 0
+    assert len(read_episode_rows(run / "episodes.csv")) == 8
+    assert json.loads((run / "config.json").read_text())["search"]["episodes"] == 6  # the record stays
+    for flags in (["--seed", "3"], ["--set", "budget=0.5"], ["--method", "tpe"], ["--agent", "tau=0.1"]):
+        assert main(["search", "--resume", str(run), *flags]) == 2
+        assert "cannot change" in _one_line_error(capsys)
+    assert main(["search", "--resume", str(run), "--episodes", "3"]) == 2
+    assert "fewer than" in _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ 6: user models
+@pytest.mark.parametrize("source, factory", [
+    ("raise RuntimeError('broken at import')\n", "make"),
+    ("def make(:\n", "make"),
+    ("import sys\nsys.exit(3)\n", "make"),
+    ("def make(**kwargs):\n    raise ValueError('bad factory')\n", "make"),
+])
+def test_failing_user_model_is_one_line(tmp_path, monkeypatch, capsys, source, factory):
+    name = f"user_model_{abs(hash(source))}"
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = main(["profile", "--model", f"{name}:{factory}", "--input-size", "28", "--hw", "bismo-edge"])
+    assert code == 2
+    assert name in _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ 7: corrupt run files
+@pytest.mark.parametrize("edit", [
+    lambda c: {**c, "layers": 5}, lambda c: {**c, "env": "oops"}, lambda c: {**c, "search": "x"},
+    lambda c: {**c, "env": {**c["env"], "budget": "half"}}, lambda c: [],
+])
+def test_corrupt_config_is_one_line_for_every_command(random_run, tmp_path, capsys, edit):
+    run = _copy(random_run, tmp_path)
+    write_json_atomic(run / "config.json", edit(json.loads((run / "config.json").read_text())))
+    for args in (["report", str(run)], ["search", "--resume", str(run)], ["finetune", str(run), "--epochs", "0"],
+                 ["evaluate", str(run / "best_policy.json")]):
+        assert main(args) == 2, args
+        _one_line_error(capsys)
+
+
+def test_corrupt_policy_and_episodes_are_one_line(random_run, tmp_path, capsys):
+    run = _copy(random_run, tmp_path)
+    policy = json.loads((run / "best_policy.json").read_text())
+    policy["layers"][next(iter(policy["layers"]))]["w_bits"] = 99
+    write_json_atomic(run / "best_policy.json", policy)
+    assert main(["report", str(run)]) == 2
+    assert "99" in _one_line_error(capsys)
+    run = _copy(random_run, tmp_path, "cells")
+    csv_path = run / "episodes.csv"
+    lines = csv_path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(lines[2].split(",")[3], "abc", 1)
+    csv_path.write_text("".join(lines))
+    for args in (["report", str(run)], ["search", "--resume", str(run)]):
+        assert main(args) == 2
+        assert "abc" in _one_line_error(capsys)
+    csv_path.write_text(lines[0])  # a header and no rows
+    assert main(["report", str(run)]) == 2
+    _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ 8: waits are said
+def test_waiting_for_the_pretrained_lock_is_one_line(tmp_path, caplog):
+    from haq_rl.pretrain import _file_lock
+
+    lock = tmp_path / "model.pt.lock"
+    lock.write_text(f"PID {os.getpid() + 1}")
+    held = open(lock, "a")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(0.5, lambda: (fcntl.flock(held, fcntl.LOCK_UN), held.close())).start()
+    with caplog.at_level("WARNING"), _file_lock(lock, "lenet5"):
+        pass
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("waiting for PID" in m and "training lenet5" in m for m in messages), messages
+    assert any("going on" in m for m in messages), messages
+
+
+# ------------------------------------------------------------------ 9: Ctrl-C at once
+@pytest.mark.parametrize("delay", [0.3, 0.8])
+def test_ctrl_c_while_importing_is_interrupted_130(tmp_path, delay):
+    process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", LENET, "--episodes", "100000",
+                                "--out", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == ["haq-rl: interrupted"] or err.strip().endswith("interrupted"), err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ 10: SB3's log appended
+def test_resume_appends_to_the_sb3_progress_log(tmp_path):
+    out = tmp_path / "run"
+    flags = ["--method", "ddpg", "--agent", "warmup_episodes=1", "--agent", "hidden_sizes=[16]", "--no-progress"]
+    assert main(["search", LENET, "--episodes", "6", "--out", str(out), *flags]) == 0  # SB3 logs every 4th
+    before = (out / "sb3_logs" / "progress.csv").read_text()
+    assert main(["search", "--resume", str(out), "--episodes", "10", "--no-progress"]) == 0
+    after = (out / "sb3_logs" / "progress.csv").read_text()
+    assert after.startswith(before.splitlines()[0]) and len(after.splitlines()) > len(before.splitlines())
+
+
+# ------------------------------------------------------------------ 11: nothing left behind
+def test_failed_commands_leave_no_lock_or_folder(random_run, tmp_path, capsys):
+    run = _copy(random_run, tmp_path)
+    (run / "best_policy.json").write_text("{")  # read inside the lock
+    new = tmp_path / "new"
+    assert main(["finetune", str(run), "--out", str(new), "--epochs", "0"]) == 2
+    assert main(["report", str(run), "--out", str(new)]) == 2
+    capsys.readouterr()
+    assert not new.exists()
+    assert not (run / ".lock").exists()
+    out_dir = tmp_path / "onnx"
+    out_dir.mkdir()
+    main(["export", str(run), "--out", str(out_dir / "x.onnx")])
+    capsys.readouterr()
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_finished_command_leaves_no_lock(random_run):
+    assert not (random_run / ".lock").exists()
+
+
+# ------------------------------------------------------------------ 12: file modes
+def test_atomic_writes_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "a.json", {})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        write_json_atomic(tmp_path / "b.json", {})
+        assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(previous)
+
+
+# ------------------------------------------------------------------ v0 stays registered
+def test_lenet5size_v0_is_registered_and_deprecated():
+    import gymnasium as gym
+
+    import haq_rl.env  # noqa: F401  (registers the ids)
+
+    assert "haq_rl/LeNet5Size-v0" in gym.registry
+    assert "deprecated" in gym.registry["haq_rl/LeNet5Size-v0"].kwargs["spec"].description
+
+
+# ------------------------------------------------------------------ SIGKILL, three seeds (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sigkill_at_a_random_point_then_resume_is_exact(tmp_path, seed):
+    flags = [LENET, "--method", "ddpg", "--episodes", "14", "--checkpoint-every", "3", "--agent",
+             "warmup_episodes=3", "--agent", "hidden_sizes=[32]", "--no-progress"]
+    reference = tmp_path / "reference"
+    assert main(["search", *flags, "--out", str(reference)]) == 0
+    killed = tmp_path / "killed"
+    rng = np.random.default_rng(seed)
+    for rows in sorted(rng.integers(1, 13, size=2)):
+        if (killed / "config.json").exists():
+            process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", "--resume", str(killed),
+                                        "--no-progress"], stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 120
+            while len(read_episode_rows(killed / "episodes.csv")) < rows and process.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.01)
+            process.kill()
+            process.wait()
+        else:
+            kill_search_after(flags, killed, rows=int(rows))
+    assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
+    assert (killed / "episodes.csv").read_bytes() == (reference / "episodes.csv").read_bytes()
