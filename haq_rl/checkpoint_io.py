@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,14 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
         raise MissingPathError(f"{what} not found: {path}")
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:  # torch raises many kinds (pickle, zip, EOF, Runtime)
+    except pickle.UnpicklingError as error:
+        # torch's message goes on to suggest weights_only=False: for a file that needs code
+        # to load, that is the one thing not to do. Keep only what it would have to run.
+        wants = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(error))
+        needs = f": it needs {wants.group(1)}" if wants else ""
+        raise CheckpointError(f"refused {what} {path} (weights_only=True): loading it would run code{needs} "
+                              "(only tensors, numbers and strings are read)") from None
+    except Exception as error:  # torch raises many kinds (zip, EOF, Runtime)
         text = str(error).strip()
         first_line = text.splitlines()[0] if text else type(error).__name__
         raise CheckpointError(f"cannot read {what} {path} (weights_only=True): {first_line}") from None

@@ -112,7 +112,7 @@ print(f"best: accuracy {result.best_accuracy:.2f}% at {result.best_cost_ratio:.3
     md("""
 The run directory holds plain files you can keep: `config.json` (all settings),
 `episodes.csv` (one row per evaluated policy), `best_policy.json` (the best policy
-within budget) and the agent (`agent.zip`).
+within budget) and the agent (`agent.pt`).
 """),
     code("""
 sorted(p.name for p in result.run_dir.iterdir())
