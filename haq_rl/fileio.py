@@ -103,6 +103,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise DataFormatError(f"{path} is not valid JSON: {error}") from None
 
 
+def yaml_error_line(error: Exception) -> str:
+    """A YAML parser error in one line: ``expected ',' or ']' at line 4, column 1``."""
+    mark = getattr(error, "problem_mark", None)
+    lines = str(error).strip().splitlines()
+    problem = getattr(error, "problem", None) or (lines[0] if lines else type(error).__name__)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def finite_or_none(value: Any) -> float | None:
     """A float, or None where it is NaN or infinite: JSON has no NaN (e.g. the energy of a
     profile that models none is written as null)."""

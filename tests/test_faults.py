@@ -396,3 +396,28 @@ def test_sigkill_at_a_random_point_then_resume_is_exact(tmp_path, seed):
             kill_search_after(flags, killed, rows=int(rows))
     assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
     assert (killed / "episodes.csv").read_bytes() == (reference / "episodes.csv").read_bytes()
+
+
+@pytest.mark.slow  # about 15 s: a worker pool starts
+def test_resume_with_other_workers_lays_the_replay_buffer_out_anew(tmp_path):
+    out = tmp_path / "run"
+    flags = ["--method", "ddpg", "--agent", "warmup_episodes=2", "--agent", "hidden_sizes=[16]", "--no-progress"]
+    assert main(["search", LENET, "--episodes", "5", "--out", str(out), *flags]) == 0
+    assert main(["search", "--resume", str(out), "--episodes", "8", "--workers", "2", "--no-progress"]) == 0
+    assert [int(row["episode"]) for row in read_episode_rows(out / "episodes.csv")] == list(range(8))
+    with np.load(out / "replay_buffer.npz", allow_pickle=False) as data:
+        assert data["observations"].shape[1] == 2  # two envs now
+
+
+# ------------------------------------------------------------------ 13: smaller items
+def test_bad_yaml_and_code_needing_checkpoints_are_short_lines(tmp_path, capsys):
+    (tmp_path / "hw.yaml").write_text("name: x\nmodel: [\n  a: b\n")
+    assert main(["profile", "--model", "lenet5", "--input-size", "28", "--hw", str(tmp_path / "hw.yaml")]) == 2
+    assert "line 4" in _one_line_error(capsys)
+    marker = tmp_path / "PAYLOAD_RAN"
+    torch.save({"a": _Payload(marker)}, tmp_path / "w.pt")
+    assert main(["profile", "--model", "lenet5", "--input-size", "28", "--hw", "bismo-edge",
+                 "--weights", str(tmp_path / "w.pt")]) == 2
+    line = _one_line_error(capsys)
+    assert "would run code" in line and "weights_only=False" not in line
+    assert not marker.exists()

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
+from haq_rl.fileio import yaml_error_line
 from haq_rl.resources import resource_dir
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        raise ConfigError(f"{path}: not valid YAML ({yaml_error_line(error)})") from None
     profile = parse_profile(data, text, str(path), path.resolve())
     if not looks_like_path and profile.name != text_name:
         raise ConfigError(f"{path}: name {profile.name!r} differs from the file name {text_name!r}")

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
+from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.cost_table import OBJECTIVES
 from haq_rl.quant.config import ACT_CALIBRATIONS, WEIGHT_METHODS
 from haq_rl.resources import resource_dir
@@ -147,7 +148,7 @@ class TaskSpec:
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise ConfigError(f"{path} is not valid YAML: {yaml_error_line(error)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of env settings, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
