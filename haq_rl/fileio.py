@@ -8,6 +8,7 @@ but errors, so hardware, quant, data and everything above can use it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -63,6 +64,15 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)  # the only way to read it; set straight back
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:

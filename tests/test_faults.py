@@ -210,7 +210,7 @@ def test_read_only_cache_without_the_model_fails_before_training(tmp_path, monke
     monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only cache, even for root
     with pytest.raises(ConfigError, match="read-only"):
-        get_pretrained(PretrainConfig(model="lenet5"))
+        get_pretrained(PretrainConfig(model="lenet5", seed=123))  # not a shipped model: it would train
 
 
 # ------------------------------------------------------------------ 4, 5: flags
@@ -289,14 +289,14 @@ def test_corrupt_policy_and_episodes_are_one_line(random_run, tmp_path, capsys):
 
 # ------------------------------------------------------------------ 8: waits are said
 def test_waiting_for_the_pretrained_lock_is_one_line(tmp_path, caplog):
-    from haq_rl.pretrain import _file_lock
+    from haq_rl.cache import cache_lock
 
     lock = tmp_path / "model.pt.lock"
-    lock.write_text(f"PID {os.getpid() + 1}")
+    lock.write_text(f"PID {os.getpid() + 1}, which is training lenet5")
     held = open(lock, "a")
     fcntl.flock(held, fcntl.LOCK_EX)
     threading.Timer(0.5, lambda: (fcntl.flock(held, fcntl.LOCK_UN), held.close())).start()
-    with caplog.at_level("WARNING"), _file_lock(lock, "lenet5"):
+    with caplog.at_level("WARNING"), cache_lock(lock, "training lenet5"):
         pass
     messages = [record.getMessage() for record in caplog.records]
     assert any("waiting for PID" in m and "training lenet5" in m for m in messages), messages
