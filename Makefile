@@ -7,7 +7,7 @@ PIP_EXTRA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.haq-rl-installed
 
-.PHONY: run test test-slow lint bench clean
+.PHONY: run test test-random test-slow lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" --timeout=900
+
+# The default suite in a random order (pytest-random-order): no test may depend on another's state.
+test-random: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" --timeout=900 --random-order
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow --timeout=3600

@@ -8,13 +8,11 @@ and its accuracies.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -22,11 +20,12 @@ from typing import Any, cast
 from torch import nn
 
 from haq_rl import __version__
-from haq_rl.cache import cache_dir
+from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name
 from haq_rl.seeding import seed_everything
+from haq_rl.shipped_models import shipped_checkpoint, weights_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +34,9 @@ REQUIRED_META = ("model", "num_classes", "in_channels", "input_size", "width_mul
 
 # Per-model recipes measured on mnist5k (docs/data_and_models.md).
 # Other datasets reuse them; pass epochs/lr explicitly to tune.
-_DEFAULT_EPOCHS = {"lenet5": 15, "mobilenetv2": 5, "mobilenetv1": 5, "resnet8": 8,
+_DEFAULT_EPOCHS = {"lenet5": 15, "mobilenetv2": 12, "mobilenetv1": 5, "resnet8": 8,
                    "resnet20": 8, "resnet18": 5, "resnet50": 5}
-_DEFAULT_LR = {"lenet5": 0.05, "mobilenetv2": 0.1, "mobilenetv1": 0.1, "resnet8": 0.1,
+_DEFAULT_LR = {"lenet5": 0.05, "mobilenetv2": 0.05, "mobilenetv1": 0.1, "resnet8": 0.1,
                "resnet20": 0.1, "resnet18": 0.05, "resnet50": 0.05}
 _FALLBACK_EPOCHS = 5  # user models
 _FALLBACK_LR = 0.05
@@ -131,12 +130,14 @@ def cached_checkpoint_path(config: PretrainConfig) -> Path:
 
 
 def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, replaces_shipped: bool = False) -> Path:
     """Train ``config.model`` on the ``search_train`` split and save a checkpoint.
 
     Accuracy is measured on ``reward_val`` and ``test`` and stored in the checkpoint's
     meta. ``out`` defaults to the cache path (:func:`cached_checkpoint_path`), so a later
-    :func:`get_pretrained` with the same config reuses the result. Returns the path.
+    :func:`get_pretrained` with the same config reuses the result. ``replaces_shipped``
+    marks a result that get_pretrained prefers to a shipped model of the same config
+    (``haq-rl pretrain --force``). Returns the path.
     """
     from haq_rl.data import SplitConfig, load_dataset, make_loader, make_splits
     from haq_rl.training import evaluate_accuracy, resolve_device, train_epochs
@@ -188,6 +189,9 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
         "device": str(device),
         "config_hash": config.short_hash(),
         "haq_rl_version": __version__,
+        # Written by `haq-rl pretrain --force`: this machine's own training of a model that
+        # also ships, which get_pretrained then prefers to the shipped one.
+        "replaces_shipped": bool(replaces_shipped),
     }
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": state_dict,
@@ -195,6 +199,17 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
     logger.info("pretrained %s: test %.2f %%, reward %.2f %% in %.1f s -> %s",
                 config.model, test_acc, reward_acc, wall, path)
     return path
+
+
+def measure_accuracies(model: nn.Module, meta: dict[str, Any]) -> tuple[float, float]:
+    """``(reward_val, test)`` top-1 of ``model`` on the splits its checkpoint ``meta`` names."""
+    from haq_rl.data import SplitConfig, load_dataset, make_loader, make_splits
+    from haq_rl.training import evaluate_accuracy
+
+    dataset = load_dataset(meta["dataset"], meta.get("data_root"), image_size=meta.get("image_size"))
+    splits = make_splits(dataset, SplitConfig(seed=int(meta["split_seed"])))
+    return (evaluate_accuracy(model, make_loader(splits.reward_val, batch_size=256)),
+            evaluate_accuracy(model, make_loader(splits.test, batch_size=256)))
 
 
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -239,43 +254,52 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise CheckpointError(f"checkpoint {path} does not fit model {meta['model']!r}: "
                               f"{first_line}") from error
     model.eval()
+    meta["weights_sha256"] = weights_sha256(model)
     return model, meta
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock on ``path`` (POSIX flock) so parallel processes train only once."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; the atomic rename still keeps files whole
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def shipped_checkpoint_for(config: PretrainConfig) -> Path | None:
+    """The checkpoint of ``config`` shipped inside haq-rl (checksum verified), or None."""
+    return shipped_checkpoint(config.short_hash())
 
 
 def get_pretrained(config: PretrainConfig | None = None,
                    progress: bool = False) -> tuple[nn.Module, dict[str, Any]]:
-    """The pretrained model of ``config`` from the cache, training it the first time.
+    """The float model of ``config``: shipped with haq-rl, or trained once and cached.
 
+    Order: a cached model trained here by ``haq-rl pretrain --force``; else the shipped
+    model of the same config (identical on every machine); else the cache, training it the
+    first time under a lock (a second process waits, saying for whom). ``meta["source"]``
+    says which ("shipped" or "cache") and ``meta["weights_sha256"]`` identifies the weights.
     A corrupt cache file is logged and replaced by a fresh training run.
     """
     config = PretrainConfig() if config is None else config
     path = cached_checkpoint_path(config)
-    with _file_lock(path.with_name(path.name + ".lock")):
+    shipped = shipped_checkpoint_for(config)
+    if shipped is not None:
         if path.exists():
-            try:
-                return load_checkpoint(path)
-            except CheckpointError as error:
-                logger.warning("discarding unusable cached checkpoint: %s", error)
-        logger.info("no cached %s checkpoint; training it once (%s)", config.model, path)
+            cached = _usable_cached(path)
+            if cached is not None and cached[1].get("replaces_shipped"):
+                return cached[0], {**cached[1], "source": "cache"}
+        model, meta = load_checkpoint(shipped)
+        return model, {**meta, "source": "shipped"}
+    with cache_lock(path.with_name(path.name + ".lock"), f"training {config.model} on {config.dataset}"):
+        if path.exists():
+            cached = _usable_cached(path)
+            if cached is not None:
+                return cached[0], {**cached[1], "source": "cache"}
+        logger.warning("training the float %s on %s once (cached in %s)", config.model, config.dataset, path)
         pretrain(config, out=path, progress=progress)
+        model, meta = load_checkpoint(path)
+        return model, {**meta, "source": "cache"}
+
+
+def _usable_cached(path: Path) -> tuple[nn.Module, dict[str, Any]] | None:
+    try:
         return load_checkpoint(path)
+    except CheckpointError as error:
+        logger.warning("discarding unusable cached checkpoint: %s", error)
+        return None
 
 
 __all__ = [
@@ -286,7 +310,9 @@ __all__ = [
     "default_epochs",
     "default_lr",
     "get_pretrained",
+    "shipped_checkpoint_for",
     "load_checkpoint",
+    "measure_accuracies",
     "pretrain",
     "read_checkpoint_meta",
 ]

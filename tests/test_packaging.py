@@ -16,6 +16,9 @@ def test_wheel_ships_env_specs_and_hardware_profiles(tmp_path):
     for folder in ("envs", "hw_profiles"):
         shipped = {p.name for p in (ROOT / folder).iterdir() if p.suffix in (".yaml", ".csv", ".npy")}
         assert shipped and {f"haq_rl/resources/{folder}/{name}" for name in shipped} <= names
+    # The shipped float models and their manifest (haq_rl.shipped_models).
+    pretrained = {p.name for p in (ROOT / "haq_rl" / "resources" / "pretrained").iterdir()}
+    assert "manifest.json" in pretrained and {f"haq_rl/resources/pretrained/{n}" for n in pretrained} <= names
     assert "haq_rl/cli.py" in names and any(n.endswith("entry_points.txt") for n in names)
     # Every subpackage (setup.cfg lists them one by one).
     subpackages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "haq_rl").glob("*/__init__.py")}

@@ -41,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_NAMES)} or cuda:N")
     parser.add_argument("--out", default=None,
                         help="checkpoint path (default: the pretrained cache, reused by search)")
+    parser.add_argument("--force", action="store_true",
+                        help="train even when haq-rl ships this model; the result is cached and "
+                             "then used instead of the shipped one")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
     return parser
@@ -48,7 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Build the config from the flags, pretrain, print accuracies and the path."""
-    from haq_rl.pretrain import PretrainConfig, pretrain, read_checkpoint_meta
+    from haq_rl.pretrain import (
+        PretrainConfig,
+        pretrain,
+        read_checkpoint_meta,
+        shipped_checkpoint_for,
+    )
 
     config = PretrainConfig(
         model=args.model, dataset=args.dataset, epochs=args.epochs, lr=args.lr,
@@ -56,7 +64,16 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root, width_mult=args.width_mult, input_size=args.input_size,
         device=args.device,
     )
-    path = pretrain(config, out=args.out, progress=not args.no_progress)
+    shipped = shipped_checkpoint_for(config)
+    if shipped is not None and args.out is None and not args.force:
+        meta = read_checkpoint_meta(shipped)
+        print(f"{meta['model']} on {meta['dataset']} ships with haq-rl: test accuracy "
+              f"{meta['test_accuracy']:.2f} %, reward accuracy {meta['reward_accuracy']:.2f} %; "
+              "nothing to train (--force trains one here and uses it instead)")
+        print(f"checkpoint: {shipped}")
+        return 0
+    path = pretrain(config, out=args.out, progress=not args.no_progress,
+                    replaces_shipped=shipped is not None and args.out is None)
     meta = read_checkpoint_meta(path)
     print(f"{meta['model']} on {meta['dataset']}: test accuracy {meta['test_accuracy']:.2f} %, "
           f"reward accuracy {meta['reward_accuracy']:.2f} % "

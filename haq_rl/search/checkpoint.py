@@ -11,12 +11,11 @@ always belong to the same moment of the run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
-from haq_rl.fileio import read_json, write_json_atomic
+from haq_rl.fileio import file_sha256, read_json, write_json_atomic
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, STATE_FILE
 
 #: Where each checkpoint file is written before the commit.
@@ -43,23 +42,15 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
         pending = run_dir / name
         if not pending.is_file():
             continue
-        if digests.get(final) == _digest(pending):
+        if digests.get(final) == file_sha256(pending):
             os.replace(pending, run_dir / final)  # committed, not yet moved when the run died
         else:
             pending.unlink()  # the run died before committing it
     return state
 
 
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def _synced_digest(path: Path) -> str:
     """The file's digest, after forcing it to disk (the commit must not outrun the data)."""
     with open(path, "rb+") as stream:
         os.fsync(stream.fileno())
-    return _digest(path)
+    return file_sha256(path)

@@ -40,6 +40,7 @@ from haq_rl.run.layout import (
     budget_policy_path,
 )
 from haq_rl.run.lock import run_lock
+from haq_rl.shipped_models import float_model_record
 from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, checked_budgets, resolve_spec
 
 if TYPE_CHECKING:
@@ -436,6 +437,7 @@ def _search(setup: SearchSetup, config: SearchConfig, run_dir: Path, resume: boo
             "layer_specs": [layer.to_dict() for layer in task.layers],
             "steps_per_episode": env.steps_per_episode, "float_accuracy": scorer.evaluator.float_accuracy,
             "float_test_accuracy": _float_test_accuracy(task),
+            "float_model": float_model_record(task.meta),  # which float model, by its SHA-256
             "reference_cost": scorer.reference_cost, "budget_cost": scorer.budget_cost,
         })
     bar = EpisodeBar(config.episodes, f"search {config.method}") if config.progress else None

@@ -54,35 +54,55 @@ def sensitivity_batches(setup: SearchSetup, images: int, seed: int,
     return kept
 
 
-def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int) -> Any:
+def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
+                        progress: bool = False) -> Any:
     """The task's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`).
 
     They depend on the model, its data and quantizers, not on the hardware or the budget,
     so they are cached (``$HAQ_RL_CACHE/sensitivity``): a second search of the same model
-    with the same settings skips the Hessian.
+    with the same settings skips the Hessian. The computation holds the entry's lock, so two
+    searches started together compute it once (the second waits, saying for whom, then
+    reads the cache). ``progress`` shows a bar over the Hessian probes.
     """
-    from haq_rl.quant.sensitivity import LayerSensitivity, layer_sensitivity
+    from haq_rl.cache import cache_lock
+    from haq_rl.quant.sensitivity import layer_sensitivity
 
     scorer = setup.scorer
     bits = tuple(range(scorer.min_bits, scorer.max_bits + 1))
     path = _cache_path(setup, probes, images, seed, bits)
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                cached = LayerSensitivity(layer_names=[str(n) for n in data["layer_names"]], bits=bits,
-                                          weight=data["weight"], activation=data["activation"],
-                                          hessian_trace=data["hessian_trace"])
-            if cached.layer_names == list(scorer.layer_names):
-                logger.info("sensitivity from the cache: %s", path)
-                return cached
-        except (OSError, KeyError, ValueError) as error:
-            logger.warning("ignoring unreadable sensitivity cache %s: %s", path, error)
-    sensitivity = layer_sensitivity(scorer.evaluator.applier, sensitivity_batches(setup, images, seed), bits,
-                                    probes=probes, seed=seed)
-    arrays = {"layer_names": np.array(sensitivity.layer_names), "weight": sensitivity.weight,
-              "activation": sensitivity.activation, "hessian_trace": sensitivity.hessian_trace}
-    atomic_write(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
+    cached = _read_cached_sensitivity(path, bits, list(scorer.layer_names))
+    if cached is not None:
+        return cached
+    with cache_lock(path.with_name(path.name + ".lock"), f"computing the layer sensitivities of {setup.task.spec.model}"):
+        cached = _read_cached_sensitivity(path, bits, list(scorer.layer_names))
+        if cached is not None:  # the process we waited for computed them
+            return cached
+        sensitivity = layer_sensitivity(scorer.evaluator.applier, sensitivity_batches(setup, images, seed), bits,
+                                        probes=probes, seed=seed, progress=progress)
+        arrays = {"layer_names": np.array(sensitivity.layer_names), "weight": sensitivity.weight,
+                  "activation": sensitivity.activation, "hessian_trace": sensitivity.hessian_trace}
+        atomic_write(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
     return sensitivity
+
+
+def _read_cached_sensitivity(path: Path, bits: tuple[int, ...], layer_names: list[str]) -> Any:
+    """The cached sensitivities at ``path`` if readable and of these layers, else None."""
+    from haq_rl.quant.sensitivity import LayerSensitivity
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            cached = LayerSensitivity(layer_names=[str(n) for n in data["layer_names"]], bits=bits,
+                                      weight=data["weight"], activation=data["activation"],
+                                      hessian_trace=data["hessian_trace"])
+    except (OSError, KeyError, ValueError) as error:
+        logger.warning("ignoring unreadable sensitivity cache %s: %s", path, error)
+        return None
+    if cached.layer_names != layer_names:
+        return None
+    logger.info("sensitivity from the cache: %s", path)
+    return cached
 
 
 def _cache_path(setup: SearchSetup, probes: int, images: int, seed: int, bits: tuple[int, ...]) -> Path:
@@ -138,7 +158,7 @@ def search_hawq(setup: SearchSetup, config: SearchConfig, recorder: Recorder) ->
     if not todo:
         return
     probes, images, tied = sensitivity_settings(config.method_options())
-    sensitivity = measure_sensitivity(setup, probes, images, config.seed)
+    sensitivity = measure_sensitivity(setup, probes, images, config.seed, progress=config.progress)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     for budget in todo:
         scorer = setup.env.scorer_at(budget) if setup.env.conditioned else setup.scorer

@@ -169,7 +169,7 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     probes, images, tied = sensitivity_settings(options)
     sigma = options["anchor_sigma"]
     env = setup.env
-    sensitivity = measure_sensitivity(setup, probes, images, config.seed)
+    sensitivity = measure_sensitivity(setup, probes, images, config.seed, progress=config.progress)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     anchors: dict[float, np.ndarray] = {}
     for budget in budgets:

@@ -87,8 +87,10 @@ class Task:
         make_attention_explicit(model)  # in place: attention projections become quantizable Linears
         model = model.eval()
         layers = extract_layer_specs(model, cast("tuple[int, int, int]", splits.input_shape), batch=profile.batch)
+        from haq_rl.shipped_models import weights_sha256
+
         meta = {"model": spec.model, "source": PYTHON_SOURCE, "input_shape": list(splits.input_shape),
-                "num_classes": splits.num_classes}
+                "num_classes": splits.num_classes, "weights_sha256": weights_sha256(model)}
         return cls(spec=spec, model=model, meta=meta, splits=splits, layers=layers,
                    cost_table=_cost_table(layers, profile, spec), quant_config=_quant_config(spec),
                    device=device, metric=metric)
@@ -245,6 +247,7 @@ def _quant_config(spec: TaskSpec) -> Any:
 def _model_with_weights(spec: TaskSpec, splits: Any) -> tuple[nn.Module, dict[str, Any]]:
     """The spec's architecture with the user's trained weights: nothing is trained."""
     from haq_rl.models import build_model, load_weights
+    from haq_rl.shipped_models import weights_sha256
 
     channels = int(splits.input_shape[0])
     model = build_model(spec.model, num_classes=int(splits.num_classes), in_channels=channels,
@@ -252,7 +255,8 @@ def _model_with_weights(spec: TaskSpec, splits: Any) -> tuple[nn.Module, dict[st
     load_weights(model, str(spec.weights), model_name=f"model {spec.model!r}")
     meta = {"model": spec.model, "weights": str(spec.weights), "dataset": spec.dataset,
             "num_classes": int(splits.num_classes), "in_channels": channels,
-            "input_size": spec.input_size, "width_mult": spec.width_mult}
+            "input_size": spec.input_size, "width_mult": spec.width_mult,
+            "source": "weights file", "weights_sha256": weights_sha256(model)}
     return model, meta
 
 

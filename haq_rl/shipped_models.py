@@ -1,0 +1,133 @@
+"""Float checkpoints shipped inside the package, so every machine starts from the same model.
+
+Float training is not bit-reproducible across CPUs or even thread counts (the default
+MobileNetV2 scored 96.1 % with one thread and 95.2 % with two on the same machine), and
+every figure in the docs depends on the float model. So the embedded defaults' float
+models are trained once, stored in fp16 (half the size; the accuracy is re-measured on
+the fp16-rounded weights, which are then the reference), and shipped under
+``haq_rl/resources/pretrained/`` with a manifest holding each file's SHA-256.
+
+:func:`haq_rl.pretrain.get_pretrained` uses a shipped model when one matches the config;
+``haq-rl pretrain --force`` trains one on this machine instead, and the cache then wins.
+
+Maintainers refresh the shipped files with ``python -m haq_rl.shipped_models <cached.pt> ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from haq_rl.errors import CheckpointError
+from haq_rl.fileio import file_sha256
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "resources" / "pretrained"
+MANIFEST_NAME = "manifest.json"
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """Hex SHA-256 of a model's state (names, dtypes, shapes and bytes, in order).
+
+    Two models with the same digest compute the same function; config.json records it so
+    two runs can be told apart by their float model.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def float_model_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """Which float model a run started from (recorded in config.json): its source and the
+    SHA-256 of its weights, so two runs can be told apart, or shown to share one."""
+    return {"source": meta.get("source", "weights file" if meta.get("weights") else "python object"),
+            "weights_sha256": meta.get("weights_sha256"), "weights": meta.get("weights")}
+
+
+def _manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"shipped model manifest {path} is unreadable: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise CheckpointError(f"shipped model manifest {path} has no 'models' table")
+    return data["models"]
+
+
+def shipped_checkpoint(config_hash: str, folder: Path = SHIPPED_DIR) -> Path | None:
+    """The shipped checkpoint for a PretrainConfig hash, checksum verified; None if none ships.
+
+    Raises:
+        CheckpointError: the file is missing or fails its checksum (a damaged install:
+            reinstall haq-rl, or train one here with ``haq-rl pretrain --force``).
+    """
+    entry = _manifest(folder).get(config_hash)
+    if entry is None:
+        return None
+    path = folder / str(entry["file"])
+    if not path.is_file() or file_sha256(path) != entry["sha256"]:
+        raise CheckpointError(f"shipped float model {path} is missing or fails its SHA-256 check; "
+                              "reinstall haq-rl or train one here with `haq-rl pretrain --force`")
+    return path
+
+
+def shipped_hashes(folder: Path = SHIPPED_DIR) -> list[str]:
+    """The PretrainConfig hashes that have a shipped checkpoint."""
+    return sorted(_manifest(folder))
+
+
+def ship(checkpoint: Path, folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    """Store ``checkpoint`` (a cached pretrain result) as a shipped fp16 model; returns its entry.
+
+    The accuracies in the shipped meta are measured again on the fp16-rounded weights,
+    because those are the model every user gets.
+    """
+    from haq_rl.checkpoint_io import atomic_torch_save
+    from haq_rl.fileio import write_text_atomic
+    from haq_rl.pretrain import CHECKPOINT_FORMAT_VERSION, load_checkpoint, measure_accuracies
+
+    model, meta = load_checkpoint(checkpoint)
+    half = {name: value.half() if value.is_floating_point() else value
+            for name, value in model.state_dict().items()}
+    model.load_state_dict(half)  # round the float32 model to exactly what ships
+    reward_acc, test_acc = measure_accuracies(model, meta)
+    meta = {**meta, "reward_accuracy": reward_acc, "test_accuracy": test_acc, "stored_as": "float16",
+            "trained_test_accuracy": meta["test_accuracy"]}
+    name = f"{meta['model']}-{meta['dataset']}-{meta['config_hash']}.pt"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": half, "meta": meta},
+                      folder / name)
+    entry = {"file": name, "sha256": file_sha256(folder / name), "model": meta["model"],
+             "dataset": meta["dataset"], "test_accuracy": test_acc, "reward_accuracy": reward_acc,
+             "weights_sha256": weights_sha256(model)}
+    models = _manifest(folder)
+    models[str(meta["config_hash"])] = entry
+    write_text_atomic(folder / MANIFEST_NAME, json.dumps({"format_version": 1, "models": models},
+                                                         indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def main(argv: list[str]) -> int:
+    """``python -m haq_rl.shipped_models CHECKPOINT...``: ship cached checkpoints."""
+    if not argv:
+        print("usage: python -m haq_rl.shipped_models CHECKPOINT.pt [...]", file=sys.stderr)
+        return 2
+    for arg in argv:
+        entry = ship(Path(arg))
+        print(f"shipped {entry['file']}: test {entry['test_accuracy']:.2f} %, sha256 {entry['sha256'][:12]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
