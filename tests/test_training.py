@@ -108,6 +108,10 @@ def test_checkpoint_round_trip_with_weights_only(tiny_checkpoint) -> None:
         assert key in meta
     assert meta["test_accuracy"] > 80.0
     model, loaded_meta = load_checkpoint(tiny_checkpoint)
+    from haq_rl.shipped_models import weights_sha256
+
+    # Loading adds the digest of the weights it loaded (recorded in config.json).
+    assert loaded_meta.pop("weights_sha256") == weights_sha256(model)
     assert loaded_meta == meta and not model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, payload["state_dict"][key])
