@@ -51,6 +51,10 @@ class PolicyError(HaqError, ValueError):
     """A quantization policy is invalid for the model it is applied to."""
 
 
+class DivergenceError(HaqError, FloatingPointError):
+    """Training diverged: a non-finite loss, step size or weight, or a collapse to chance."""
+
+
 class BudgetError(HaqError, ValueError):
     """A hardware budget cannot be met by any allowed policy."""
 

@@ -63,7 +63,9 @@ def finetuned_run(tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"epochs": 1.5}, {"lr": 0.0}, {"lr": float("inf")},
-                                    {"batch_size": 1}, {"seed": -1}, {"device": "tpu"}])
+                                    {"batch_size": 1}, {"seed": -1}, {"device": "tpu"}, {"quantizer": "lsq2"},
+                                    {"optimizer": "rmsprop"}, {"distill": 1.5}, {"temperature": 0.0},
+                                    {"warmup": 0.9}, {"fold_bn": "yes"}])
 def test_config_rejects_bad_values(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         FinetuneConfig(**kwargs)

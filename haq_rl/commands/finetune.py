@@ -12,6 +12,7 @@ from haq_rl.training import DEVICE_NAMES
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``finetune`` with the top-level parser."""
     from haq_rl.finetune import FinetuneConfig
+    from haq_rl.finetune.config import OPTIMIZERS, QUANTIZERS
 
     defaults = FinetuneConfig()
     parser = subparsers.add_parser(
@@ -26,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="fine-tune epochs over search_train (default %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help="peak SGD learning rate, cosine schedule (default %(default)s)")
+                        help="peak learning rate of the weights, cosine schedule (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="default %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
@@ -38,7 +39,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--learnable-clip", action="store_true",
-                        help="train activation clips PACT-style instead of keeping the calibrated ones")
+                        help="same as --quantizer pact (kept for old scripts)")
+    parser.add_argument("--quantizer", choices=QUANTIZERS, default=defaults.quantizer,
+                        help="lsq: learned step sizes (default); max_abs: max-abs weights and calibrated "
+                             "clips; pact: max-abs weights and PACT clips")
+    parser.add_argument("--no-zero-point", action="store_true",
+                        help="no LSQ+ zero point on activations that can be negative")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer, help="default %(default)s")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="default %(default)s")
+    parser.add_argument("--step-lr-scale", type=float, default=defaults.step_lr_scale,
+                        help="learning rate of the step sizes as a multiple of --lr (default %(default)s)")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup,
+                        help="fraction of the steps that warm up the step sizes before the weights "
+                             "(default %(default)s)")
+    parser.add_argument("--distill", type=float, default=defaults.distill,
+                        help="weight of the distillation loss from the float model, 0 = labels only "
+                             "(default %(default)s)")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help="distillation temperature (default %(default)s)")
+    parser.add_argument("--fold-bn", action="store_true",
+                        help="fold BatchNorm into the conv weights before quantizing")
+    parser.add_argument("--legacy-recipe", action="store_true",
+                        help="the recipe before learned steps: max_abs, cross-entropy, SGD at lr 5e-3 "
+                             "(other recipe flags are ignored)")
     add_budget_argument(parser)
     parser.add_argument("--no-compare", action="store_true",
                         help="fine-tune only the searched policy (no uniform baselines)")
@@ -65,24 +88,38 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
               f"{_fmt(row['cost_ratio'], '.3f'):>10}  {within}")
 
 
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The FinetuneConfig the flags describe (one flag per field)."""
+    from haq_rl.finetune import FinetuneConfig
+
+    common = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
+              "compare": not args.no_compare, "fold_bn": args.fold_bn}
+    if args.legacy_recipe:
+        lr_given = args.lr != FinetuneConfig().lr
+        return FinetuneConfig.legacy(**common, **({"lr": args.lr} if lr_given else {}))
+    return FinetuneConfig(**common, lr=args.lr, learnable_clip=args.learnable_clip, quantizer=args.quantizer,
+                          zero_point=not args.no_zero_point, optimizer=args.optimizer,
+                          weight_decay=args.weight_decay, step_lr_scale=args.step_lr_scale,
+                          warmup=args.warmup, distill=args.distill, temperature=args.temperature)
+
+
 def run(args: argparse.Namespace) -> int:
     """Fine-tune, print the comparison table and where the files went."""
     from pathlib import Path
 
-    from haq_rl.finetune import FinetuneConfig, finetune_run, resolve_policy_source
+    from haq_rl.finetune import finetune_run, resolve_policy_source
     from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
-    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
-                            device=args.device, compare=not args.no_compare,
-                            learnable_clip=args.learnable_clip)
+    config = config_from_args(args)
     metrics = finetune_run(args.source, config, env=args.env, out=args.out, weights=args.weights,
                            progress=not args.no_progress)
     _, out_dir, _ = resolve_policy_source(args.source, args.out)
     env = metrics["env"]
     print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
-          f"{config.epochs} epoch(s) at lr {config.lr:g}; accuracy on the test split "
+          f"{config.epochs} epoch(s), {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
+          f"distill {config.distill:g}; accuracy on the test split "
           f"(float row: pretrained, not fine-tuned)")
     print_rows(metrics["rows"])
     margin = metrics.get("searched_vs_uniform4")

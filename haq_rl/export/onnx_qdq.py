@@ -36,6 +36,7 @@ from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingDependencyError
 from haq_rl.fileio import atomic_write, remove_stale_temps
 from haq_rl.finetune import (
+    float_structure,
     load_finetuned,
     load_quantized_model,
     policy_costs,
@@ -118,16 +119,20 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
         if saved.validate(task.layer_names, 1, 8) != policy:
             raise ConfigError(f"{checkpoint} was fine-tuned with another policy than {policy_path}")
         reference = load_quantized_model(task, payload, source=str(checkpoint))
-        state, quant = payload["state_dict"], payload["quant_params"]
+        # A BN-folded checkpoint has the folded structure; its learned steps are in quant.
+        plain = float_structure(task, payload, source=str(checkpoint))
+        quant = payload["quant_params"]
     else:
         logger.warning("exporting the post-training quantized model: %s has no %s (run haq-rl finetune)",
                        out_dir, FINETUNED_FILE)
         reference = copy.deepcopy(task.model)
         prepare_qat(reference, policy, task.quant_config, task.calibration_inputs())
         exported = export_qat(reference)
-        state, quant = exported["state_dict"], exported["quant"]
+        plain = copy.deepcopy(task.model)
+        plain.load_state_dict(exported["state_dict"])
+        quant = exported["quant"]
     reference.eval()
-    model = _qdq_model(onnx, task, state, quant, policy, opset)
+    model = _qdq_model(onnx, task, plain, quant, policy, opset)
     costs = policy_costs(task, policy)
     for key, value in {"haq_rl_version": __version__, "policy": json.dumps(policy.to_dict()),
                        "profile": task.cost_table.profile_name, "profile_sha256": task.cost_table.profile_sha256,
@@ -147,12 +152,12 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
                         layers=len(task.layer_names))
 
 
-def _qdq_model(onnx: Any, task: Task, state: dict[str, torch.Tensor], quant: dict[str, Any],
+def _qdq_model(onnx: Any, task: Task, plain: torch.nn.Module, quant: dict[str, Any],
                policy: QuantPolicy, opset: int) -> Any:
-    """The float graph of the quantized weights, with QDQ around every quantized layer."""
+    """The float graph of ``plain`` (holding the quantized weights), with QDQ around every quantized layer."""
 
-    plain = copy.deepcopy(task.model).cpu().eval()
-    plain.load_state_dict(state)
+    plain = plain.cpu().eval()
+    state = plain.state_dict()
     example = task.splits.test.tensors[0][:1]
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # torch's TorchScript exporter is deprecated, still complete
@@ -299,7 +304,10 @@ def _quantized_input(graph: Any, node: Any, layer: str, params: dict[str, Any]) 
     from onnx import TensorProto, helper, numpy_helper
 
     a_bits, signed, a_scale = int(params["a_bits"]), bool(params["a_signed"]), float(params["a_scale"])
-    low, high = (-(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1) if signed else (0, 2 ** a_bits - 1)
+    # An LSQ+ zero point z (signed inputs; 0 in older checkpoints) shifts the grid:
+    # values (q - z) * scale for q in the signed range, i.e. QuantizeLinear's zero point z.
+    zero = int(params.get("a_zero_point", 0))
+    low, high = (-(2 ** (a_bits - 1)) - zero, 2 ** (a_bits - 1) - 1 - zero) if signed else (0, 2 ** a_bits - 1)
     names = {key: f"{layer}.input_{key}" for key in ("low", "high", "scale", "zero", "clipped", "q", "dq")}
     graph.initializer.extend([
         numpy_helper.from_array(np.array(low * a_scale, np.float32), names["low"]),
@@ -307,7 +315,7 @@ def _quantized_input(graph: Any, node: Any, layer: str, params: dict[str, Any]) 
         numpy_helper.from_array(np.array(a_scale, np.float32), names["scale"]),
         # INT8 for every activation (unsigned ones as zero point -128): onnxruntime's MatMul
         # fusions mishandle a UINT8 zero point next to INT8 weights.
-        helper.make_tensor(names["zero"], TensorProto.INT8, [], [0 if signed else -128]),
+        helper.make_tensor(names["zero"], TensorProto.INT8, [], [zero if signed else -128]),
     ])
     nodes = [
         helper.make_node("Clip", [node.input[0], names["low"], names["high"]], [names["clipped"]],

@@ -2,7 +2,8 @@
 
 The last stage of HAQ: the policy found by the search is applied to the float model
 with fake quantizers (:func:`haq_rl.quant.prepare_qat`), the model is trained for a
-short budget on the ``search_train`` split (SGD momentum, cosine schedule), and the
+short budget on the ``search_train`` split (learned step sizes and distillation from the
+float model by default, see :class:`FinetuneConfig`), and the
 result is measured on the ``test`` split, which neither the search (reward split) nor
 the fine-tune ever saw.
 
@@ -20,7 +21,12 @@ policy within the budget and the searched policy, each fine-tuned with the same
 :func:`evaluate_policy` measures any policy (with or without a fine-tuned checkpoint).
 """
 
-from haq_rl.finetune.checkpoint import load_finetuned, load_quantized_model, save_finetuned
+from haq_rl.finetune.checkpoint import (
+    float_structure,
+    load_finetuned,
+    load_quantized_model,
+    save_finetuned,
+)
 from haq_rl.finetune.compare import finetune_run
 from haq_rl.finetune.config import FinetuneConfig, FinetuneResult
 from haq_rl.finetune.evaluate import evaluate_policy
@@ -34,6 +40,7 @@ __all__ = [
     "evaluate_policy",
     "finetune_policy",
     "finetune_run",
+    "float_structure",
     "largest_uniform_within_budget",
     "load_finetuned",
     "load_quantized_model",

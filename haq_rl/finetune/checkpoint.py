@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from torch import nn
 
@@ -13,7 +13,9 @@ from haq_rl import __version__
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError
 from haq_rl.finetune.config import CHECKPOINT_FORMAT_VERSION, FinetuneConfig, FinetuneResult
-from haq_rl.quant import ActFakeQuant, quantizable_modules
+from haq_rl.quant import quantizable_modules
+from haq_rl.quant.fold import fold_batchnorm
+from haq_rl.quant.qat import act_pre_hook, frozen_act_quantizer
 from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ def save_finetuned(path: str | Path, result: FinetuneResult, task: Task, config:
         "accuracy_before": float(result.accuracy_before),
         "accuracy_split": "test",
         "learnable_clip": bool(config.learnable_clip),
+        "quantizer": config.effective_quantizer,
+        # The model's structure: a folded model has no BatchNorm and conv biases.
+        "fold_bn": bool(config.fold_bn),
         "haq_rl_version": __version__,
         **extra_meta,
     }
@@ -61,31 +66,39 @@ def load_finetuned(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_quantized_model(task: Task, payload: dict[str, Any], source: str = "checkpoint") -> nn.Module:
-    """The fine-tuned model of a checkpoint, ready for inference.
+def float_structure(task: Task, payload: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """A plain (unquantized) copy of the task's model with the checkpoint's tensors loaded.
 
-    Weights are the exported quantized values, loaded as they are (not re-quantized);
-    every quantizable layer gets back its activation quantizer with the trained clip, so
-    the forward is the one that was measured after fine-tuning.
+    The checkpoint's weights are the quantized values; a BN-folded checkpoint
+    (``meta["fold_bn"]``) is loaded into a folded copy. Raises CheckpointError when the
+    tensors do not fit the model.
     """
-    model = copy.deepcopy(task.model)
+    model = copy.deepcopy(task.model).eval()
+    if payload["meta"].get("fold_bn"):
+        device = next(model.parameters()).device
+        fold_batchnorm(model, task.calibration_inputs()[0].to(device))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"{source} does not fit model {task.spec.model!r}: {first_line}") from None
+    return model
+
+
+def load_quantized_model(task: Task, payload: dict[str, Any], source: str = "checkpoint") -> nn.Module:
+    """The fine-tuned model of a checkpoint, ready for inference.
+
+    Weights are the exported quantized values, loaded as they are (not re-quantized);
+    every quantizable layer gets back its activation quantizer with the trained step
+    (learned by LSQ, or an old checkpoint's calibrated / PACT clip) and zero point, so the
+    forward is the one that was measured after fine-tuning.
+    """
+    model = float_structure(task, payload, source)
     quant = payload["quant_params"]
-    learnable = bool(payload["meta"].get("learnable_clip", False))
     for name, module in quantizable_modules(model):
         params = quant.get(name)
         if params is None:
             raise CheckpointError(f"{source} has no quantizer parameters for layer {name!r}")
-        act = ActFakeQuant(float(params["a_clip"]), int(params["a_bits"]), bool(params["a_signed"]),
-                           learnable=learnable)
-        module.add_module("act_quant", act)
-        module.register_forward_pre_hook(_act_quant_hook)
+        module.add_module("act_quant", frozen_act_quantizer(params))
+        module.register_forward_pre_hook(act_pre_hook)
     return model.eval()
-
-
-def _act_quant_hook(module: nn.Module, args: tuple) -> tuple:
-    return (cast(ActFakeQuant, module.act_quant)(args[0]), *args[1:])

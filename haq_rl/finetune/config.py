@@ -18,39 +18,80 @@ CHECKPOINT_FORMAT_VERSION = 1
 METRICS_FORMAT_VERSION = 1
 
 
+#: QAT quantizers (haq_rl.quant.qat.QAT_QUANTIZERS; repeated here so the config stays torch-light).
+QUANTIZERS = ("lsq", "max_abs", "pact")
+OPTIMIZERS = ("adam", "sgd")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """The fine-tune budget, the same for the searched policy and every baseline.
+    """The fine-tune recipe, the same for the searched policy and every baseline.
 
-    The defaults are measured on the default env (MobileNetV2 on mnist5k, see the
-    docs/user_guide.md): one epoch over the 3500 ``search_train`` images at lr 5e-3 recovers most of
-    the accuracy that 4-bit quantization loses, and the whole comparison (4-5 fine-tunes)
-    takes a few minutes on two CPU cores.
+    The defaults are the recipe chosen by measurement in bench/bench_finetune.py (see
+    docs/quantization.md): learned step sizes (LSQ, LSQ+ zero points on signed inputs),
+    Adam with a cosine schedule, one epoch over the
+    ``search_train`` images. :meth:`legacy` is the recipe before it (max-abs weights,
+    calibrated clips, cross-entropy, SGD at lr 5e-3).
 
     Arguments:
         epochs: passes over ``search_train`` (>= 1).
-        lr: peak SGD learning rate of the cosine schedule (> 0).
+        lr: peak learning rate of the weights (cosine schedule to zero, > 0).
         batch_size: training batch size (>= 2: BatchNorm needs two samples).
         seed: drives the batch order and everything else random in the fine-tune.
         device: cpu, cuda, cuda:N or auto.
         compare: also fine-tune the uniform baselines (False: only the searched policy).
-        learnable_clip: train the activation clips PACT-style instead of keeping the
-            calibrated ones.
+        learnable_clip: legacy switch for ``quantizer="pact"``.
+        quantizer: ``lsq`` (learned steps), ``max_abs`` (max-abs weight scales recomputed
+            every step, fixed calibrated activation clips) or ``pact`` (max-abs weights,
+            PACT-trained clips).
+        zero_point: LSQ+ learned zero point on activations that can be negative (lsq only).
+        optimizer: ``adam`` or ``sgd`` (Nesterov momentum 0.9).
+        weight_decay: decay of the >= 2-d weights (never of biases, norms or steps).
+        step_lr_scale: the steps' and zero points' learning rate, as a multiple of ``lr``.
+        warmup: fraction of the steps during which only the quantizer steps (and zero
+            points) train, at their full rate, while the weights' rate ramps up linearly
+            from zero (in [0, 0.5]).
+        distill: weight of the distillation loss in [0, 1]: ``(1 - distill) * CE(labels) +
+            distill * T^2 * KL(float || quantized)`` at ``temperature`` T (Hinton et al.
+            2015); 0 (the default: it did not win in the benchmark) is cross-entropy only.
+        temperature: distillation temperature T (> 0).
+        fold_bn: fold BatchNorm into the conv weights before quantizing (as integer-only
+            hardware and the ONNX export compute); the folded model trains without BN.
     """
 
     epochs: int = 1
-    lr: float = 5e-3
+    lr: float = 3e-4
     batch_size: int = 64
     seed: int = 0
     device: str = "cpu"
     compare: bool = True
     learnable_clip: bool = False
+    quantizer: str = "lsq"
+    zero_point: bool = True
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    step_lr_scale: float = 1.0
+    warmup: float = 0.05
+    distill: float = 0.0
+    temperature: float = 2.0
+    fold_bn: bool = False
+
+    @classmethod
+    def legacy(cls, **changes: Any) -> FinetuneConfig:
+        """The recipe before learned steps (haq-rl <= 69ec7a2): max-abs, CE, SGD lr 5e-3."""
+        base: dict[str, Any] = {"lr": 5e-3, "quantizer": "max_abs", "optimizer": "sgd",
+                                "weight_decay": 4e-5, "warmup": 0.05, "distill": 0.0, "step_lr_scale": 1.0}
+        return cls(**{**base, **changes})
+
+    @property
+    def effective_quantizer(self) -> str:
+        """``pact`` when the legacy ``learnable_clip`` is set, else ``quantizer``."""
+        return "pact" if self.learnable_clip else self.quantizer
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"epochs={self.epochs!r} must be an integer >= 1")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not 0 < self.lr < math.inf:
-            raise ConfigError(f"lr={self.lr!r} must be a finite number > 0")
+        _number("lr", self.lr, 0.0, math.inf, low_open=True)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size!r} must be an integer >= 2")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -58,12 +99,38 @@ class FinetuneConfig:
         device = str(self.device)
         if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
             raise ConfigError(f"device={self.device!r} must be cpu, cuda, cuda:N or auto")
+        if self.quantizer not in QUANTIZERS:
+            raise ConfigError(f"quantizer={self.quantizer!r} must be one of {', '.join(QUANTIZERS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer={self.optimizer!r} must be one of {', '.join(OPTIMIZERS)}")
+        _number("weight_decay", self.weight_decay, 0.0, 1.0)
+        _number("step_lr_scale", self.step_lr_scale, 0.0, 1e4, low_open=True)
+        _number("warmup", self.warmup, 0.0, 0.5)
+        _number("distill", self.distill, 0.0, 1.0)
+        _number("temperature", self.temperature, 0.0, 100.0, low_open=True)
+        for name in ("compare", "learnable_clip", "zero_point", "fold_bn"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict (metrics.json's ``finetune`` entry)."""
         return {"epochs": self.epochs, "lr": float(self.lr), "batch_size": self.batch_size,
                 "seed": self.seed, "device": str(self.device), "compare": self.compare,
-                "learnable_clip": self.learnable_clip}
+                "learnable_clip": self.learnable_clip, "quantizer": self.effective_quantizer,
+                "zero_point": self.zero_point, "optimizer": self.optimizer,
+                "weight_decay": float(self.weight_decay), "step_lr_scale": float(self.step_lr_scale),
+                "warmup": float(self.warmup), "distill": float(self.distill),
+                "temperature": float(self.temperature), "fold_bn": self.fold_bn}
+
+
+def _number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(float(value))
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (low < v if low_open else low <= v) and v <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
 
 
 @dataclass

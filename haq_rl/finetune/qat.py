@@ -8,9 +8,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from haq_rl.errors import DivergenceError
 from haq_rl.finetune.config import FinetuneConfig, FinetuneResult
+from haq_rl.finetune.train import teacher_logits, train_qat
 from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
+from haq_rl.quant.fold import fold_batchnorm
 from haq_rl.task.spec import TaskSpec, resolve_spec
 from haq_rl.task.task import Task, load_task
 
@@ -31,17 +35,33 @@ def test_loader(task: Task) -> torch.utils.data.DataLoader:
     return make_loader(task.splits.test, batch_size=256)
 
 
+def prepare_model(task: Task, policy: QuantPolicy, config: FinetuneConfig, device: torch.device) -> nn.Module:
+    """A copy of the task's float model, BN-folded if asked, fake-quantized per ``policy``.
+
+    Activation clips and weight scales start from the search's calibration, so before any
+    training the model computes what the search scored (up to the BN fold).
+    """
+    model = copy.deepcopy(task.model).to(device)
+    calibration = [x.to(device) for x in task.calibration_inputs()]
+    if config.fold_bn:
+        fold_batchnorm(model, calibration[0])
+    prepare_qat(model, policy, task.quant_config, calibration, quantizer=config.effective_quantizer,
+                zero_point=config.zero_point)
+    return model
+
+
 def finetune_policy(task_or_spec: Task | TaskSpec | str | Path, policy: QuantPolicy,
                     config: FinetuneConfig | None = None, progress: bool = True,
                     desc: str = "finetune") -> FinetuneResult:
     """QAT of the task's pretrained float model with ``policy``; test accuracy before and after.
 
     The task's model is not modified (a copy is fine-tuned). Raises PolicyError (or
-    UnknownNameError for a misspelt layer) when the policy does not fit the model.
+    UnknownNameError for a misspelt layer) when the policy does not fit the model, and
+    DivergenceError when training diverges (non-finite loss, step or weight) or collapses
+    to chance accuracy from above it.
     """
-    from haq_rl.data import make_loader
     from haq_rl.seeding import seed_everything
-    from haq_rl.training import evaluate_accuracy, resolve_device, train_epochs
+    from haq_rl.training import evaluate_accuracy, resolve_device
 
     config = config or FinetuneConfig()
     task = task_of(task_or_spec, config.device)
@@ -49,20 +69,33 @@ def finetune_policy(task_or_spec: Task | TaskSpec | str | Path, policy: QuantPol
     device = resolve_device(config.device)
     started = time.perf_counter()
     seed_everything(config.seed)
-    model = copy.deepcopy(task.model).to(device)
-    # Calibrate the activation clips on the float model exactly as the search did.
-    prepare_qat(model, policy, task.quant_config, [x.to(device) for x in task.calibration_inputs()],
-                learnable_clip=config.learnable_clip)
+    model = prepare_model(task, policy, config, device)
     test_split = test_loader(task)
     before = evaluate_accuracy(model, test_split, metric=task.metric)
-    loader = make_loader(task.splits.search_train, batch_size=config.batch_size, shuffle=True,
-                         seed=config.seed)
-    losses = train_epochs(model, loader, epochs=config.epochs, lr=config.lr, device=device,
-                          progress=progress, desc=desc)
+    train_set = task.splits.search_train
+    teacher = teacher_logits(task.model.to(device), train_set, device) if config.distill > 0 else None
+    losses = train_qat(model, train_set, config, device, teacher=teacher, progress=progress, desc=desc)
     model.eval()
     after = evaluate_accuracy(model, test_split, metric=task.metric)
+    _check_not_collapsed(task, desc, before, after)
     export = export_qat(model)
     wall = time.perf_counter() - started
     logger.info("%s: test accuracy %.2f%% -> %.2f%% in %.1f s", desc, before, after, wall)
     return FinetuneResult(model=model, accuracy=after, export=export, accuracy_before=before,
                           policy=policy, losses=losses, wall_time_s=wall)
+
+
+def _check_not_collapsed(task: Task, desc: str, before: float, after: float) -> None:
+    """DivergenceError when top-1 fell to chance from clearly above it (finite but broken training)."""
+    from haq_rl.training import top1_accuracy
+
+    if task.metric not in (None, top1_accuracy):
+        return  # chance is defined for top-1 only
+    classes = int(task.meta.get("num_classes") or 0)
+    if classes < 2:
+        return
+    chance = 100.0 / classes
+    margin = max(2.0, 0.5 * chance)  # a 1,000-image test split: chance +- a few points
+    if after <= chance + margin < before:
+        raise DivergenceError(f"{desc} collapsed to chance: test accuracy {before:.1f}% -> {after:.1f}% "
+                              f"(chance {chance:.1f}%); lower the learning rate")

@@ -13,9 +13,11 @@
   parameter trained PACT-style (clip, then quantize; gradient flows to alpha through
   the clip for inputs beyond it).
 
-BatchNorm stays unfused: it keeps running in float after the quantized conv. This is
-the simple, common QAT setting; folding BN into the weights before quantizing would be
-closer to integer-only hardware but is not needed to rank or fine-tune policies.
+With ``quantizer="lsq"`` (the default) both use the learned step size quantizers of
+:mod:`haq_rl.quant.lsq` instead, initialised from the same max-abs scales and calibrated
+clips, so training starts from exactly the policy the search scored.
+
+BatchNorm stays unfused unless the model was folded first (:mod:`haq_rl.quant.fold`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .calibration import clip_range, collect_input_stats
 from .config import QuantConfig
 from .kmeans import kmeans_1d
 from .layers import quantizable_modules
+from .lsq import LSQActQuantizer, LSQWeightQuantizer
 from .policy import QuantPolicy
 from .quantizers import act_qrange, act_scale, fake_quantize_weight, weight_scales
 
@@ -42,6 +45,10 @@ log = logging.getLogger(__name__)
 
 _REGISTRY_ATTR = "_haq_qat_layers"
 _EXPORT_VERSION = 1
+#: QAT quantizers: ``lsq`` (learned steps, LSQ+ zero point on signed inputs; the default),
+#: ``max_abs`` (max-abs weight scales recomputed every step, fixed calibrated clips) and
+#: ``pact`` (max-abs weights, PACT-trained clips).
+QAT_QUANTIZERS = ("lsq", "max_abs", "pact")
 
 
 class WeightFakeQuant(nn.Module):
@@ -110,19 +117,28 @@ class ActFakeQuant(nn.Module):
         return f"bits={self.bits}, signed={self.signed}, learnable={self.learnable}"
 
 
-def _act_pre_hook(module: nn.Module, args: tuple) -> tuple:
-    return (cast(ActFakeQuant, module.act_quant)(args[0]), *args[1:])
+def act_pre_hook(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: the layer's input through its ``act_quant`` submodule."""
+    return (cast(nn.Module, module.act_quant)(args[0]), *args[1:])
 
 
 def prepare_qat(model: nn.Module, policy: QuantPolicy, config: QuantConfig | None,
-                calibration_inputs: Iterable[object], learnable_clip: bool = False) -> nn.Module:
+                calibration_inputs: Iterable[object], learnable_clip: bool = False, *,
+                quantizer: str | None = None, zero_point: bool = True) -> nn.Module:
     """Make ``model`` fake-quantized per ``policy`` for training; returns the same object.
 
-    Activation clips are initialised from calibration on ``calibration_inputs`` (float
-    model, ``config.act_calibration``). Raises PolicyError if the model is already prepared
-    or the policy does not fit it.
+    ``quantizer`` is one of :data:`QAT_QUANTIZERS` (default ``lsq``, or ``pact`` when
+    ``learnable_clip``). Every quantizer starts from the search's quantization: max-abs
+    weight scales per channel and activation clips calibrated on ``calibration_inputs``
+    (float model, ``config.act_calibration``), so the prepared model computes what the
+    search scored. ``zero_point`` (LSQ only) learns an LSQ+ zero point on signed inputs.
+    k-means weights (``config.weight_method="kmeans"``) keep their cluster means. Raises
+    PolicyError if the model is already prepared or the policy does not fit it.
     """
     config = config or QuantConfig()
+    quantizer = quantizer or ("pact" if learnable_clip else "lsq")
+    if quantizer not in QAT_QUANTIZERS:
+        raise PolicyError(f"QAT quantizer {quantizer!r} must be one of {', '.join(QAT_QUANTIZERS)}")
     if getattr(model, _REGISTRY_ATTR, None):
         raise PolicyError("model is already prepared for QAT (call remove_qat first)")
     layers = dict(quantizable_modules(model))
@@ -137,20 +153,25 @@ def prepare_qat(model: nn.Module, policy: QuantPolicy, config: QuantConfig | Non
             st = stats[name]
             clip = clip_range(st, a_bits, config.act_calibration, config.percentile)
             try:
-                act = ActFakeQuant(clip, a_bits, st.signed, learnable=learnable_clip)
+                act: nn.Module = (
+                    LSQActQuantizer.from_clip(clip, a_bits, st.signed, learn_zero_point=zero_point)
+                    if quantizer == "lsq" else
+                    ActFakeQuant(clip, a_bits, st.signed, learnable=quantizer == "pact"))
             except PolicyError as exc:
                 raise PolicyError(f"layer {name!r}: {exc}") from None
             if config.weight_method == "kmeans":
                 _, assign = kmeans_1d(module.weight, w_bits, config.kmeans_iters)
                 param: nn.Module = KMeansWeight(assign, w_bits)
+            elif quantizer == "lsq":
+                param = LSQWeightQuantizer.from_weight(module.weight, w_bits, per_channel)
             else:
                 param = WeightFakeQuant(w_bits, per_channel)
-            parametrize.register_parametrization(module, "weight", param)
+            parametrize.register_parametrization(module, "weight", param.to(module.weight.device))
             module.add_module("act_quant", act.to(module.weight.device))
-            handle = module.register_forward_pre_hook(_act_pre_hook)
+            handle = module.register_forward_pre_hook(act_pre_hook)
             registry[name] = {"module": module, "handle": handle, "w_bits": w_bits,
                               "a_bits": a_bits, "method": config.weight_method,
-                              "per_channel": per_channel}
+                              "per_channel": per_channel, "quantizer": quantizer}
     except BaseException:
         setattr(model, _REGISTRY_ATTR, registry)
         remove_qat(model)
@@ -173,7 +194,10 @@ def export_qat(model: nn.Module) -> dict[str, Any]:
     """Float ``state_dict`` (original keys) holding the quantized weights, plus quant params.
 
     Returns ``{"format_version": 1, "state_dict": {...}, "quant": {layer: {"w_bits",
-    "a_bits", "weight_method", "w_scale" (list or None), "a_signed", "a_clip", "a_scale"}}}``.
+    "a_bits", "weight_method", "quantizer", "w_scale" (list or None), "a_signed", "a_clip",
+    "a_scale", "a_zero_point"}}}``. ``w_scale`` and ``a_scale`` are the learned steps of an
+    LSQ model (the max-abs scale and calibrated clip's step otherwise); the activation grid
+    is ``(q - a_zero_point) * a_scale`` for integers ``q`` of the signed or unsigned range.
     The state_dict loads into a plain (unprepared) instance of the same model.
     """
     registry = _registry(model)
@@ -191,16 +215,34 @@ def export_qat(model: nn.Module) -> dict[str, Any]:
         module = entry["module"]
         weight = module.weight.detach().clone()  # the parametrized (quantized) value
         state[prefixes[name] + "weight"] = weight
-        act: ActFakeQuant = module.act_quant
+        act = module.act_quant
+        param = module.parametrizations.weight[0]
         w_scale = None
-        if entry["method"] == "linear" and entry["w_bits"] >= 2:
+        if isinstance(param, LSQWeightQuantizer):
+            w_scale = param.steps().tolist()
+        elif entry["method"] == "linear" and entry["w_bits"] >= 2:
             w_scale = weight_scales(module.parametrizations.weight.original, entry["w_bits"],
                                     entry["per_channel"]).reshape(-1).tolist()
+        if isinstance(act, LSQActQuantizer):
+            zero = act.integer_zero_point
+            a_clip = act.scale * (act.qmax - zero)
+        else:
+            zero, a_clip = 0, float(act.alpha.abs())
         quant[name] = {"w_bits": entry["w_bits"], "a_bits": entry["a_bits"],
-                       "weight_method": entry["method"], "w_scale": w_scale,
-                       "a_signed": act.signed, "a_clip": float(act.alpha.abs()),
-                       "a_scale": act.scale}
+                       "weight_method": entry["method"], "quantizer": entry.get("quantizer", "max_abs"),
+                       "w_scale": w_scale, "a_signed": act.signed, "a_clip": a_clip,
+                       "a_scale": act.scale, "a_zero_point": zero}
     return {"format_version": _EXPORT_VERSION, "state_dict": state, "quant": quant}
+
+
+def frozen_act_quantizer(params: dict[str, Any]) -> LSQActQuantizer:
+    """The inference-time activation quantizer of one layer of :func:`export_qat`'s ``quant``.
+
+    Old (max-abs / PACT) and LSQ checkpoints alike: a fixed step ``a_scale`` and the
+    integer zero point (0 where the checkpoint predates zero points).
+    """
+    return LSQActQuantizer(int(params["a_bits"]), bool(params["a_signed"]), float(params["a_scale"]),
+                           zero_point=float(params.get("a_zero_point", 0)), learn_step=False)
 
 
 def remove_qat(model: nn.Module, bake_weights: bool = False) -> nn.Module:

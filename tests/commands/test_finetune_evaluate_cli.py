@@ -115,7 +115,22 @@ def test_unknown_env_exits_2(run_dir: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("argv", [["evaluate"], ["evaluate", "p.json", "--uniform", "4"],
-                                  ["finetune", "x", "--epochs", "0"], ["finetune", "x", "--lr", "-1"]])
+                                  ["finetune", "x", "--epochs", "0"], ["finetune", "x", "--lr", "-1"],
+                                  ["finetune", "x", "--distill", "2"], ["finetune", "x", "--warmup", "0.9"],
+                                  ["finetune", "x", "--temperature", "0"]])
 def test_bad_arguments_exit_2(argv: list[str], capsys) -> None:
     assert main(argv) == 2
     _one_line_error(capsys)
+
+
+def test_recipe_flags_map_onto_the_config() -> None:
+    from haq_rl.cli import build_parser
+    from haq_rl.commands.finetune import config_from_args
+    from haq_rl.finetune import FinetuneConfig
+
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(["finetune", "x", "--optimizer", "sgd", "--distill", "0.3",
+                                                 "--fold-bn", "--no-zero-point", "--quantizer", "lsq"]))
+    assert (config.optimizer, config.distill, config.fold_bn, config.zero_point) == ("sgd", 0.3, True, False)
+    legacy = config_from_args(parser.parse_args(["finetune", "x", "--legacy-recipe", "--epochs", "3"]))
+    assert legacy == FinetuneConfig.legacy(epochs=3)
