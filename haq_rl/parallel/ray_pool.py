@@ -60,8 +60,11 @@ class RayPool:
         self.workers = workers
         self._ray = ray
         self._started = False
+        # An address nobody listens on is an error even when this process already runs a Ray
+        # instance (which would otherwise be joined silently: the test suite in random order
+        # found a search that asked for 127.0.0.1:1 and ran on a local instance).
+        _check_reachable(address)
         if not ray.is_initialized():
-            _check_reachable(address)
             try:
                 # No address: a private local instance ("local"), never a cluster Ray would guess
                 # from RAY_ADDRESS or from the marker a killed `ray start` leaves behind.
