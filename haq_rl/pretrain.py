@@ -141,7 +141,7 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
     (``haq-rl pretrain --force``). Returns the path.
     """
     from haq_rl.data import SplitConfig, load_dataset, make_loader, make_splits
-    from haq_rl.training import evaluate_accuracy, resolve_device, train_epochs
+    from haq_rl.training import resolve_device, train_epochs
 
     config = PretrainConfig() if config is None else config
     path = Path(out) if out is not None else cached_checkpoint_path(config)
@@ -164,8 +164,7 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
     epochs, lr = cast(int, config.epochs), cast(float, config.lr)
     train_epochs(model, loader, epochs=epochs, lr=lr, device=device,
                  progress=progress, desc=f"pretrain {config.model}")
-    reward_acc = evaluate_accuracy(model, make_loader(splits.reward_val, batch_size=256))
-    test_acc = evaluate_accuracy(model, make_loader(splits.test, batch_size=256))
+    reward_acc, test_acc = _split_accuracies(model, splits)
     wall = time.perf_counter() - start
     meta = {
         "model": config.model,
@@ -204,11 +203,17 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
 
 def measure_accuracies(model: nn.Module, meta: dict[str, Any]) -> tuple[float, float]:
     """``(reward_val, test)`` top-1 of ``model`` on the splits its checkpoint ``meta`` names."""
-    from haq_rl.data import SplitConfig, load_dataset, make_loader, make_splits
-    from haq_rl.training import evaluate_accuracy
+    from haq_rl.data import SplitConfig, load_dataset, make_splits
 
     dataset = load_dataset(meta["dataset"], meta.get("data_root"), image_size=meta.get("image_size"))
-    splits = make_splits(dataset, SplitConfig(seed=int(meta["split_seed"])))
+    return _split_accuracies(model, make_splits(dataset, SplitConfig(seed=int(meta["split_seed"]))))
+
+
+def _split_accuracies(model: nn.Module, splits: Any) -> tuple[float, float]:
+    """``(reward_val, test)`` top-1 of ``model``: what a checkpoint's meta records."""
+    from haq_rl.data import make_loader
+    from haq_rl.training import evaluate_accuracy
+
     return (evaluate_accuracy(model, make_loader(splits.reward_val, batch_size=256)),
             evaluate_accuracy(model, make_loader(splits.test, batch_size=256)))
 
@@ -277,18 +282,16 @@ def get_pretrained(config: PretrainConfig | None = None,
     config = PretrainConfig() if config is None else config
     path = cached_checkpoint_path(config)
     shipped = shipped_checkpoint_for(config)
-    if shipped is not None:
-        if path.exists():
-            cached = _usable_cached(path)
-            if cached is not None and cached[1].get("replaces_shipped"):
-                return cached[0], {**cached[1], "source": "cache"}
+    if shipped is not None and not _forced_here(path):
         model, meta = load_checkpoint(shipped)
         return model, {**meta, "source": "shipped"}
     with cache_lock(path.with_name(path.name + ".lock"), f"training {config.model} on {config.dataset}"):
         if path.exists():
-            cached = _usable_cached(path)
-            if cached is not None:
-                return cached[0], {**cached[1], "source": "cache"}
+            try:
+                model, meta = load_checkpoint(path)
+                return model, {**meta, "source": "cache"}
+            except CheckpointError as error:
+                logger.warning("discarding unusable cached checkpoint: %s", error)
         if not os.access(path.parent, os.W_OK | os.X_OK):  # fail before training, not after
             raise ConfigError(f"the pretrained cache {path.parent} is read-only and has no {config.model} "
                               "checkpoint; set HAQ_RL_CACHE to a writable folder")
@@ -298,12 +301,16 @@ def get_pretrained(config: PretrainConfig | None = None,
         return model, {**meta, "source": "cache"}
 
 
-def _usable_cached(path: Path) -> tuple[nn.Module, dict[str, Any]] | None:
+def _forced_here(path: Path) -> bool:
+    """Whether the cached checkpoint at ``path`` was trained here by ``pretrain --force``,
+    which then wins over the shipped model (read from its meta: nothing is built)."""
+    if not path.exists():
+        return False
     try:
-        return load_checkpoint(path)
+        return bool(read_checkpoint_meta(path).get("replaces_shipped"))
     except CheckpointError as error:
-        logger.warning("discarding unusable cached checkpoint: %s", error)
-        return None
+        logger.warning("ignoring unusable cached checkpoint: %s", error)
+        return False
 
 
 __all__ = [
