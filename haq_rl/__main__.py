@@ -1,5 +1,3 @@
-import sys
+from haq_rl.cli import entry
 
-from haq_rl.cli import main
-
-sys.exit(main())
+entry()

@@ -29,15 +29,23 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
         return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
         # torch's message goes on to suggest weights_only=False: for a file that needs code
-        # to load, that is the one thing not to do. Keep only what it would have to run.
-        wants = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(error))
-        needs = f": it needs {wants.group(1)}" if wants else ""
-        raise CheckpointError(f"refused {what} {path} (weights_only=True): loading it would run code{needs} "
-                              "(only tensors, numbers and strings are read)") from None
+        # to load, that is the one thing not to do. Keep only what it would have to run, or,
+        # for bytes that are no pickle at all, what the reader stumbled on.
+        text = str(error)
+        wants = re.search(r"(?:GLOBAL|global) ([\w.]+)", text)
+        if wants is None:
+            found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+            detail = found.group(1).strip() if found else _first_line(error)
+            raise CheckpointError(f"cannot read {what} {path} (weights_only=True): {detail}") from None
+        raise CheckpointError(f"refused {what} {path} (weights_only=True): loading it would run code: "
+                              f"it needs {wants.group(1)} (only tensors, numbers and strings are read)") from None
     except Exception as error:  # torch raises many kinds (zip, EOF, Runtime)
-        text = str(error).strip()
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        raise CheckpointError(f"cannot read {what} {path} (weights_only=True): {first_line}") from None
+        raise CheckpointError(f"cannot read {what} {path} (weights_only=True): {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_torch_file(path: str | Path, required: set[str], kind: str) -> dict[str, Any]:

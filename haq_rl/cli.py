@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -53,11 +56,58 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr: exit 2 for errors (haq-rl's
     own and the file system's), 130 for Ctrl-C at any moment, imports included."""
+    interrupted = threading.Event()
+    previous = _watch_interrupts(interrupted)
     try:
-        return _main(argv)
+        code = _main(argv)
     except KeyboardInterrupt:
-        print("haq-rl: interrupted", file=sys.stderr)
-        return 130
+        code = _report_interrupt()
+    except Exception:
+        if not interrupted.is_set():
+            raise
+        # A Ctrl-C that lands inside an import leaves a half-initialised module behind, and
+        # the next use of it fails with another error (seen: numpy's RecursionError).
+        code = _report_interrupt()
+    if previous is not None:
+        # After a Ctrl-C the process is leaving: a second one during shutdown must not turn
+        # exit code 130 into a death by signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted.is_set() else previous)
+    return code
+
+
+def entry() -> None:
+    """The console script and ``python -m haq_rl``: :func:`main`, then exit with its code.
+
+    After a Ctrl-C the exit goes through ``os._exit(130)`` (streams flushed first): CPython
+    kills itself with SIGINT at exit once an interrupt has escaped code that a C extension
+    ran during an import (Py_RunMain's unhandled-keyboard-interrupt flag), even when the
+    interrupt was then caught, which turned exit code 130 into a death by signal.
+    """
+    code = main()
+    if code == 130:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
+def _watch_interrupts(interrupted: threading.Event) -> Any:
+    """Record every Ctrl-C before raising KeyboardInterrupt as Python does; returns the
+    previous handler (None where no handler can be set: not the main thread)."""
+    def handler(signum: int, frame: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
+
+
+def _report_interrupt() -> int:
+    print("haq-rl: interrupted", file=sys.stderr)
+    return 130
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -91,6 +91,10 @@ def _room_bits(task) -> int:
 
 #: The room policy of each distinct (model, quantizer) setting of the shipped envs, and the
 #: envs that share it. MobileNetV2 and ResNet-18 fine-tunes take a minute: ``make test-slow``.
+#: Old ids kept registered (Gymnasium's rule), whose budget warns by design; test_faults
+#: checks that they still load and warn.
+DEPRECATED_IDS = {"haq_rl/LeNet5Size-v0"}
+
 ROOM_CASES = [
     pytest.param("haq_rl/LeNet5Size-v1", id="lenet5-size"),
     pytest.param("haq_rl/ResNet8Edge-v0", id="resnet8-edge"),
@@ -113,6 +117,8 @@ def test_every_shipped_env_budget_leaves_room():
     """
     covered = {_room_key(load_task(param.values[0])) for param in ROOM_CASES}
     for env_id, spec in shipped_specs().items():
+        if env_id in DEPRECATED_IDS:
+            continue
         task = load_task(env_id)
         pinned = rules.pinned_layers(len(task.layers), spec.pin_first_last)
         minimum = rules.minimum_ratio(task.cost_table, spec.objective, pinned, spec.min_bits, spec.weight_only)
