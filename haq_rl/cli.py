@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pretrain",
     "profile",
     "envs",
+    "supernet",
     "search",
     "finetune",
     "evaluate",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from haq_rl.errors import ConfigError
@@ -221,3 +221,41 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
         if has_conv:
             model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # stub omits memory_format
     return epoch_losses
+
+
+@torch.no_grad()
+def teacher_logits(model: nn.Module, dataset: TensorDataset, device: torch.device,
+                   batch_size: int = 256) -> torch.Tensor:
+    """The float model's logits on every sample of ``dataset`` (eval mode), on the CPU."""
+    was_training = model.training
+    model.eval()
+    inputs = dataset.tensors[0]
+    try:
+        out = [logits_of(model(inputs[i:i + batch_size].to(device))).float().cpu()
+               for i in range(0, len(inputs), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor,
+                      distill: float, temperature: float) -> torch.Tensor:
+    """``(1 - distill) * CE(student, targets) + distill * T^2 * KL(teacher_T || student_T)``."""
+    ce = nn.functional.cross_entropy(student, targets)
+    if distill <= 0.0:
+        return ce
+    t = temperature
+    kl = nn.functional.kl_div(nn.functional.log_softmax(student / t, dim=1),
+                              nn.functional.log_softmax(teacher / t, dim=1), log_target=True,
+                              reduction="batchmean")
+    # T^2 keeps the soft term's gradient on the scale of the hard one (Hinton et al.).
+    return (1.0 - distill) * ce + distill * t * t * kl
+
+
+def lr_multiplier(step: int, total: int, warmup: int, kind: str) -> float:
+    """Multiplier of the peak rate at ``step`` of ``total``: a linear warm-up over ``warmup``
+    steps (``kind="steps"``, learned quantizer steps, skip it), then a cosine to zero."""
+    if step < warmup:
+        return 1.0 if kind == "steps" else (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * t))

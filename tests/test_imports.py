@@ -1,6 +1,6 @@
 """The layers of haq_rl: what each package may import, checked on the source and in a fresh interpreter.
 
-hardware <- quant <- models/data/training <- task <- env <- agent <- search <- cli, with
+hardware <- quant <- models/data/training <- task (and supernet on it) <- env <- agent <- search <- cli, with
 run, finetune and report on task. No import runs back up.
 """
 
@@ -21,7 +21,7 @@ LAYERS = {
     "hardware": 1,
     "quant": 2,
     "models": 3, "data": 3, "training": 3, "pretrain": 3, "shipped_models": 3,
-    "task": 4,
+    "task": 4, "supernet": 4,
     "run": 5, "parallel": 5, "finetune": 6, "report": 6, "export": 7,
     "env": 5,
     "agent": 6,
@@ -31,6 +31,10 @@ LAYERS = {
 #: Imports between packages of the same or a lower layer that are still not allowed: the
 #: task layer and everything on it stays gymnasium- and SB3-free, and the agent drives any env.
 FORBIDDEN = {
+    # The supernet builds on the task layer (its rules, evaluator and scorer); the task
+    # layer takes a supernet evaluator as an argument and never imports it back.
+    "task": {"supernet"},
+    "supernet": {"run", "parallel", "env"},
     "env": {"run", "finetune", "report"},
     "run": {"env"},
     "parallel": {"env", "agent", "run"},

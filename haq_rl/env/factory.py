@@ -7,8 +7,8 @@ from typing import Any
 
 from haq_rl.env.quant_env import QuantizationEnv
 from haq_rl.errors import ConfigError
+from haq_rl.supernet.reward import scorer_for_task
 from haq_rl.task import Task, TaskSpec, load_task
-from haq_rl.task.scoring import PolicyScorer
 
 
 def make_env(spec: Task | TaskSpec | str | Path, render_mode: str | None = None,
@@ -31,7 +31,7 @@ def make_env(spec: Task | TaskSpec | str | Path, render_mode: str | None = None,
 def env_for_task(task: Task, render_mode: str | None = None) -> QuantizationEnv:
     """The Gymnasium adapter over ``task``: its scorer, layers and step settings."""
     spec = task.spec
-    env = QuantizationEnv(PolicyScorer.from_task(task), task.layers, step_mode=spec.step_mode,
+    env = QuantizationEnv(scorer_for_task(task), task.layers, step_mode=spec.step_mode,
                           budget_feature=spec.budget_feature, render_mode=render_mode, env_spec=spec,
                           budgets=spec.budgets)
     env.task = task

@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 #: The opset written by default: INT4/UINT4 in QuantizeLinear/DequantizeLinear need 21.
 DEFAULT_OPSET = 21
+#: ``reference``: the exact simulation of the searched bits (Q/DQ on inputs, INT4 weights);
+#: ``ort``: the pattern onnxruntime fuses into integer kernels (see integer_form).
+RUNTIMES = ("reference", "ort")
 #: What torch's TorchScript exporter writes; the graph is then raised to ``opset``.
 _TORCH_OPSET = 20
 
@@ -67,6 +70,18 @@ class ExportResult:
     agreement: float  # fraction of test images whose top-1 class both models agree on
     weight_bytes: int  # bytes of the quantized layers' weight initializers
     layers: int
+    runtime: str = "reference"
+    #: ops of onnxruntime's optimized graph (``ort`` runtime only): QLinearConv, QGemm, ...
+    kernels: dict[str, int] = field(default_factory=dict)
+    #: tensors the ``ort`` form quantizes at a calibrated 8-bit grid where PyTorch does not
+    calibrated_outputs: list[str] = field(default_factory=list)
+
+    @property
+    def integer_kernels(self) -> int:
+        """How many fused integer Conv/Gemm/MatMul kernels onnxruntime runs."""
+        from haq_rl.export.integer_form import INTEGER_KERNELS
+
+        return sum(count for op, count in self.kernels.items() if op in INTEGER_KERNELS and op != "QLinearAdd")
 
 
 def _onnx() -> tuple[Any, Any]:
@@ -80,8 +95,13 @@ def _onnx() -> tuple[Any, Any]:
 
 
 def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out: str | Path | None = None,
-                opset: int = DEFAULT_OPSET, force: bool = False, task: Task | None = None) -> ExportResult:
+                opset: int = DEFAULT_OPSET, force: bool = False, task: Task | None = None,
+                runtime: str = "reference") -> ExportResult:
     """Export a run's best policy (or a policy JSON) to ONNX, verify it, return the result.
+
+    ``runtime="reference"`` writes the exact simulation of the searched bits;
+    ``runtime="ort"`` the form onnxruntime runs as integer kernels (BatchNorm folded,
+    Q/DQ on outputs too, every weight in an INT8 container on its searched grid).
 
     ``checkpoint`` defaults to the run's finetuned.pt when there is one; otherwise the
     post-training quantized model is exported (with a warning). ``out`` defaults to
@@ -91,6 +111,8 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
     onnx, onnxruntime = _onnx()
     if not 13 <= opset <= 23:
         raise ConfigError(f"opset={opset} must be between 13 and 23")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r} must be one of {', '.join(RUNTIMES)}")
     policy_path, out_dir, run_config = resolve_policy_source(source)
     target = Path(out) if out is not None else out_dir / "model.onnx"
     if target.is_dir():
@@ -99,11 +121,13 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
         raise ConfigError(f"{target} exists; pass --force to replace it")
     with run_lock(target.parent):  # one writer; a killed export leaves at most a temporary file
         remove_stale_temps(target.parent)
-        return _export_locked(onnx, onnxruntime, policy_path, out_dir, run_config, target, checkpoint, opset, task)
+        return _export_locked(onnx, onnxruntime, policy_path, out_dir, run_config, target, checkpoint, opset, task,
+                              runtime)
 
 
 def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path, run_config: Path | None,
-                   target: Path, checkpoint: str | Path | None, opset: int, task: Task | None) -> ExportResult:
+                   target: Path, checkpoint: str | Path | None, opset: int, task: Task | None,
+                   runtime: str) -> ExportResult:
     policy = QuantPolicy.from_json(policy_path)
     spec = resolve_env(policy, None, run_config)
     task = task.with_settings(budget=spec.budget) if task is not None else load_task(spec)
@@ -132,28 +156,65 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
         plain.load_state_dict(exported["state_dict"])
         quant = exported["quant"]
     reference.eval()
-    model = _qdq_model(onnx, task, plain, quant, policy, opset)
+    # The integer form keeps every weight in an INT8 container: no onnxruntime kernel reads INT4 here.
+    model = _qdq_model(onnx, task, plain, quant, policy, opset, int4=runtime == "reference")
+    calibrated: list[str] = []
+    if runtime == "ort":
+        from haq_rl.export.integer_form import to_integer_form
+
+        report = to_integer_form(model, policy.layer_names, [batch.cpu().numpy() for batch in task.calibration_inputs()])
+        calibrated = report.calibrated_outputs
     costs = policy_costs(task, policy)
     for key, value in {"haq_rl_version": __version__, "policy": json.dumps(policy.to_dict()),
                        "profile": task.cost_table.profile_name, "profile_sha256": task.cost_table.profile_sha256,
                        "objective": task.spec.objective, "cost_ratio": f"{costs['cost_ratio']:.6f}",
-                       "env": task.spec.id, "finetuned": str(checkpoint is not None)}.items():
+                       "env": task.spec.id, "finetuned": str(checkpoint is not None), "runtime": runtime,
+                       "weight_storage": json.dumps(_weight_storage(policy, runtime, opset)),
+                       "calibrated_8bit_tensors": json.dumps(calibrated)}.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(model)
     data = model.SerializeToString()
+    kernels: dict[str, int] = {}
+    if runtime == "ort":
+        kernels = _check_fused(data, target, len(policy.layer_names))
     onnx_accuracy, torch_accuracy, agreement = _verify(onnxruntime, data, reference, task)
     atomic_write(target, lambda stream: stream.write(data))
     weight_bytes = sum(_initializer_bytes(onnx, init) for init in model.graph.initializer
                        if init.name.endswith(".weight_q"))
-    logger.info("wrote %s: onnxruntime %.2f%%, torch %.2f%%, top-1 agreement %.2f%%",
-                target, onnx_accuracy, torch_accuracy, 100 * agreement)
+    logger.info("wrote %s (%s runtime): onnxruntime %.2f%%, torch %.2f%%, top-1 agreement %.2f%%",
+                target, runtime, onnx_accuracy, torch_accuracy, 100 * agreement)
     return ExportResult(path=target, finetuned=checkpoint is not None, onnx_accuracy=onnx_accuracy,
                         torch_accuracy=torch_accuracy, agreement=agreement, weight_bytes=weight_bytes,
-                        layers=len(task.layer_names))
+                        layers=len(task.layer_names), runtime=runtime, kernels=kernels,
+                        calibrated_outputs=calibrated)
+
+
+def _weight_storage(policy: QuantPolicy, runtime: str, opset: int) -> dict[str, dict[str, Any]]:
+    """Per layer: the searched bits and the container they are stored in (the grid stays the searched one)."""
+    int4 = runtime == "reference" and opset >= 21
+    return {name: {"w_bits": w_bits, "a_bits": a_bits,
+                   "weight_container": "INT4" if int4 and w_bits <= 4 else "INT8",
+                   "activation_container": "INT8"}
+            for name, (w_bits, a_bits) in policy.items()}
+
+
+def _check_fused(data: bytes, target: Path, layers: int) -> dict[str, int]:
+    """onnxruntime's optimized graph (``optimized_model_filepath``): which integer kernels it runs."""
+    import tempfile
+
+    from haq_rl.export.integer_form import INTEGER_KERNELS, fused_kernels
+
+    with tempfile.TemporaryDirectory(prefix=".haq-optimized-", dir=target.parent) as folder:
+        kernels = fused_kernels(data, str(Path(folder) / "optimized.onnx"))
+    fused = sum(count for op, count in kernels.items() if op in INTEGER_KERNELS and op != "QLinearAdd")
+    if fused < layers:
+        logger.warning("onnxruntime fused %d of %d quantized layers into integer kernels (%s)", fused, layers,
+                       ", ".join(f"{op} {count}" for op, count in sorted(kernels.items())))
+    return kernels
 
 
 def _qdq_model(onnx: Any, task: Task, plain: torch.nn.Module, quant: dict[str, Any],
-               policy: QuantPolicy, opset: int) -> Any:
+               policy: QuantPolicy, opset: int, int4: bool = True) -> Any:
     """The float graph of ``plain`` (holding the quantized weights), with QDQ around every quantized layer."""
 
     plain = plain.cpu().eval()
@@ -167,7 +228,7 @@ def _qdq_model(onnx: Any, task: Task, plain: torch.nn.Module, quant: dict[str, A
     graph = model.graph
     alias = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
     _token_linears_as_gemm(graph, alias)
-    use_int4 = opset >= 21
+    use_int4 = int4 and opset >= 21
     weight_users, compute_nodes = _layer_nodes(graph, alias, quant)
     new_nodes = []
     done = set()

@@ -30,37 +30,11 @@ from haq_rl.errors import DivergenceError
 from haq_rl.finetune.config import FinetuneConfig
 from haq_rl.quant.lsq import split_decay_parameters
 from haq_rl.quant.outputs import logits_of
+from haq_rl.training import distillation_loss, lr_multiplier, teacher_logits
+
+__all__ = ["distillation_loss", "teacher_logits", "train_qat", "non_finite_layer"]
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def teacher_logits(model: nn.Module, dataset: TensorDataset, device: torch.device,
-                   batch_size: int = 256) -> torch.Tensor:
-    """The float model's logits on every sample of ``dataset`` (eval mode), on the CPU."""
-    was_training = model.training
-    model.eval()
-    inputs = dataset.tensors[0]
-    try:
-        out = [logits_of(model(inputs[i:i + batch_size].to(device))).float().cpu()
-               for i in range(0, len(inputs), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
-
-
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor,
-                      distill: float, temperature: float) -> torch.Tensor:
-    """``(1 - distill) * CE(student, targets) + distill * T^2 * KL(teacher_T || student_T)``."""
-    ce = nn.functional.cross_entropy(student, targets)
-    if distill <= 0.0:
-        return ce
-    t = temperature
-    kl = nn.functional.kl_div(nn.functional.log_softmax(student / t, dim=1),
-                              nn.functional.log_softmax(teacher / t, dim=1), log_target=True,
-                              reduction="batchmean")
-    # T^2 keeps the soft term's gradient on the scale of the hard one (Hinton et al.).
-    return (1.0 - distill) * ce + distill * t * t * kl
 
 
 def _optimizer(model: nn.Module, config: FinetuneConfig) -> tuple[torch.optim.Optimizer, list[float]]:
@@ -78,14 +52,6 @@ def _optimizer(model: nn.Module, config: FinetuneConfig) -> tuple[torch.optim.Op
     else:
         optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
     return optimizer, scales
-
-
-def _rate(step: int, total: int, warmup: int, kind: str) -> float:
-    """Multiplier of the peak rate: warm-up ramp (weights only), then cosine to zero."""
-    if step < warmup:
-        return 1.0 if kind == "steps" else (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def non_finite_layer(model: nn.Module) -> str | None:
@@ -130,7 +96,7 @@ def train_qat(model: nn.Module, dataset: TensorDataset, config: FinetuneConfig, 
             running, seen = 0.0, 0
             for batch in loader:
                 for group, scale, kind in zip(optimizer.param_groups, scales, kinds, strict=True):
-                    group["lr"] = config.lr * scale * _rate(step, total, warmup, kind)
+                    group["lr"] = config.lr * scale * lr_multiplier(step, total, warmup, kind)
                 step += 1
                 bar.update(1)
                 inputs, targets = batch[0], batch[1]

@@ -58,6 +58,12 @@ class PolicyEvaluator:
             re-estimated statistics are the ones a fine-tune would start from.
         metric: ``metric(outputs, targets) -> float`` (higher is better) over the whole
             reward split, reported as ``accuracy``; None is top-1 in percent.
+        applier: what switches ``model`` to a policy and back (``apply(policy)``,
+            ``restore()``, ``layer_names``): None builds a
+            :class:`~haq_rl.quant.PolicyApplier` (post-training quantization of the float
+            weights); a :class:`~haq_rl.supernet.BitSupernet` scores on trained shared weights.
+        reference: the float model whose predictions the KL is measured from (None:
+            ``model`` itself, restored to float).
 
     Every evaluation measures both the accuracy (percent) and the KL divergence of the
     quantized model's predictions from the float model's on the reward split
@@ -77,6 +83,8 @@ class PolicyEvaluator:
         finetune_lr: float = 1e-3,
         bn_batches: Sequence[torch.Tensor] = (),
         metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+        applier: Any = None,
+        reference: nn.Module | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -84,7 +92,8 @@ class PolicyEvaluator:
         self.reward_batches = [(x.to(self.device), y.to(self.device)) for x, y in reward_batches]
         self.calibration_inputs = [x.to(self.device) for x in calibration_inputs]
         self.quant_config = quant_config
-        self.applier = PolicyApplier(self.model, self.calibration_inputs, quant_config)
+        self.applier = applier if applier is not None else PolicyApplier(self.model, self.calibration_inputs,
+                                                                         quant_config)
         self.finetune_batches = list(finetune_batches)
         self.finetune_steps = finetune_steps
         self.finetune_lr = finetune_lr
@@ -102,7 +111,8 @@ class PolicyEvaluator:
         self.cache_hits = 0
         self.eval_seconds = 0.0  # wall time spent evaluating (benchmarks report the share)
         # The float model's predicted distribution per reward batch, the reference of the KL.
-        self._float_log_probs, self.float_accuracy = self._float_reference()
+        self._float_log_probs, self.float_accuracy = self._float_reference(
+            self.model if reference is None else reference.to(self.device))
         self._float_probs = [log_probs.exp() for log_probs in self._float_log_probs]
 
     def policy(self, w_bits: np.ndarray, a_bits: np.ndarray) -> QuantPolicy:
@@ -166,15 +176,15 @@ class PolicyEvaluator:
         self.evaluations += len(misses)
 
     @torch.no_grad()
-    def _float_reference(self) -> tuple[list[torch.Tensor], float]:
+    def _float_reference(self, model: nn.Module) -> tuple[list[torch.Tensor], float]:
         """The float model's log-probabilities per reward batch and its accuracy (one pass)."""
-        self.model.eval()
+        model.eval()
         log_probs = []
         correct = 0
         total = 0
         outputs = []
         for inputs, labels in self.reward_batches:
-            logits = logits_of(self.model(inputs))
+            logits = logits_of(model(inputs))
             correct += int((logits.argmax(dim=1) == labels).sum())
             total += int(labels.numel())
             log_probs.append(torch.log_softmax(logits.float(), dim=1))

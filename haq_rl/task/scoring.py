@@ -256,12 +256,27 @@ class PolicyScorer:
         return [self.score(w, a, enforce) for w, a in policies]
 
     @classmethod
-    def from_task(cls, task: Any) -> PolicyScorer:
-        """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward."""
+    def from_task(cls, task: Any, evaluator: PolicyEvaluator | None = None) -> PolicyScorer:
+        """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward.
+
+        ``evaluator`` None builds the post-training one; the supernet and predictor reward
+        sources pass theirs (:func:`haq_rl.supernet.scorer_for_task` picks by the spec).
+        """
+        spec = task.spec
+        evaluator = cls._post_training_evaluator(task) if evaluator is None else evaluator
+        logger.info("scorer for %s: %d layers, float reward accuracy %.2f%%",
+                    spec.id, len(task.layers), evaluator.float_accuracy)
+        return cls(evaluator, task.cost_table, objective=spec.objective, budget=spec.budget,
+                   min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
+                   reward_metric=spec.reward_metric, extra_budgets=dict(spec.extra_budgets))
+
+    @staticmethod
+    def _post_training_evaluator(task: Any) -> PolicyEvaluator:
+        """The float weights quantized as they are, per policy (``reward_source: post_training``)."""
         from haq_rl.models import quantizable_layers
 
         spec = task.spec
-        evaluator = PolicyEvaluator(
+        return PolicyEvaluator(
             task.model,
             [name for name, _ in quantizable_layers(task.model)],
             reward_batches=task.reward_batches(),
@@ -274,8 +289,3 @@ class PolicyScorer:
             bn_batches=task.bn_inputs(),
             metric=task.metric,
         )
-        logger.info("scorer for %s: %d layers, float reward accuracy %.2f%%",
-                    spec.id, len(task.layers), evaluator.float_accuracy)
-        return cls(evaluator, task.cost_table, objective=spec.objective, budget=spec.budget,
-                   min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
-                   reward_metric=spec.reward_metric, extra_budgets=dict(spec.extra_budgets))

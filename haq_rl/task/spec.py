@@ -26,6 +26,11 @@ WEIGHT_ONLY_OBJECTIVES = ("size",)
 STEP_MODES = ("alternate", "joint")
 CALIBRATIONS = ACT_CALIBRATIONS
 REWARD_METRICS = ("accuracy", "kl")
+#: Where a policy's reward comes from: ``post_training`` (the float weights quantized as
+#: they are), ``supernet`` (the task's bit-width supernet, trained once, with BatchNorm
+#: re-estimated per policy) or ``predictor`` (a regressor fitted on supernet evaluations:
+#: milliseconds per episode). See docs/supernet.md.
+REWARD_SOURCES = ("post_training", "supernet", "predictor")
 #: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
 NAMESPACE = "haq_rl"
 #: The task the CLI, ``make run`` and the notebooks use when none is named.
@@ -61,6 +66,8 @@ class TaskSpec:
     finetune_lr: float = 1e-3
     reward_metric: str = "accuracy"
     bn_recalibration: int = 0
+    reward_source: str = "post_training"
+    supernet_epochs: int = 3
     split_seed: int = 0
     device: str = "cpu"
     description: str = ""
@@ -72,6 +79,7 @@ class TaskSpec:
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("weight_method", self.weight_method, WEIGHT_METHODS)
         _check_choice("reward_metric", self.reward_metric, REWARD_METRICS)
+        _check_choice("reward_source", self.reward_source, REWARD_SOURCES)
         object.__setattr__(self, "budgets", checked_budgets(self.budgets))
         object.__setattr__(self, "extra_budgets", checked_extra_budgets(self.extra_budgets, self.objective))
         if self.budgets:
@@ -97,6 +105,12 @@ class TaskSpec:
                               "(search-train batches; 0 = off)")
         if not isinstance(self.finetune_steps, int) or self.finetune_steps < 0:
             raise ConfigError(f"finetune_steps={self.finetune_steps!r} must be an integer >= 0")
+        if isinstance(self.supernet_epochs, bool) or not isinstance(self.supernet_epochs, int) \
+                or self.supernet_epochs < 1:
+            raise ConfigError(f"supernet_epochs={self.supernet_epochs!r} must be an integer >= 1")
+        if self.reward_source != "post_training" and self.finetune_steps:
+            raise ConfigError(f"finetune_steps={self.finetune_steps} needs reward_source=post_training: the "
+                              f"{self.reward_source} reward scores trained weights already")
         if self.width_mult <= 0:
             raise ConfigError(f"width_mult={self.width_mult!r} must be > 0")
 

@@ -1,0 +1,88 @@
+"""Settings of one supernet training (a frozen dataclass that validates itself)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from haq_rl.errors import ConfigError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """How a bit-width supernet is trained.
+
+    Every step trains, on one batch of ``search_train``, the largest configuration, the
+    smallest one (the sandwich rule of slimmable networks, Yu & Huang, ICCV 2019) and
+    ``random_paths`` configurations drawn uniformly per layer; their gradients are summed
+    before one optimizer step. Each path learns from the float model's logits (in-place
+    distillation, BigNAS / once-for-all) mixed with the labels:
+    ``(1 - distill) * CE + distill * T^2 * KL``.
+
+    Arguments:
+        epochs: passes over ``search_train`` (>= 1).
+        batch_size: images per step (>= 2: BatchNorm needs two samples).
+        lr: Adam's peak rate (cosine to zero after a linear warm-up of ``warmup`` of the steps).
+        random_paths: uniformly drawn configurations per step beside the sandwich's two (>= 0).
+        distill: weight of the distillation term in [0, 1].
+        temperature: distillation temperature (> 0).
+        warmup: fraction of the steps over which the weights' rate ramps up, in [0, 1).
+        checkpoint_every: steps between resumable checkpoints (a killed training resumes
+            from the last one).
+        seed: drives the batch order and the sampled configurations.
+        threads: torch threads while training (0: leave torch's setting).
+    """
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 5e-4
+    random_paths: int = 2
+    distill: float = 0.5
+    temperature: float = 2.0
+    warmup: float = 0.05
+    checkpoint_every: int = 10
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _integer("epochs", self.epochs, 1)
+        _integer("batch_size", self.batch_size, 2)
+        _integer("random_paths", self.random_paths, 0)
+        _integer("checkpoint_every", self.checkpoint_every, 1)
+        _integer("seed", self.seed, 0)
+        _integer("threads", self.threads, 0)
+        _number("lr", self.lr, 0.0, 10.0, low_open=True)
+        _number("distill", self.distill, 0.0, 1.0)
+        _number("temperature", self.temperature, 0.0, 100.0, low_open=True)
+        _number("warmup", self.warmup, 0.0, 0.99)
+
+    def identity(self) -> dict[str, Any]:
+        """What the trained weights depend on (``threads`` and ``checkpoint_every`` do not)."""
+        data = dataclasses.asdict(self)
+        data.pop("threads")
+        data.pop("checkpoint_every")
+        return data
+
+    def replace(self, **changes: Any) -> SupernetConfig:
+        names = [f.name for f in dataclasses.fields(self)]
+        for key in changes:
+            if key not in names:
+                raise UnknownNameError("supernet setting", key, names)
+        return dataclasses.replace(self, **changes)
+
+
+def _integer(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+
+
+def _number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(float(value))
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (low < v if low_open else low <= v) and v <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")

@@ -1,0 +1,77 @@
+"""The supernet as a reward source: every method scores policies on it through the one scorer.
+
+``reward_source: supernet`` in a task spec: a policy's reward is the supernet's accuracy or
+KL (``reward_metric``) at that policy on ``reward_val``, after its BatchNorm statistics are
+re-estimated for the policy on a few ``search_train`` batches (weights shared across widths
+see differently scaled activations at every width, so the running statistics of training,
+an average over many configurations, fit none of them). The KL is measured from the
+task's own float model, as with post-training quantization, so rewards of both sources
+mean the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from haq_rl.supernet.config import SupernetConfig
+from haq_rl.supernet.train import TrainedSupernet, train_supernet
+from haq_rl.task.evaluator import PolicyEvaluator
+from haq_rl.task.scoring import PolicyScorer
+from haq_rl.task.task import BN_SEED_OFFSET
+
+logger = logging.getLogger(__name__)
+
+#: Search-train batches (of ``reward_batch_size``) that re-estimate BatchNorm per policy
+#: when the spec's ``bn_recalibration`` is 0 (measured in bench/bench_fidelity.py).
+SUPERNET_BN_BATCHES = 2
+
+
+def supernet_config(task: Any) -> SupernetConfig:
+    """The training recipe of a task's supernet (the spec sets the epochs)."""
+    return SupernetConfig(epochs=task.spec.supernet_epochs)
+
+
+def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
+    """A :class:`PolicyEvaluator` whose policies switch the supernet's widths."""
+    spec = task.spec
+    count = spec.bn_recalibration or SUPERNET_BN_BATCHES
+    bn_inputs = [x for x, _ in task.search_train_batches(spec.reward_batch_size, spec.split_seed + BN_SEED_OFFSET,
+                                                         count)]
+    model = trained.supernet.model
+    reward_batches = task.reward_batches()
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        # Depthwise convolutions run ~3x faster channels-last on the CPU (see training.py).
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        bn_inputs = [_channels_last(x) for x in bn_inputs]
+        reward_batches = [(_channels_last(x), y) for x, y in reward_batches]
+    return PolicyEvaluator(model, trained.supernet.layer_names, reward_batches=reward_batches,
+                           calibration_inputs=[], quant_config=task.quant_config, device=task.device,
+                           bn_batches=bn_inputs, metric=task.metric, applier=trained.supernet,
+                           reference=task.model)
+
+
+def scorer_for_task(task: Any, progress: bool = True) -> PolicyScorer:
+    """The task's :class:`PolicyScorer` with the reward source its spec names.
+
+    ``post_training``: the float weights quantized per policy. ``supernet``: the task's
+    supernet (trained first when the cache has none). ``predictor``: a regressor fitted on
+    supernet evaluations (:mod:`haq_rl.supernet.predictor`).
+    """
+    source = task.spec.reward_source
+    if source == "post_training":
+        return PolicyScorer.from_task(task)
+    trained = train_supernet(task, supernet_config(task), progress=progress)
+    evaluator = supernet_evaluator(task, trained)
+    if source == "predictor":
+        from haq_rl.supernet.predictor import predictor_evaluator
+
+        evaluator = predictor_evaluator(task, evaluator, trained, progress=progress)
+    return PolicyScorer.from_task(task, evaluator=evaluator)
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x

@@ -1,0 +1,152 @@
+"""Where a trained supernet lives: the cache entry, its checksum and its resumable checkpoint.
+
+A supernet is trained once per task and reused by every search, budget and method, like
+the pretrained float model. Its files, in ``$HAQ_RL_CACHE/supernet/``, are named by a hash
+of everything the weights depend on (:func:`supernet_identity`):
+
+* ``<model>-<key>.pt``: ``{"format_version", "identity", "state_dict", "history"}``,
+  tensors only (read with ``weights_only=True``);
+* ``<model>-<key>.pt.sha256``: its SHA-256, written after it: an entry whose digest is
+  missing or differs (a torn copy, a disk fault) is never used: it is retrained, with a
+  warning;
+* ``<model>-<key>.partial.pt``: the last checkpoint of a training in progress (weights,
+  optimizer, step), from which a killed training resumes.
+
+Everything is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from haq_rl.checkpoint_io import load_torch_file
+from haq_rl.errors import CheckpointError
+from haq_rl.fileio import atomic_write, file_sha256, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+def supernet_identity(task: Any, w_choices: list[tuple[int, ...]], a_choices: list[tuple[int, ...]],
+                      training: dict[str, Any]) -> dict[str, Any]:
+    """What a task's supernet depends on: model and weights, data, layers, widths, recipe.
+
+    Not the hardware, the objective or the budget: one supernet serves them all.
+    """
+    spec = task.spec
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": spec.model,
+        "weights_sha256": task.meta.get("weights_sha256"),
+        "dataset": spec.dataset,
+        "input_size": spec.input_size,
+        "width_mult": spec.width_mult,
+        "split_seed": spec.split_seed,
+        "calibration": spec.calibration,
+        "calibration_batches": spec.calibration_batches,
+        "reward_batch_size": spec.reward_batch_size,
+        "layers": list(task.layer_names),
+        "w_choices": [list(c) for c in w_choices],
+        "a_choices": [list(c) for c in a_choices],
+        "training": training,
+    }
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def entry_path(identity: dict[str, Any]) -> Path:
+    """The cache file of a supernet with this identity."""
+    from haq_rl.cache import cache_dir
+
+    return cache_dir("supernet") / f"{identity['model']}-{identity_key(identity)}.pt"
+
+
+def partial_path(entry: Path) -> Path:
+    return entry.with_name(entry.name.replace(".pt", ".partial.pt"))
+
+
+def digest_path(entry: Path) -> Path:
+    return entry.with_name(entry.name + ".sha256")
+
+
+def save_entry(entry: Path, identity: dict[str, Any], state_dict: dict[str, torch.Tensor],
+               history: dict[str, Any]) -> None:
+    """Write the finished supernet, then its digest (an entry without one is incomplete)."""
+    payload = {"format_version": FORMAT_VERSION, "identity": json.dumps(identity, sort_keys=True),
+               "state_dict": state_dict, "history": json.dumps(history)}
+    atomic_write(entry, lambda stream: torch.save(payload, stream))
+    write_text_atomic(digest_path(entry), file_sha256(entry) + "\n")
+
+
+def read_entry(entry: Path, identity: dict[str, Any] | None) -> dict[str, Any]:
+    """The supernet file at ``entry`` as ``{"identity", "state_dict", "history"}``.
+
+    Raises CheckpointError (one line) when the file is unreadable, its digest does not
+    match, or it was trained for another identity (``identity`` None: any).
+    """
+    digest_file = digest_path(entry)
+    if digest_file.is_file():
+        expected = digest_file.read_text().strip()
+        if file_sha256(entry) != expected:
+            raise CheckpointError(f"supernet {entry} does not match its checksum ({digest_file.name}): "
+                                  "the file is corrupt or incomplete")
+    payload = load_torch_file(entry, what="supernet")
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION \
+            or not {"identity", "state_dict"} <= set(payload):
+        raise CheckpointError(f"{entry} is not a haq-rl supernet (format {FORMAT_VERSION})")
+    found = json.loads(payload["identity"])
+    if identity is not None and found != identity:
+        raise CheckpointError(f"supernet {entry} was trained for another task: {_difference(found, identity)}")
+    return {"identity": found, "state_dict": payload["state_dict"],
+            "history": json.loads(payload.get("history") or "{}")}
+
+
+def _difference(found: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The first setting in which two identities differ, in words."""
+    for key in wanted:
+        if found.get(key) != wanted[key]:
+            if key == "layers":
+                return (f"its layers ({len(found.get(key) or [])}) are not this model's "
+                        f"({len(wanted[key])})")
+            if key in ("w_choices", "a_choices"):
+                return f"its bit widths ({key}) differ from this task's bit range and pinned layers"
+            return f"{key} is {_short(found.get(key))}, this task's is {_short(wanted[key])}"
+    return "its settings differ"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def save_partial(path: Path, state: dict[str, Any]) -> None:
+    """Write a resumable checkpoint (weights, optimizer state, step, losses)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda stream: stream.write(buffer.getvalue()))
+
+
+def read_partial(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint of an interrupted training of this identity, or None (with a warning
+    when a file is there but cannot be used)."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_torch_file(path, what="supernet checkpoint")
+    except CheckpointError as error:
+        logger.warning("ignoring the supernet checkpoint: %s", error)
+        return None
+    if not isinstance(state, dict) or state.get("identity") != json.dumps(identity, sort_keys=True):
+        logger.warning("ignoring the supernet checkpoint %s: it belongs to another training", path)
+        return None
+    return state
