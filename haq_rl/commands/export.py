@@ -2,6 +2,7 @@
 
     haq-rl export runs/default                       # uses runs/default/finetuned.pt
     haq-rl export runs/x/best_policy.json --out x.onnx --opset 21
+    haq-rl export runs/default --runtime ort --out int8.onnx   # integer kernels in onnxruntime
 """
 
 from __future__ import annotations
@@ -12,19 +13,25 @@ from haq_rl.commands._common import add_budget_argument, budget_source
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from haq_rl.export.onnx_qdq import DEFAULT_OPSET
+    from haq_rl.export.onnx_qdq import DEFAULT_OPSET, RUNTIMES
 
     parser = subparsers.add_parser(
         "export", help="ONNX (QDQ) model with the searched bits, checked in onnxruntime",
         description="Write the searched policy's model as ONNX: integer weights at the searched "
                     "bits (INT4 at <= 4 bits from opset 21, else INT8) with per-channel "
                     "DequantizeLinear, and Clip/QuantizeLinear/DequantizeLinear on every "
-                    "quantized layer's input. Prints onnxruntime's test accuracy beside PyTorch's.")
+                    "quantized layer's input (--runtime reference, the exact simulation); or, with "
+                    "--runtime ort, BatchNorm folded and Q/DQ on outputs too, which onnxruntime runs as "
+                    "integer kernels (QLinearConv, QGemm). Prints onnxruntime's test accuracy beside PyTorch's.")
     parser.add_argument("source", metavar="RUN_DIR_OR_POLICY_JSON")
     parser.add_argument("--checkpoint", default=None, metavar="FINETUNED_PT",
                         help="fine-tuned checkpoint (default: the run's finetuned.pt, else post-training)")
     parser.add_argument("--out", default=None, help="output file (default: model.onnx next to the policy)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    parser.add_argument("--runtime", default="reference", metavar="|".join(RUNTIMES),
+                        help="reference: exact simulation of the searched bits (INT4 weights, float kernels); "
+                             "ort: INT8 containers on the searched grids, fused integer kernels in onnxruntime "
+                             "(default %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     add_budget_argument(parser)
     parser.set_defaults(run=run)
@@ -36,10 +43,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
-    result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force)
+    result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force,
+                         runtime=args.runtime)
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
-    print(f"wrote {result.path} ({kind}, {result.layers} quantized layers, "
+    print(f"wrote {result.path} ({kind}, {result.runtime} runtime, {result.layers} quantized layers, "
           f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")
+    if result.runtime == "ort":
+        print(f"onnxruntime runs {result.integer_kernels} of {result.layers} quantized layers as integer kernels "
+              f"({', '.join(f'{op} {n}' for op, n in sorted(result.kernels.items()) if op.startswith(('QLinear', 'QGemm', 'MatMul')))}); "
+              f"{len(result.calibrated_outputs)} tensors on a calibrated 8-bit grid")
     print(f"test accuracy: onnxruntime {result.onnx_accuracy:.2f}%, PyTorch fake quant {result.torch_accuracy:.2f}%; "
           f"same top-1 on {100 * result.agreement:.2f}% of images")
     return 0

@@ -9,15 +9,20 @@ This module turns the reference graph into that form:
 1. **BatchNorm folds into the conv's per-channel weight scale**: ``w' = levels * s * g``
    with ``g = gamma / sqrt(var + eps)`` is still on the searched grid (the scale absorbs
    ``|g|``; a negative ``g`` flips the symmetric integer levels), so the fold is exact.
-2. **Each producer (quantized Conv/Gemm, or an Add of two quantized tensors) gets a Q on
-   its output.** Its Relu/Clip and order-preserving data movement (MaxPool, Flatten,
+2. **Each quantized Conv/Gemm gets a Q on its output.** Its Relu/Clip and order-preserving data movement (MaxPool, Flatten,
    Reshape) commute with a monotone quantizer, so they move behind it: the activation
    becomes an integer clamp and the data movement runs on INT8.
    - When every reader is a quantized layer's input quantizer with one grid, the Q *is*
      that quantizer (sub-8-bit grids as an INT8 ``Clip`` to their 2^bits levels): exact.
    - Otherwise (a residual Add, an average pool) the tensor gets an 8-bit grid calibrated
      on its observed range: the one place the integer form rounds where PyTorch does not.
-3. **Biases become INT32** with scale ``input_scale * weight_scale``, as QLinearConv and
+     Where a reader quantizer re-rounds it, the grid refines the reader's (step / odd k),
+     so that reader stays exact. Residual Adds run in float on dequantized inputs: the
+     skip path keeps float precision (QLinearAdd would round it twice more, for no
+     measurable speed-up at these sizes).
+3. **Sub-8-bit weights are widened** (levels * m at scale / m: the same values) so the
+   INT32 bias step, input_scale * weight_scale, stays small against an output step.
+4. **Biases become INT32** with scale ``input_scale * weight_scale``, as QLinearConv and
    QGemm need (rounding of at most half an accumulator step).
 
 A Gemm that writes the graph output keeps a float output (onnxruntime's QGemm has one).
@@ -37,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: Ops that commute with an elementwise non-decreasing map (a quantizer): moved behind the Q.
 _DATA_MOVEMENT = frozenset({"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
-_ACTIVATIONS = frozenset({"Relu", "Clip"})
 #: The kernels onnxruntime fuses QDQ into (CPU provider, extended optimizations).
 INTEGER_KERNELS = ("QLinearConv", "QGemm", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul",
                    "QLinearAdd", "MatMulNBits", "ConvInteger", "DynamicQuantizeMatMul")
@@ -94,6 +98,8 @@ class _Graph:
         for node in self.nodes:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            elif node.op_type == "Identity" and node.input[0] in self.constants:  # torch's dedup of equal tensors
+                self.constants[node.output[0]] = self.constants[node.input[0]]
         self.refresh()
 
     def refresh(self) -> None:
@@ -127,14 +133,16 @@ def to_integer_form(model: Any, quantized_layers: Iterable[str], calibration: Se
     layers = set(quantized_layers)
     report = IntegerFormReport()
     report.folded_batchnorms = _fold_batchnorms(graph, layers)
+    for layer in layers:
+        _widen_levels(graph, layer)
     graph.refresh()
     producers = [node for node in graph.nodes if _weight_layer(graph, node) in layers]
     producer_ids = {id(node) for node in producers}
     graph.commit()
     ranges = _observed_ranges(model, [node.output[0] for node in graph.nodes
-                                      if node.op_type in ("Conv", "Gemm", "Add")], calibration)
-    for node in list(graph.nodes):  # topological order: an Add sees its inputs' new DQ
-        if id(node) in producer_ids or (node.op_type == "Add" and all(_is_dequantized(graph, name) for name in node.input)):
+                                      if id(node) in producer_ids], calibration)
+    for node in list(graph.nodes):
+        if id(node) in producer_ids:
             _quantize_output(graph, node, ranges, report)
             graph.refresh()
     _integer_biases(graph, producers)
@@ -192,6 +200,36 @@ def _fold_batchnorms(graph: _Graph, layers: set[str]) -> int:
     return folded
 
 
+#: Largest weight level after widening: 7 bits, so that a UINT8 x INT8 pair sum fits int16
+#: even on x86 CPUs without VNNI (whose vpmaddubsw saturates).
+_WIDE_LEVEL = 63
+
+
+def _widen_levels(graph: _Graph, layer: str) -> None:
+    """Store sub-8-bit weights as ``levels * m`` at scale ``scale / m``: the same values.
+
+    QLinearConv's INT32 bias has step ``input_scale * weight_scale``; at 2-4 bits that step
+    is a sizeable part of an output step, and rounding the bias to it moved outputs across
+    rounding midpoints (measured: 0.7 % of one ResNet-8 layer's 3-bit outputs). A finer
+    weight scale makes the bias step ``m`` times finer at no cost.
+    """
+    levels_name, scale_name = f"{layer}.weight_q", f"{layer}.weight_scale"
+    levels = graph.constants[levels_name].astype(np.int32)
+    scale = graph.constants[scale_name].astype(np.float64)
+    peak = np.abs(levels.reshape(len(levels), -1)).max(axis=1)
+    factor = np.maximum(1, _WIDE_LEVEL // np.maximum(peak, 1))
+    if (factor == 1).all():
+        return
+    if scale.size == 1:  # per-tensor scale: one factor for all channels
+        factor = np.full(len(levels), factor.min())
+        scale = scale.reshape(-1)[0] / factor[:1]
+    else:
+        scale = scale / factor
+    shape = (-1, *([1] * (levels.ndim - 1)))
+    _replace_initializer(graph, levels_name, (levels * factor.reshape(shape)).astype(np.int8))
+    _replace_initializer(graph, scale_name, scale.astype(np.float32).reshape(graph.constants[scale_name].shape))
+
+
 def _replace_initializer(graph: _Graph, name: str, value: np.ndarray) -> None:
     from onnx import numpy_helper
 
@@ -239,29 +277,17 @@ def _input_grid(graph: _Graph, clip: Any) -> Grid | None:
 
 def _quantize_output(graph: _Graph, producer: Any, ranges: dict[str, tuple[float, float]],
                      report: IntegerFormReport) -> None:
-    """Put a Q right after ``producer``, move its activation and data movement behind it, DQ at the end."""
+    """Put a Q right after ``producer``, move its activation and data movement behind it, DQ at the end.
+
+    A graph output (the logits) stays float: onnxruntime's QGemm has a float output.
+    """
     from onnx import TensorProto, helper
 
     start = producer.output[0]
     if start in graph.outputs:
-        return  # the logits: a Gemm keeps its float output (QGemm has one), an Add stays float
-    chain, low, high = [], -math.inf, math.inf
-    end = start
-    while end not in graph.outputs and len(graph.consumers.get(end, [])) == 1:
-        node = graph.consumers[end][0]
-        if node.name.endswith("/input_clip"):
-            break  # a layer's input quantizer: the reader, not part of this output
-        if node.op_type in _ACTIVATIONS and node.input[0] == end:
-            bounds = (0.0, math.inf) if node.op_type == "Relu" else \
-                (graph.scalar(node.input[1]) if len(node.input) > 1 and node.input[1] else -math.inf,
-                 graph.scalar(node.input[2]) if len(node.input) > 2 and node.input[2] else math.inf)
-            if None in bounds:
-                break
-            low, high = max(low, bounds[0]), min(high, bounds[1])  # type: ignore[type-var]
-        elif node.op_type not in _DATA_MOVEMENT or len(node.output) != 1 or node.input[0] != end:
-            break
-        chain.append(node)
-        end = node.output[0]
+        return
+    chain, low, high = _output_chain(graph, start)
+    end = chain[-1].output[0] if chain else start
     readers = graph.consumers.get(end, [])
     grids = {_input_grid(graph, reader) for reader in readers}
     exact = bool(readers) and end not in graph.outputs and len(grids) == 1 and None not in grids
@@ -272,12 +298,8 @@ def _quantize_output(graph: _Graph, producer: Any, ranges: dict[str, tuple[float
         observed = ranges.get(start)
         if observed is None:
             return
-        lo, hi = max(observed[0], low), min(observed[1], high)
-        if lo >= 0:  # non-negative: all 256 levels above zero
-            grid = Grid(max(hi, 1e-8) / 255, 0)
-        else:
-            grid = Grid(max(-lo, hi, 1e-8) / 127, 128)
-        grid = grid.clamped(low, high)
+        reader_grid = next((grid for grid in grids if grid is not None), None)
+        grid = _calibrated_grid(max(observed[0], low), min(observed[1], high), reader_grid).clamped(low, high)
         report.calibrated_outputs.append(start)
     base = f"{start}/int"
     scale = graph.add_initializer(f"{base}_scale", np.array(grid.scale, np.float32))
@@ -286,10 +308,10 @@ def _quantize_output(graph: _Graph, producer: Any, ranges: dict[str, tuple[float
     nodes = [helper.make_node("QuantizeLinear", [start, scale, zero], [f"{base}_q"], name=f"{base}/quantize")]
     current = f"{base}_q"
     if (grid.low, grid.high) != (0, 255):  # a sub-8-bit grid or an activation bound: integer clamp
-        bounds = [f"{base}_low", f"{base}_high"]
-        graph.graph.initializer.append(helper.make_tensor(bounds[0], TensorProto.UINT8, [], [grid.low]))
-        graph.graph.initializer.append(helper.make_tensor(bounds[1], TensorProto.UINT8, [], [grid.high]))
-        nodes.append(helper.make_node("Clip", [current, *bounds], [f"{base}_clamped"], name=f"{base}/clamp"))
+        limits = [f"{base}_low", f"{base}_high"]
+        graph.graph.initializer.append(helper.make_tensor(limits[0], TensorProto.UINT8, [], [grid.low]))
+        graph.graph.initializer.append(helper.make_tensor(limits[1], TensorProto.UINT8, [], [grid.high]))
+        nodes.append(helper.make_node("Clip", [current, *limits], [f"{base}_clamped"], name=f"{base}/clamp"))
         current = f"{base}_clamped"
     for node in chain:
         if node.op_type in _DATA_MOVEMENT:  # runs on the integers
@@ -321,6 +343,51 @@ def _index(graph: _Graph, node: Any) -> int:
 
 def _remove(graph: _Graph, node: Any) -> None:
     del graph.nodes[_index(graph, node)]
+
+
+def _output_chain(graph: _Graph, start: str) -> tuple[list[Any], float, float]:
+    """The single-reader Relu/Clip/data-movement nodes after ``start``, and the activation bounds they impose."""
+    chain: list[Any] = []
+    low, high = -math.inf, math.inf
+    end = start
+    while end not in graph.outputs and len(graph.consumers.get(end, [])) == 1:
+        node = graph.consumers[end][0]
+        if node.name.endswith("/input_clip") or node.input[0] != end:
+            break  # a layer's input quantizer is the reader, not part of this output
+        if node.op_type == "Relu":
+            low = max(low, 0.0)
+        elif node.op_type == "Clip":
+            node_low = graph.scalar(node.input[1]) if len(node.input) > 1 and node.input[1] else -math.inf
+            node_high = graph.scalar(node.input[2]) if len(node.input) > 2 and node.input[2] else math.inf
+            if node_low is None or node_high is None:
+                break  # bounds computed at run time: leave the Clip in float
+            low, high = max(low, node_low), min(high, node_high)
+        elif node.op_type not in _DATA_MOVEMENT or len(node.output) != 1:
+            break
+        chain.append(node)
+        end = node.output[0]
+    return chain, low, high
+
+
+def _calibrated_grid(low: float, high: float, reader: Grid | None) -> Grid:
+    """An 8-bit grid covering ``low..high``; where it can, a refinement of a reader's grid.
+
+    The reader re-rounds the tensor to its own (coarser) grid. With a step ``reader.scale / k``
+    for an odd k, every midpoint of the reader's grid is a midpoint of ours, so rounding
+    twice gives what rounding once would: that reader stays exact.
+    """
+    low, high = min(low, 0.0), max(high, 0.0)  # zero must be a level (zero padding, ReLU)
+    span = max(high - low, 1e-8)
+    if reader is not None:
+        k = int(255 * reader.scale / span)
+        k -= 1 - k % 2  # the largest odd k that still covers the span
+        if k >= 1:
+            scale = reader.scale / k
+            return Grid(scale, min(255, max(0, int(np.ceil(-low / scale)))))
+    if low >= 0:  # non-negative: all 256 levels above zero
+        return Grid(span / 255, 0)
+    scale = max(-low, high) / 127
+    return Grid(scale, 128)
 
 
 def _rename_input(node: Any, old: str, new: str) -> None:
