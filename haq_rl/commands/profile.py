@@ -2,6 +2,7 @@
 
     haq-rl profile --model mobilenetv2 --input-size 224 --batch 16 --hw bismo-cloud \\
         --compare-table ../shared/reference/haq_mobilenetv2_cloud_latency_table.npy
+    haq-rl profile --model mobilenetv2 --input-size 28 --measure ort-cpu   # time this CPU (cached)
 """
 
 from __future__ import annotations
@@ -48,7 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--model", required=True, help="zoo name or package.module:factory")
     parser.add_argument("--input-size", type=int, required=True, help="input height = width (pixels)")
     parser.add_argument("--batch", type=int, default=None, help="images per batch (default: the profile's)")
-    parser.add_argument("--hw", required=True, help="hardware profile name or path to a YAML")
+    parser.add_argument("--hw", default=None, help="hardware profile name or path to a YAML")
+    parser.add_argument("--measure", default=None, metavar="ort-cpu",
+                        help="measure a lookup profile on this machine instead of --hw: each layer alone, float "
+                             "and fused INT8, in onnxruntime (1 thread); cached per machine and version")
+    parser.add_argument("--repeats", type=int, default=20, help="--measure: runs per median (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="--measure: folder for profile.yaml + table.csv (default: the haq-rl cache)")
+    parser.add_argument("--no-progress", action="store_true", help="--measure: no progress bar")
     parser.add_argument("--in-channels", type=int, default=None,
                         help="input channels (default 3 for input size >= 64, else 1)")
     parser.add_argument("--num-classes", type=int, default=None,
@@ -90,18 +98,77 @@ def _write_csv(path: Path, table, w_list: list[int], a_list: list[int]) -> None:
     write_text_atomic(path, stream.getvalue())  # never a half-written CSV
 
 
+def _measured_profile(args: argparse.Namespace) -> Path:
+    """``--measure``: the cached measured profile of this model, machine and onnxruntime, or a new one."""
+    from haq_rl.hardware.measured import PROFILE_FILE, TARGETS, cache_key, measure_profile
+
+    if args.measure not in TARGETS:
+        raise ConfigError(f"--measure {args.measure!r}: the measurable targets are {', '.join(TARGETS)}")
+    if args.hw is not None:
+        raise ConfigError("--measure and --hw exclude each other: --measure writes the profile --hw would name")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats} must be positive")
+    batch = 1 if args.batch is None else args.batch
+    if args.input_size < 1 or batch < 1:
+        raise ConfigError(f"--input-size {args.input_size} and --batch {batch} must be positive")
+    specs, in_channels = _model_specs(args, batch)
+    key = cache_key(specs, batch, args.repeats)
+    if args.out is not None:
+        folder = args.out
+    else:
+        from haq_rl.cache import cache_dir
+
+        folder = cache_dir("measured", args.measure, f"{args.model.replace(':', '_').replace('/', '_')}"
+                           f"-{args.input_size}px-b{batch}-{key}")
+    profile = folder / PROFILE_FILE
+    stamp = folder / "key.txt"
+    if profile.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        print(f"reusing the measured profile {profile} (same model, batch, machine and onnxruntime)")
+        return profile
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(specs), desc=f"timing layers on {args.measure}", unit="layer",
+              disable=args.no_progress or None) as bar:
+        measure_profile(specs, batch, folder, model_name=f"{args.model} {in_channels}x{args.input_size}px",
+                        repeats=args.repeats, progress=lambda done: bar.update(done - bar.n))
+    from haq_rl.fileio import write_text_atomic
+
+    write_text_atomic(stamp, key + "\n")  # last: a profile without its key is measured again
+    print(f"wrote the measured profile {profile}")
+    return profile
+
+
+def _model_specs(args: argparse.Namespace, batch: int) -> tuple[list, int]:
+    big = args.input_size >= 64
+    in_channels = args.in_channels or (3 if big else 1)
+    num_classes = args.num_classes or (1000 if big else 10)
+    from haq_rl.models import (  # torch: imported only here
+        build_model,
+        extract_layer_specs,
+        load_weights,
+    )
+
+    model = build_model(args.model, num_classes=num_classes, in_channels=in_channels, input_size=args.input_size)
+    if args.weights is not None:  # fail on weights of another architecture before costing
+        load_weights(model, args.weights, model_name=f"model {args.model!r}")
+    return extract_layer_specs(model, (in_channels, args.input_size, args.input_size), batch=batch), in_channels
+
+
 def run(args: argparse.Namespace) -> int:
     from haq_rl.hardware import CostTable, compare_tables, describe, load_profile
 
+    if args.measure is not None:
+        args.hw = str(_measured_profile(args))
+        if args.batch is None:
+            args.batch = 1
+    elif args.hw is None:
+        raise ConfigError("give --hw PROFILE (a name or a YAML) or --measure ort-cpu")
     profile = load_profile(args.hw)
     if args.input_size < 1:
         raise ConfigError(f"--input-size {args.input_size} must be positive")
     batch = profile.batch if args.batch is None else args.batch
     if batch < 1:
         raise ConfigError(f"--batch {batch} must be positive")
-    big = args.input_size >= 64
-    in_channels = args.in_channels or (3 if big else 1)
-    num_classes = args.num_classes or (1000 if big else 10)
     w_list = parse_bits(args.w_bits, "--w-bits", profile.min_bits, profile.max_bits) if args.w_bits \
         else list(range(profile.min_bits, profile.max_bits + 1))
     a_list = parse_bits(args.a_bits, "--a-bits", profile.min_bits, profile.max_bits) if args.a_bits \
@@ -109,17 +176,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare_table is not None and not args.compare_table.is_file():
         raise MissingPathError(f"--compare-table: file not found: {args.compare_table}")
 
-    from haq_rl.models import (  # torch: imported only here
-        build_model,
-        extract_layer_specs,
-        load_weights,
-    )
-
-    model = build_model(args.model, num_classes=num_classes, in_channels=in_channels,
-                        input_size=args.input_size)
-    if args.weights is not None:  # fail on weights of another architecture before costing
-        load_weights(model, args.weights, model_name=f"model {args.model!r}")
-    specs = extract_layer_specs(model, (in_channels, args.input_size, args.input_size), batch=batch)
+    specs, in_channels = _model_specs(args, batch)
     table = CostTable.build(specs, profile, max_bits=max(8, profile.max_bits))
 
     print(f"{args.model} at {in_channels}x{args.input_size}x{args.input_size}, batch {batch}: {describe(specs, batch)}")

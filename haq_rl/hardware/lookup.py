@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -26,6 +27,10 @@ from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.hardware.layer_spec import LayerSpec
 
 logger = logging.getLogger(__name__)
+
+class MeasuredElsewhereWarning(UserWarning):
+    """A measured lookup table comes from another machine or onnxruntime version."""
+
 
 _ENERGY_TO_UJ = {"uJ": 1.0, "mJ": 1e3, "nJ": 1e-3, "pJ": 1e-6}
 
@@ -83,6 +88,11 @@ def lookup_costs(specs: Sequence[LayerSpec], params: Mapping[str, Any], max_bits
     a clock.
     """
     path = Path(params["table"])
+    from haq_rl.hardware.measured import check_measured_on_this_machine
+
+    mismatch = check_measured_on_this_machine(dict(params), f"lookup table {path}")
+    if mismatch is not None:  # still usable (the ranking may carry over), but say so
+        warnings.warn(mismatch, MeasuredElsewhereWarning, stacklevel=2)
     latency, energy = read_table(path, [s.name for s in specs])
     if latency.shape[0] != len(specs):
         raise DataFormatError(f"lookup table {path} has {latency.shape[0]} layers but the model "

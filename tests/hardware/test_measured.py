@@ -1,0 +1,103 @@
+"""haq-rl profile --measure ort-cpu: a lookup profile timed on this machine in onnxruntime."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from haq_rl.cli import main  # noqa: E402
+from haq_rl.hardware import CostTable, load_profile  # noqa: E402
+from haq_rl.hardware.layer_spec import LayerSpec  # noqa: E402
+from haq_rl.hardware.lookup import MeasuredElsewhereWarning  # noqa: E402
+from haq_rl.hardware.measured import layer_model, measure_profile  # noqa: E402
+
+CONV = LayerSpec(name="c", kind="conv", in_channels=8, out_channels=16, kernel=3, stride=2, groups=1,
+                 in_h=14, in_w=14, out_h=7, out_w=7)
+DEPTHWISE = LayerSpec(name="d", kind="depthwise", in_channels=16, out_channels=16, kernel=3, stride=1, groups=16,
+                      in_h=7, in_w=7, out_h=7, out_w=7)
+LINEAR = LayerSpec(name="fc", kind="linear", in_channels=16, out_channels=10, kernel=1, stride=1, groups=1,
+                   in_h=1, in_w=1, out_h=1, out_w=1)
+SPECS = [CONV, DEPTHWISE, LINEAR]
+
+
+def test_layer_models_fuse_into_integer_kernels(tmp_path):
+    import onnx
+    import onnxruntime
+
+    for spec, kernel in ((CONV, "QLinearConv"), (DEPTHWISE, "QLinearConv"), (LINEAR, "QGemm")):
+        data, x = layer_model(spec, 2, integer=True)
+        options = onnxruntime.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"{spec.name}.onnx")
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        assert kernel in {node.op_type for node in onnx.load(tmp_path / f"{spec.name}.onnx").graph.node}
+        float_data, float_x = layer_model(spec, 2, integer=False)
+        float_out = onnxruntime.InferenceSession(float_data, providers=["CPUExecutionProvider"]).run(
+            None, {"x": float_x})[0]
+        assert session.run(None, {"x": x})[0].shape == float_out.shape  # the spec's output shape
+        if spec.kind != "linear":
+            assert float_out.shape[2:] == (spec.out_h, spec.out_w)
+
+
+def test_measured_profile_is_a_lookup_profile(tmp_path):
+    path = measure_profile(SPECS, 1, tmp_path, model_name="tiny", repeats=2, warmup=1)
+    profile = load_profile(path)
+    assert profile.cost_model == "lookup" and profile.params["unit"] == "ms"
+    assert profile.params["onnxruntime"] and profile.params["machine"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MeasuredElsewhereWarning)  # same machine: no warning
+        table = CostTable.build(SPECS, profile, max_bits=8)
+    latency = table.latency_ms
+    assert np.isfinite(latency).all() and (latency > 0).all()
+    # No kernel below 8 bits: every weight width costs the INT8 container.
+    assert np.allclose(latency[:, 1:, 7], latency[:, 7:8, 7])
+
+
+def test_other_machine_warns_naming_both(tmp_path):
+    path = measure_profile(SPECS, 1, tmp_path, model_name="tiny", repeats=1, warmup=0)
+    text = path.read_text().replace('onnxruntime: "', 'onnxruntime: "0.1-')
+    text = text.replace('machine: "', 'machine: "Other CPU; ')
+    path.write_text(text)
+    with pytest.warns(MeasuredElsewhereWarning) as caught:
+        CostTable.build(SPECS, load_profile(path), max_bits=8)
+    message = str(caught[0].message)
+    assert "Other CPU" in message and "this one" in message and "0.1-" in message
+
+
+def test_cli_measures_once_then_reuses(tmp_path, capsys):
+    args = ["profile", "--model", "lenet5", "--input-size", "28", "--measure", "ort-cpu", "--repeats", "2",
+            "--out", str(tmp_path / "m"), "--no-progress"]
+    assert main(args) == 0
+    assert "wrote the measured profile" in capsys.readouterr().out
+    table = (tmp_path / "m" / "table.csv").read_text()
+    assert main(args) == 0
+    assert "reusing the measured profile" in capsys.readouterr().out
+    assert (tmp_path / "m" / "table.csv").read_text() == table
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.endswith(".tmp")]
+
+
+def _error(args: list[str], capsys) -> str:
+    assert main(args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
+    base = ["profile", "--model", "lenet5", "--input-size", "28"]
+    assert "--measure 'gpu'" in _error([*base, "--measure", "gpu"], capsys)
+    assert "exclude each other" in _error([*base, "--measure", "ort-cpu", "--hw", "bops"], capsys)
+    assert "--repeats 0" in _error([*base, "--measure", "ort-cpu", "--repeats", "0"], capsys)
+    assert "--hw PROFILE" in _error(base, capsys)
+    # A corrupt table: one line.
+    path = measure_profile([CONV], 1, tmp_path, model_name="tiny", repeats=1, warmup=0)
+    (tmp_path / "table.csv").write_text("layer,w_bits,a_bits,latency\nc,8,8,fast\n")
+    assert "bad row" in _error([*base, "--hw", str(path)], capsys)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert "pip install 'haq-rl[export]'" in _error([*base, "--measure", "ort-cpu", "--out",
+                                                    str(tmp_path / "x")], capsys)
