@@ -259,3 +259,28 @@ def lr_multiplier(step: int, total: int, warmup: int, kind: str) -> float:
         return 1.0 if kind == "steps" else (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> None:
+    """Replace every BatchNorm's running statistics by their plain average over ``batches``
+    (forward passes in train mode, nothing else trained); the model is left in eval mode.
+
+    What a quantized model needs after its weights or activations changed: the statistics
+    the float model (or a supernet's mix of widths) gathered no longer fit it.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.eval()
+    for m in norms:
+        m.train()
+    try:
+        for inputs in batches:
+            model(inputs)
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()

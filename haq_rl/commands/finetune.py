@@ -12,7 +12,7 @@ from haq_rl.training import DEVICE_NAMES
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``finetune`` with the top-level parser."""
     from haq_rl.finetune import FinetuneConfig
-    from haq_rl.finetune.config import OPTIMIZERS, QUANTIZERS
+    from haq_rl.finetune.config import OPTIMIZERS, QUANTIZERS, STARTS
 
     defaults = FinetuneConfig()
     parser = subparsers.add_parser(
@@ -25,7 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("source", metavar="RUN_DIR_OR_POLICY_JSON",
                         help="a search run directory or a policy JSON")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help="fine-tune epochs over search_train (default %(default)s)")
+                        help="fine-tune epochs over search_train; 0 measures the starting model as it is "
+                             "(default %(default)s)")
+    parser.add_argument("--start", choices=STARTS, default=defaults.start,
+                        help="the model to start from: float, supernet (its shared weights and the policy's "
+                             "learned steps) or auto: supernet when the search's reward came from it "
+                             "(default %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
                         help="peak learning rate of the weights, cosine schedule (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
@@ -93,7 +98,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from haq_rl.finetune import FinetuneConfig
 
     common = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
-              "compare": not args.no_compare, "fold_bn": args.fold_bn}
+              "compare": not args.no_compare, "fold_bn": args.fold_bn, "start": args.start}
     if args.legacy_recipe:
         lr_given = args.lr != FinetuneConfig().lr
         return FinetuneConfig.legacy(**common, **({"lr": args.lr} if lr_given else {}))
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     env = metrics["env"]
     print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
           f"{config.epochs} epoch(s), {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
-          f"distill {config.distill:g}; accuracy on the test split "
+          f"distill {config.distill:g}, from the {metrics['start']} model; accuracy on the test split "
           f"(float row: pretrained, not fine-tuned)")
     print_rows(metrics["rows"])
     margin = metrics.get("searched_vs_uniform4")

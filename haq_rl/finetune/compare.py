@@ -17,7 +17,7 @@ from haq_rl.finetune.policies import (
     ratio_or_none,
     uniform_policy,
 )
-from haq_rl.finetune.qat import finetune_policy, test_loader
+from haq_rl.finetune.qat import finetune_policy, resolved_start, test_loader
 from haq_rl.finetune.resolve import resolve_env, resolve_policy_source
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
@@ -113,6 +113,9 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
             "haq_rl_version": __version__,
             "env": spec.to_dict(),
             "finetune": config.to_dict(),
+            # "accuracy_before" of each row is the starting model's: with the supernet start,
+            # the retraining-free accuracy (0 epochs) beside the fine-tuned one.
+            "start": resolved_start(task, config),
             "accuracy_split": "test",
             "finetune_split": "search_train",
             "float_row": "pretrained accuracy, not fine-tuned",

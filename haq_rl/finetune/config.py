@@ -21,6 +21,11 @@ METRICS_FORMAT_VERSION = 1
 #: QAT quantizers (haq_rl.quant.qat.QAT_QUANTIZERS; repeated here so the config stays torch-light).
 QUANTIZERS = ("lsq", "max_abs", "pact")
 OPTIMIZERS = ("adam", "sgd")
+#: Where a fine-tune starts: ``float`` (the task's float model, quantized per policy),
+#: ``supernet`` (the task's supernet: its shared weights and the policy's learned steps,
+#: BatchNorm re-estimated for the policy) or ``auto`` (supernet when the task's reward
+#: came from it, ``reward_source`` supernet or predictor, else float).
+STARTS = ("auto", "float", "supernet")
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ class FinetuneConfig:
     calibrated clips, cross-entropy, SGD at lr 5e-3).
 
     Arguments:
-        epochs: passes over ``search_train`` (>= 1).
+        epochs: passes over ``search_train`` (>= 0; 0 measures the starting model as it
+            is: post-training quantization from ``float``, "retraining-free" from ``supernet``).
         lr: peak learning rate of the weights (cosine schedule to zero, > 0).
         batch_size: training batch size (>= 2: BatchNorm needs two samples).
         seed: drives the batch order and everything else random in the fine-tune.
@@ -57,6 +63,7 @@ class FinetuneConfig:
         temperature: distillation temperature T (> 0).
         fold_bn: fold BatchNorm into the conv weights before quantizing (as integer-only
             hardware and the ONNX export compute); the folded model trains without BN.
+        start: one of :data:`STARTS`, the model the fine-tune starts from.
     """
 
     epochs: int = 1
@@ -75,6 +82,7 @@ class FinetuneConfig:
     distill: float = 0.0
     temperature: float = 2.0
     fold_bn: bool = False
+    start: str = "auto"
 
     @classmethod
     def legacy(cls, **changes: Any) -> FinetuneConfig:
@@ -89,8 +97,12 @@ class FinetuneConfig:
         return "pact" if self.learnable_clip else self.quantizer
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"epochs={self.epochs!r} must be an integer >= 1")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ConfigError(f"epochs={self.epochs!r} must be an integer >= 0 (0: no training)")
+        if self.start not in STARTS:
+            raise ConfigError(f"start={self.start!r} must be one of {', '.join(STARTS)}")
+        if self.fold_bn and self.start == "supernet":
+            raise ConfigError("fold_bn=true needs start=float: the supernet's steps were learned on unfolded weights")
         _number("lr", self.lr, 0.0, math.inf, low_open=True)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size!r} must be an integer >= 2")
@@ -120,7 +132,7 @@ class FinetuneConfig:
                 "zero_point": self.zero_point, "optimizer": self.optimizer,
                 "weight_decay": float(self.weight_decay), "step_lr_scale": float(self.step_lr_scale),
                 "warmup": float(self.warmup), "distill": float(self.distill),
-                "temperature": float(self.temperature), "fold_bn": self.fold_bn}
+                "temperature": float(self.temperature), "fold_bn": self.fold_bn, "start": self.start}
 
 
 def _number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:

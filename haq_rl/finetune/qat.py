@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from haq_rl.errors import DivergenceError
+from haq_rl.errors import ConfigError, DivergenceError
 from haq_rl.finetune.config import FinetuneConfig, FinetuneResult
 from haq_rl.finetune.train import teacher_logits, train_qat
 from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
@@ -35,12 +35,29 @@ def test_loader(task: Task) -> torch.utils.data.DataLoader:
     return make_loader(task.splits.test, batch_size=256)
 
 
-def prepare_model(task: Task, policy: QuantPolicy, config: FinetuneConfig, device: torch.device) -> nn.Module:
-    """A copy of the task's float model, BN-folded if asked, fake-quantized per ``policy``.
+def resolved_start(task: Task, config: FinetuneConfig) -> str:
+    """``float`` or ``supernet``: ``auto`` follows the task's reward source."""
+    if config.start != "auto":
+        return config.start
+    return "float" if task.spec.reward_source == "post_training" else "supernet"
 
-    Activation clips and weight scales start from the search's calibration, so before any
-    training the model computes what the search scored (up to the BN fold).
+
+def prepare_model(task: Task, policy: QuantPolicy, config: FinetuneConfig, device: torch.device) -> nn.Module:
+    """The model a fine-tune of ``policy`` starts from, fake-quantized per ``policy``.
+
+    From ``float``: a copy of the task's float model, BN-folded if asked; activation clips
+    and weight scales start from the search's calibration, so before any training the
+    model computes what the search scored (up to the BN fold). From ``supernet``: the
+    supernet's shared weights with this policy's learned steps and BatchNorm statistics
+    re-estimated for it, i.e. exactly what the supernet reward scored.
     """
+    if resolved_start(task, config) == "supernet":
+        if config.effective_quantizer != "lsq":
+            raise ConfigError(f"start=supernet needs quantizer=lsq (the supernet's steps are LSQ steps), "
+                              f"not {config.effective_quantizer}")
+        from haq_rl.supernet.handoff import supernet_start
+
+        return supernet_start(task, policy, zero_point=config.zero_point).to(device)
     model = copy.deepcopy(task.model).to(device)
     calibration = [x.to(device) for x in task.calibration_inputs()]
     if config.fold_bn:
@@ -74,7 +91,8 @@ def finetune_policy(task_or_spec: Task | TaskSpec | str | Path, policy: QuantPol
     before = evaluate_accuracy(model, test_split, metric=task.metric)
     train_set = task.splits.search_train
     teacher = teacher_logits(task.model.to(device), train_set, device) if config.distill > 0 else None
-    losses = train_qat(model, train_set, config, device, teacher=teacher, progress=progress, desc=desc)
+    losses = (train_qat(model, train_set, config, device, teacher=teacher, progress=progress, desc=desc)
+              if config.epochs > 0 else [])
     model.eval()
     after = evaluate_accuracy(model, test_split, metric=task.metric)
     _check_not_collapsed(task, desc, before, after)

@@ -35,12 +35,16 @@ def supernet_config(task: Any) -> SupernetConfig:
     return SupernetConfig(epochs=task.spec.supernet_epochs)
 
 
-def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
-    """A :class:`PolicyEvaluator` whose policies switch the supernet's widths."""
+def policy_bn_inputs(task: Any) -> list[torch.Tensor]:
+    """The search-train batches that re-estimate BatchNorm for each policy on the supernet."""
     spec = task.spec
     count = spec.bn_recalibration or SUPERNET_BN_BATCHES
-    bn_inputs = [x for x, _ in task.search_train_batches(spec.reward_batch_size, spec.split_seed + BN_SEED_OFFSET,
-                                                         count)]
+    return [x for x, _ in task.search_train_batches(spec.reward_batch_size, spec.split_seed + BN_SEED_OFFSET, count)]
+
+
+def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
+    """A :class:`PolicyEvaluator` whose policies switch the supernet's widths."""
+    bn_inputs = policy_bn_inputs(task)
     model = trained.supernet.model
     reward_batches = task.reward_batches()
     if any(isinstance(m, nn.Conv2d) for m in model.modules()):

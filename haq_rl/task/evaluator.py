@@ -20,6 +20,7 @@ from torch import nn
 
 from haq_rl.quant import PolicyApplier, QuantConfig, QuantPolicy
 from haq_rl.quant.outputs import logits_of
+from haq_rl.training import reestimate_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -224,14 +225,7 @@ class PolicyEvaluator:
         saved = [(m.momentum, cast(torch.Tensor, m.running_mean).clone(), cast(torch.Tensor, m.running_var).clone(),
                   cast(torch.Tensor, m.num_batches_tracked).clone()) for m in norms]
         try:
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative average over the batches
-                m.train()
-            with torch.no_grad():
-                for inputs in self.bn_batches:
-                    self.model(inputs)
-            self.model.eval()
+            reestimate_batchnorm(self.model, self.bn_batches)
             yield
         finally:
             for m, (momentum, mean, var, tracked) in zip(norms, saved, strict=True):

@@ -1,0 +1,54 @@
+"""From the supernet to the model a user keeps: one policy's weights and steps as a QAT model.
+
+The fine-tune (``FinetuneConfig.start="supernet"``) starts from what the supernet reward
+scored: the shared latent weights, the learned steps of the policy's widths and BatchNorm
+statistics re-estimated for the policy. The result is an ordinary model prepared by
+:func:`haq_rl.quant.prepare_qat` (LSQ quantizers), so training it, saving it as
+``finetuned.pt``, ``evaluate`` and ``export`` are the paths every other model takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from haq_rl.quant import QuantPolicy, prepare_qat
+from haq_rl.quant.layers import quantizable_modules
+from haq_rl.quant.lsq import LSQActQuantizer, LSQWeightQuantizer
+from haq_rl.supernet.reward import policy_bn_inputs, supernet_config
+from haq_rl.supernet.train import train_supernet
+from haq_rl.training import reestimate_batchnorm
+
+
+@torch.no_grad()
+def supernet_start(task: Any, policy: QuantPolicy, zero_point: bool = True, progress: bool = True) -> nn.Module:
+    """The task's supernet at ``policy`` as a model prepared for QAT (LSQ), on the CPU.
+
+    Trains the supernet first when the cache has none. The model computes exactly what the
+    supernet computes at ``policy`` after its BatchNorm re-estimation.
+    """
+    trained = train_supernet(task, supernet_config(task), progress=progress)
+    supernet = trained.supernet
+    policy = supernet.apply(policy)
+    try:
+        reestimate_batchnorm(supernet.model, [x.to(task.device) for x in policy_bn_inputs(task)])
+        steps = supernet.steps_at(policy.w_bits, policy.a_bits)
+        model = supernet.float_model()
+    finally:
+        supernet.restore()
+    # The supernet's weights are on a linear grid whatever the task's weight method (a
+    # k-means codebook of 2^w entries can hold any such grid, so its size cost still holds).
+    config = dataclasses.replace(task.quant_config, weight_method="linear")
+    calibration = [x.to(task.device) for x in task.calibration_inputs()]
+    prepare_qat(model, policy, config, calibration, quantizer="lsq", zero_point=zero_point)
+    for name, module in quantizable_modules(model):
+        weight = module.parametrizations.weight[0]
+        act = module.act_quant
+        assert isinstance(weight, LSQWeightQuantizer) and isinstance(act, LSQActQuantizer)
+        weight.step.copy_(steps[name]["w_step"])
+        act.step.copy_(steps[name]["a_step"])
+        act.zero_point.copy_(steps[name]["a_zero_point"])
+    return model.eval()

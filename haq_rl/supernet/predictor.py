@@ -1,0 +1,226 @@
+"""``reward_source: predictor``: a regressor over per-layer bits fitted on supernet evaluations.
+
+A supernet evaluation is still a forward pass over ``reward_val`` (about a second on a CPU
+core), so an RL agent cannot afford thousands of episodes on it. Once-for-all networks
+(Cai et al., ICLR 2020) fit an accuracy predictor on supernet evaluations of sampled
+sub-networks instead; here the sub-networks are policies. The predictor costs well under a
+millisecond per policy.
+
+The samples: ``samples`` policies with uniformly drawn bits, walled to budgets drawn
+uniformly between the task's minimum achievable ratio and 1, so they cover the region
+every search explores, near each budget's wall. Each is evaluated on the supernet (KL and
+accuracy). The samples are cached next to the supernet (``.npz``, no pickle); the fit is
+cheap and deterministic, so it is redone on load.
+
+Candidate regressors (picked by 5-fold cross-validated Spearman of the reward):
+
+* ``noise``: ridge on each layer's quantization-noise scale ``4^-w`` and ``4^-a`` (the
+  variance of a uniform quantizer's error falls 4x per bit, so an additive noise model
+  of the KL, as HAWQ's second-order analysis implies, is linear in these);
+* ``onehot``: ridge on one-hot widths per layer (an additive table, LIMPQ-style);
+* ``boosting``: gradient-boosted trees on the raw bits (interactions between layers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from haq_rl.errors import BudgetWarning
+from haq_rl.fileio import atomic_write
+from haq_rl.supernet.train import TrainedSupernet
+from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
+from haq_rl.task.scoring import PolicyScorer
+
+logger = logging.getLogger(__name__)
+
+#: Supernet evaluations the predictor is fitted on (the issue's bound: <= 500).
+PREDICTOR_SAMPLES = 200
+PREDICTOR_KINDS = ("noise", "onehot", "boosting")
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class PolicySamples:
+    """Evaluated policies: bits ``[n, layers]`` and their supernet scores ``[n]``."""
+
+    w_bits: np.ndarray
+    a_bits: np.ndarray
+    accuracy: np.ndarray
+    kl: np.ndarray
+
+
+def sample_policies(scorer: PolicyScorer, count: int, seed: int, progress: bool = False) -> PolicySamples:
+    """``count`` walled random policies scored by ``scorer``'s (supernet) evaluator."""
+    rng = np.random.default_rng(seed)
+    low = scorer.minimum_cost() / scorer.reference_cost
+    layers = len(scorer.layer_names)
+    rows_w, rows_a, accuracy, kl = [], [], [], []
+    for _ in tqdm(range(count), desc="evaluating policies for the predictor", disable=not progress, leave=False):
+        budget = float(rng.uniform(min(1.0, low + 0.02), 1.0))
+        w = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
+        a = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
+        with warnings.catch_warnings():  # budgets near the minimum warn by design; these are samples
+            warnings.simplefilter("ignore", BudgetWarning)
+            w, a, _ = scorer.at_budget(budget).apply_wall(w, a)
+        scores = scorer.evaluator.scores(w, a)
+        rows_w.append(w)
+        rows_a.append(a)
+        accuracy.append(scores.accuracy)
+        kl.append(scores.kl)
+    return PolicySamples(np.array(rows_w), np.array(rows_a), np.array(accuracy), np.array(kl))
+
+
+def features(kind: str, w_bits: np.ndarray, a_bits: np.ndarray, bits: range) -> np.ndarray:
+    """The regressor inputs of policies ``[n, layers]`` for predictor ``kind``."""
+    w = np.atleast_2d(w_bits).astype(np.float64)
+    a = np.atleast_2d(a_bits).astype(np.float64)
+    if kind == "noise":
+        return np.hstack([4.0 ** -w, 4.0 ** -a])
+    if kind == "onehot":
+        levels = np.array(list(bits), dtype=np.float64)
+        return np.hstack([(w[:, :, None] == levels).reshape(len(w), -1),
+                          (a[:, :, None] == levels).reshape(len(a), -1)]).astype(np.float64)
+    return np.hstack([w, a])
+
+
+def _regressor(kind: str, seed: int) -> Any:
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import RidgeCV
+
+    if kind == "boosting":
+        return GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                         random_state=seed)
+    return RidgeCV(alphas=np.logspace(-6, 2, 17))
+
+
+class BitsPredictor:
+    """Predicts a policy's supernet accuracy and KL from its bits (one regressor each)."""
+
+    def __init__(self, kind: str, bits: range, seed: int = 0) -> None:
+        self.kind = kind
+        self.bits = bits
+        self.seed = seed
+        self._accuracy = _regressor(kind, seed)
+        self._kl = _regressor(kind, seed)
+
+    def fit(self, samples: PolicySamples) -> BitsPredictor:
+        x = features(self.kind, samples.w_bits, samples.a_bits, self.bits)
+        self._accuracy.fit(x, samples.accuracy)
+        # The KL spans orders of magnitude between 8 and 2 bits: fitting its log keeps the
+        # small differences between good policies, which are the ones a search must order.
+        self._kl.fit(x, np.log(samples.kl + 1e-6))
+        return self
+
+    def predict(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(accuracy, kl) predictions, one per policy row."""
+        x = features(self.kind, w_bits, a_bits, self.bits)
+        kl = np.maximum(np.exp(self._kl.predict(x)) - 1e-6, 0.0)
+        return self._accuracy.predict(x), kl
+
+
+def cross_validated_spearman(kind: str, samples: PolicySamples, bits: range, metric: str, folds: int = 5,
+                             seed: int = 0) -> float:
+    """Spearman between held-out predictions and supernet scores of ``metric``, over ``folds``."""
+    from scipy.stats import spearmanr
+
+    order = np.random.default_rng(seed).permutation(len(samples.kl))
+    predicted = np.zeros(len(order))
+    for fold in range(folds):
+        held = order[fold::folds]
+        kept = np.setdiff1d(order, held)
+        part = PolicySamples(samples.w_bits[kept], samples.a_bits[kept], samples.accuracy[kept], samples.kl[kept])
+        accuracy, kl = BitsPredictor(kind, bits, seed).fit(part).predict(samples.w_bits[held], samples.a_bits[held])
+        predicted[held] = accuracy if metric == "accuracy" else -kl
+    truth = samples.accuracy if metric == "accuracy" else -samples.kl
+    return float(spearmanr(predicted, truth).statistic)
+
+
+class PredictedEvaluator:
+    """The evaluator the scorer reads with ``reward_source: predictor``: scores are predictions.
+
+    It offers what :class:`~haq_rl.task.scoring.PolicyScorer` and the search read of a
+    :class:`PolicyEvaluator` (``scores``, ``float_accuracy``, ``layer_names``, counters,
+    ``pool``); ``source`` is the supernet evaluator it was fitted on.
+    """
+
+    def __init__(self, predictor: BitsPredictor, source: PolicyEvaluator, fit_report: dict[str, Any]) -> None:
+        self.predictor = predictor
+        self.source = source
+        self.fit_report = fit_report
+        self.layer_names = list(source.layer_names)
+        self.float_accuracy = source.float_accuracy
+        self.device = source.device
+        self.applier = source.applier
+        self.pool: Any = None
+        self.evaluations = 0
+        self.cache_hits = 0
+        self.eval_seconds = 0.0
+
+    def scores(self, w_bits: np.ndarray, a_bits: np.ndarray) -> PolicyScores:
+        started = time.perf_counter()
+        accuracy, kl = self.predictor.predict(np.asarray(w_bits), np.asarray(a_bits))
+        self.evaluations += 1
+        self.eval_seconds += time.perf_counter() - started
+        return PolicyScores(accuracy=float(accuracy[0]), kl=float(kl[0]))
+
+    def accuracy(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
+        return self.scores(w_bits, a_bits).accuracy
+
+    def prefetch(self, policies: Any) -> None:
+        """Nothing to prefetch: a prediction costs microseconds."""
+
+
+def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, *,
+                        samples: int = PREDICTOR_SAMPLES, seed: int = 0, progress: bool = True) -> PredictedEvaluator:
+    """Fit (or reload the samples of) the task's predictor; the best kind by cross-validation."""
+    scorer = PolicyScorer.from_task(task, evaluator=source)
+    path = _samples_path(task, trained, samples, seed)
+    data = _read_samples(path, len(scorer.layer_names))
+    if data is None:
+        data = sample_policies(scorer, samples, seed, progress)
+        atomic_write(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
+                                                   accuracy=data.accuracy, kl=data.kl,
+                                                   format_version=np.array(_FORMAT_VERSION)))
+    bits = range(task.spec.min_bits, task.spec.max_bits + 1)
+    metric = task.spec.reward_metric
+    report = {kind: cross_validated_spearman(kind, data, bits, metric, seed=seed) for kind in PREDICTOR_KINDS}
+    best = max(report, key=lambda kind: report[kind])
+    logger.info("predictor fitted on %d supernet evaluations: cross-validated Spearman %s; using %s",
+                len(data.kl), ", ".join(f"{k} {v:.3f}" for k, v in report.items()), best)
+    predictor = BitsPredictor(best, bits, seed).fit(data)
+    return PredictedEvaluator(predictor, source, {"kind": best, "cv_spearman": report, "samples": len(data.kl)})
+
+
+def _samples_path(task: Any, trained: TrainedSupernet, samples: int, seed: int) -> Path:
+    """Next to the supernet, named by what the samples depend on (the cost table included:
+    the wall that shapes them is the task's hardware and objective)."""
+    spec = task.spec
+    key = {"supernet": trained.path.name, "hardware": spec.hardware, "objective": spec.objective,
+           "extra_budgets": spec.extra_budgets, "bn": spec.bn_recalibration, "samples": samples, "seed": seed,
+           "format": _FORMAT_VERSION}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return trained.path.with_name(trained.path.name.replace(".pt", f".samples-{digest}.npz"))
+
+
+def _read_samples(path: Path, layers: int) -> PolicySamples | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            samples = PolicySamples(data["w_bits"], data["a_bits"], data["accuracy"], data["kl"])
+    except (OSError, KeyError, ValueError) as error:
+        logger.warning("ignoring unreadable predictor samples %s (%s): evaluating them again", path, error)
+        return None
+    if samples.w_bits.ndim != 2 or samples.w_bits.shape[1] != layers:
+        return None
+    return samples

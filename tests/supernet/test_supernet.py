@@ -1,0 +1,216 @@
+"""The bit-width supernet: switching, training, cache, resume, reward, hand-off to the fine-tune.
+
+One LeNet-5 latency task (linear weights, activations searched too) trained for one epoch
+(about 10 s on a core) in a cache of this module's own, shared by the tests here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from haq_rl.errors import CheckpointError, ConfigError, PolicyError, UnknownNameError
+from haq_rl.quant import QuantPolicy
+from haq_rl.quant.outputs import logits_of
+from haq_rl.supernet import SupernetConfig, build_supernet, train_supernet
+from haq_rl.supernet.reward import scorer_for_task, supernet_config
+from haq_rl.task import load_task
+
+LENET = "haq_rl/LeNet5Size-v1"
+#: LeNet-5 under a latency budget with linear weights: activations are searched as well,
+#: so every part of the supernet (weight and activation widths) is exercised.
+LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False,
+           "weight_method": "linear", "supernet_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A cache folder of this module's own (the shipped LeNet-5 needs no pretraining)."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("HAQ_RL_CACHE")
+    os.environ["HAQ_RL_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("HAQ_RL_CACHE", None)
+    else:
+        os.environ["HAQ_RL_CACHE"] = previous
+
+
+@pytest.fixture(scope="module")
+def task(cache):
+    return load_task(LENET, reward_source="supernet", **LATENCY)
+
+
+@pytest.fixture(scope="module")
+def trained(task):
+    return train_supernet(task, supernet_config(task), progress=False)
+
+
+def _reward_accuracy(model: torch.nn.Module, task) -> float:
+    correct = total = 0
+    with torch.no_grad():
+        for inputs, labels in task.reward_batches():
+            correct += int((logits_of(model(inputs)).argmax(1) == labels).sum())
+            total += len(labels)
+    return 100.0 * correct / total
+
+
+def test_float_mode_is_the_float_model_and_widths_are_checked(task):
+    supernet = build_supernet(task)
+    inputs = task.reward_batches()[0][0]
+    with torch.no_grad():
+        float_out = task.model(inputs)
+        assert torch.equal(supernet.model(inputs), float_out)  # restored: nothing quantized
+        supernet.set_bits(*supernet.smallest())
+        assert not torch.allclose(supernet.model(inputs), float_out)
+        supernet.restore()
+        assert torch.equal(supernet.model(inputs), float_out)
+    assert supernet.w_choices == [tuple(range(2, 9))] * len(task.layers)
+    w, a = supernet.largest()
+    w[1] = 9
+    with pytest.raises(PolicyError, match="layer 'features.4'.*not 9/8"):
+        supernet.set_bits(w, a)
+
+
+def test_pinned_layers_and_weight_only_tasks_hold_only_8_bits(cache):
+    pinned = build_supernet(load_task(LENET, **{**LATENCY, "pin_first_last": True}))
+    assert pinned.w_choices[0] == pinned.a_choices[-1] == (8,)
+    assert pinned.w_choices[1] == tuple(range(2, 9))
+    weight_only = build_supernet(load_task(LENET))  # the size objective: activations stay at 8
+    assert all(choices == (8,) for choices in weight_only.a_choices)
+
+
+def test_trained_supernet_scores_low_widths_far_better_than_post_training(task, trained):
+    """The point of the supernet: at 2 bits the float weights quantized as they are collapse
+    (LeNet-5 2/2 post-training is near chance), while one epoch of sandwich training keeps
+    most of the accuracy. The margins (20 points, 4x KL; measured 9x) are far beyond the seed noise."""
+    supernet_scorer = scorer_for_task(task, progress=False)
+    post_training = scorer_for_task(task.with_settings(reward_source="post_training"))
+    low = supernet_scorer.uniform(2)
+    ours = supernet_scorer.score(*low, enforce=False)
+    theirs = post_training.score(*low, enforce=False)
+    assert ours["accuracy"] > theirs["accuracy"] + 20
+    assert ours["kl"] * 4 < theirs["kl"]
+    high = supernet_scorer.score(*supernet_scorer.uniform(8), enforce=False)
+    assert high["accuracy"] > ours["accuracy"] and high["kl"] < ours["kl"]
+    assert trained.history["steps"] == 28 and len(trained.history["epoch_losses"]) == 1
+
+
+def test_cache_is_reused_and_a_corrupt_entry_is_retrained(task, trained, caplog):
+    again = train_supernet(task, supernet_config(task), progress=False)
+    assert not again.trained_now and again.path == trained.path
+    assert all(torch.equal(again.supernet.state_dict()[k], v) for k, v in trained.supernet.state_dict().items())
+    data = bytearray(trained.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    trained.path.write_bytes(bytes(data))
+    fresh = train_supernet(task, supernet_config(task), progress=False)
+    assert fresh.trained_now
+    assert "does not match its checksum" in caplog.text and "training it again" in caplog.text
+    # Same recipe, same seed, same machine: the retrained weights are the same.
+    assert all(torch.equal(fresh.supernet.state_dict()[k], v) for k, v in trained.supernet.state_dict().items())
+
+
+def test_a_supernet_of_another_task_is_refused_in_one_line(task, trained, cache):
+    other = load_task(LENET, reward_source="supernet", **{**LATENCY, "min_bits": 3})
+    with pytest.raises(CheckpointError, match="trained for another task: its bit widths") as error:
+        train_supernet(other, supernet_config(other), path=trained.path, progress=False)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow  # two trainings in subprocesses: about 50 s
+def test_killed_training_resumes_to_the_same_weights(task, trained, cache, tmp_path):
+    """kill -9 after a checkpoint, rerun: the result equals the uninterrupted training's."""
+    env = {**os.environ, "HAQ_RL_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    flags = [f"--set={key}={value}" for key, value in LATENCY.items()]
+    command = [sys.executable, "-m", "haq_rl", "supernet", LENET, *flags, "--no-progress"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "supernet").glob("*.partial.pt")) and time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"training ended before its first checkpoint: {process.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the supernet training at step" in resumed.stderr
+    assert not list((tmp_path / "supernet").glob("*.partial.pt"))
+    state = torch.load(tmp_path / "supernet" / trained.path.name, weights_only=True)["state_dict"]
+    expected = trained.supernet.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.allclose(state[k].float(), v.float(), atol=1e-5) for k, v in expected.items())
+
+
+def test_the_finetune_starts_from_exactly_what_the_reward_scored(task, trained):
+    from haq_rl.supernet.handoff import supernet_start
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(2, 9, len(task.layers))
+    a = rng.integers(2, 9, len(task.layers))
+    scores = scorer_for_task(task, progress=False).evaluator.scores(w, a)
+    model = supernet_start(task, QuantPolicy.from_arrays(task.layer_names, w, a), progress=False)
+    assert _reward_accuracy(model, task) == pytest.approx(scores.accuracy, abs=1e-9)
+
+
+def test_predictor_reward_is_fast_and_ranks_like_the_supernet(task, trained):
+    from scipy.stats import spearmanr
+
+    from haq_rl.supernet.predictor import predictor_evaluator, sample_policies
+    from haq_rl.supernet.reward import supernet_evaluator
+
+    source = supernet_evaluator(task, trained)
+    predicted = predictor_evaluator(task, source, trained, samples=40, progress=False)
+    assert predicted.fit_report["samples"] == 40
+    assert max(predicted.fit_report["cv_spearman"].values()) > 0.6
+    # Held-out policies (another seed): the prediction orders them like the supernet does.
+    from haq_rl.task.scoring import PolicyScorer
+
+    held = sample_policies(PolicyScorer.from_task(task, evaluator=source), 15, seed=7)
+    started = time.perf_counter()
+    guesses = [predicted.scores(w, a).kl for w, a in zip(held.w_bits, held.a_bits, strict=True)]
+    per_policy = (time.perf_counter() - started) / 15
+    assert spearmanr(guesses, held.kl).statistic > 0.6
+    assert per_policy < 0.05  # milliseconds, not a forward pass (a loose bound: shared cores)
+
+
+def test_reward_source_is_validated():
+    with pytest.raises(UnknownNameError, match="reward_source 'oracle'"):
+        load_task(LENET, reward_source="oracle")
+    with pytest.raises(ConfigError, match="finetune_steps=5 needs reward_source=post_training"):
+        load_task(LENET, reward_source="supernet", finetune_steps=5)
+    with pytest.raises(ConfigError, match="epochs=0"):
+        SupernetConfig(epochs=0)
+
+
+def test_search_finetune_and_evaluate_on_the_supernet_reward(task, trained, tmp_path, capsys):
+    """The CLI end to end: a search scored by the supernet, then the fine-tune that starts from
+    the supernet (auto) at 0 epochs, i.e. the retraining-free model, then its evaluation."""
+    import json
+
+    from haq_rl.cli import main
+
+    run_dir = tmp_path / "run"
+    flags = [f"--set={key}={value}" for key, value in {**LATENCY, "reward_source": "supernet"}.items()]
+    assert main(["search", LENET, *flags, "--method", "random", "--episodes", "4", "--out", str(run_dir),
+                 "--no-progress"]) == 0
+    assert main(["finetune", str(run_dir), "--epochs", "0", "--no-compare", "--no-progress"]) == 0
+    assert "from the supernet model" in capsys.readouterr().out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["start"] == "supernet"
+    searched = next(row for row in metrics["rows"] if row["name"] == "searched")
+    assert searched["accuracy"] == searched["accuracy_before"]  # 0 epochs: nothing trained
+    assert main(["evaluate", "--checkpoint", str(run_dir / "finetuned.pt")]) == 0
+    assert f"{searched['accuracy']:.2f}" in capsys.readouterr().out
+    # The start is a choice: from the float model the same policy is post-training quantized.
+    assert main(["finetune", str(run_dir), "--epochs", "0", "--no-compare", "--start", "float",
+                 "--out", str(tmp_path / "float"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "float" / "metrics.json").read_text())["start"] == "float"
+    assert main(["finetune", str(run_dir), "--start", "supernet", "--fold-bn", "--no-progress"]) == 2
+    assert "fold_bn=true needs start=float" in capsys.readouterr().err
