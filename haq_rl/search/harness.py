@@ -64,7 +64,8 @@ METHODS = RL_METHODS + BASELINE_METHODS
 #: Methods that search several budgets in one run (``budgets=``, ``--budgets``).
 CONDITIONED_METHODS = RL_METHODS + ("random", "uniform", "hawq", "nsga2")
 
-_SENSITIVITY_OPTIONS: dict[str, Any] = {"probes": 32, "images": 256, "activations": "separate"}
+_SENSITIVITY_OPTIONS: dict[str, Any] = {"probes": 32, "images": 256, "activations": "separate",
+                                        "sensitivity": "hessian"}
 
 #: Settings each method accepts in ``SearchConfig.options`` (``--option KEY=VALUE``), with defaults.
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {
@@ -80,6 +81,9 @@ METHOD_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 ACTIVATION_MODES = ("tied", "separate")
+#: Where the integer program's per-layer prices come from: HAWQ's Hessian traces, or the
+#: task's supernet (an additive fit on its evaluations, LIMPQ-style; haq_rl.supernet.importance).
+SENSITIVITY_SOURCES = ("hessian", "supernet")
 
 
 def _integer_at_least(minimum: int) -> Callable[[Any], bool]:
@@ -91,6 +95,7 @@ _OPTION_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "probes": (_integer_at_least(1), "an integer >= 1"),
     "images": (_integer_at_least(1), "an integer >= 1"),
     "activations": (lambda v: v in ACTIVATION_MODES, "one of " + ", ".join(ACTIVATION_MODES)),
+    "sensitivity": (lambda v: v in SENSITIVITY_SOURCES, "one of " + ", ".join(SENSITIVITY_SOURCES)),
     "startup_trials": (_integer_at_least(1), "an integer >= 1"),
     "population": (_integer_at_least(2), "an integer >= 2"),
     "imitation_steps": (_integer_at_least(0), "an integer >= 0"),

@@ -11,6 +11,9 @@ through the env like an episode. Options (``--option KEY=VALUE``):
 * ``activations``: ``tied`` (w = a per layer priced by the weight sensitivity alone, as
   HAWQ-V3 does) or ``separate`` (activation bits chosen independently, priced by the
   Fisher sensitivity of each layer's input, see :mod:`haq_rl.quant.sensitivity`).
+* ``sensitivity``: ``hessian`` (the above) or ``supernet``: prices fitted on the task's
+  supernet evaluations (:mod:`haq_rl.supernet.importance`), the information the supernet
+  reward gives the RL agent, for the non-RL peer.
 
 The sensitivities are written to ``sensitivity.csv`` in the run directory.
 """
@@ -39,6 +42,16 @@ logger = logging.getLogger(__name__)
 def sensitivity_settings(options: dict[str, Any]) -> tuple[int, int, bool]:
     """``(probes, images, tied)`` from the method options (validated by SearchConfig)."""
     return options["probes"], options["images"], options["activations"] == "tied"
+
+
+def task_sensitivity(setup: SearchSetup, options: dict[str, Any], seed: int, progress: bool = False) -> Any:
+    """The layer prices the options ask for: Hessian (cached) or supernet-fitted."""
+    if options.get("sensitivity", "hessian") == "supernet":
+        from haq_rl.supernet.importance import supernet_sensitivity
+
+        return supernet_sensitivity(setup.task, seed=seed, progress=progress)
+    probes, images, _ = sensitivity_settings(options)
+    return measure_sensitivity(setup, probes, images, seed, progress=progress)
 
 
 def sensitivity_batches(setup: SearchSetup, images: int, seed: int,
@@ -157,8 +170,9 @@ def search_hawq(setup: SearchSetup, config: SearchConfig, recorder: Recorder) ->
     todo = budgets[recorder.count:]
     if not todo:
         return
-    probes, images, tied = sensitivity_settings(config.method_options())
-    sensitivity = measure_sensitivity(setup, probes, images, config.seed, progress=config.progress)
+    options = config.method_options()
+    _, _, tied = sensitivity_settings(options)
+    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     for budget in todo:
         scorer = setup.env.scorer_at(budget) if setup.env.conditioned else setup.scorer

@@ -161,16 +161,16 @@ def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorde
     """
     from haq_rl.search.hawq import (
         integer_program_policy,
-        measure_sensitivity,
         sensitivity_settings,
+        task_sensitivity,
         write_sensitivity,
     )
 
     options = config.method_options()
-    probes, images, tied = sensitivity_settings(options)
+    _, _, tied = sensitivity_settings(options)
     sigma = options["anchor_sigma"]
     env = setup.env
-    sensitivity = measure_sensitivity(setup, probes, images, config.seed, progress=config.progress)
+    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
     write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
     anchors: dict[float, np.ndarray] = {}
     for budget in budgets:

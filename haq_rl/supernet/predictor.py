@@ -183,14 +183,7 @@ class PredictedEvaluator:
 def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, *,
                         samples: int = PREDICTOR_SAMPLES, seed: int = 0, progress: bool = True) -> PredictedEvaluator:
     """Fit (or reload the samples of) the task's predictor; the best kind by cross-validation."""
-    scorer = PolicyScorer.from_task(task, evaluator=source)
-    path = _samples_path(task, trained, samples, seed)
-    data = _read_samples(path, len(scorer.layer_names))
-    if data is None:
-        data = sample_policies(scorer, samples, seed, progress)
-        atomic_write(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
-                                                   accuracy=data.accuracy, kl=data.kl,
-                                                   format_version=np.array(_FORMAT_VERSION)))
+    data = load_or_sample(task, source, trained, samples, seed, progress)
     bits = range(task.spec.min_bits, task.spec.max_bits + 1)
     metric = task.spec.reward_metric
     report = {kind: cross_validated_spearman(kind, data, bits, metric, seed=seed) for kind in PREDICTOR_KINDS}
@@ -199,6 +192,31 @@ def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupe
                 len(data.kl), ", ".join(f"{k} {v:.3f}" for k, v in report.items()), best)
     predictor = BitsPredictor(best, bits, seed).fit(data)
     return PredictedEvaluator(predictor, source, {"kind": best, "cv_spearman": report, "samples": len(data.kl)})
+
+
+def load_or_sample(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, samples: int, seed: int,
+                   progress: bool = False) -> PolicySamples:
+    """The task's cached supernet evaluations of sampled policies, evaluated now if missing."""
+    path = _samples_path(task, trained, samples, seed)
+    data = _read_samples(path, len(source.layer_names))
+    if data is None:
+        data = sample_policies(PolicyScorer.from_task(task, evaluator=source), samples, seed, progress)
+        atomic_write(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
+                                                   accuracy=data.accuracy, kl=data.kl,
+                                                   format_version=np.array(_FORMAT_VERSION)))
+    return data
+
+
+def onehot_table(samples: PolicySamples, bits: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The additive KL table of a ridge fit on one-hot widths: ``(weight, activation)``, each
+    ``[layer, width]`` (a width no sample took gets its neighbours' fit through the ridge prior)."""
+    from sklearn.linear_model import RidgeCV
+
+    x = features("onehot", samples.w_bits, samples.a_bits, range(bits[0], bits[-1] + 1))
+    model = RidgeCV(alphas=np.logspace(-6, 2, 17)).fit(x, samples.kl)
+    layers, width = samples.w_bits.shape[1], len(bits)
+    coefficients = np.asarray(model.coef_).reshape(2, layers, width)
+    return coefficients[0], coefficients[1]
 
 
 def _samples_path(task: Any, trained: TrainedSupernet, samples: int, seed: int) -> Path:

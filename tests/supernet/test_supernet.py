@@ -214,3 +214,23 @@ def test_search_finetune_and_evaluate_on_the_supernet_reward(task, trained, tmp_
     assert json.loads((tmp_path / "float" / "metrics.json").read_text())["start"] == "float"
     assert main(["finetune", str(run_dir), "--start", "supernet", "--fold-bn", "--no-progress"]) == 2
     assert "fold_bn=true needs start=float" in capsys.readouterr().err
+
+
+def test_hawq_prices_layers_on_the_supernet(task, trained, tmp_path):
+    """``hawq --option sensitivity=supernet``: the integer program reads prices fitted on
+    supernet evaluations (non-negative, non-increasing in the bits) and its policy meets
+    the budget like the Hessian one."""
+    import csv
+
+    from haq_rl.search import SearchConfig, run_search
+
+    overrides = {**LATENCY, "reward_source": "supernet"}
+    result = run_search(SearchConfig(env=LENET, env_overrides=overrides, method="hawq", episodes=1,
+                                     options={"sensitivity": "supernet"}, out=str(tmp_path / "h"),
+                                     progress=False))
+    assert result.best_cost_ratio <= 0.4 + 1e-9
+    rows = list(csv.DictReader((result.run_dir / "sensitivity.csv").open()))
+    for layer in {row["layer"] for row in rows}:
+        prices = [float(r["weight_sensitivity"]) for r in rows if r["layer"] == layer]
+        assert all(p >= 0 for p in prices) and prices == sorted(prices, reverse=True)
+    assert any(float(r["weight_sensitivity"]) > 0 for r in rows)
