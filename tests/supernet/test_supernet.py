@@ -234,3 +234,23 @@ def test_hawq_prices_layers_on_the_supernet(task, trained, tmp_path):
         prices = [float(r["weight_sensitivity"]) for r in rows if r["layer"] == layer]
         assert all(p >= 0 for p in prices) and prices == sorted(prices, reverse=True)
     assert any(float(r["weight_sensitivity"]) > 0 for r in rows)
+
+
+def test_gymnasium_and_sb3_checkers_pass_on_the_supernet_reward(trained):
+    """The env contract holds whatever the reward source (the registered MobileNetV2Edge-v2
+    runs the same checks in ``make test-slow``, after its minutes of supernet training)."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env as gym_check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    import haq_rl.env  # noqa: F401  (registers the ids)
+
+    for source in ("supernet", "predictor"):
+        env = gym.make(LENET, **{**LATENCY, "reward_source": source, "reward_metric": "kl"})
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
+        env.reset(seed=0)
+        terminated = False
+        while not terminated:
+            _, reward, terminated, _, info = env.step(env.action_space.sample())
+        assert reward == pytest.approx(-info["kl"]) and info["cost_ratio"] <= 0.4 + 1e-9
