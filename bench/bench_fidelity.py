@@ -10,11 +10,19 @@ look high). Each reward's evaluation time is its median seconds per policy.
 
     .venv/bin/python bench/bench_fidelity.py --budgets 0.3 0.5 0.7 --random 7 --perturbed 4 --jobs 2
 
-Rewards (``reward_metric`` / ``bn_recalibration`` / ``finetune_steps`` of the env spec):
-``accuracy`` (HAQ, today's default) and ``kl`` (minus the KL divergence from the float
+Rewards (``reward_metric`` / ``bn_recalibration`` / ``finetune_steps`` / ``reward_source``
+of the env spec): ``accuracy`` (HAQ) and ``kl`` (minus the KL divergence from the float
 model), each as it is, after BatchNorm re-estimation on 2 search-train batches
-(``_bn``), and after HAQ's short per-policy fine-tune of 16 steps (``_ft16``). One
-evaluation gives both the accuracy and the KL of a setting, so they share its time.
+(``_bn``), after HAQ's short per-policy fine-tune of 16 steps (``_ft16``), on the task's
+bit-width supernet (``_supernet``, docs/supernet.md) and from the predictor fitted on
+supernet evaluations (``_predictor``). One evaluation gives both the accuracy and the KL
+of a setting, so they share its time.
+
+Targets: ``finetuned_test``, the standard fine-tune from the float model (what a search
+on a post-training reward hands over), and with ``--supernet-target`` also
+``finetuned_supernet_test``, the same fine-tune started from the supernet at the policy
+(what a search on the supernet reward hands over, ``FinetuneConfig(start="supernet")``).
+``--settings`` picks the rewards (default: all but ``_ft16``, which costs 20 s a policy).
 """
 
 from __future__ import annotations
@@ -37,12 +45,15 @@ from _common import write_results  # noqa: E402
 from haq_rl.task.spec import DEFAULT_ENV_ID, resolve_spec  # noqa: E402
 
 #: evaluation setting -> env spec overrides; each gives an accuracy and a KL reward.
-SETTINGS: dict[str, dict[str, int]] = {
+SETTINGS: dict[str, dict[str, Any]] = {
     "": {},
     "_bn": {"bn_recalibration": 2},
     "_ft16": {"finetune_steps": 16},
+    "_supernet": {"reward_source": "supernet"},
+    "_predictor": {"reward_source": "predictor"},
 }
-REWARDS = [f"{score}{setting}" for setting in SETTINGS for score in ("accuracy", "kl")]
+DEFAULT_SETTINGS = ["", "_bn", "_supernet", "_predictor"]
+TARGETS = ("finetuned_test", "finetuned_supernet_test")
 
 
 def main() -> None:
@@ -53,21 +64,37 @@ def main() -> None:
     parser.add_argument("--perturbed", type=int, default=4, help="perturbations of the hawq policies per budget")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tune epochs (haq-rl finetune's default)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS),
+                        help="reward settings to score ('' is the plain post-training reward)")
+    parser.add_argument("--supernet-target", action="store_true",
+                        help="also fine-tune every policy from the supernet (finetuned_supernet_test)")
+    parser.add_argument("--name", default="fidelity", help="results file stem")
     args = parser.parse_args()
     torch.set_num_threads(args.jobs)
     policies = _policies(args)
+    for setting in args.settings:  # train / fit what the workers would otherwise each compute
+        started = time.perf_counter()
+        _env_for(args.env, setting)
+        print(f"reward setting {setting or 'post-training'} ready in {time.perf_counter() - started:.0f} s",
+              flush=True)
+    _ENVS.clear()
     context = multiprocessing.get_context("spawn")
     rows: list[dict[str, Any]] = []
+    jobs = [(args.env, args.epochs, p, tuple(args.settings), args.supernet_target) for p in policies]
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context, initializer=_init_worker) as pool:
-        for row in pool.map(_score_policy, [(args.env, args.epochs, p) for p in policies]):
+        for row in pool.map(_score_policy, jobs):
             rows.append(row)
             print({k: v for k, v in row.items() if k not in ("w_bits", "a_bits")}, flush=True)
     command = (f"python bench/bench_fidelity.py --budgets {' '.join(map(str, args.budgets))} "
-               f"--random {args.random} --perturbed {args.perturbed} --jobs {args.jobs}")
-    write_results("fidelity_policies", [{k: v for k, v in r.items() if k not in ("w_bits", "a_bits")}
-                                        for r in rows], "Reward fidelity: one row per policy", command)
-    path = write_results("fidelity", _summary(rows, args.budgets), "Reward fidelity (within-budget Spearman "
-                         "of the reward vs the fine-tuned test accuracy)", command)
+               f"--random {args.random} --perturbed {args.perturbed} --jobs {args.jobs} "
+               f"--settings {' '.join(repr(s) for s in args.settings)}"
+               f"{' --supernet-target' if args.supernet_target else ''} --name {args.name}")
+    write_results(f"{args.name}_policies", [{k: v for k, v in r.items() if k not in ("w_bits", "a_bits")}
+                                            for r in rows], "Reward fidelity: one row per policy", command)
+    targets = [t for t in TARGETS if t in rows[0]]
+    path = write_results(args.name, _summary(rows, args.budgets, args.settings, targets),
+                         "Reward fidelity (within-budget Spearman of the reward vs the fine-tuned test "
+                         "accuracy)", command)
     print(path.read_text())
 
 
@@ -134,14 +161,14 @@ def _env_for(env_id: str, setting: str) -> Any:
     return _ENVS[key]
 
 
-def _score_policy(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
+def _score_policy(job: tuple[str, int, dict[str, Any], tuple[str, ...], bool]) -> dict[str, Any]:
     from haq_rl.finetune import FinetuneConfig, finetune_policy
     from haq_rl.quant import QuantPolicy
 
-    env_id, epochs, policy = job
+    env_id, epochs, policy, settings, supernet_target = job
     w, a = np.asarray(policy["w_bits"]), np.asarray(policy["a_bits"])
     row = dict(policy)
-    for setting in SETTINGS:
+    for setting in settings:
         env = _env_for(env_id, setting)
         started = time.perf_counter()
         scores = env.scorer.evaluator.scores(w, a)
@@ -150,10 +177,15 @@ def _score_policy(job: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
         row[f"kl{setting}"] = -scores.kl
     task = _env_for(env_id, "").task
     quant_policy = QuantPolicy.from_arrays(task.layer_names, w, a)
-    result = finetune_policy(task, quant_policy, FinetuneConfig(epochs=epochs), progress=False)
+    result = finetune_policy(task, quant_policy, FinetuneConfig(epochs=epochs, start="float"), progress=False)
     row["test_before"] = result.accuracy_before
     row["finetuned_test"] = result.accuracy
     row["finetune_s"] = result.wall_time_s
+    if supernet_target:
+        result = finetune_policy(task, quant_policy, FinetuneConfig(epochs=epochs, start="supernet"), progress=False)
+        row["supernet_test_before"] = result.accuracy_before
+        row["finetuned_supernet_test"] = result.accuracy
+        row["finetune_supernet_s"] = result.wall_time_s
     return row
 
 
@@ -164,24 +196,28 @@ def _spearman(x: list[float], y: list[float]) -> float:
     return float(value) if np.isfinite(value) else 0.0
 
 
-def _summary(rows: list[dict[str, Any]], budgets: list[float]) -> list[dict[str, Any]]:
+def _summary(rows: list[dict[str, Any]], budgets: list[float], settings: list[str],
+             targets: list[str]) -> list[dict[str, Any]]:
+    """One row per (reward, target): the within-budget Spearman at each budget and its cost."""
     summary = []
-    base_seconds = statistics.median(r["eval_s"] for r in rows)
-    for reward in REWARDS:
-        entry: dict[str, Any] = {"reward": reward}
-        per_budget = []
-        for budget in budgets:
-            group = [r for r in rows if r["budget"] == budget]
-            value = _spearman([r[reward] for r in group], [r["finetuned_test"] for r in group])
-            entry[f"spearman_{budget}"] = value
-            per_budget.append(value)
-        entry["spearman_mean"] = statistics.mean(per_budget)
-        setting = reward.removeprefix("accuracy").removeprefix("kl")
-        seconds = statistics.median(r[f"eval{setting}_s"] for r in rows)
-        entry["eval_s"] = seconds
-        entry["cost_vs_accuracy"] = seconds / base_seconds
-        entry["policies_per_budget"] = len(rows) // len(budgets)
-        summary.append(entry)
+    base_seconds = statistics.median(r[f"eval{settings[0]}_s"] for r in rows)
+    for setting in settings:
+        for score in ("accuracy", "kl"):
+            reward = f"{score}{setting}"
+            for target in targets:
+                entry: dict[str, Any] = {"reward": reward, "target": target}
+                per_budget = []
+                for budget in budgets:
+                    group = [r for r in rows if r["budget"] == budget]
+                    value = _spearman([r[reward] for r in group], [r[target] for r in group])
+                    entry[f"spearman_{budget}"] = value
+                    per_budget.append(value)
+                entry["spearman_mean"] = statistics.mean(per_budget)
+                seconds = statistics.median(r[f"eval{setting}_s"] for r in rows)
+                entry["eval_s"] = seconds
+                entry["cost_vs_first"] = seconds / base_seconds
+                entry["policies_per_budget"] = len(rows) // len(budgets)
+                summary.append(entry)
     return summary
 
 
