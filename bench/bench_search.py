@@ -15,6 +15,13 @@ With ``--jobs 2`` two searches share the two cores, so ``search_s`` is per searc
 that load; the accuracies do not depend on ``--jobs`` (each search is seeded and runs
 with one torch thread). ``--name`` picks the result files (``results/<name>_runs.*``,
 ``results/<name>.*``) so that several configurations can be kept side by side.
+
+Paired comparison (``results/<name>_paired.*``): each run keeps its fine-tuned model's
+per-image correctness on the test split (``correct.npy`` in its run directory); the first
+method of ``--methods`` is compared with each other one on the same images and seeds:
+the mean difference in points with a 95 % bootstrap interval (images and seeds resampled
+together, 2,000 draws). A win counts only where the interval excludes zero, a tie where it
+holds zero (per seed and over all seeds).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,7 +97,7 @@ def main() -> None:
 def _one_search(args: argparse.Namespace, overrides: dict[str, Any], budget: float, method: str,
                 seed: int) -> dict:
     torch.set_num_threads(args.threads)
-    out = RESULTS / f"{args.name}_runs" / f"b{budget}-{method.replace(':', '-').replace('=', '-')}-s{seed}"
+    out = RESULTS / f"{args.name}_runs" / _run_name(budget, method, seed)
     shutil.rmtree(out, ignore_errors=True)
     name, options = _parse_method(method)
     result = run_search(SearchConfig(
@@ -108,7 +116,79 @@ def _one_search(args: argparse.Namespace, overrides: dict[str, Any], budget: flo
         float_row = next(r for r in metrics["rows"] if r["name"] == "float")
         row.update(test_before=searched["accuracy_before"], finetuned_test=searched["accuracy"],
                    float_test=float_row["accuracy"])
+        np.save(out / "correct.npy", _test_correctness(out))
     return row
+
+
+def _test_correctness(run_dir: Path) -> np.ndarray:
+    """Per test image, whether the run's fine-tuned model classifies it correctly (bool)."""
+    from haq_rl.finetune import load_finetuned, load_quantized_model
+    from haq_rl.finetune.qat import test_loader
+    from haq_rl.quant.outputs import logits_of
+    from haq_rl.task import load_task
+    from haq_rl.task.spec import TaskSpec
+
+    payload = load_finetuned(run_dir / "finetuned.pt")
+    task = load_task(TaskSpec.from_dict(payload["meta"]["env"]))
+    model = load_quantized_model(task, payload)
+    hits = []
+    with torch.no_grad():
+        for inputs, labels in test_loader(task):
+            hits.append((logits_of(model(inputs)).argmax(1) == labels).numpy())
+    return np.concatenate(hits)
+
+
+def _paired(per_run: list[dict], args: argparse.Namespace) -> list[dict]:
+    """The first method minus each other one, same images and seeds, with bootstrap intervals."""
+    reference = args.methods[0]
+    rng = np.random.default_rng(0)
+    rows = []
+    for budget in args.budgets:
+        for method in args.methods[1:]:
+            diffs = []
+            for seed in args.seeds:
+                ours, theirs = (_correct(args, budget, m, seed) for m in (reference, method))
+                if ours is None or theirs is None:
+                    continue
+                diffs.append(100.0 * (ours.astype(float) - theirs.astype(float)))
+            if not diffs:
+                continue
+            table = np.stack(diffs)  # [seeds, images]
+            per_seed = [_interval(row[None], rng) for row in table]
+            mean, low, high = _interval(table, rng)
+            rows.append({"budget": budget, "ours": reference, "peer": method, "seeds": len(diffs),
+                         "diff_mean": mean, "ci_low": low, "ci_high": high,
+                         "verdict": "win" if low > 0 else ("loss" if high < 0 else "tie"),
+                         "per_seed": " / ".join(f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]" for m, lo, hi in per_seed),
+                         "wins_ties_losses": _tally(per_seed)})
+    return rows
+
+
+def _tally(per_seed: list[tuple[float, float, float]]) -> str:
+    wins = sum(1 for _, low, _ in per_seed if low > 0)
+    losses = sum(1 for _, _, high in per_seed if high < 0)
+    return f"{wins}/{len(per_seed) - wins - losses}/{losses}"
+
+
+def _interval(diffs: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> tuple[float, float, float]:
+    """Mean of ``diffs [seeds, images]`` and its 95 % bootstrap interval (seeds and images resampled)."""
+    seeds, images = diffs.shape
+    means = np.empty(draws)
+    for i in range(draws):
+        rows = diffs[rng.integers(0, seeds, seeds)]
+        means[i] = rows[:, rng.integers(0, images, images)].mean()
+    return float(diffs.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _correct(args: argparse.Namespace, budget: float, method: str, seed: int) -> np.ndarray | None:
+    if _parse_method(method)[0] in DETERMINISTIC:
+        seed = args.seeds[0]
+    path = RESULTS / f"{args.name}_runs" / _run_name(budget, method, seed) / "correct.npy"
+    return np.load(path) if path.is_file() else None
+
+
+def _run_name(budget: float, method: str, seed: int) -> str:
+    return f"b{budget}-{method.replace(':', '-').replace('=', '-')}-s{seed}"
 
 
 def _parse_method(text: str) -> tuple[str, dict[str, Any]]:
@@ -171,6 +251,10 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
             summary.append(entry)
     path = write_results(args.name, summary, "Search quality: reward-split accuracy before fine-tuning, "
                          "test accuracy after the same fine-tune", _command(args))
+    paired = _paired(per_run, args)
+    if paired:
+        write_results(f"{args.name}_paired", paired, f"Paired test-image differences, {args.methods[0]} minus each "
+                      "peer (points; 95 % bootstrap interval over images and seeds)", _command(args))
     fidelity = _fidelity(per_run, args.budgets)
     if fidelity:
         write_results(f"{args.name}_fidelity", fidelity, "Reward fidelity among the best policies of every "
@@ -180,7 +264,8 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
 
 def _command(args: argparse.Namespace) -> str:
     sets = "".join(f" --set {item}" for item in args.set)
-    return (f"python bench/bench_search.py --episodes {args.episodes} --seeds {' '.join(map(str, args.seeds))} "
+    env = f" --env {args.env}" if args.env != DEFAULT_ENV_ID else ""
+    return (f"python bench/bench_search.py{env} --episodes {args.episodes} --seeds {' '.join(map(str, args.seeds))} "
             f"--budgets {' '.join(map(str, args.budgets))} --methods {' '.join(args.methods)}{sets} "
             f"--jobs {args.jobs} --name {args.name}")
 
