@@ -131,3 +131,47 @@ def test_bad_steps_are_one_line_errors() -> None:
         LSQActQuantizer(4, signed=False, step=0.1, zero_point=2.0)
     with pytest.raises(PolicyError, match="signed activation needs >= 2 bits"):
         LSQActQuantizer(1, signed=True, step=0.1)
+
+
+def _composed_lsq(x, step, qmin, qmax, gradient_scale, zero_point=None, channel_axis=None):
+    """LSQ written as a composition of differentiable ops: the reference of the fused node."""
+    from haq_rl.quant.lsq import grad_scale, round_ste
+
+    s = grad_scale(step, gradient_scale).abs().clamp_min(1e-8)
+    if channel_axis is not None and s.numel() > 1:
+        shape = [1] * x.dim()
+        shape[channel_axis] = -1
+        s = s.reshape(shape)
+    else:
+        s = s.reshape(())
+    v = x / s
+    if zero_point is None:
+        return round_ste(torch.clamp(v, qmin, qmax)) * s
+    z = round_ste(grad_scale(zero_point, gradient_scale).clamp(qmin, qmax)).reshape(())
+    return round_ste(torch.clamp(v, qmin - z, qmax - z)) * s
+
+
+@pytest.mark.parametrize("case", ["per_tensor", "per_channel", "zero_point", "negative_step"])
+def test_fused_lsq_equals_the_composed_ops_in_values_and_gradients(case: str) -> None:
+    generator = torch.Generator().manual_seed(3)
+    x0 = torch.randn(6, 4, 5, 5, generator=generator) * 2
+    grad_out = torch.randn(6, 4, 5, 5, generator=generator)
+    per_channel = case == "per_channel"
+    step0 = torch.rand(6, generator=generator) * 0.5 + 0.1 if per_channel else torch.tensor(0.37)
+    if case == "negative_step":
+        step0 = -step0
+    zero0 = torch.tensor(-1.3) if case == "zero_point" else None
+    results = []
+    for function in (lsq_fake_quantize, _composed_lsq):
+        x = x0.clone().requires_grad_(True)
+        step = step0.clone().requires_grad_(True)
+        zero = zero0.clone().requires_grad_(True) if zero0 is not None else None
+        out = function(x, step, -4, 3, 0.125, zero, 0 if per_channel else None)
+        (out * grad_out).sum().backward()
+        results.append((out.detach(), x.grad, step.grad, None if zero is None else zero.grad))
+    fused, composed = results
+    for ours, reference in zip(fused, composed, strict=True):
+        if reference is None:
+            assert ours is None
+        else:
+            assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
