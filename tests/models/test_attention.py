@@ -18,6 +18,7 @@ from haq_rl.models import (
     extract_layer_specs,
     make_attention_explicit,
 )
+from haq_rl.quant import QuantPolicy
 from haq_rl.report import load_run, policy_table, write_report
 from haq_rl.search import SearchConfig, run_search
 from haq_rl.task import Task
@@ -141,3 +142,25 @@ def test_vit_weights_from_nn_multiheadattention_load_through_the_cli(tmp_path, c
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert np.allclose(model(x).numpy(), original.eval()(x).numpy(), atol=1e-5)
+
+
+def test_the_supernet_trains_and_scores_an_attention_model(vit_task, tmp_path, monkeypatch):
+    """Task.from_model models, attention included, get a supernet like the registered envs:
+    its reward at 8 bits is near float, and the fine-tune starts from exactly what it scored."""
+    from haq_rl.supernet.handoff import supernet_start
+    from haq_rl.supernet.reward import scorer_for_task
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
+    task = vit_task.with_settings(reward_source="supernet", supernet_epochs=1)
+    scorer = scorer_for_task(task, progress=False)
+    high = scorer.score(*scorer.uniform(8), enforce=False)
+    low = scorer.score(*scorer.uniform(2), enforce=False)
+    assert high["kl"] < low["kl"] and high["accuracy"] > scorer.evaluator.float_accuracy - 10
+    w, a = scorer.uniform(4)
+    model = supernet_start(task, QuantPolicy.from_arrays(task.layer_names, w, a), progress=False)
+    correct = total = 0
+    with torch.no_grad():
+        for inputs, labels in task.reward_batches():
+            correct += int((model(inputs).argmax(1) == labels).sum())
+            total += len(labels)
+    assert 100.0 * correct / total == pytest.approx(scorer.evaluator.scores(w, a).accuracy)
