@@ -8,6 +8,7 @@ haq_rl/LeNet5Size-v1; the SIGKILL-at-random-points part is marked slow.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import pickle
@@ -113,6 +114,40 @@ def test_unsearched_budget_reads_only_the_actor(conditioned_rl_run, tmp_path, ca
     assert json.loads(capsys.readouterr().out)["cost_ratio"] <= 0.42 + 1e-9
 
 
+def test_payloads_in_the_cache_and_in_finetuned_pt_never_run(tmp_path, monkeypatch, capsys, caplog):
+    """Nothing in $HAQ_RL_CACHE (a float model, the dataset and sensitivity npz) or in a
+    run's finetuned.pt runs code when search, finetune, evaluate, export or pretrain read it."""
+    from haq_rl.data import loaders
+    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
+    loaders._load_mnist5k.cache_clear()  # this process read the dataset from another cache
+    marker = tmp_path / "PAYLOAD_RAN"
+    lenet = ["--set", "model=lenet5", "--set", "pin_first_last=false", "--no-progress"]  # linear weights: exports
+    run = tmp_path / "run"
+    assert main(["search", "--method", "hawq", "--out", str(run), *lenet]) == 0
+    assert main(["finetune", str(run), "--epochs", "0", "--no-progress"]) == 0
+    arrays = [*(cache / "sensitivity").glob("*.npz"), cache / "datasets" / "mnist5k-v1.npz"]
+    assert len(arrays) == 2 and all(path.is_file() for path in arrays)
+    for path in arrays:
+        np.savez(path, layer_names=np.array([_Payload(marker)], dtype=object))
+    for path in (run / "finetuned.pt", cached_checkpoint_path(PretrainConfig(model="lenet5"))):
+        torch.save({"format_version": 1, "state_dict": _Payload(marker), "meta": _Payload(marker)}, path)
+    loaders._load_mnist5k.cache_clear()  # read the planted file, not this process's copy
+    assert main(["search", "--method", "hawq", "--out", str(tmp_path / "again"), *lenet]) == 0
+    assert main(["evaluate", str(run / "best_policy.json"), "--checkpoint", str(run / "finetuned.pt")]) == 2
+    if importlib.util.find_spec("onnxruntime") is not None:
+        assert main(["export", str(run), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert main(["finetune", str(run), "--epochs", "0", "--out", str(tmp_path / "ft"), "--no-progress"]) == 0
+    assert main(["pretrain", "--model", "lenet5", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert not marker.exists()
+    read = " ".join(record.getMessage() for record in caplog.records)  # each planted file was read, and refused
+    assert "unreadable sensitivity cache" in read and "unreadable dataset cache" in read
+    assert "unusable cached checkpoint" in read
+
+
 # ------------------------------------------------------------------ 2: torn rows
 def test_torn_last_row_is_cut_before_the_resume_appends(random_run, tmp_path, caplog):
     run = _copy(random_run, tmp_path)
@@ -216,6 +251,31 @@ def test_read_only_cache_without_the_model_fails_before_training(tmp_path, monke
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only cache, even for root
     with pytest.raises(ConfigError, match="read-only"):
         get_pretrained(PretrainConfig(model="lenet5", seed=123))  # not a shipped model: it would train
+
+
+def test_a_read_only_cache_with_the_model_is_read_without_a_lock(tmp_path, monkeypatch):
+    """A complete shared cache nobody may write: the model is read, no lock file is opened
+    for writing (root ignores modes, so the cache's open() refuses writes here)."""
+    import builtins
+
+    from haq_rl import cache as cache_module
+    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, get_pretrained, pretrain
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    config = PretrainConfig(model="lenet5", epochs=1)  # not a shipped model: it comes from the cache
+    path = cached_checkpoint_path(config)
+    pretrain(config, out=path, progress=False)
+    before = sorted(p.name for p in path.parent.iterdir())
+
+    def read_only_open(file, mode="r", *args, **kwargs):
+        if set(mode) & set("wax+"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "open", read_only_open, raising=False)
+    _, meta = get_pretrained(config)
+    assert meta["source"] == "cache"
+    assert sorted(p.name for p in path.parent.iterdir()) == before  # no .lock was made
 
 
 # ------------------------------------------------------------------ 4, 5: flags
@@ -350,6 +410,24 @@ def test_failed_commands_leave_no_lock_or_folder(random_run, tmp_path, capsys):
     assert list(out_dir.iterdir()) == []
 
 
+def test_a_search_writes_nothing_while_it_sets_up(tmp_path, monkeypatch):
+    """The run directory is made only once the task is ready, so a search killed (or
+    failing) while it loads the model and data leaves nothing behind."""
+    from haq_rl.env import factory
+
+    out = tmp_path / "run"
+    seen: list[bool] = []
+    real = factory.env_for_task
+
+    def last_setup_step(*args, **kwargs):
+        seen.append(out.exists())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(factory, "env_for_task", last_setup_step)
+    assert main(["search", LENET, "--method", "random", "--episodes", "1", "--out", str(out), "--no-progress"]) == 0
+    assert seen == [False] and (out / "config.json").is_file()
+
+
 def test_a_finished_command_leaves_no_lock(random_run):
     assert not (random_run / ".lock").exists()
 
@@ -426,3 +504,11 @@ def test_bad_yaml_and_code_needing_checkpoints_are_short_lines(tmp_path, capsys)
     line = _one_line_error(capsys)
     assert "would run code" in line and "weights_only=False" not in line
     assert not marker.exists()
+
+
+def test_a_size_search_summary_prints_no_latency(tmp_path, capsys):
+    """A size profile models no latency: the summary leaves it out instead of 'latency nan ms'."""
+    assert main(["search", LENET, "--method", "random", "--episodes", "1", "--out", str(tmp_path / "run"),
+                 "--no-progress"]) == 0
+    summary = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("best policy"))
+    assert "size" in summary and "latency" not in summary and "nan" not in summary

@@ -124,6 +124,23 @@ def test_divergence_is_one_line_naming_the_layer_and_writes_nothing(task: Task, 
     assert not (tmp_path / FINETUNED_FILE).exists()
 
 
+def test_a_collapse_to_chance_is_one_line_and_writes_nothing(task: Task, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finite but broken training (every logit equal after the epoch) stops like a NaN does."""
+    def collapse(model: torch.nn.Module, *args: object, **kwargs: object) -> list[float]:
+        _, last = quantizable_modules(model)[-1]
+        with torch.no_grad():
+            last.parametrizations.weight.original.zero_()  # latent weights 0: quantized weights 0
+            last.bias.zero_()
+        return [1.0]
+
+    monkeypatch.setattr("haq_rl.finetune.qat.train_qat", collapse)
+    with pytest.raises(DivergenceError, match=r"collapsed to chance: test accuracy \d+\.\d% -> \d+\.\d%") as info:
+        _finetuned(task, tmp_path, FinetuneConfig(compare=False))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / FINETUNED_FILE).exists()
+
+
 def test_recipe_recovers_2_bit_accuracy(task: Task) -> None:
     result = finetune_policy(task, uniform_policy(task, 2), FinetuneConfig(), progress=False)
     assert result.accuracy > result.accuracy_before + 5

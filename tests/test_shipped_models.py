@@ -141,3 +141,17 @@ def test_pretrain_cli_reports_a_shipped_model_and_force_retrains(empty_cache, ca
     assert cached_checkpoint_path(config).exists()
     _, meta = get_pretrained(config)
     assert meta["source"] == "cache" and meta["replaces_shipped"] is True
+
+
+def test_config_json_names_the_float_model_by_its_digest(empty_cache, tmp_path):
+    """Two runs can be told apart by their float model: config.json records its source and
+    the SHA-256 of its weights, the manifest's for a shipped model."""
+    from haq_rl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["search", "haq_rl/LeNet5Size-v1", "--method", "random", "--episodes", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    record = json.loads((out / "config.json").read_text())["float_model"]
+    manifest = json.loads((SHIPPED_DIR / "manifest.json").read_text())["models"]
+    assert record["source"] == "shipped"
+    assert record["weights_sha256"] == manifest[PretrainConfig(model="lenet5").short_hash()]["weights_sha256"]

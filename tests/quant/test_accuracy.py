@@ -27,10 +27,11 @@ def test_uniform_policies_mobilenetv2(pretrained_mobilenetv2, mnist5k_splits) ->
             acc[bits] = evaluate_accuracy(model, loader)
     assert float_acc > 90.0
     assert acc[8] >= float_acc - 0.5, (float_acc, acc)
-    # 4/4 post-training loses 2.3 points on one machine's pretrained model (95.8 -> 93.5)
-    # and 6.7 on another's (96.8 -> 90.1): the float model a machine trains differs in how
-    # well it survives 4 bits. Still far above 2/2 (chance).
-    assert acc[4] >= float_acc - 8.0, (float_acc, acc)
+    # The shipped float model (the same on every machine) loses 0.9 points at 4/4 post-training
+    # (98.5 -> 97.6, mse clips). Another CPU's float rounding can flip a few borderline images
+    # (0.1 point each), so 3 points leaves room for that; machine-trained models lost 2.3 to
+    # 6.7 points here, and a broken quantizer falls far below (3/3 max-abs: 31 %).
+    assert acc[4] >= float_acc - 3.0, (float_acc, acc)
     assert acc[2] < float_acc - 5.0, (float_acc, acc)  # visibly worse
     assert evaluate_accuracy(model, loader) == float_acc  # shared fixture restored
 
