@@ -12,7 +12,7 @@ import numpy as np
 from haq_rl.errors import ConfigError, HaqError, MissingDependencyError, UnknownNameError
 
 if TYPE_CHECKING:
-    from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
+    from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores, ScoresSource
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,21 @@ def open_pool(evaluator: PolicyEvaluator, workers: int, backend: str = "process"
 
 
 @contextlib.contextmanager
-def attached_pool(evaluator: PolicyEvaluator, workers: int, backend: str = "process",
+def attached_pool(evaluator: ScoresSource, workers: int, backend: str = "process",
                   ray_address: str | None = None) -> Iterator[EvaluationPool | None]:
-    """``evaluator`` evaluates through a new pool inside the block; the workers stop after it."""
+    """``evaluator`` evaluates through a new pool inside the block; the workers stop after it.
+
+    An evaluator that is no :class:`PolicyEvaluator` (the predictor reward: microseconds per
+    policy) gets no pool: workers would only add the cost of shipping the policies.
+    """
+    from haq_rl.task.evaluator import PolicyEvaluator
+
+    if not isinstance(evaluator, PolicyEvaluator):
+        check_backend(workers, backend, ray_address)
+        if workers > 1:
+            logger.warning("the predictor reward evaluates in place: --workers %d is not used", workers)
+        yield None
+        return
     pool = open_pool(evaluator, workers, backend, ray_address)
     evaluator.pool = pool
     try:

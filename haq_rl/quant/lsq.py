@@ -109,9 +109,8 @@ class _LSQFakeQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, step: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None,
                 qmin: int, qmax: int, gradient_scale: float, channel_axis: int | None) -> torch.Tensor:
-        low, high = (qmin, qmax) if z is None else (qmin - z, qmax - z)
         v = x / s
-        q = torch.round(torch.clamp(v, low, high))
+        q = torch.round(_clamp_to_grid(v, qmin, qmax, z))
         ctx.save_for_backward(x, step, s, z if z is not None else torch.empty(0))
         ctx.has_zero = z is not None
         ctx.bounds = (qmin, qmax)
@@ -123,10 +122,10 @@ class _LSQFakeQuantize(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, step, s, z = ctx.saved_tensors
         qmin, qmax = ctx.bounds
-        low, high = (qmin, qmax) if not ctx.has_zero else (qmin - z, qmax - z)
+        zero = z if ctx.has_zero else None
         v = x / s
-        inside = (v >= low) & (v <= high)
-        q = torch.round(torch.clamp(v, low, high))
+        q = torch.round(_clamp_to_grid(v, qmin, qmax, zero))
+        inside = (v >= qmin) & (v <= qmax) if zero is None else (v >= qmin - zero) & (v <= qmax - zero)
         grad_x = grad * inside if ctx.needs_input_grad[0] else None
         grad_step = None
         if ctx.needs_input_grad[1]:
@@ -143,6 +142,13 @@ class _LSQFakeQuantize(torch.autograd.Function):
         if ctx.has_zero and ctx.needs_input_grad[3]:
             grad_z = -(grad * torch.where(inside, 0.0, s)).sum().reshape(z.shape)
         return grad_x, grad_step, None, grad_z, None, None, None, None
+
+
+def _clamp_to_grid(v: torch.Tensor, qmin: int, qmax: int, zero: torch.Tensor | None) -> torch.Tensor:
+    """``v`` (in grid units) clamped to the integer range, shifted by the zero point if any."""
+    if zero is None:
+        return torch.clamp(v, qmin, qmax)
+    return torch.clamp(v, qmin - zero, qmax - zero)
 
 
 def _sign_ste(w: torch.Tensor) -> torch.Tensor:

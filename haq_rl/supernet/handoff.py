@@ -45,7 +45,7 @@ def supernet_start(task: Any, policy: QuantPolicy, zero_point: bool = True, prog
     calibration = [x.to(task.device) for x in task.calibration_inputs()]
     prepare_qat(model, policy, config, calibration, quantizer="lsq", zero_point=zero_point)
     for name, module in quantizable_modules(model):
-        weight = module.parametrizations.weight[0]
+        weight = module.parametrizations.weight[0]  # type: ignore[union-attr,index]
         act = module.act_quant
         assert isinstance(weight, LSQWeightQuantizer) and isinstance(act, LSQActQuantizer)
         weight.step.copy_(steps[name]["w_step"])

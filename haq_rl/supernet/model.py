@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 import numpy as np
 import torch
@@ -179,8 +179,8 @@ class BitSupernet:
         """Per layer, the learned steps (and zero point) of the given widths."""
         out: dict[str, dict[str, torch.Tensor]] = {}
         for name, w, a in zip(self.layer_names, w_bits, a_bits, strict=True):
-            wq = self._weights[name].quantizers[str(int(w))]
-            aq = self._acts[name].quantizers[str(int(a))]
+            wq = cast(LSQWeightQuantizer, self._weights[name].quantizers[str(int(w))])
+            aq = cast(LSQActQuantizer, self._acts[name].quantizers[str(int(a))])
             out[name] = {"w_step": wq.step.detach().clone(), "a_step": aq.step.detach().clone(),
                          "a_zero_point": aq.zero_point.detach().clone()}
         return out
@@ -217,9 +217,3 @@ def bit_choices(layer_count: int, pinned: np.ndarray, min_bits: int, max_bits: i
 
 def _span(choices: tuple[int, ...]) -> str:
     return f"{min(choices)}..{max(choices)}" if len(choices) > 1 else str(choices[0])
-
-
-def describe(supernet: BitSupernet) -> dict[str, Any]:
-    """Plain description of what the supernet holds (for its metadata)."""
-    return {"layers": supernet.layer_names, "w_choices": [list(c) for c in supernet.w_choices],
-            "a_choices": [list(c) for c in supernet.a_choices]}

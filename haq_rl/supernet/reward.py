@@ -73,7 +73,7 @@ def scorer_for_task(task: Any, progress: bool = True) -> PolicyScorer:
     if source == "predictor":
         from haq_rl.supernet.predictor import predictor_evaluator
 
-        evaluator = predictor_evaluator(task, evaluator, trained, progress=progress)
+        return PolicyScorer.from_task(task, evaluator=predictor_evaluator(task, evaluator, trained, progress=progress))
     return PolicyScorer.from_task(task, evaluator=evaluator)
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -39,6 +39,24 @@ class PolicyScores:
 
     accuracy: float
     kl: float
+
+
+class ScoresSource(Protocol):
+    """What :class:`~haq_rl.task.scoring.PolicyScorer` reads of an evaluator: a
+    :class:`PolicyEvaluator`, or the predictor of :mod:`haq_rl.supernet.predictor`."""
+
+    layer_names: list[str]
+    float_accuracy: float
+    device: torch.device
+    applier: Any
+    pool: Any
+    evaluations: int
+    cache_hits: int
+    eval_seconds: float
+
+    def scores(self, w_bits: np.ndarray, a_bits: np.ndarray) -> PolicyScores: ...
+
+    def prefetch(self, policies: Sequence[tuple[np.ndarray, np.ndarray]]) -> None: ...
 
 
 class PolicyEvaluator:

@@ -27,7 +27,7 @@ from haq_rl.task.budget import (
     room_warning,
     uniform_bits,
 )
-from haq_rl.task.evaluator import PolicyEvaluator
+from haq_rl.task.evaluator import PolicyEvaluator, ScoresSource
 from haq_rl.task.spec import OBJECTIVES, REWARD_METRICS, is_weight_only
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class PolicyScorer:
     (:class:`~haq_rl.errors.BudgetWarning`) when the budget leaves almost no room.
     """
 
-    def __init__(self, evaluator: PolicyEvaluator, cost_table: CostTable, *, objective: str = "latency",
+    def __init__(self, evaluator: ScoresSource, cost_table: CostTable, *, objective: str = "latency",
                  budget: float = 0.5, min_bits: int = 2, max_bits: int = 8, pin_first_last: bool = True,
                  reward_metric: str = "accuracy", extra_budgets: Mapping[str, float] | None = None) -> None:
         if objective not in OBJECTIVES:
@@ -256,7 +256,7 @@ class PolicyScorer:
         return [self.score(w, a, enforce) for w, a in policies]
 
     @classmethod
-    def from_task(cls, task: Any, evaluator: PolicyEvaluator | None = None) -> PolicyScorer:
+    def from_task(cls, task: Any, evaluator: ScoresSource | None = None) -> PolicyScorer:
         """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward.
 
         ``evaluator`` None builds the post-training one; the supernet and predictor reward
