@@ -25,7 +25,7 @@ import json
 import random
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from haq_rl.agent.noise import TruncatedNormalNoise
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError, DataFormatError, MissingPathError
 from haq_rl.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from haq_rl.agent.algos import HaqAlgorithmMixin
 
 AGENT_FORMAT_VERSION = 1
 
@@ -97,12 +100,14 @@ def load_agent(agent_path: Path, replay_path: Path, env: Any) -> Any:
         window = model._stats_window_size
         model.ep_info_buffer = deque(counters["ep_info_buffer"], maxlen=window)
         model.ep_success_buffer = deque(counters["ep_success_buffer"], maxlen=window)
-        model.anchor_sigma = float(counters["anchor_sigma"])
-        model.elite_imitation_steps = int(counters["elite_imitation_steps"])
+        haq = cast("HaqAlgorithmMixin", model)  # make_agent builds HaqDDPG, HaqTD3 or HaqSAC
+        haq.anchor_sigma = float(counters["anchor_sigma"])
+        haq.elite_imitation_steps = int(counters["elite_imitation_steps"])
         if payload.get("anchor") is not None:
-            model.anchor_actions = payload["anchor"].numpy()
+            haq.anchor_actions = payload["anchor"].numpy()
         if payload.get("elite") is not None:
-            model.elite = tuple(part.numpy() for part in payload["elite"])
+            observations, actions = (part.numpy() for part in payload["elite"])
+            haq.elite = (observations, actions)
         if "noise" in counters and isinstance(model.action_noise, TruncatedNormalNoise):
             model.action_noise.episodes = int(counters["noise"]["episodes"])
             model.action_noise._rng.bit_generator.state = counters["noise"]["rng"]
