@@ -162,8 +162,6 @@ def test_torn_last_row_is_cut_before_the_resume_appends(random_run, tmp_path, ca
     assert main(["search", "--resume", str(run), "--no-progress"]) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="haq_rl/search/rl.py start_agent resumes an agent checkpointed after "
-                   "5 episodes over a log of 3 rows and numbers the next rows from 3 (rows lost, exit 0)")
 def test_a_log_with_fewer_rows_than_the_checkpoint_is_refused(conditioned_rl_run, tmp_path, capsys):
     """Rows under the agent's checkpoint were lost (a log someone cut): resuming would record
     other rows in their place, so the resume refuses with one line and leaves the log as is."""
