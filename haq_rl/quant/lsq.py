@@ -88,12 +88,29 @@ def lsq_fake_quantize(x: torch.Tensor, step: torch.Tensor, qmin: int, qmax: int,
         s = s.reshape(shape)
     else:
         s = s.reshape(())
+    wants_grad = torch.is_grad_enabled() and (
+        x.requires_grad or step.requires_grad or (zero_point is not None and zero_point.requires_grad))
+    if not wants_grad:
+        return _native_fake_quantize(x, s, zero_point, qmin, qmax, channel_axis)
     if zero_point is None:
         z = None
     else:
         # The integer zero point: rounded straight-through, its gradient scaled like the step's.
         z = round_ste(grad_scale(zero_point, gradient_scale).clamp(qmin, qmax)).reshape(())
     return _LSQFakeQuantize.apply(x, step, s, z, qmin, qmax, gradient_scale, channel_axis)
+
+
+def _native_fake_quantize(x: torch.Tensor, s: torch.Tensor, zero_point: torch.Tensor | None, qmin: int, qmax: int,
+                          channel_axis: int | None) -> torch.Tensor:
+    """The same grid through torch's fused inference kernels (no gradient needed): what
+    evaluations, the supernet reward and the exported model's check run, one kernel per
+    tensor instead of four."""
+    z = 0 if zero_point is None else int(torch.round(zero_point.detach().clamp(qmin, qmax)))
+    if s.dim() == 0:
+        return torch.fake_quantize_per_tensor_affine(x, float(s), z, qmin, qmax)
+    scales = s.detach().reshape(-1).to(torch.float32)
+    zeros = torch.full_like(scales, z, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(x, scales, zeros, int(channel_axis or 0), qmin, qmax)
 
 
 class _LSQFakeQuantize(torch.autograd.Function):

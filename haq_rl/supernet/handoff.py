@@ -18,7 +18,7 @@ from torch import nn
 from haq_rl.quant import QuantPolicy, prepare_qat
 from haq_rl.quant.layers import quantizable_modules
 from haq_rl.quant.lsq import LSQActQuantizer, LSQWeightQuantizer
-from haq_rl.supernet.reward import policy_bn_inputs, supernet_config
+from haq_rl.supernet.reward import evaluation_layout, policy_bn_inputs, supernet_config
 from haq_rl.supernet.train import train_supernet
 from haq_rl.training import reestimate_batchnorm
 
@@ -34,9 +34,10 @@ def supernet_start(task: Any, policy: QuantPolicy, zero_point: bool = True, prog
     supernet = trained.supernet
     policy = supernet.apply(policy)
     try:
-        reestimate_batchnorm(supernet.model, [x.to(task.device) for x in policy_bn_inputs(task)])
+        inputs = evaluation_layout(supernet.model, [x.to(task.device) for x in policy_bn_inputs(task)])
+        reestimate_batchnorm(supernet.model, inputs)
         steps = supernet.steps_at(policy.w_bits, policy.a_bits)
-        model = supernet.float_model()
+        model = supernet.float_model().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     finally:
         supernet.restore()
     # The supernet's weights are on a linear grid whatever the task's weight method (a

@@ -44,14 +44,10 @@ def policy_bn_inputs(task: Any) -> list[torch.Tensor]:
 
 def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
     """A :class:`PolicyEvaluator` whose policies switch the supernet's widths."""
-    bn_inputs = policy_bn_inputs(task)
     model = trained.supernet.model
-    reward_batches = task.reward_batches()
-    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        # Depthwise convolutions run ~3x faster channels-last on the CPU (see training.py).
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        bn_inputs = [_channels_last(x) for x in bn_inputs]
-        reward_batches = [(_channels_last(x), y) for x, y in reward_batches]
+    bn_inputs = evaluation_layout(model, policy_bn_inputs(task))
+    reward_batches = list(zip(evaluation_layout(model, [x for x, _ in task.reward_batches()]),
+                              [y for _, y in task.reward_batches()], strict=True))
     return PolicyEvaluator(model, trained.supernet.layer_names, reward_batches=reward_batches,
                            calibration_inputs=[], quant_config=task.quant_config, device=task.device,
                            bn_batches=bn_inputs, metric=task.metric, applier=trained.supernet,
@@ -77,5 +73,12 @@ def scorer_for_task(task: Any, progress: bool = True) -> PolicyScorer:
     return PolicyScorer.from_task(task, evaluator=evaluator)
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+def evaluation_layout(model: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Convolutional supernets evaluate channels-last (depthwise convolutions run ~3x faster
+    so on the CPU, see training.py): ``model`` is converted in place and ``inputs`` returned
+    so. One home for it: the fine-tune's start re-estimates BatchNorm in the same layout,
+    so it reproduces the reward's statistics to the bit."""
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return inputs
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs]

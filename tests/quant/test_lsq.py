@@ -175,3 +175,20 @@ def test_fused_lsq_equals_the_composed_ops_in_values_and_gradients(case: str) ->
             assert ours is None
         else:
             assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["per_tensor", "per_channel", "zero_point"])
+def test_inference_kernels_compute_the_training_grid(case: str) -> None:
+    """Without gradients the quantizer runs torch's fused kernels: the same grid as the
+    training path (x / s there, x * (1 / s) in the kernel: at most a rare one-step flip)."""
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(8, 6, 7, 7, generator=generator) * 3
+    per_channel = case == "per_channel"
+    step = (torch.rand(8, generator=generator) * 0.5 + 0.1) if per_channel else torch.tensor(0.29)
+    zero = torch.tensor(-2.2) if case == "zero_point" else None
+    step.requires_grad_(True)
+    trained = lsq_fake_quantize(x, step, -8, 7, 0.1, zero, 0 if per_channel else None)
+    with torch.no_grad():
+        inferred = lsq_fake_quantize(x, step, -8, 7, 0.1, zero, 0 if per_channel else None)
+    differ = ~torch.isclose(trained.detach(), inferred, atol=1e-6)
+    assert float(differ.float().mean()) < 1e-3
