@@ -90,12 +90,25 @@ def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
         cached = _read_cached_sensitivity(path, bits, list(scorer.layer_names))
         if cached is not None:  # the process we waited for computed them
             return cached
-        sensitivity = layer_sensitivity(scorer.evaluator.applier, sensitivity_batches(setup, images, seed), bits,
+        sensitivity = layer_sensitivity(_float_applier(setup), sensitivity_batches(setup, images, seed), bits,
                                         probes=probes, seed=seed, progress=progress)
         arrays = {"layer_names": np.array(sensitivity.layer_names), "weight": sensitivity.weight,
                   "activation": sensitivity.activation, "hessian_trace": sensitivity.hessian_trace}
         atomic_write(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
     return sensitivity
+
+
+def _float_applier(setup: SearchSetup) -> Any:
+    """A post-training :class:`~haq_rl.quant.PolicyApplier` of the task's float model: the
+    evaluator's own when the reward is post-training, else (a supernet or predictor reward)
+    one built for the measurement: HAWQ's sensitivity is the float model's."""
+    from haq_rl.quant import PolicyApplier
+
+    applier = getattr(setup.scorer.evaluator, "applier", None)
+    if isinstance(applier, PolicyApplier):
+        return applier
+    task = setup.task
+    return PolicyApplier(task.model, [x.to(task.device) for x in task.calibration_inputs()], task.quant_config)
 
 
 def _read_cached_sensitivity(path: Path, bits: tuple[int, ...], layer_names: list[str]) -> Any:

@@ -234,6 +234,12 @@ def test_hawq_prices_layers_on_the_supernet(task, trained, tmp_path):
         prices = [float(r["weight_sensitivity"]) for r in rows if r["layer"] == layer]
         assert all(p >= 0 for p in prices) and prices == sorted(prices, reverse=True)
     assert any(float(r["weight_sensitivity"]) > 0 for r in rows)
+    # The Hessian prices (and so the guided agent's anchor) work on the supernet reward too:
+    # they are the float model's, measured beside the supernet.
+    guided = run_search(SearchConfig(env=LENET, env_overrides=overrides, method="guided", episodes=3,
+                                     options={"probes": 2, "images": 64}, out=str(tmp_path / "g"),
+                                     progress=False))
+    assert guided.best_cost_ratio <= 0.4 + 1e-9 and (guided.run_dir / "sensitivity.csv").is_file()
 
 
 def test_gymnasium_and_sb3_checkers_pass_on_the_supernet_reward(trained):
