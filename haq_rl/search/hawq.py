@@ -49,7 +49,9 @@ def task_sensitivity(setup: SearchSetup, options: dict[str, Any], seed: int, pro
     if options.get("sensitivity", "hessian") == "supernet":
         from haq_rl.supernet.importance import supernet_sensitivity
 
-        return supernet_sensitivity(setup.task, seed=seed, progress=progress)
+        # The prices are the task's, like the supernet they come from: one sample set for
+        # every search seed (and the predictor's, when it was fitted).
+        return supernet_sensitivity(setup.task, progress=progress)
     probes, images, _ = sensitivity_settings(options)
     return measure_sensitivity(setup, probes, images, seed, progress=progress)
 
