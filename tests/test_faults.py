@@ -50,17 +50,29 @@ def _one_line_error(capsys) -> str:
     return lines[0]
 
 
+LINEAR = ["--set", "weight_method=linear"]  # linear weights: the runs export to ONNX
+
+
 @pytest.fixture(scope="module")
 def random_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("faults") / "random"
-    assert main(["search", LENET, "--method", "random", "--episodes", "6", "--out", str(out), "--no-progress"]) == 0
+    assert main(["search", LENET, "--method", "random", "--episodes", "6", *LINEAR, "--out", str(out),
+                 "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def finetuned_run(random_run, tmp_path_factory) -> Path:
+    """random_run, fine-tuned (no epoch): finetuned.pt and metrics.json too."""
+    out = _copy(random_run, tmp_path_factory.mktemp("faults"), "finetuned")
+    assert main(["finetune", str(out), "--epochs", "0", "--no-compare", "--no-progress"]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def conditioned_rl_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("faults") / "conditioned"
-    assert main(["search", LENET, "--method", "ddpg", "--budgets", "0.35,0.5", "--episodes", "5", "--agent",
+    assert main(["search", LENET, "--method", "ddpg", "--budgets", "0.35,0.5", "--episodes", "5", *LINEAR, "--agent",
                  "warmup_episodes=2", "--agent", "hidden_sizes=[16]", "--out", str(out), "--no-progress"]) == 0
     return out
 
@@ -80,30 +92,6 @@ def test_rl_run_directory_holds_no_pickle(conditioned_rl_run):
         assert data["observations"].dtype == np.float32
     for name in ("agent.pt", "actor.pt"):
         torch.load(conditioned_rl_run / name, weights_only=True)
-
-
-@pytest.mark.parametrize("victim", ["actor.pt", "agent.pt", "replay_buffer.npz", *(
-    pytest.param(name, marks=pytest.mark.slow) for name in ("search_state.json", "config.json", "agent.zip",
-                                                           "replay_buffer.pkl"))])
-def test_planted_pickle_payloads_never_run(conditioned_rl_run, tmp_path, capsys, victim):
-    run = _copy(conditioned_rl_run, tmp_path)
-    marker = tmp_path / "PAYLOAD_RAN"
-    path = run / victim
-    if victim.endswith(".pt"):
-        torch.save({"format_version": 1, "config": _Payload(marker), "actor": {}}, path)
-    elif victim.endswith(".npz"):
-        np.savez(path, observations=np.array([_Payload(marker)], dtype=object))
-    else:
-        path.write_bytes(pickle.dumps(_Payload(marker)))
-    codes = [main(["evaluate", str(run), "--budget", "0.42", "--json"]),
-             main(["search", "--resume", str(run), "--episodes", "6", "--no-progress"]),
-             main(["report", str(run), "--out", str(tmp_path / "report")])]
-    capsys.readouterr()
-    assert not marker.exists(), f"the payload in {victim} ran"
-    if victim in ("actor.pt",):
-        assert codes[0] == 2
-    if victim in ("agent.pt", "replay_buffer.npz", "search_state.json", "config.json"):
-        assert codes[1] == 2
 
 
 def test_unsearched_budget_reads_only_the_actor(conditioned_rl_run, tmp_path, capsys):
@@ -351,6 +339,9 @@ def test_corrupt_policy_and_episodes_are_one_line(random_run, tmp_path, capsys):
     write_json_atomic(run / "best_policy.json", policy)
     assert main(["report", str(run)]) == 2
     assert "99" in _one_line_error(capsys)
+    (run / "best_policy.json").write_text('{"layers": {"features.0": "w')  # an unterminated string
+    assert main(["evaluate", str(run / "best_policy.json")]) == 2
+    assert "at at" not in _one_line_error(capsys)  # json's "... starting at" then " at line 1"
     run = _copy(random_run, tmp_path, "cells")
     csv_path = run / "episodes.csv"
     lines = csv_path.read_text().splitlines(keepends=True)
@@ -362,6 +353,150 @@ def test_corrupt_policy_and_episodes_are_one_line(random_run, tmp_path, capsys):
     csv_path.write_text(lines[0])  # a header and no rows
     assert main(["report", str(run)]) == 2
     _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ 1, 7: every file damaged, every command
+#: Every file of a fine-tuned random search and of a conditioned DDPG search (plus the legacy
+#: pickles an old haq-rl wrote, planted), each with the commands that read it and so must
+#: refuse it damaged; the others must not need it. ``search`` refuses them all: the folder
+#: already holds a search.
+RUN_FILES: dict[str, dict[str, set[str]]] = {
+    "finetuned_run": {
+        "config.json": {"resume", "finetune", "evaluate", "report", "export"},
+        "episodes.csv": {"resume", "report"},
+        "best_policy.json": {"finetune", "evaluate", "evaluate --checkpoint", "report", "export"},
+        "finetuned.pt": {"evaluate --checkpoint", "export"},
+        "metrics.json": {"report"},
+    },
+    "conditioned_rl_run": {
+        "config.json": {"resume", "finetune", "evaluate", "report", "export"},
+        "episodes.csv": {"resume", "report"},
+        "front.csv": {"report"},
+        "search_state.json": {"resume"},
+        "agent.pt": {"resume"},
+        "replay_buffer.npz": {"resume"},
+        "actor.pt": {"resume", "evaluate"},  # evaluate rolls the actor out at an unsearched budget
+        "sb3_logs/progress.csv": set(),
+        "budget-0.35/best_policy.json": {"finetune", "export"},
+        "budget-0.5/best_policy.json": {"report"},  # the loosest budget describes the run
+        "agent.zip": set(),
+        "replay_buffer.pkl": set(),
+    },
+}
+LEGACY = {"agent.zip", "replay_buffer.pkl"}  # never written now: only planted as payloads
+DAMAGES = ("garbage", "torn", "empty", "pickle")
+
+
+def _run_commands(run: Path, out: Path, conditioned: bool) -> dict[str, list[str]]:
+    """Each command's line on ``run``; what a command writes goes under ``out``, except the
+    actor's rollout at an unsearched budget, which lives in the run."""
+    budget = ["--budget", "0.35"] if conditioned else []
+    evaluate = ["evaluate", str(run), "--budget", "0.42"] if conditioned else ["evaluate", str(run / "best_policy.json")]
+    commands = {
+        "search": ["search", LENET, "--method", "random", "--episodes", "1", "--out", str(run), "--no-progress"],
+        "resume": ["search", "--resume", str(run), "--episodes", "7", "--no-progress"],
+        "finetune": ["finetune", str(run), *budget, "--epochs", "0", "--no-compare", "--out", str(out / "ft"),
+                     "--no-progress"],
+        "evaluate": evaluate,
+        "report": ["report", str(run), "--out", str(out / "report")],
+        "export": ["export", str(run), *budget, "--out", str(out / "x.onnx")],
+    }
+    if not conditioned:
+        commands["evaluate --checkpoint"] = [*evaluate, "--checkpoint", str(run / "finetuned.pt")]
+    return commands
+
+
+def _damage(path: Path, kind: str, marker: Path) -> None:
+    """Garbage bytes, the first half (torn), nothing, or a pickle payload in the file's own
+    container (a torch file, an npz, plain pickle bytes) at ``path``."""
+    data = path.read_bytes() if path.exists() else b""
+    payload = _Payload(marker)
+    if kind == "garbage":
+        path.write_bytes(b"\x00\xff garbage, \x89PNG\r\n" * 8)
+    elif kind == "torn":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif path.suffix == ".pt":
+        torch.save({"format_version": 1, **dict.fromkeys(("config", "actor", "state_dict", "meta", "policy"),
+                                                         payload)}, path)
+    elif path.suffix == ".npz":
+        np.savez(path, **dict.fromkeys(("observations", "layer_names", "images"), np.array([payload], dtype=object)))
+    else:
+        path.write_bytes(pickle.dumps(payload))
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+def _damaged_run(source: Path, position: str, kind: str, command: str, tmp_path: Path, capsys) -> int:
+    """Run ``command`` on a copy of ``source`` whose ``position`` is damaged; check what every
+    outcome owes (no payload ran; a refusal is one line that changed and left nothing; a
+    success leaves no lock or temporary file, and a resume keeps every row it had) and
+    return the exit code."""
+    work = tmp_path / command.replace(" --", "-")
+    run, out, marker = work / "run", work / "out", work / "PAYLOAD_RAN"
+    shutil.copytree(source, run)
+    out.mkdir()
+    _damage(run / position, kind, marker)
+    before = _tree(run)
+    code = main(_run_commands(run, out, conditioned=(source / "front.csv").exists())[command])
+    assert not marker.exists(), f"the payload in {position} ran"
+    if code == 2:
+        _one_line_error(capsys)
+        assert _tree(run) == before and not any(out.iterdir()), f"{command} failed but changed or left files"
+        return code
+    capsys.readouterr()
+    assert code == 0, code
+    assert not [name for name in _tree(run) if name.endswith((".lock", ".tmp"))]
+    if command == "resume":
+        assert (run / "episodes.csv").read_bytes().startswith((source / "episodes.csv").read_bytes())
+        assert len(read_episode_rows(run / "episodes.csv")) == 7
+    return code
+
+
+def _damage_cases(default: bool) -> list:
+    """(run fixture, position, damage): by default garbage in every position and a payload in
+    every binary one, each run by the commands that read it; the rest is slow."""
+    cases = []
+    for fixture, files in RUN_FILES.items():
+        for position in files:
+            for kind in DAMAGES:
+                binary = position.endswith((".pt", ".npz", ".zip", ".pkl"))
+                fast = (kind == "garbage" and position not in LEGACY) or (kind == "pickle" and binary)
+                if position in LEGACY and kind != "pickle" or fast != default:
+                    continue
+                cases.append(pytest.param(fixture, position, kind, id=f"{fixture.split('_')[0]}-{position}-{kind}"))
+    return cases
+
+
+@pytest.mark.parametrize("fixture, position, kind", _damage_cases(default=True))
+def test_a_damaged_file_is_refused_in_one_line_by_every_command_that_reads_it(request, tmp_path, capsys,
+                                                                              fixture, position, kind):
+    source = request.getfixturevalue(fixture)
+    for command in sorted(RUN_FILES[fixture][position] | {"search"}):
+        assert _damaged_run(source, position, kind, command, tmp_path, capsys) == 2, command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture, position, kind", _damage_cases(default=True) + _damage_cases(default=False))
+def test_every_command_over_every_damaged_file(request, tmp_path, capsys, fixture, position, kind):
+    """Torn and empty files too, and every command, also those that must not need the file."""
+    source = request.getfixturevalue(fixture)
+    readers = RUN_FILES[fixture][position] | {"search"}
+    for command in _run_commands(source, tmp_path, conditioned=(source / "front.csv").exists()):
+        code = _damaged_run(source, position, kind, command, tmp_path, capsys)
+        if kind in ("garbage", "pickle"):  # a torn or empty file may be repaired (a resume) or read whole
+            assert code == (2 if command in readers else 0), command
+
+
+def test_every_file_of_the_runs_is_a_position(finetuned_run, conditioned_rl_run):
+    """RUN_FILES names every file the two runs hold, so a new file gets its damage tests."""
+    for fixture, run in (("finetuned_run", finetuned_run), ("conditioned_rl_run", conditioned_rl_run)):
+        files = {name for name, data in _tree(run).items() if data is not None}
+        assert files == set(RUN_FILES[fixture]) - LEGACY, fixture
 
 
 # ------------------------------------------------------------------ 8: waits are said
@@ -516,6 +651,19 @@ def test_bad_yaml_and_code_needing_checkpoints_are_short_lines(tmp_path, capsys)
     line = _one_line_error(capsys)
     assert "would run code" in line and "weights_only=False" not in line
     assert not marker.exists()
+
+
+def test_a_checkpoint_lacking_a_layer_is_named_as_the_culprit(finetuned_run, tmp_path, capsys):
+    """evaluate --checkpoint of a finetuned.pt whose policy lacks one of the model's layers
+    blames the checkpoint, not the model's layer as an "unknown layer"."""
+    payload = torch.load(finetuned_run / "finetuned.pt", weights_only=True)
+    layers = payload["policy"]["layers"]
+    lost = next(iter(layers))
+    del layers[lost]
+    torch.save(payload, tmp_path / "lacking.pt")
+    assert main(["evaluate", str(finetuned_run / "best_policy.json"), "--checkpoint", str(tmp_path / "lacking.pt")]) == 2
+    line = _one_line_error(capsys)
+    assert "lacking.pt does not fit" in line and f"missing [{lost!r}]" in line and "unknown layer" not in line, line
 
 
 def test_a_size_search_summary_prints_no_latency(tmp_path, capsys):

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from haq_rl.errors import CheckpointError, ConfigError, PolicyError
+from haq_rl.errors import CheckpointError, ConfigError, PolicyError, UnknownNameError
 from haq_rl.finetune.checkpoint import load_finetuned, load_quantized_model
 from haq_rl.finetune.policies import policy_costs, ratio_or_none, uniform_policy
 from haq_rl.finetune.qat import task_of, test_loader
@@ -41,7 +41,12 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
         if saved_model is not None and saved_model != task.spec.model:
             raise CheckpointError(f"{checkpoint} holds a fine-tuned {saved_model!r}, but env "
                                   f"{task.spec.id} uses {task.spec.model!r} (pass --env)")
-        if policy is not None and policy.validate(saved.layer_names, 1, 8) != saved:
+        try:  # the checkpoint against the model first: a layer it lacks is its fault, not the model's
+            saved = saved.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
+        except (PolicyError, UnknownNameError) as error:
+            raise CheckpointError(f"{checkpoint} does not fit {task.spec.model!r}: {error}") from None
+        if policy is not None and policy.validate(task.layer_names, task.quant_config.min_bits,
+                                                  task.quant_config.max_bits) != saved:
             raise PolicyError(f"{checkpoint} was fine-tuned with a different policy than the one given")
         policy = saved
     if policy is None:

@@ -209,8 +209,10 @@ class QuantPolicy:
             raise MissingPathError(f"policy file not found: {path}")
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise PolicyError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except UnicodeDecodeError:
+            raise PolicyError(f"{path} is not a policy file (not UTF-8 text)") from None
+        except json.JSONDecodeError as exc:  # exc.msg may end in "at" ("... starting at")
+            raise PolicyError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         return cls.from_dict(payload)
 
 

@@ -115,10 +115,7 @@ def read_run_policy(path: str | os.PathLike[str], config: RunConfig | None = Non
     from haq_rl.quant import QuantPolicy
 
     path = Path(path)
-    try:
-        policy = QuantPolicy.from_json(path)
-    except UnicodeDecodeError:
-        raise DataFormatError(f"{path} is not a policy file (not UTF-8 text)") from None
+    policy = QuantPolicy.from_json(path)
     if config is None:
         return policy
     try:

@@ -122,7 +122,7 @@ def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
         raise MissingPathError(f"{folder / BEST_POLICY_FILE} not found (is {path} a finished haq-rl search run?)")
     policy = read_run_policy(folder / BEST_POLICY_FILE, run_config)
     metrics = read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).is_file() else None
-    front = pd.read_csv(path / FRONT_FILE) if budgets and (path / FRONT_FILE).is_file() else None
+    front = _read_front(path / FRONT_FILE) if budgets and (path / FRONT_FILE).is_file() else None
     budget_metrics = {b: read_json(budget_folder(path, b) / METRICS_FILE) for b in budgets
                       if (budget_folder(path, b) / METRICS_FILE).is_file()}
     return Run(path=path, config=config, episodes=_read_episodes(path / EPISODES_FILE), policy=policy,
@@ -144,6 +144,24 @@ def _read_episodes(path: Path) -> pd.DataFrame:
         if column.startswith(("w:", "a:")) or column in ("episode", "bits_lowered"):
             if frame[column].notna().all():
                 frame[column] = frame[column].astype(np.int64)
+    return frame
+
+
+#: What the report reads of front.csv, one whole row per budget.
+_FRONT_COLUMNS = ("budget", "episode", "accuracy", "cost_ratio", "mean_w_bits", "mean_a_bits")
+
+
+def _read_front(path: Path) -> pd.DataFrame:
+    """front.csv, checked: a file that is not a table of the front's numbers is one line."""
+    try:
+        frame = pd.read_csv(path)
+        values = frame[list(_FRONT_COLUMNS)].apply(pd.to_numeric)
+        whole = not frame.empty and not values.drop(columns="accuracy").isna().any().any()  # accuracy may be null
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, KeyError, ValueError, TypeError):
+        whole = False
+    if not whole:
+        raise DataFormatError(f"{path} is not a front.csv haq-rl wrote (one whole row per budget with "
+                              f"{', '.join(_FRONT_COLUMNS)})")
     return frame
 
 

@@ -16,9 +16,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from haq_rl.errors import CheckpointError
+from haq_rl.errors import CheckpointError, DataFormatError
 from haq_rl.fileio import file_sha256, read_json, write_json_atomic
-from haq_rl.run.layout import ACTOR_FILE, AGENT_FILE, LEGACY_AGENT_FILES, REPLAY_FILE, STATE_FILE
+from haq_rl.run.episodes import read_episode_rows
+from haq_rl.run.layout import (
+    ACTOR_FILE,
+    AGENT_FILE,
+    EPISODES_FILE,
+    LEGACY_AGENT_FILES,
+    REPLAY_FILE,
+    STATE_FILE,
+)
 
 #: Where each checkpoint file is written before the commit.
 PENDING_FILES = {AGENT_FILE: "agent.pending.pt", ACTOR_FILE: "actor.pending.pt",
@@ -61,6 +69,19 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
             raise CheckpointError(f"{run_dir / final} is not the file the last checkpoint wrote (its sha256 "
                                   f"differs from {STATE_FILE}'s); the run cannot resume")
     return state
+
+
+def refuse_lost_rows(run_dir: Path) -> None:
+    """Refuse to resume a log with fewer rows than the agent's checkpoint (a cut or replaced
+    log): the agent learned from rows that are gone, and resuming would record other rows
+    in their place. Called before the resume touches anything (it cuts a torn row and
+    rewrites the policy files from the log)."""
+    state = read_checkpoint(run_dir)
+    done = int(state["episodes_done"]) if state else 0
+    rows = len(read_episode_rows(run_dir / EPISODES_FILE)) if done else 0
+    if rows < done:
+        raise DataFormatError(f"{run_dir / EPISODES_FILE} holds {rows} episode rows but the agent's checkpoint "
+                              f"is after {done}: rows were lost; restore the file or start a new search")
 
 
 def _synced_digest(path: Path) -> str:

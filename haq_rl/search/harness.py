@@ -48,6 +48,7 @@ from haq_rl.run.layout import (
     budget_policy_path,
 )
 from haq_rl.run.lock import run_lock
+from haq_rl.search.checkpoint import refuse_lost_rows
 from haq_rl.shipped_models import float_model_record
 from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, checked_budgets, resolve_spec
 
@@ -527,6 +528,8 @@ def _search(setup: SearchSetup, started: float, setup_seconds: float, config: Se
             "float_model": float_model_record(task.meta),  # which float model, by its SHA-256
             "reference_cost": scorer.reference_cost, "budget_cost": scorer.budget_cost,
         })
+    if resume:
+        refuse_lost_rows(run_dir)  # before the recorder repairs the log and rewrites the policy files
     bar = EpisodeBar(config.episodes, f"search {config.method}") if config.progress else None
     recorder = Recorder(run_dir, scorer, spec, config, progress=_bar_update(bar) if bar else None)
     if bar is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from haq_rl.env.budgets import scheduled_budget
-from haq_rl.errors import ConfigError, DataFormatError
+from haq_rl.errors import ConfigError
 from haq_rl.fileio import atomic_write
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE
 from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
@@ -131,12 +131,7 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
     run_dir = recorder.run_dir
     state = read_checkpoint(run_dir)
     done = int(state["episodes_done"]) if state else 0
-    if recorder.count < done:
-        # Rows the agent already learned from are gone (a cut or replaced log): resuming
-        # would record other rows in their place. Refuse before anything is written.
-        raise DataFormatError(f"{recorder.log.path} holds {recorder.count} episode rows but the agent's checkpoint "
-                              f"is after {done}: rows were lost; restore the file or start a new search")
-    if recorder.count != done:  # rows written after the last checkpoint are redone
+    if recorder.count != done:  # rows written after the last checkpoint are redone (fewer: refused before)
         recorder.log.truncate(done)
         recorder.reset_from_log()
     anchors: dict[float, np.ndarray] = {float(b): np.asarray(a, dtype=np.float32)
