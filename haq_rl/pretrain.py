@@ -24,6 +24,7 @@ from haq_rl import __version__
 from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError
+from haq_rl.fileio import check_writable_folder
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name
 from haq_rl.seeding import seed_everything
 from haq_rl.shipped_models import shipped_checkpoint, weights_sha256
@@ -145,6 +146,9 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
 
     config = PretrainConfig() if config is None else config
     path = Path(out) if out is not None else cached_checkpoint_path(config)
+    if path.is_dir():
+        raise ConfigError(f"checkpoint path {path} is a folder; give a file name (e.g. {path / 'model.pt'})")
+    check_writable_folder(path.parent, "checkpoint folder")  # before training, not after
     device = resolve_device(config.device)
     start = time.perf_counter()
     seed_everything(config.seed)

@@ -173,15 +173,42 @@ def test_a_log_starting_with_garbage_is_never_appended_to(random_run, tmp_path, 
 
 
 # ------------------------------------------------------------------ 3: file-system faults
-def test_out_is_a_file_or_under_one(random_run, tmp_path, capsys):
+#: Each command with a plain file FILE where it needs a folder: its --out, a folder above its
+#: --out, the run directory it resumes, or $HAQ_RL_CACHE (the last field: the cache is FILE).
+PROFILE_LENET = ["profile", "--model", "lenet5", "--input-size", "28"]
+FILE_FOR_FOLDER = {
+    "search --out FILE": (["search", LENET, "--episodes", "2", "--out", "{file}"], False),
+    "search --out FILE/run": (["search", LENET, "--episodes", "2", "--out", "{file}/run"], False),
+    "search, cache": (["search", LENET, "--episodes", "2", "--out", "{tmp}/run"], True),
+    "resume": (["search", "--resume", "{file}/run"], False),
+    "finetune": (["finetune", "{run}", "--epochs", "0", "--out", "{file}/ft"], False),
+    "finetune, cache": (["finetune", "{run}", "--epochs", "0", "--out", "{tmp}/ft"], True),
+    "evaluate, cache": (["evaluate", "{run}/best_policy.json"], True),
+    "report": (["report", "{run}", "--out", "{file}/r"], False),
+    "export": (["export", "{run}", "--out", "{file}/x.onnx"], False),
+    "export, cache": (["export", "{run}", "--out", "{tmp}/x.onnx"], True),
+    "profile --csv": ([*PROFILE_LENET, "--hw", "size", "--csv", "{file}/t.csv"], False),
+    "profile --measure --out": ([*PROFILE_LENET, "--measure", "ort-cpu", "--out", "{file}/m"], False),
+    "profile --measure, cache": ([*PROFILE_LENET, "--measure", "ort-cpu"], True),
+    "pretrain": (["pretrain", "--model", "lenet5", "--epochs", "1", "--out", "{file}/m.pt"], False),
+    "pretrain, cache": (["pretrain", "--model", "lenet5", "--epochs", "1"], True),
+}
+
+
+@pytest.mark.parametrize("case", FILE_FOR_FOLDER)
+def test_a_file_where_a_folder_should_be_is_one_line(random_run, tmp_path, capsys, monkeypatch, case):
+    """One line naming the file, exit 2, before any work; nothing written anywhere."""
+    args, cache_is_file = FILE_FOR_FOLDER[case]
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for out in (blocker, blocker / "run"):
-        assert main(["search", LENET, "--method", "random", "--episodes", "2", "--out", str(out)]) == 2
-        assert "is a file, not a folder" in _one_line_error(capsys)
-    assert main(["report", str(random_run), "--out", str(blocker / "r")]) == 2
-    _one_line_error(capsys)
-    assert blocker.read_text() == "x"
+    if cache_is_file:
+        monkeypatch.setenv("HAQ_RL_CACHE", str(blocker))
+    for work in ("haq_rl.training.train_epochs", "haq_rl.hardware.measured.measure_profile"):
+        monkeypatch.setattr(work, lambda *args, **kwargs: pytest.fail("the work began before the check"))
+    before = _tree(random_run)
+    assert main([arg.format(file=blocker, tmp=tmp_path, run=random_run) for arg in args]) == 2
+    assert str(blocker) in _one_line_error(capsys)
+    assert blocker.read_text() == "x" and list(tmp_path.iterdir()) == [blocker] and _tree(random_run) == before
 
 
 def test_export_out_an_existing_folder_fails_before_exporting(random_run, tmp_path, capsys):
@@ -190,14 +217,6 @@ def test_export_out_an_existing_folder_fails_before_exporting(random_run, tmp_pa
     assert main(["export", str(random_run), "--out", str(tmp_path)]) == 2
     assert "is a folder" in _one_line_error(capsys)
     assert time.perf_counter() - started < 10  # nothing was built or verified
-
-
-def test_cache_that_is_a_file(random_run, tmp_path, capsys, monkeypatch):
-    cache = tmp_path / "cache"
-    cache.write_text("x")
-    monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
-    assert main(["evaluate", str(random_run / "best_policy.json")]) == 2
-    assert "cache" in _one_line_error(capsys)
 
 
 def _as_nobody() -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from haq_rl.commands._common import weights_path
 from haq_rl.errors import ConfigError, MissingPathError
-from haq_rl.fileio import write_text_atomic
+from haq_rl.fileio import check_writable_folder, write_text_atomic
 
 CSV_COLUMNS = ("layer", "kind", "in_channels", "out_channels", "kernel", "stride", "groups",
                "in_h", "out_h", "batch", "w_bits", "a_bits", "cycles", "latency_ms", "energy_uj",
@@ -157,6 +157,10 @@ def _model_specs(args: argparse.Namespace, batch: int) -> tuple[list, int]:
 def run(args: argparse.Namespace) -> int:
     from haq_rl.hardware import CostTable, compare_tables, describe, load_profile
 
+    if args.out is not None:  # where the results go can take them: checked before any work
+        check_writable_folder(args.out, "--out folder")
+    if args.csv is not None:
+        check_writable_folder(args.csv.expanduser().parent, "--csv folder")
     if args.measure is not None:
         args.hw = str(_measured_profile(args))
         if args.batch is None:
