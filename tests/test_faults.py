@@ -233,31 +233,84 @@ def _as_nobody() -> list[str]:
     return nobody
 
 
-def test_read_only_folders_are_one_line(random_run, tmp_path):
-    base = Path(os.environ.get("TMPDIR", "/tmp")) / f"haq-ro-{os.getpid()}"
-    base.mkdir(mode=0o755)
+#: Runs command lines in one process, each one's stderr apart (one import of haq_rl for all):
+#: prints [[exit code, stderr], ...]; a traceback is the code None.
+_DRIVER = """
+import contextlib, io, json, logging, sys, traceback
+from haq_rl.cli import main
+
+class CurrentStderr:
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        pass
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=CurrentStderr())
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except BaseException:
+            code = None
+            traceback.print_exc()
+    results.append([code, err.getvalue()])
+print(json.dumps(results))
+"""
+
+#: Each command on read-only folders RO (a run directory, the folder of an --out, a complete
+#: $HAQ_RL_CACHE): one that would write there fails in one line (exit 2) before any work;
+#: one that only reads works (exit 0). RW is a folder the child may write.
+READ_ONLY = {
+    "search": (["search", LENET, "--out", "{ro}/new"], 2),
+    "search, cache": (["search", LENET, "--method", "random", "--episodes", "1", "--out", "{rw}/new",
+                       "--no-progress"], 0),  # a complete cache is read
+    "resume": (["search", "--resume", "{ro}/run", "--episodes", "8"], 2),
+    "finetune": (["finetune", "{ro}/run"], 2),
+    "evaluate": (["evaluate", "{ro}/run/best_policy.json"], 0),
+    "evaluate --budget": (["evaluate", "{ro}/conditioned", "--budget", "0.42"], 2),  # the rollout is kept in the run
+    "report": (["report", "{ro}/run"], 2),
+    "export": (["export", "{ro}/run"], 2),  # model.onnx next to the policy
+    "profile --csv": ([*PROFILE_LENET, "--hw", "size", "--csv", "{ro}/t.csv"], 2),
+    "profile --measure, cache": ([*PROFILE_LENET, "--measure", "ort-cpu", "--no-progress"], 2),
+    "pretrain": (["pretrain", "--model", "lenet5", "--epochs", "1", "--out", "{ro}/m.pt", "--no-progress"], 2),
+    "pretrain, cache": (["pretrain", "--model", "lenet5", "--epochs", "1", "--no-progress"], 2),
+}
+
+
+def test_read_only_folders_are_one_line_or_only_read(random_run, conditioned_rl_run):
+    from haq_rl.cache import cache_dir
+
+    ro = Path(os.environ.get("TMPDIR", "/tmp")) / f"haq-ro-{os.getpid()}"  # not under pytest's 0700 folder
+    rw = Path(tempfile.mkdtemp())  # the child's to write, matplotlib's cache too
     try:
-        run = base / "run"
-        shutil.copytree(random_run, run)
-        for path in (base, run, *run.iterdir()):
+        shutil.copytree(random_run, ro / "run")
+        shutil.copytree(conditioned_rl_run, ro / "conditioned")
+        (ro / "cache" / "pretrained").mkdir(parents=True)  # complete for LeNet-5, whose float model ships
+        shutil.copytree(cache_dir("datasets"), ro / "cache" / "datasets")
+        for path in (ro, *ro.rglob("*")):
             path.chmod(0o555 if path.is_dir() else 0o444)
-        scratch = Path(tempfile.mkdtemp())  # matplotlib's own cache, writable by the child
-        scratch.chmod(0o777)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "HAQ_RL_CACHE": str(base / "cache"),
-               "MPLCONFIGDIR": str(scratch)}
-        for args in (["search", LENET, "--out", str(base / "new")],
-                     ["search", "--resume", str(run), "--episodes", "8"],
-                     ["finetune", str(run)], ["report", str(run)]):
-            done = subprocess.run([*_as_nobody(), sys.executable, "-m", "haq_rl", *args], env=env,
-                                  capture_output=True, text=True, timeout=120)
-            assert done.returncode == 2, done.stderr
-            assert len(done.stderr.strip().splitlines()) == 1 and "read-only" in done.stderr, done.stderr
-        assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in random_run.iterdir())
+        rw.chmod(0o777)
+        before = _tree(ro)
+        lines = [[arg.format(ro=ro, rw=rw) for arg in args] for args, _ in READ_ONLY.values()]
+        done = subprocess.run([*_as_nobody(), sys.executable, "-c", _DRIVER, json.dumps(lines)], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                                                           "HAQ_RL_CACHE": str(ro / "cache"), "MPLCONFIGDIR": str(rw)})
+        assert done.returncode == 0, done.stderr[-3000:]
+        for (case, (_, expected)), (code, err) in zip(READ_ONLY.items(), json.loads(done.stdout.splitlines()[-1]),
+                                                      strict=True):
+            errors = [line for line in err.strip().splitlines() if not line.startswith("WARNING")]
+            assert code == expected and len(errors) == (expected == 2), f"{case}: exit {code}\n{err}"
+            # said by the checks made before any work (a write failing after it says "Permission denied")
+            assert expected == 0 or "read-only" in errors[0] or "cannot be made" in errors[0], f"{case}: {err}"
+        assert _tree(ro) == before
     finally:
-        for path in base.rglob("*"):
+        for path in (ro, *ro.rglob("*")):
             path.chmod(0o755)
-        base.chmod(0o755)
-        shutil.rmtree(base)
+        shutil.rmtree(ro)
+        shutil.rmtree(rw)
 
 
 def test_read_only_cache_without_the_model_fails_before_training(tmp_path, monkeypatch):
