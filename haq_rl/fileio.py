@@ -13,11 +13,16 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from haq_rl.errors import ConfigError, DataFormatError, MissingPathError
+
+#: What ``np.load(..., allow_pickle=False)`` raises on a damaged .npy or .npz (torn, emptied,
+#: garbage, or holding objects), and indexing a missing array of an npz.
+NUMPY_READ_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:

@@ -102,9 +102,13 @@ def test_unsearched_budget_reads_only_the_actor(conditioned_rl_run, tmp_path, ca
     assert json.loads(capsys.readouterr().out)["cost_ratio"] <= 0.42 + 1e-9
 
 
-def test_payloads_in_the_cache_and_in_finetuned_pt_never_run(tmp_path, monkeypatch, capsys, caplog):
-    """Nothing in $HAQ_RL_CACHE (a float model, the dataset and sensitivity npz) or in a
-    run's finetuned.pt runs code when search, finetune, evaluate, export or pretrain read it."""
+@pytest.mark.parametrize("kind", ["pickle", *(pytest.param(kind, marks=pytest.mark.slow)
+                                           for kind in ("garbage", "torn", "empty"))])
+def test_damaged_cache_files_and_finetuned_pt_never_run(tmp_path, monkeypatch, capsys, caplog, kind):
+    """Nothing in $HAQ_RL_CACHE (a float model, the dataset and sensitivity npz, a measured
+    profile) or in a run's finetuned.pt runs code or breaks a command when search, finetune,
+    evaluate, export, profile or pretrain read it: a cache entry is made again, a checkpoint
+    is refused in one line."""
     from haq_rl.data import loaders
     from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path
 
@@ -113,27 +117,31 @@ def test_payloads_in_the_cache_and_in_finetuned_pt_never_run(tmp_path, monkeypat
     loaders._load_mnist5k.cache_clear()  # this process read the dataset from another cache
     marker = tmp_path / "PAYLOAD_RAN"
     lenet = ["--set", "model=lenet5", "--set", "pin_first_last=false", "--no-progress"]  # linear weights: exports
+    measure = [*PROFILE_LENET, "--measure", "ort-cpu", "--repeats", "1", "--no-progress"]
     run = tmp_path / "run"
     assert main(["search", "--method", "hawq", "--out", str(run), *lenet]) == 0
     assert main(["finetune", str(run), "--epochs", "0", "--no-progress"]) == 0
+    assert main(measure) == 0
     arrays = [*(cache / "sensitivity").glob("*.npz"), cache / "datasets" / "mnist5k-v1.npz"]
-    assert len(arrays) == 2 and all(path.is_file() for path in arrays)
-    for path in arrays:
-        np.savez(path, layer_names=np.array([_Payload(marker)], dtype=object))
-    for path in (run / "finetuned.pt", cached_checkpoint_path(PretrainConfig(model="lenet5"))):
-        torch.save({"format_version": 1, "state_dict": _Payload(marker), "meta": _Payload(marker)}, path)
-    loaders._load_mnist5k.cache_clear()  # read the planted file, not this process's copy
+    measured = [*(cache / "measured").rglob("profile.yaml"), *(cache / "measured").rglob("table.csv")]
+    assert len(arrays) == 2 == len(measured) and all(path.is_file() for path in arrays)
+    for path in (*arrays, *measured, run / "finetuned.pt", cached_checkpoint_path(PretrainConfig(model="lenet5"))):
+        _damage(path, kind, marker)
+    loaders._load_mnist5k.cache_clear()  # read the damaged file, not this process's copy
+    # pretrain reads the dataset (the loader every command uses) first, then the search the rest
+    assert main(["pretrain", "--model", "lenet5", "--epochs", "1", "--out", str(tmp_path / "m.pt"),
+                 "--no-progress"]) == 0
     assert main(["search", "--method", "hawq", "--out", str(tmp_path / "again"), *lenet]) == 0
     assert main(["evaluate", str(run / "best_policy.json"), "--checkpoint", str(run / "finetuned.pt")]) == 2
     if importlib.util.find_spec("onnxruntime") is not None:
         assert main(["export", str(run), "--out", str(tmp_path / "x.onnx")]) == 2
     assert main(["finetune", str(run), "--epochs", "0", "--out", str(tmp_path / "ft"), "--no-progress"]) == 0
-    assert main(["pretrain", "--model", "lenet5", "--no-progress"]) == 0
+    assert main(measure) == 0
     capsys.readouterr()
     assert not marker.exists()
-    read = " ".join(record.getMessage() for record in caplog.records)  # each planted file was read, and refused
+    read = " ".join(record.getMessage() for record in caplog.records)  # each damaged file was read, and refused
     assert "unreadable sensitivity cache" in read and "unreadable dataset cache" in read
-    assert "unusable cached checkpoint" in read
+    assert "unusable cached checkpoint" in read and "the cached profile" in read
 
 
 # ------------------------------------------------------------------ 2: torn rows
@@ -716,6 +724,9 @@ def test_bad_yaml_and_code_needing_checkpoints_are_short_lines(tmp_path, capsys)
     (tmp_path / "hw.yaml").write_text("name: x\nmodel: [\n  a: b\n")
     assert main(["profile", "--model", "lenet5", "--input-size", "28", "--hw", str(tmp_path / "hw.yaml")]) == 2
     assert "line 4" in _one_line_error(capsys)
+    (tmp_path / "hw.yaml").write_bytes(b"\xff\xfe not UTF-8")
+    assert main(["profile", "--model", "lenet5", "--input-size", "28", "--hw", str(tmp_path / "hw.yaml")]) == 2
+    assert "not UTF-8" in _one_line_error(capsys)
     marker = tmp_path / "PAYLOAD_RAN"
     torch.save({"a": _Payload(marker)}, tmp_path / "w.pt")
     assert main(["profile", "--model", "lenet5", "--input-size", "28", "--hw", "bismo-edge",

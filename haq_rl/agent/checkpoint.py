@@ -34,7 +34,7 @@ from haq_rl.agent.config import AgentConfig
 from haq_rl.agent.noise import TruncatedNormalNoise
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError, DataFormatError, MissingPathError
-from haq_rl.fileio import atomic_write
+from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write
 
 if TYPE_CHECKING:
     from haq_rl.agent.algos import HaqAlgorithmMixin
@@ -160,7 +160,7 @@ def _load_replay(buffer: Any, path: Path) -> None:
         if not 0 <= pos < rows:
             raise ValueError(f"position {pos} outside its {rows} rows")
         count = _fill(buffer, saved, pos, bool(full))
-    except (OSError, ValueError, KeyError, EOFError, StopIteration) as error:  # zip errors: OSError/ValueError
+    except (*NUMPY_READ_ERRORS, StopIteration) as error:
         raise DataFormatError(f"{path} is not a replay buffer of this agent: {_first_line(error)}") from None
     buffer.full = count == buffer.buffer_size * buffer.n_envs
     buffer.pos = 0 if buffer.full else count // buffer.n_envs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import logging
 import math
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import numpy as np
 from haq_rl.commands._common import weights_path
 from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.fileio import check_writable_folder, write_text_atomic
+
+logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("layer", "kind", "in_channels", "out_channels", "kernel", "stride", "groups",
                "in_h", "out_h", "batch", "w_bits", "a_bits", "cycles", "latency_ms", "energy_uj",
@@ -122,7 +125,7 @@ def _measured_profile(args: argparse.Namespace) -> Path:
                            f"-{args.input_size}px-b{batch}-{key}")
     profile = folder / PROFILE_FILE
     stamp = folder / "key.txt"
-    if profile.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+    if _reusable(profile, stamp, key, specs):
         print(f"reusing the measured profile {profile} (same model, batch, machine and onnxruntime)")
         return profile
     from tqdm.auto import tqdm
@@ -136,6 +139,21 @@ def _measured_profile(args: argparse.Namespace) -> Path:
     write_text_atomic(stamp, key + "\n")  # last: a profile without its key is measured again
     print(f"wrote the measured profile {profile}")
     return profile
+
+
+def _reusable(profile: Path, stamp: Path, key: str, specs: list) -> bool:
+    """The cached measured profile has this key and costs the model; a damaged one is measured again."""
+    from haq_rl.errors import HaqError
+    from haq_rl.hardware import CostTable, load_profile
+
+    if not (profile.is_file() and stamp.is_file()) or stamp.read_bytes().strip() != key.encode():
+        return False
+    try:
+        CostTable.build(specs, load_profile(profile))
+    except (HaqError, OSError) as error:
+        logger.warning("measuring again: the cached profile %s is unusable (%s)", profile, error)
+        return False
+    return True
 
 
 def _model_specs(args: argparse.Namespace, batch: int) -> tuple[list, int]:

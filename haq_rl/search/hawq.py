@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from haq_rl.fileio import atomic_write, write_text_atomic
+from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write, write_text_atomic
 from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
 from haq_rl.task.scoring import PolicyScorer
@@ -124,7 +124,7 @@ def _read_cached_sensitivity(path: Path, bits: tuple[int, ...], layer_names: lis
             cached = LayerSensitivity(layer_names=[str(n) for n in data["layer_names"]], bits=bits,
                                       weight=data["weight"], activation=data["activation"],
                                       hessian_trace=data["hessian_trace"])
-    except (OSError, KeyError, ValueError) as error:
+    except NUMPY_READ_ERRORS as error:
         logger.warning("ignoring unreadable sensitivity cache %s: %s", path, error)
         return None
     if cached.layer_names != layer_names:
