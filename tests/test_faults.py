@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from haq_rl.cli import main
 from haq_rl.fileio import write_json_atomic
 from haq_rl.run.episodes import read_episode_rows
-from tests.killing import kill_search_after
+from tests.killing import kill, kill_after, kill_search_after, start
 
 LENET = "haq_rl/LeNet5Size-v1"
 
@@ -694,18 +695,81 @@ def test_sigkill_at_a_random_point_then_resume_is_exact(tmp_path, seed):
     rng = np.random.default_rng(seed)
     for rows in sorted(rng.integers(1, 13, size=2)):
         if (killed / "config.json").exists():
-            process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", "--resume", str(killed),
-                                        "--no-progress"], stderr=subprocess.DEVNULL)
+            process = start(["search", "--resume", str(killed), "--no-progress"])
             deadline = time.monotonic() + 120
             while len(read_episode_rows(killed / "episodes.csv")) < rows and process.poll() is None \
                     and time.monotonic() < deadline:
                 time.sleep(0.01)
-            process.kill()
-            process.wait()
+            kill(process)
         else:
             kill_search_after(flags, killed, rows=int(rows))
     assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
     assert (killed / "episodes.csv").read_bytes() == (reference / "episodes.csv").read_bytes()
+
+
+#: Every other command, on a copy RUN of a fixture's run, writing only inside RUN.
+KILLED = {
+    "finetune": ("finetuned_run", ["finetune", "{run}", "--epochs", "1", "--no-compare", "--no-progress"]),
+    "evaluate": ("conditioned_rl_run", ["evaluate", "{run}", "--budget", "0.42"]),  # keeps the actor's rollout
+    "report": ("finetuned_run", ["report", "{run}"]),
+    "export": ("finetuned_run", ["export", "{run}", "--force"]),
+    "profile": ("finetuned_run", [*PROFILE_LENET, "--measure", "ort-cpu", "--repeats", "3", "--out", "{run}/measured",
+                                  "--no-progress"]),
+    "pretrain": ("finetuned_run", ["pretrain", "--model", "lenet5", "--epochs", "1", "--out", "{run}/lenet5.pt",
+                                   "--no-progress"]),
+}
+_UNINTERRUPTED: dict[str, tuple[float, Path]] = {}  # command -> (seconds it ran, its run), made once
+
+
+def _whole(path: Path) -> None:
+    """``path`` is a complete file of its kind: a kill leaves no half-written file under a real name."""
+    data = path.read_bytes()
+    assert data, f"{path} is empty"
+    if path.suffix == ".json":
+        json.loads(data)
+    elif path.suffix == ".pt":
+        torch.load(path, weights_only=True)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            [arrays[name] for name in arrays.files]
+    elif path.suffix == ".onnx":
+        import onnx
+
+        onnx.checker.check_model(onnx.load(path))
+    elif path.suffix == ".png":
+        assert data.endswith(b"IEND\xaeB`\x82"), f"{path} is cut"
+    elif path.suffix == ".yaml":
+        yaml.safe_load(data)
+    else:  # .csv, .md, .txt: whole lines
+        assert data.endswith(b"\n"), f"{path} ends in a cut line"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("command", KILLED)
+def test_sigkill_at_a_random_point_leaves_each_file_old_or_whole(request, tmp_path_factory, tmp_path, command, seed):
+    """kill -9 at a random moment of the run (imports included): every file is the one before or
+    a whole new one; the same command then finishes and leaves what an uninterrupted run leaves."""
+    fixture, args = KILLED[command]
+    source = request.getfixturevalue(fixture)
+    if command not in _UNINTERRUPTED:
+        run = _copy(source, tmp_path_factory.mktemp("uninterrupted"), "run")
+        started = time.monotonic()
+        assert kill_after([arg.format(run=run) for arg in args], 600)
+        _UNINTERRUPTED[command] = (time.monotonic() - started, run)
+    seconds, uninterrupted = _UNINTERRUPTED[command]
+    run = _copy(source, tmp_path, "run")
+    line = [arg.format(run=run) for arg in args]
+    kill_after(line, float(np.random.default_rng(seed).uniform(0, seconds)))
+    old = _tree(source)
+    for name, data in _tree(run).items():
+        if data is not None and data != old.get(name) and not Path(name).name.startswith("."):  # a lock, a temp file
+            _whole(run / name)
+    assert main(line) == 0
+    assert set(_tree(run)) == set(_tree(uninterrupted)), "the rerun left something behind"
+    for name, data in _tree(run).items():
+        if data is not None and data != old.get(name):
+            _whole(run / name)
 
 
 @pytest.mark.slow  # about 15 s: a worker pool starts
