@@ -440,7 +440,9 @@ def test_corrupt_policy_and_episodes_are_one_line(random_run, tmp_path, capsys):
 #: Every file of a fine-tuned random search and of a conditioned DDPG search (plus the legacy
 #: pickles an old haq-rl wrote, planted), each with the commands that read it and so must
 #: refuse it damaged; the others must not need it. ``search`` refuses them all: the folder
-#: already holds a search.
+#: already holds a search. profile and pretrain read no run directory: the files they read
+#: (the cache's dataset and measured profile, a --hw YAML) are damaged in
+#: test_damaged_cache_files_and_finetuned_pt_never_run and test_bad_yaml_and_code_needing_checkpoints.
 RUN_FILES: dict[str, dict[str, set[str]]] = {
     "finetuned_run": {
         "config.json": {"resume", "finetune", "evaluate", "report", "export"},
@@ -539,15 +541,13 @@ def _damaged_run(source: Path, position: str, kind: str, command: str, tmp_path:
 
 
 def _damage_cases(default: bool) -> list:
-    """(run fixture, position, damage): by default garbage in every position and a payload in
-    every binary one, each run by the commands that read it; the rest is slow."""
+    """(run fixture, position, damage): by default garbage and a payload in every position, each
+    run by the commands that read it; torn and empty files are slow."""
     cases = []
     for fixture, files in RUN_FILES.items():
         for position in files:
             for kind in DAMAGES:
-                binary = position.endswith((".pt", ".npz", ".zip", ".pkl"))
-                fast = (kind == "garbage" and position not in LEGACY) or (kind == "pickle" and binary)
-                if position in LEGACY and kind != "pickle" or fast != default:
+                if position in LEGACY and kind != "pickle" or (kind in ("garbage", "pickle")) != default:
                     continue
                 cases.append(pytest.param(fixture, position, kind, id=f"{fixture.split('_')[0]}-{position}-{kind}"))
     return cases
@@ -705,6 +705,7 @@ def test_sigkill_at_a_random_point_then_resume_is_exact(tmp_path, seed):
             kill_search_after(flags, killed, rows=int(rows))
     assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
     assert (killed / "episodes.csv").read_bytes() == (reference / "episodes.csv").read_bytes()
+    assert set(_tree(killed)) == set(_tree(reference)), "a killed search left something behind"
 
 
 #: Every other command, on a copy RUN of a fixture's run, writing only inside RUN.
