@@ -160,7 +160,7 @@ def _load_replay(buffer: Any, path: Path) -> None:
         if not 0 <= pos < rows:
             raise ValueError(f"position {pos} outside its {rows} rows")
         count = _fill(buffer, saved, pos, bool(full))
-    except (*NUMPY_READ_ERRORS, StopIteration) as error:
+    except NUMPY_READ_ERRORS + (StopIteration,) as error:
         raise DataFormatError(f"{path} is not a replay buffer of this agent: {_first_line(error)}") from None
     buffer.full = count == buffer.buffer_size * buffer.n_envs
     buffer.pos = 0 if buffer.full else count // buffer.n_envs
