@@ -260,3 +260,25 @@ def test_gymnasium_and_sb3_checkers_pass_on_the_supernet_reward(trained):
         while not terminated:
             _, reward, terminated, _, info = env.step(env.action_space.sample())
         assert reward == pytest.approx(-info["kl"]) and info["cost_ratio"] <= 0.4 + 1e-9
+
+
+def test_a_planted_pickle_in_the_supernet_cache_never_runs(trained, tmp_path):
+    """A cache entry that needs unpickling is refused (one line) even with a matching digest,
+    and its payload does not run; train_supernet then trains again (see the corrupt case)."""
+    import pickle
+
+    from haq_rl.fileio import file_sha256
+    from haq_rl.supernet.store import digest_path, read_entry
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    planted = tmp_path / trained.path.name
+    planted.write_bytes(pickle.dumps({"format_version": 1, "identity": Payload(), "state_dict": {}}))
+    digest_path(planted).write_text(file_sha256(planted) + "\n")
+    with pytest.raises(CheckpointError, match="would run code|cannot read") as error:
+        read_entry(planted, trained.identity)
+    assert "\n" not in str(error.value) and not marker.exists()
