@@ -62,7 +62,8 @@ def finetuned_run(tmp_path_factory) -> tuple[Path, dict]:
     return run_dir, metrics
 
 
-@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"epochs": 1.5}, {"lr": 0.0}, {"lr": float("inf")},
+@pytest.mark.parametrize("kwargs", [{"epochs": -1}, {"epochs": 1.5}, {"start": "halfway"},
+                                    {"start": "supernet", "fold_bn": True}, {"lr": 0.0}, {"lr": float("inf")},
                                     {"batch_size": 1}, {"seed": -1}, {"device": "tpu"}, {"quantizer": "lsq2"},
                                     {"optimizer": "rmsprop"}, {"distill": 1.5}, {"temperature": 0.0},
                                     {"warmup": 0.9}, {"fold_bn": "yes"}])

@@ -205,10 +205,11 @@ def test_guided_agent_resumes(tmp_path):
                      agent={"warmup_episodes": 2}, checkpoint_every=3)
     full = run_search(config)
     rows = read_episode_rows(full.run_dir / "episodes.csv")
-    # Simulate a kill after the checkpoint at episode 6: drop the rows after it and resume.
-    text = (full.run_dir / "episodes.csv").read_text().splitlines(keepends=True)
-    (full.run_dir / "episodes.csv").write_text("".join(text[:1 + 7]))
-    resumed = run_search(SearchConfig(progress=False), resume=full.run_dir)
+    # A search stopped at its checkpoint after 6 episodes, resumed to 8 (a log cut below the
+    # agent's checkpoint is refused instead: tests/test_faults.py).
+    stopped = run_search(_config(tmp_path, "s", method="guided", episodes=6, budget=0.4, options={"probes": 2},
+                                 agent={"warmup_episodes": 2}, checkpoint_every=3))
+    resumed = run_search(SearchConfig(progress=False), resume=stopped.run_dir, resume_changes={"episodes": 8})
     again = read_episode_rows(resumed.run_dir / "episodes.csv")
     assert [int(r["episode"]) for r in again] == list(range(8)) and again[0] == rows[0]
 
