@@ -8,6 +8,7 @@ Every class also derives from the matching built-in exception, so callers can ca
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -86,3 +87,15 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     suggestion = did_you_mean(name, choices)
     hint = f": did you mean {suggestion!r}?" if suggestion else ""
     return f"unknown {kind} {name!r}{hint} (allowed: {', '.join(choices)})"
+
+
+def check_number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
+    """ConfigError naming ``name`` unless ``value`` is a finite number in ``[low, high]``
+    (``(low, high]`` with ``low_open``); a bool is not a number here."""
+    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(float(value))
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = (low < v if low_open else low <= v) and v <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_number
 from haq_rl.quant import QuantPolicy
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class FinetuneConfig:
             raise ConfigError(f"start={self.start!r} must be one of {', '.join(STARTS)}")
         if self.fold_bn and self.start == "supernet":
             raise ConfigError("fold_bn=true needs start=float: the supernet's steps were learned on unfolded weights")
-        _number("lr", self.lr, 0.0, math.inf, low_open=True)
+        check_number("lr", self.lr, 0.0, math.inf, low_open=True)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size!r} must be an integer >= 2")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -115,11 +115,11 @@ class FinetuneConfig:
             raise ConfigError(f"quantizer={self.quantizer!r} must be one of {', '.join(QUANTIZERS)}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer={self.optimizer!r} must be one of {', '.join(OPTIMIZERS)}")
-        _number("weight_decay", self.weight_decay, 0.0, 1.0)
-        _number("step_lr_scale", self.step_lr_scale, 0.0, 1e4, low_open=True)
-        _number("warmup", self.warmup, 0.0, 0.5)
-        _number("distill", self.distill, 0.0, 1.0)
-        _number("temperature", self.temperature, 0.0, 100.0, low_open=True)
+        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_number("step_lr_scale", self.step_lr_scale, 0.0, 1e4, low_open=True)
+        check_number("warmup", self.warmup, 0.0, 0.5)
+        check_number("distill", self.distill, 0.0, 1.0)
+        check_number("temperature", self.temperature, 0.0, 100.0, low_open=True)
         for name in ("compare", "learnable_clip", "zero_point", "fold_bn"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
@@ -134,15 +134,6 @@ class FinetuneConfig:
                 "warmup": float(self.warmup), "distill": float(self.distill),
                 "temperature": float(self.temperature), "fold_bn": self.fold_bn, "start": self.start}
 
-
-def _number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(float(value))
-    if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = (low < v if low_open else low <= v) and v <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
 
 
 @dataclass

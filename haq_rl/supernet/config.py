@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.errors import ConfigError, UnknownNameError, check_number
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,10 @@ class SupernetConfig:
         _integer("checkpoint_every", self.checkpoint_every, 1)
         _integer("seed", self.seed, 0)
         _integer("threads", self.threads, 0)
-        _number("lr", self.lr, 0.0, 10.0, low_open=True)
-        _number("distill", self.distill, 0.0, 1.0)
-        _number("temperature", self.temperature, 0.0, 100.0, low_open=True)
-        _number("warmup", self.warmup, 0.0, 0.99)
+        check_number("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_number("distill", self.distill, 0.0, 1.0)
+        check_number("temperature", self.temperature, 0.0, 100.0, low_open=True)
+        check_number("warmup", self.warmup, 0.0, 0.99)
 
     def identity(self) -> dict[str, Any]:
         """What the trained weights depend on (``threads`` and ``checkpoint_every`` do not)."""
@@ -77,12 +76,3 @@ def _integer(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
 
-
-def _number(name: str, value: object, low: float, high: float, low_open: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(float(value))
-    if ok:
-        v = float(value)  # type: ignore[arg-type]
-        ok = (low < v if low_open else low <= v) and v <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
