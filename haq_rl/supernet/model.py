@@ -35,39 +35,36 @@ from haq_rl.quant.qat import act_pre_hook
 REFERENCE_BITS = 8
 
 
-class SwitchableWeight(nn.Module):
-    """Parametrization: latent weight -> its fake-quantized value at the active width.
+class _WidthSwitch(nn.Module):
+    """One quantizer per width (``quantizers["4"]``...); ``active`` picks the one the forward
+    uses, None passes its input through (the float model, for reference passes)."""
 
-    ``active`` None leaves the weight float (the float model, for reference passes).
-    """
-
-    def __init__(self, weight: torch.Tensor, bits: Sequence[int], per_channel: bool) -> None:
+    def __init__(self, quantizers: dict[str, nn.Module]) -> None:
         super().__init__()
-        self.quantizers = nn.ModuleDict({str(b): LSQWeightQuantizer.from_weight(weight, b, per_channel)
-                                         for b in bits})
-        self.active: int | None = None
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if self.active is None:
-            return weight
-        return self.quantizers[str(self.active)](weight)
-
-
-class SwitchableActivation(nn.Module):
-    """The input quantizer of one layer: one learned step (and zero point) per width."""
-
-    def __init__(self, stats: InputStats, bits: Sequence[int], config: QuantConfig, zero_point: bool) -> None:
-        super().__init__()
-        self.quantizers = nn.ModuleDict({
-            str(b): LSQActQuantizer.from_clip(clip_range(stats, b, config.act_calibration, config.percentile),
-                                              b, stats.signed, learn_zero_point=zero_point)
-            for b in bits})
+        self.quantizers = nn.ModuleDict(quantizers)
         self.active: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.active is None:
             return x
         return self.quantizers[str(self.active)](x)
+
+
+class SwitchableWeight(_WidthSwitch):
+    """Parametrization: latent weight -> its fake-quantized value at the active width."""
+
+    def __init__(self, weight: torch.Tensor, bits: Sequence[int], per_channel: bool) -> None:
+        super().__init__({str(b): LSQWeightQuantizer.from_weight(weight, b, per_channel) for b in bits})
+
+
+class SwitchableActivation(_WidthSwitch):
+    """The input quantizer of one layer: one learned step (and zero point) per width."""
+
+    def __init__(self, stats: InputStats, bits: Sequence[int], config: QuantConfig, zero_point: bool) -> None:
+        super().__init__({
+            str(b): LSQActQuantizer.from_clip(clip_range(stats, b, config.act_calibration, config.percentile),
+                                              b, stats.signed, learn_zero_point=zero_point)
+            for b in bits})
 
 
 class BitSupernet:
