@@ -434,16 +434,22 @@ def _unsigned_inputs(graph: _Graph) -> None:
             graph.graph.initializer[index].CopyFrom(helper.make_tensor(init.name, TensorProto.UINT8, [], [zero]))
 
 
-def _drop_dead(graph: _Graph) -> None:
-    """Remove nodes nobody reads (the replaced quantizers) and initializers nobody uses."""
-    outputs = {output.name for output in graph.graph.output}
-    nodes = list(graph.nodes)
+def live_nodes(nodes: Sequence[Any], outputs: Iterable[str]) -> list[Any]:
+    """``nodes`` without those whose outputs nobody reads (the graph's ``outputs`` count as
+    read), repeated until none is left to drop: a node only dead ones read is dead too."""
+    graph_outputs = set(outputs)
+    nodes = list(nodes)
     while True:
-        read = {name for node in nodes for name in node.input} | outputs
+        read = {name for node in nodes for name in node.input} | graph_outputs
         live = [node for node in nodes if any(name in read for name in node.output)]
         if len(live) == len(nodes):
-            break
+            return nodes
         nodes = live
+
+
+def _drop_dead(graph: _Graph) -> None:
+    """Remove nodes nobody reads (the replaced quantizers) and initializers nobody uses."""
+    nodes = live_nodes(graph.nodes, (output.name for output in graph.graph.output))
     graph.nodes = nodes
     used = {name for node in nodes for name in node.input}
     kept = [init for init in graph.graph.initializer if init.name in used]

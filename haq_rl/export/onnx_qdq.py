@@ -257,14 +257,9 @@ def _qdq_model(onnx: Any, task: Task, plain: torch.nn.Module, quant: dict[str, A
                           f"{', '.join(missing[:3])}")
     # The float copies of the quantized weights, and the Identity nodes that passed them
     # on, are no longer used: drop dead nodes (outputs nobody reads), then unused initializers.
-    outputs = {output.name for output in graph.output}
-    while True:
-        read = {name for node in new_nodes for name in node.input} | outputs
-        live = [node for node in new_nodes if any(name in read for name in node.output)]
-        if len(live) == len(new_nodes):
-            break
-        new_nodes = live
-    _replace_nodes(graph, new_nodes)
+    from haq_rl.export.integer_form import live_nodes
+
+    _replace_nodes(graph, live_nodes(new_nodes, (output.name for output in graph.output)))
     for entry in model.opset_import:
         if entry.domain in ("", "ai.onnx"):
             entry.version = opset
