@@ -46,8 +46,8 @@ def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
     """A :class:`PolicyEvaluator` whose policies switch the supernet's widths."""
     model = trained.supernet.model
     bn_inputs = evaluation_layout(model, policy_bn_inputs(task))
-    reward_batches = list(zip(evaluation_layout(model, [x for x, _ in task.reward_batches()]),
-                              [y for _, y in task.reward_batches()], strict=True))
+    inputs, labels = zip(*task.reward_batches(), strict=True)
+    reward_batches = list(zip(evaluation_layout(model, list(inputs)), labels, strict=True))
     return PolicyEvaluator(model, trained.supernet.layer_names, reward_batches=reward_batches,
                            calibration_inputs=[], quant_config=task.quant_config, device=task.device,
                            bn_batches=bn_inputs, metric=task.metric, applier=trained.supernet,
