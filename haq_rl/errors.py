@@ -99,3 +99,16 @@ def check_number(name: str, value: object, low: float, high: float, low_open: bo
     if not ok:
         bracket = "(" if low_open else "["
         raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
+
+
+#: The device names every setting accepts (search, agent, fine-tune, training): one rule.
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
+def check_device(device: object, name: str = "device") -> None:
+    """ConfigError naming ``name`` unless ``device`` is one of :data:`DEVICE_CHOICES`
+    (whether CUDA is there is checked when the device is used, ``training.resolve_device``)."""
+    text = str(device).strip().lower() if isinstance(device, str) else None
+    if text is None or not (text in ("auto", "cpu", "cuda") or
+                            (text.startswith("cuda:") and text[5:].isdigit())):
+        raise ConfigError(f"unknown {name}={device!r} (allowed: {DEVICE_CHOICES})")

@@ -11,12 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_device
 from haq_rl.quant.outputs import logits_of
 
 logger = logging.getLogger(__name__)
-
-DEVICE_NAMES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -28,15 +26,14 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     if isinstance(name, torch.device):
         return name
     name = "auto" if name is None else str(name).strip().lower()
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} requested but CUDA is not available (use 'cpu' or 'auto')")
-        return torch.device(name)
-    raise ConfigError(f"unknown device {name!r} (allowed: auto, cpu, cuda, cuda:N)")
+    if not torch.cuda.is_available():  # cuda or cuda:N
+        raise ConfigError(f"device {name!r} requested but CUDA is not available (use 'cpu' or 'auto')")
+    return torch.device(name)
 
 
 def model_device(model: nn.Module) -> torch.device:

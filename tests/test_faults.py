@@ -368,6 +368,10 @@ def test_agent_flags_are_checked_before_anything_is_written(tmp_path, capsys):
     assert "lr_actor" in _one_line_error(capsys)
     assert main(["search", LENET, "--method", "random", "--agent", "tau=0.1", "--out", str(out)]) == 2
     _one_line_error(capsys)
+    assert main(["search", LENET, "--method", "hawq", "--option", "probe=3", "--out", str(out)]) == 2
+    assert "did you mean 'probes'" in _one_line_error(capsys)
+    assert main(["search", LENET, "--method", "tpe", "--option", "startup_trials=0", "--out", str(out)]) == 2
+    assert "startup_trials=0" in _one_line_error(capsys)
     assert not out.exists()
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from haq_rl.cache import cache_lock
 from haq_rl.search import hawq
-from haq_rl.search.harness import SearchSetup
+from haq_rl.search.setup import SearchSetup
 
 
 @pytest.fixture()

@@ -11,16 +11,14 @@ moving-average reward baseline with alpha 0.5.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from haq_rl.errors import ConfigError, unknown_name_message
+from haq_rl.errors import ConfigError, check_device, unknown_name_message
 
 #: SB3 algorithms ``make_agent`` can build. "ddpg" is HAQ's agent; the others are for research.
 ALGOS: tuple[str, ...] = ("ddpg", "td3", "sac")
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -101,11 +99,7 @@ class AgentConfig:
         if self.gradient_steps_per_episode is not None:
             _check_int("gradient_steps_per_episode", self.gradient_steps_per_episode, 1)
         _check_int("seed", self.seed, 0)
-        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
-            raise ConfigError(
-                f"device={self.device!r} is not a torch device name "
-                "(allowed: auto, cpu, mps, cuda, cuda:N)"
-            )
+        check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json (tuples become lists)."""

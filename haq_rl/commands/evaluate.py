@@ -6,7 +6,7 @@ import argparse
 import json
 
 from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
-from haq_rl.training import DEVICE_NAMES
+from haq_rl.errors import DEVICE_CHOICES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     add_budget_argument(parser)
-    parser.add_argument("--device", default="cpu", help=f"{', '.join(DEVICE_NAMES)} or cuda:N")
+    parser.add_argument("--device", default="cpu", help=DEVICE_CHOICES)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
     return parser

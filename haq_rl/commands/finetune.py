@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
-from haq_rl.training import DEVICE_NAMES
+from haq_rl.errors import DEVICE_CHOICES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="default %(default)s")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
     parser.add_argument("--device", default=defaults.device,
-                        help=f"{', '.join(DEVICE_NAMES)} or cuda:N (default %(default)s)")
+                        help=f"{DEVICE_CHOICES} (default %(default)s)")
     parser.add_argument("--env", default=None,
                         help="env id or YAML spec (default: the run's config.json or the policy's env_id)")
     parser.add_argument("--out", default=None, help="output folder (default: the run directory)")

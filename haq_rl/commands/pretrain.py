@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from haq_rl.errors import DEVICE_CHOICES
 from haq_rl.models import MODEL_NAMES
-from haq_rl.training import DEVICE_NAMES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="MobileNet width multiplier (default: %(default)s)")
     parser.add_argument("--input-size", type=int, default=None,
                         help="resize images to this many pixels (default: dataset size)")
-    parser.add_argument("--device", default="auto", help=f"{', '.join(DEVICE_NAMES)} or cuda:N")
+    parser.add_argument("--device", default="auto", help=DEVICE_CHOICES)
     parser.add_argument("--out", default=None,
                         help="checkpoint path (default: the pretrained cache, reused by search)")
     parser.add_argument("--force", action="store_true",

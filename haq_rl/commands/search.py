@@ -14,6 +14,7 @@ from haq_rl.commands._common import (
     record_given_flags,
     weights_path,
 )
+from haq_rl.errors import DEVICE_CHOICES
 from haq_rl.task.spec import DEFAULT_ENV_ID
 
 
@@ -43,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", default=defaults.method, help=f"one of {', '.join(METHODS)}")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--out", help="run directory (default runs/<env>-<method>-s<seed>)")
-    parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
+    parser.add_argument("--device", default=defaults.device, help=DEVICE_CHOICES)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
                         help="save the agent every K episodes (default %(default)s)")

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from haq_rl.errors import ConfigError, check_number
+from haq_rl.errors import ConfigError, check_device, check_number
 from haq_rl.quant import QuantPolicy
 
 logger = logging.getLogger(__name__)
@@ -108,9 +108,7 @@ class FinetuneConfig:
             raise ConfigError(f"batch_size={self.batch_size!r} must be an integer >= 2")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
-        device = str(self.device)
-        if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
-            raise ConfigError(f"device={self.device!r} must be cpu, cuda, cuda:N or auto")
+        check_device(self.device)
         if self.quantizer not in QUANTIZERS:
             raise ConfigError(f"quantizer={self.quantizer!r} must be one of {', '.join(QUANTIZERS)}")
         if self.optimizer not in OPTIMIZERS:

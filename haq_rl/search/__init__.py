@@ -13,7 +13,8 @@ action wall, same cost table) and writes the same run directory:
     actor.pt           alone), replay_buffer.npz (arrays) and search_state.json: the
     search_state.json  checkpoint used by ``--resume``; no file holds a pickle
 
-Methods: ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
+Methods (the table in :mod:`.methods`): ``guided`` (the default: DDPG anchored on the
+integer program), ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
 ``greedy`` (:mod:`.baselines`); ``hawq``, sensitivity + integer program (:mod:`.hawq`);
 ``tpe``, Optuna's TPE (:mod:`.tpe`); ``nsga2``, Optuna's NSGA-II (:mod:`.nsga2`).
 :func:`budget_policy` picks one budget of a conditioned run (:mod:`.conditioned`). With
@@ -22,15 +23,15 @@ methods then collect ``workers`` episodes per update (:mod:`.rl_batched`, :mod:`
 """
 
 from haq_rl.search.conditioned import budget_policy
-from haq_rl.search.harness import (
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.harness import SearchResult, run_search
+from haq_rl.search.methods import (
     BASELINE_METHODS,
     CONDITIONED_METHODS,
     METHOD_OPTIONS,
+    METHOD_TABLE,
     METHODS,
     RL_METHODS,
-    SearchConfig,
-    SearchResult,
-    run_search,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "CONDITIONED_METHODS",
     "METHODS",
     "METHOD_OPTIONS",
+    "METHOD_TABLE",
     "RL_METHODS",
     "SearchConfig",
     "SearchResult",

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from haq_rl.env.budgets import scheduled_budget
-from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.recorder import Recorder
+from haq_rl.search.setup import SearchSetup
 
 
 def search_random(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:

@@ -10,7 +10,9 @@ from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.run.config import read_run_config
 from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
 from haq_rl.run.lock import run_lock
-from haq_rl.search.harness import RL_METHODS, SearchConfig, saved_search_config, write_policy_json
+from haq_rl.search.config import SearchConfig, saved_search_config
+from haq_rl.search.methods import RL_METHODS
+from haq_rl.search.recorder import write_policy_json
 from haq_rl.task.spec import TaskSpec
 
 if TYPE_CHECKING:

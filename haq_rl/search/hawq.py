@@ -33,7 +33,9 @@ import torch
 
 from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write, write_text_atomic
 from haq_rl.run.layout import SENSITIVITY_FILE
-from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.recorder import Recorder
+from haq_rl.search.setup import SearchSetup
 from haq_rl.task.scoring import PolicyScorer
 
 logger = logging.getLogger(__name__)

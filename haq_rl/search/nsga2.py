@@ -13,7 +13,9 @@ the best trial within it, the whole front read off one study. Options: ``populat
 from __future__ import annotations
 
 from haq_rl.env.budgets import scheduled_budget
-from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.recorder import Recorder
+from haq_rl.search.setup import SearchSetup
 from haq_rl.search.tpe import _optuna, bit_distributions, policy_of_params
 
 

@@ -14,7 +14,9 @@ from haq_rl.errors import ConfigError
 from haq_rl.fileio import atomic_write
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE
 from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
-from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.recorder import Recorder
+from haq_rl.search.setup import SearchSetup
 
 if TYPE_CHECKING:  # SB3 is imported lazily
     from haq_rl.agent import AgentConfig
@@ -253,7 +255,8 @@ def _sb3_logger(folder: Path) -> Any:
             data = path.read_bytes() if path.is_file() else b""
             if data and not data.endswith(b"\n"):
                 data = data[: data.rfind(b"\n") + 1]
-                atomic_write(path, lambda stream, data=data: stream.write(data))
+                whole = data  # the lines before the torn one
+                atomic_write(path, lambda stream: stream.write(whole))
             if not data:
                 super().__init__(filename)
                 return

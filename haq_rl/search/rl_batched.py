@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from haq_rl.search.checkpoint import save_checkpoint
-from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.recorder import Recorder
+from haq_rl.search.setup import SearchSetup
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from haq_rl.errors import MissingDependencyError
-from haq_rl.search.harness import Recorder, SearchConfig, SearchSetup
+from haq_rl.search.config import SearchConfig
+from haq_rl.search.recorder import Recorder
+from haq_rl.search.setup import SearchSetup
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.scoring import PolicyScorer
 
