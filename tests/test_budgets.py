@@ -129,8 +129,6 @@ def test_joint_constraints_hold_for_every_evaluated_policy(tmp_path, method):
     (["--budgets", "0.4,1.5"], "budgets entry 1.5 must be a number in (0, 1]"),
     (["--budgets", "0.4,abc"], "--budgets entry 'abc' is not a number"),
     (["--budgets", "0.2,0.5"], "budgets entry 0.2: budget 0.2 of the 8/8 size is infeasible"),
-    (["--budgets", "0.4,0.5", "--method", "greedy"], "method greedy searches one budget"),
-    (["--budgets", "0.4,0.5", "--workers", "2"], "method guided with budgets runs one worker"),
     (["--budgets", "0.4,0.5", "--budget", "0.5"], "either budget (one) or budgets"),
     (["--budget", "0.4,0.5"], "lists 2 ratios for one objective; for several budgets of one objective use --budgets"),
     (["--objective", "size,bops", "--budget", "0.5"], "give one --budget ratio for each"),
@@ -166,3 +164,19 @@ def test_peers_serve_every_budget(tmp_path):
     assert len(rows) == 8 and all(float(r["cost_ratio"]) <= float(r["budget"]) + 1e-9 for r in rows)
     for budget, best in nsga2.best_by_budget.items():
         assert best["cost_ratio"] <= budget + 1e-9
+
+
+def test_guided_with_budgets_and_two_workers_resumes_exactly(tmp_path):
+    from haq_rl.task.conditioned import scheduled_budget
+
+    flags = [*SEARCH_ARGS, "--workers", "2"]
+    whole = tmp_path / "whole"
+    assert main(["search", *flags, "--out", str(whole)]) == 0
+    rows = read_episode_rows(whole / "episodes.csv")
+    assert [r["phase"] for r in rows] == ["warm-start"] * 3 + ["warm-up"] * 4 + ["explore"] * 6 + ["final"] * 3
+    # Each learning episode runs under the schedule's budget of its index, whichever worker ran it.
+    assert [float(r["budget"]) for r in rows[3:13]] == [scheduled_budget(BUDGETS, 0, k) for k in range(3, 13)]
+    killed = tmp_path / "killed"
+    assert kill_search_after(flags, killed, rows=8) < 16
+    assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
+    assert (killed / "episodes.csv").read_bytes() == (whole / "episodes.csv").read_bytes()

@@ -92,6 +92,7 @@ def test_no_import_runs_back_up(path: Path):
 def test_lower_layers_load_neither_gymnasium_nor_sb3():
     code = ("import sys\n"
             "import haq_rl.hardware, haq_rl.quant, haq_rl.task, haq_rl.task.task, haq_rl.task.scoring\n"
+            "import haq_rl.task.conditioned, haq_rl.task.steps\n"
             "import haq_rl.finetune, haq_rl.report, haq_rl.run.load, haq_rl.run.lock, haq_rl.parallel\n"
             "print(sorted(m for m in ('gymnasium', 'stable_baselines3') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -103,3 +104,39 @@ def test_env_loads_gymnasium_but_not_sb3():
             "print('gymnasium' in sys.modules, 'stable_baselines3' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["True", "False"], result.stdout + result.stderr
+
+
+def _cycle(package: str) -> list[str] | None:
+    """An import circle between the modules of ``package`` (its __init__ aside: it only
+    re-exports), counting every import, lazy and TYPE_CHECKING ones included; None if none."""
+    folder = PACKAGE / package
+    names = {path.stem for path in folder.glob("*.py") if path.name != "__init__.py"}
+    prefix = f"haq_rl.{package}."
+    edges = {name: sorted(m.removeprefix(prefix).split(".")[0] for m in _imports(folder / f"{name}.py")
+                          if m.startswith(prefix) and m.removeprefix(prefix).split(".")[0] in names - {name})
+             for name in names}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> list[str] | None:
+        state[name] = 1
+        for other in edges[name]:
+            if state.get(other) == 1:
+                return [*path[path.index(other):], other] if other in path else [*path, other]
+            if other not in state:
+                found = visit(other, [*path, other])
+                if found:
+                    return found
+        state[name] = 2
+        return None
+
+    for name in sorted(names):
+        if name not in state:
+            found = visit(name, [name])
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("package", ["search", "parallel"])
+def test_no_import_circle_inside_search_or_parallel(package):
+    assert _cycle(package) is None, f"import circle in haq_rl/{package}: {' -> '.join(_cycle(package) or [])}"

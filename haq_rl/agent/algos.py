@@ -88,12 +88,13 @@ class HaqAlgorithmMixin:
         """Warm up around ``actions`` (one row per step of an episode, SB3's [-1, 1] units).
 
         Each warm-up action is a truncated normal sample with std ``sigma`` around the
-        anchor's action for that step, instead of a uniform draw.
+        anchor's action for that step, instead of a uniform draw. ``(n_envs, steps,
+        action_dim)`` actions give each of ``n_envs`` envs stepping together its own anchor.
         """
         actions = np.asarray(actions, dtype=np.float32)
-        if actions.ndim != 2 or actions.shape[0] != self.steps_per_episode:
-            raise ConfigError(f"anchor actions of shape {actions.shape}; expected ({self.steps_per_episode}, "
-                             "action_dim)")
+        if actions.ndim not in (2, 3) or actions.shape[-2] != self.steps_per_episode:
+            raise ConfigError(f"anchor actions of shape {actions.shape}; expected ([n_envs,] "
+                              f"{self.steps_per_episode}, action_dim)")
         self.anchor_actions = actions
         self.anchor_sigma = float(sigma)
 
@@ -173,7 +174,10 @@ class HaqAlgorithmMixin:
             if self.anchor_actions is not None and self.steps_per_episode:
                 # n_envs envs step together (num_timesteps grows by n_envs per step).
                 step = (self.num_timesteps // n_envs) % self.steps_per_episode  # type: ignore[attr-defined]
-                anchor = np.repeat(self.anchor_actions[step][None, :], n_envs, axis=0)
+                if self.anchor_actions.ndim == 3:  # one anchor per env
+                    anchor = self.anchor_actions[:, step]
+                else:
+                    anchor = np.repeat(self.anchor_actions[step][None, :], n_envs, axis=0)
                 around = action_noise.perturb(anchor, sigma=self.anchor_sigma)
                 return self.policy.unscale_action(around), around  # type: ignore[attr-defined]
             # HAQ's warm-up: uniform random actions, no noise on top.

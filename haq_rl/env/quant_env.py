@@ -9,19 +9,26 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from haq_rl.env.bits import action_to_bits, bits_to_action
-from haq_rl.env.budgets import scheduled_budget
 from haq_rl.env.embedding import (
     ACTIVATION_FLAG,
     FEATURE_NAMES,
     PREVIOUS_ACTION,
     static_layer_features,
 )
-from haq_rl.errors import BudgetError, ConfigError, UnknownNameError
+from haq_rl.errors import ConfigError, UnknownNameError
 from haq_rl.hardware import LayerSpec
 from haq_rl.task.budget import REFERENCE_BITS
+from haq_rl.task.conditioned import BudgetScorers, scheduled_budget
 from haq_rl.task.scoring import PolicyScorer
 from haq_rl.task.spec import STEP_MODES
+from haq_rl.task.steps import (
+    JOINT,
+    action_to_bits,
+    bits_of_actions,
+    bits_to_action,
+    set_step_bits,
+    step_schedule,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,7 @@ class QuantizationEnv(gym.Env):
     objectives such as ``size`` have weight steps only). In ``joint`` mode the action is
     ``Box(-1, 1, shape=(2,))`` = (weight, activation) for one layer per step. The
     interval [-1, 1] is cut into ``max_bits - min_bits + 1`` equal-width bins, bin ``i``
-    meaning ``min_bits + i`` bits (:func:`haq_rl.env.bits.action_to_bits`).
+    meaning ``min_bits + i`` bits (:func:`haq_rl.task.steps.action_to_bits`).
 
     ## Observation Space
 
@@ -89,7 +96,7 @@ class QuantizationEnv(gym.Env):
       on, and one more feature, the episode's budget itself, is appended (14 features).
       ``reset(options={"budget": b})`` picks the budget (any feasible one, listed or not);
       a plain ``reset()`` takes the next entry of a seeded schedule
-      (:func:`haq_rl.env.budgets.scheduled_budget`: every block of ``len(budgets)``
+      (:func:`haq_rl.task.conditioned.scheduled_budget`: every block of ``len(budgets)``
       episodes is a permutation of the list, drawn from ``(schedule_seed, block)``), so the
       budget of episode ``episode_index`` is the same in a resumed run.
 
@@ -132,15 +139,14 @@ class QuantizationEnv(gym.Env):
         self.max_bits = scorer.max_bits
         self.weight_only = scorer.weight_only
         self.pinned = scorer.pinned
+        #: The task's scorer per budget and the budget schedule (haq_rl.task.conditioned).
+        self.scorers = BudgetScorers(scorer, budgets)
         self.budgets = tuple(float(b) for b in budgets)
         self.conditioned = bool(self.budgets)
         self.budget_feature = budget_feature or self.conditioned
         #: The next plain reset() takes the schedule's budget of this episode index.
         self.episode_index = 0
         self.schedule_seed = int(schedule_seed)
-        self._scorers: dict[float, PolicyScorer] = {}
-        for budget in self.budgets:
-            self._scorers[budget] = self.scorer_at(budget)
         self.episode_budget = scorer.budget_ratio
         self.step_mode = step_mode
         self.render_mode = render_mode
@@ -148,13 +154,7 @@ class QuantizationEnv(gym.Env):
         layers_count = len(layers)
 
         # Step schedule: (layer index, 0 = weight / 1 = activation / 2 = joint).
-        free_layers = [i for i in range(layers_count) if not self.pinned[i]]
-        if step_mode == "joint":
-            self._schedule = [(i, 2) for i in free_layers]
-        elif self.weight_only:
-            self._schedule = [(i, 0) for i in free_layers]
-        else:
-            self._schedule = [(i, part) for i in free_layers for part in (0, 1)]
+        self._schedule = step_schedule(self.pinned, self.weight_only, step_mode)
         if not self._schedule:
             raise ConfigError("the model has no free layer to quantize (all layers are pinned)")
         self.action_dim = 2 if step_mode == "joint" else 1
@@ -177,14 +177,7 @@ class QuantizationEnv(gym.Env):
     # ------------------------------------------------------------------ gym API
     def scorer_at(self, budget: float) -> PolicyScorer:
         """The scorer under ``budget`` (cached; the evaluator and its memo are shared)."""
-        scorer = self._scorers.get(budget)
-        if scorer is None:
-            try:
-                scorer = self.scorer.at_budget(budget)
-            except BudgetError as error:
-                raise BudgetError(f"budgets entry {budget:g}: {error}") from None
-            self._scorers[budget] = scorer
-        return scorer
+        return self.scorers.at(budget)
 
     @property
     def episode_scorer(self) -> PolicyScorer:
@@ -224,14 +217,8 @@ class QuantizationEnv(gym.Env):
 
     def _take_action(self, action: np.ndarray) -> None:
         """Set the bits the current step's action chooses and move to the next step."""
-        layer, part = self._schedule[self._step_index]
         bits = action_to_bits(action, self.min_bits, self.max_bits)
-        if part == 2:
-            self._w[layer], self._a[layer] = int(bits[0]), int(bits[1])
-        elif part == 0:
-            self._w[layer] = int(bits[0])
-        else:
-            self._a[layer] = int(bits[0])
+        set_step_bits(self._schedule, self._step_index, bits, self._w, self._a)
         self._previous_action = float((bits[-1] - self.min_bits) / max(self.max_bits - self.min_bits, 1))
         self._step_index += 1
 
@@ -264,17 +251,8 @@ class QuantizationEnv(gym.Env):
         The env's own episode state is left as it was. Batched searches use it to evaluate
         several episodes' policies together (``PolicyScorer.prefetch``) before stepping them.
         """
-        saved = (self._step_index, self._w.copy(), self._a.copy(), self._previous_action)
-        try:
-            self._step_index = 0
-            self._w[:] = REFERENCE_BITS
-            self._a[:] = REFERENCE_BITS
-            for action in np.asarray(actions, dtype=np.float64).reshape(len(self._schedule), self.action_dim):
-                self._take_action(action)
-            return self._w.copy(), self._a.copy()
-        finally:
-            self._step_index, self._w[:], self._a[:], self._previous_action = (
-                saved[0], saved[1], saved[2], saved[3])
+        return bits_of_actions(self._schedule, actions, len(self.layer_names), self.min_bits, self.max_bits,
+                               REFERENCE_BITS)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -327,7 +305,7 @@ class QuantizationEnv(gym.Env):
         """The actions (one row per step, bin centres) whose episode proposes these bits."""
         rows = []
         for layer, part in self._schedule:
-            if part == 2:
+            if part == JOINT:
                 rows.append([w[layer], a[layer]])
             else:
                 rows.append([w[layer] if part == 0 else a[layer]])

@@ -8,15 +8,8 @@ evaluated them itself (``PolicyEvaluator.pool``, ``PolicyEvaluator.prefetch``), 
 search method keeps its logic and its episodes.csv rows. See docs/scaling.md.
 """
 
-from haq_rl.parallel.pool import (
-    BACKENDS,
-    EvaluationPool,
-    WorkerError,
-    attached_pool,
-    check_backend,
-    import_ray,
-    open_pool,
-)
+from haq_rl.parallel.base import BACKENDS, EvaluationPool, WorkerError, check_backend, import_ray
+from haq_rl.parallel.pool import attached_pool, open_pool
 
 __all__ = ["BACKENDS", "EvaluationPool", "WorkerError", "attached_pool", "check_backend", "import_ray",
            "open_pool"]

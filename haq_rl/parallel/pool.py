@@ -1,61 +1,18 @@
-"""The pool interface, its two backends and the choice between them."""
+"""The choice between the two pool backends (interface: :mod:`haq_rl.parallel.base`)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from haq_rl.errors import ConfigError, HaqError, MissingDependencyError, UnknownNameError
+from haq_rl.parallel.base import EvaluationPool, check_backend
 
 if TYPE_CHECKING:
-    from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores, ScoresSource
+    from haq_rl.task.evaluator import PolicyEvaluator, ScoresSource
 
 logger = logging.getLogger(__name__)
-
-#: ``process``: worker processes on this machine; ``ray``: Ray actors, on this machine or a cluster.
-BACKENDS = ("process", "ray")
-
-
-class WorkerError(HaqError, RuntimeError):
-    """A worker failed or died while evaluating a policy."""
-
-
-class EvaluationPool(Protocol):
-    """Evaluates batches of policies in parallel workers."""
-
-    workers: int
-
-    def evaluate(self, policies: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[PolicyScores]:
-        """The scores of every policy, in input order."""
-        ...
-
-    def close(self) -> None:
-        """Stop the workers."""
-        ...
-
-
-def check_backend(workers: object, backend: object, ray_address: object) -> None:
-    """The one validation of the parallel settings (SearchConfig and open_pool share it)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers={workers!r} must be an integer >= 1")
-    if backend not in BACKENDS:
-        raise UnknownNameError("backend", str(backend), BACKENDS)
-    if ray_address is not None and backend != "ray":
-        raise ConfigError(f"ray_address={ray_address!r} needs backend 'ray' (got backend {backend!r})")
-
-
-def import_ray() -> Any:
-    """Ray, or a one-line error naming the extra that installs it."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingDependencyError(
-            "backend ray needs Ray: pip install 'haq-rl[ray]' (or pip install ray)") from None
-    return ray
 
 
 def open_pool(evaluator: PolicyEvaluator, workers: int, backend: str = "process",

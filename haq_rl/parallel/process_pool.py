@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from haq_rl.parallel.base import WorkerError
 from haq_rl.parallel.payload import (
     evaluate,
     evaluator_payload,
@@ -21,7 +22,6 @@ from haq_rl.parallel.payload import (
     worker_copy,
     worker_devices,
 )
-from haq_rl.parallel.pool import WorkerError
 
 if TYPE_CHECKING:
     from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores

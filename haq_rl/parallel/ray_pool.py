@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from haq_rl.errors import ConfigError, HaqError
+from haq_rl.parallel.base import WorkerError, import_ray
 from haq_rl.parallel.payload import evaluate, load_evaluator
-from haq_rl.parallel.pool import WorkerError, import_ray
 
 if TYPE_CHECKING:
     from haq_rl.task.evaluator import PolicyScores

@@ -65,13 +65,13 @@ def _roll_out(run_dir: Path, search: SearchConfig, spec: TaskSpec, budget: float
               given: Task | None) -> Path:
     from haq_rl.agent import load_actor
     from haq_rl.env.factory import env_for_task
-    from haq_rl.search.rl import _deterministic_rollout
+    from haq_rl.search.rl import deterministic_rollout
     from haq_rl.task.task import load_task
 
     task = given.with_settings(budgets=spec.budgets) if given is not None else load_task(spec)
     env = env_for_task(task)
     agent = load_actor(run_dir / ACTOR_FILE, env)  # the actor's weights, nothing else of the run
-    info = _deterministic_rollout(env, agent, budget)
+    info = deterministic_rollout(env, agent, budget)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_policy_json(path, env.scorer, spec, {**info, "episode": None}, budget=budget,
                       method=search.method + ACTOR_SUFFIX, seed=search.seed)

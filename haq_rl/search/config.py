@@ -77,9 +77,6 @@ class SearchConfig:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
         check_device(self.device)
         check_backend(self.workers, self.backend, self.ray_address)
-        if self.budgets is not None and self.workers > 1 and entry.agent:
-            raise ConfigError(f"method {self.method} with budgets runs one worker (the conditioned agent "
-                              "has no batched driver yet); drop --workers or --budgets")
         self._check_agent(entry)
         entry.parse_options(self.options)
 

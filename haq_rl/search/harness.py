@@ -27,9 +27,11 @@ from haq_rl.run.layout import CONFIG_FILE, EPISODES_FILE
 from haq_rl.run.lock import run_lock
 from haq_rl.search.checkpoint import refuse_lost_rows
 from haq_rl.search.config import SearchConfig, resumed_config
+from haq_rl.search.loop import run_proposals
 from haq_rl.search.recorder import Recorder
 from haq_rl.search.setup import SearchSetup
 from haq_rl.shipped_models import float_model_record
+from haq_rl.task.steps import step_schedule
 
 if TYPE_CHECKING:
     from haq_rl.task.task import Task
@@ -86,13 +88,13 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
         with run_lock(run_dir):  # an existing directory: a second writer fails before any work
             remove_stale_temps(run_dir)  # what a killed search left
             _check_fresh(run_dir, resume is not None)
-            prepared = _prepare(config, task)
+            prepared = _prepare(config, task, run_dir)
             with attached_pool(prepared[0].scorer.evaluator, config.workers, config.backend, config.ray_address):
                 return _search(*prepared, config, run_dir, resume is not None)
     # A new directory is made only once the task is ready: a search killed or failing while it
     # loads the model and data leaves nothing; the workers start first too, so an unreachable
     # cluster leaves no run directory.
-    prepared = _prepare(config, task)
+    prepared = _prepare(config, task, run_dir)
     with attached_pool(prepared[0].scorer.evaluator, config.workers, config.backend, config.ray_address):
         created = not run_dir.exists()
         with run_lock(run_dir):
@@ -110,10 +112,11 @@ def _check_fresh(run_dir: Path, resume: bool) -> None:
         raise ConfigError(f"run directory {run_dir} already holds a search; use --resume {run_dir} or another --out")
 
 
-def _prepare(config: SearchConfig, given: Task | None) -> tuple[SearchSetup, float, float]:
-    """The setup (task, scorer, env) of ``config``, its start time and setup seconds; writes nothing."""
-    from haq_rl.env.factory import env_for_task
+def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[SearchSetup, float, float]:
+    """The setup (task, scorers, and the env of an RL method) of ``config``, its start time and
+    setup seconds; writes nothing."""
     from haq_rl.seeding import seed_everything
+    from haq_rl.supernet.reward import scorer_for_task
     from haq_rl.task.task import load_task
 
     if config.backend == "ray":
@@ -124,21 +127,27 @@ def _prepare(config: SearchConfig, given: Task | None) -> tuple[SearchSetup, flo
         task = given.with_settings(**config.spec_overrides())
     else:
         task = load_task(config.task_spec())
-    env = env_for_task(task)
-    setup = SearchSetup(task=task, scorer=env.scorer, env=env)
+    if config.entry.agent:
+        from haq_rl.env.factory import env_for_task
+
+        env = env_for_task(task)
+        setup = SearchSetup(task=task, scorer=env.scorer, env=env, run_dir=run_dir)
+    else:  # a proposer: no gymnasium
+        setup = SearchSetup(task=task, scorer=scorer_for_task(task), run_dir=run_dir)
     return setup, started, time.perf_counter() - started
 
 
 def _search(setup: SearchSetup, started: float, setup_seconds: float, config: SearchConfig, run_dir: Path,
             resume: bool) -> SearchResult:
     """Write config.json (a new run), record the method's episodes, return the result."""
-    task, scorer, env, spec = setup.task, setup.scorer, setup.env, setup.task.spec
+    task, scorer, spec = setup.task, setup.scorer, setup.task.spec
     if not resume:
         write_json_atomic(run_dir / CONFIG_FILE, {
             "format_version": 1, "haq_rl_version": __version__, "search": config.to_dict(),
             "env": spec.to_dict(), "layers": scorer.layer_names,
             "layer_specs": [layer.to_dict() for layer in task.layers],
-            "steps_per_episode": env.steps_per_episode, "float_accuracy": scorer.evaluator.float_accuracy,
+            "steps_per_episode": len(step_schedule(scorer.pinned, scorer.weight_only, spec.step_mode)),
+            "float_accuracy": scorer.evaluator.float_accuracy,
             "float_test_accuracy": _float_test_accuracy(task),
             "float_model": float_model_record(task.meta),  # which float model, by its SHA-256
             "reference_cost": scorer.reference_cost, "budget_cost": scorer.budget_cost,
@@ -150,7 +159,10 @@ def _search(setup: SearchSetup, started: float, setup_seconds: float, config: Se
     if bar is not None:
         bar.start(recorder.count)
     try:
-        config.entry.load()(setup, config, recorder)
+        if config.entry.agent:  # an RL driver steps the env itself
+            config.entry.load()(setup, config, recorder)
+        else:
+            run_proposals(config.entry.load()(setup, config), setup, config, recorder)
     finally:
         if bar is not None:
             bar.close()

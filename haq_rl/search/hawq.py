@@ -5,7 +5,7 @@ Yao et al. 2021). The per-layer sensitivities (:mod:`haq_rl.quant.sensitivity`) 
 measured once on ``images`` search-train images with ``probes`` Hutchinson probes; the
 integer program (:mod:`haq_rl.search.integer_program`) picks the bits under the same
 cost table and budget as every other method; the one resulting policy is scored
-through the env like an episode. Options (``--option KEY=VALUE``):
+the way every method's policies are (:mod:`haq_rl.search.loop`). Options (``--option KEY=VALUE``):
 
 * ``probes`` (32), ``images`` (256): the Hutchinson estimate.
 * ``activations``: ``tied`` (w = a per layer priced by the weight sensitivity alone, as
@@ -34,7 +34,7 @@ import torch
 from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write, write_text_atomic
 from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.config import SearchConfig
-from haq_rl.search.recorder import Recorder
+from haq_rl.search.loop import Proposal, ProposalSteps, SteppedProposer
 from haq_rl.search.setup import SearchSetup
 from haq_rl.task.scoring import PolicyScorer
 
@@ -177,21 +177,21 @@ def write_sensitivity(path: Path, sensitivity: Any) -> None:
     write_text_atomic(path, stream.getvalue())
 
 
-def search_hawq(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
-    """Measure, solve, score the one policy (``episodes`` beyond 1 are not needed).
+def hawq_proposer(setup: SearchSetup, config: SearchConfig) -> SteppedProposer:
+    return SteppedProposer(_hawq_steps(setup, config))
+
+
+def _hawq_steps(setup: SearchSetup, config: SearchConfig) -> ProposalSteps:
+    """Measure, solve, propose the one policy (``episodes`` beyond 1 are not needed).
 
     A conditioned run re-solves the program at every budget: one evaluation each, the
     sensitivities measured once.
     """
-    budgets = setup.env.budgets if setup.env.conditioned else (setup.scorer.budget_ratio,)
-    todo = budgets[recorder.count:]
-    if not todo:
-        return
     options = config.method_options()
     _, _, tied = sensitivity_settings(options)
     sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
-    write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
-    for budget in todo:
-        scorer = setup.env.scorer_at(budget) if setup.env.conditioned else setup.scorer
-        w_bits, a_bits = integer_program_policy(scorer, sensitivity, tied)
-        recorder.record(scorer.score(w_bits, a_bits, enforce=True), "hawq")
+    assert setup.run_dir is not None
+    write_sensitivity(setup.run_dir / SENSITIVITY_FILE, sensitivity)
+    budgets = setup.budgets.budgets if setup.budgets.conditioned else (None,)
+    yield [Proposal(*integer_program_policy(setup.budgets.at(budget), sensitivity, tied), "hawq", budget=budget)
+           for budget in budgets]

@@ -77,7 +77,9 @@ class Method:
 
     Attributes:
         name: the ``--method`` name.
-        entry_point: ``"module:function"``; the function takes (setup, config, recorder).
+        entry_point: ``"module:function"``: for an RL method its driver, taking (setup, config,
+            recorder); for any other the factory of its proposer, taking (setup, config)
+            (the harness runs it in the one loop, :mod:`haq_rl.search.loop`).
         options: the dataclass of its ``--option`` settings (None: it takes none).
         agent: an RL method (takes ``--agent`` settings; ``algo`` is its SB3 algorithm).
         batches: evaluates ``workers`` policies at a time.
@@ -93,10 +95,10 @@ class Method:
     conditions: bool = True
     algo: str | None = None
 
-    def load(self) -> Callable[..., None]:
+    def load(self) -> Callable[..., Any]:
         """The entry point's function (its module imported now)."""
         module, _, function = self.entry_point.partition(":")
-        return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module), function)
 
     def parse_options(self, given: dict[str, Any]) -> dict[str, Any]:
         """The method's settings: its defaults with ``given`` on top, each value checked.
@@ -120,18 +122,18 @@ _RL = "haq_rl.search.rl:search_rl"
 #: Every method, in the order the CLI lists them.
 METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
     # DDPG anchored on the hawq integer program, self-imitating its elite (haq_rl.search.rl).
-    Method("guided", _RL, GuidedOptions, agent=True, algo="ddpg"),
-    Method("ddpg", _RL, agent=True, algo="ddpg"),  # HAQ's agent
-    Method("td3", _RL, agent=True, algo="td3"),
-    Method("sac", _RL, agent=True, algo="sac"),
-    Method("random", "haq_rl.search.baselines:search_random"),
-    Method("uniform", "haq_rl.search.baselines:search_uniform"),
-    Method("greedy", "haq_rl.search.baselines:search_greedy", conditions=False),
+    Method("guided", _RL, GuidedOptions, algo="ddpg", agent=True),
+    Method("ddpg", _RL, algo="ddpg", agent=True),  # HAQ's agent
+    Method("td3", _RL, algo="td3", agent=True),
+    Method("sac", _RL, algo="sac", agent=True),
+    Method("random", "haq_rl.search.baselines:random_proposer"),
+    Method("uniform", "haq_rl.search.baselines:uniform_proposer"),
+    Method("greedy", "haq_rl.search.baselines:greedy_proposer"),
     # HAWQ-V3-style sensitivity + integer program (haq_rl.search.hawq).
-    Method("hawq", "haq_rl.search.hawq:search_hawq", SensitivityOptions),
-    # Optuna's multivariate TPE and NSGA-II over (reward, cost) (haq_rl.search.tpe, .nsga2).
-    Method("tpe", "haq_rl.search.tpe:search_tpe", TpeOptions, conditions=False),
-    Method("nsga2", "haq_rl.search.nsga2:search_nsga2", Nsga2Options),
+    Method("hawq", "haq_rl.search.hawq:hawq_proposer", SensitivityOptions),
+    # Optuna's multivariate TPE, and its NSGA-II over (reward, cost) (haq_rl.search.samplers).
+    Method("tpe", "haq_rl.search.samplers:optuna_proposer", TpeOptions),
+    Method("nsga2", "haq_rl.search.samplers:optuna_proposer", Nsga2Options),
 )}
 
 METHODS = tuple(METHOD_TABLE)

@@ -1,4 +1,12 @@
-"""HAQ's RL driver: an SB3 agent learns episode by episode, checkpointed for ``--resume``."""
+"""The RL driver: one SB3 agent over ``workers`` copies of the env, checkpointed for ``--resume``.
+
+One driver for every agent and every number of workers, as SB3's one ``learn`` loop
+serves any ``num_envs``: the agent steps a
+:class:`~haq_rl.search.vec_env.BatchedEpisodeVecEnv` of ``workers`` copies (one copy
+when ``workers`` is 1), whose episodes end together and are evaluated as one batch.
+The guided agent's anchor and elite are hooks of :mod:`haq_rl.search.guided`; the
+checkpoint is taken at the start of a rollout (after the previous one's update).
+"""
 
 from __future__ import annotations
 
@@ -9,53 +17,54 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from haq_rl.env.budgets import scheduled_budget
 from haq_rl.errors import ConfigError
 from haq_rl.fileio import atomic_write
-from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE, SENSITIVITY_FILE
+from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE
 from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.config import SearchConfig
+from haq_rl.search.guided import (
+    GUIDED_AGENT_DEFAULTS,
+    GUIDED_METHOD,
+    anchor_on_integer_program,
+    anchor_sigma,
+    elite,
+)
 from haq_rl.search.recorder import Recorder
 from haq_rl.search.setup import SearchSetup
+from haq_rl.task.conditioned import scheduled_budget
 
 if TYPE_CHECKING:  # SB3 is imported lazily
     from haq_rl.agent import AgentConfig
 
 logger = logging.getLogger(__name__)
 
-#: The guided agent: HAQ's DDPG anchored on the integer-program policy (see search_rl).
-GUIDED_METHOD = "guided"
-#: Its agent settings where they differ from HAQ's: a shorter warm-up around the anchor
-#: and exploration noise of about a third of a bit bin instead of HAQ's half range.
-GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, "noise_sigma": 0.04,
-                                          "noise_decay": 1.0}
-
 
 def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> None:
     """HAQ's agent: ``episodes - 1`` learning episodes, then one noise-free rollout.
 
-    Every ``checkpoint_every`` episodes the agent (agent.pt, actor.pt), its replay buffer, the
-    episode count and the random streams (search_state.json) are saved together, at the
-    start of an episode (after the previous episode's update); ``--resume`` drops the
-    episodes.csv rows after the last checkpoint and continues from it: the finished run
-    holds exactly ``episodes`` rows, the same rows an uninterrupted run writes.
+    ``workers`` episodes run per agent update, evaluated together; the last batch may run
+    past the learning episodes (its extra episodes are evaluated, not recorded) and the
+    warm-up is rounded up to whole batches.
 
-    A budget-conditioned env (``budgets``) trains one agent for every budget: each
-    learning episode runs under the budget the env's schedule gives it (shown to the
-    agent as an observation feature), and the run ends with one noise-free rollout per
-    budget. The guided agent starts with the integer-program policy of every budget,
-    warms up around the one of each episode's budget and imitates the best policy of
-    every budget (the elite set).
+    Every ``checkpoint_every`` episodes (at the first rollout start past each multiple) the
+    agent (agent.pt, actor.pt), its replay buffer, the episode count and the random streams
+    (search_state.json) are saved together; ``--resume`` drops the episodes.csv rows after
+    the last checkpoint and continues from it: the finished run holds exactly ``episodes``
+    rows, the same rows an uninterrupted run with as many workers writes.
+
+    A budget-conditioned env (``budgets``) trains one agent for every budget: learning
+    episode ``k`` runs under the budget the task's schedule gives it (shown to the agent as
+    an observation feature), whichever worker runs it, and the run ends with one
+    noise-free rollout per budget. The guided agent starts with the integer-program policy
+    of every budget, warms up around the one of each episode's budget and imitates the
+    best policy of every budget (the elite set).
     """
-    if config.workers > 1:  # several episodes per update, evaluated together
-        from haq_rl.search.rl_batched import search_rl_batched
-
-        return search_rl_batched(setup, config, recorder)
     from stable_baselines3.common.callbacks import CallbackList
 
     from haq_rl.agent import EpisodeRecorder, RolloutStartCallback, learn_episodes, random_state
+    from haq_rl.search.vec_env import BatchedEpisodeVecEnv
 
-    env = setup.env
+    env = setup.agent_env
     run_dir = recorder.run_dir
     guided = config.method == GUIDED_METHOD
     budgets = env.budgets if env.conditioned else (env.scorer.budget_ratio,)
@@ -65,61 +74,49 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     if env.conditioned and learning_episodes - warm_starts < 1:
         raise ConfigError(f"episodes={config.episodes} is too few for {len(budgets)} budgets with method "
                           f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
-    agent_config = _agent_config(config, learning_episodes - warm_starts, len(budgets))
-    agent, _, anchors = start_agent(setup, config, recorder, env, agent_config, budgets)
+    vec_env = BatchedEpisodeVecEnv(env, config.workers)
+    agent_config = agent_config_for(config, learning_episodes - warm_starts, len(budgets), config.workers)
+    agent, _, anchors = start_agent(setup, config, recorder, vec_env, agent_config, budgets)
+    last_checkpoint = recorder.count
 
     def checkpoint() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
+        nonlocal last_checkpoint
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent),
                                          **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
                                             if env.conditioned else {})})
+        last_checkpoint = recorder.count
 
-    started_at = recorder.count
-
-    def checkpoint_at_episode_start() -> None:
-        # Every transition of the previous episode is stored and its update is done.
-        if recorder.count != started_at and recorder.count % config.checkpoint_every == 0:
+    def on_rollout_start() -> None:
+        # Every transition of the previous rollout is stored and its update is done.
+        next_anchors()
+        if recorder.count // config.checkpoint_every > last_checkpoint // config.checkpoint_every:
             checkpoint()
 
-    def next_anchor() -> None:
-        # The warm-up samples around the anchor of the budget the next episode runs under.
+    def next_anchors() -> None:
+        # The warm-up samples around the anchor of the budget each worker's next episode runs under.
         if env.conditioned and anchors:
-            budget = scheduled_budget(env.budgets, env.schedule_seed, recorder.count)
-            agent.set_anchor(anchors[budget], sigma=agent.anchor_sigma)
+            episodes = range(recorder.count, recorder.count + config.workers)
+            stacked = [anchors[scheduled_budget(env.budgets, config.seed, k)] for k in episodes]
+            agent.set_anchor(stacked[0] if config.workers == 1 else np.stack(stacked), sigma=agent.anchor_sigma)
 
     def sink(record: dict[str, Any]) -> None:
-        if recorder.count >= learning_episodes:
+        if recorder.count >= learning_episodes:  # the last batch's extra episodes
             return
         improved = recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
         if guided and improved:
             # A new best: the actor now imitates it (self-imitation of the elite).
-            agent.set_elite(*_elite(env, recorder, budgets))  # type: ignore[attr-defined]
-        next_anchor()
+            agent.set_elite(*elite(env, recorder, budgets))  # type: ignore[attr-defined]
 
     remaining = learning_episodes - min(recorder.count, learning_episodes)
     if remaining > 0:
-        env.schedule_seed = config.seed
-        env.episode_index = recorder.count  # the schedule's budget of the next episode
-        next_anchor()
+        vec_env.start_schedule(config.seed, recorder.count)
         learn_episodes(agent, remaining, callback=CallbackList([
-            RolloutStartCallback(checkpoint_at_episode_start), EpisodeRecorder(sink=sink, keep=False)]))
+            RolloutStartCallback(on_rollout_start), EpisodeRecorder(sink=sink, keep=False)]))
         checkpoint()  # after the last update: what the final rollouts use
     while recorder.count < config.episodes:
         budget = budgets[recorder.count - learning_episodes]
-        recorder.record(_deterministic_rollout(env, agent, budget if env.conditioned else None), "final")
+        recorder.record(deterministic_rollout(env, agent, budget if env.conditioned else None), "final")
         checkpoint()
-
-
-def _elite(env: Any, recorder: Recorder, budgets: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Observations and actions of the best policy of every budget that has one, stacked."""
-    observations, actions = [], []
-    for budget in budgets:
-        best = recorder.best_by_budget.get(budget)
-        if best is None:
-            continue
-        best_actions = env.policy_actions(best["w_bits"], best["a_bits"])
-        observations.append(env.observations_for(best_actions, budget=budget if env.conditioned else None))
-        actions.append(best_actions)
-    return np.concatenate(observations), np.concatenate(actions)
 
 
 def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, env: Any, agent_config: AgentConfig,
@@ -147,60 +144,18 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
     else:
         agent = make_agent(env, agent_config)
         if config.method == GUIDED_METHOD:
-            anchors = _anchor_on_integer_program(setup, config, recorder, agent,
-                                                 budgets or (setup.scorer.budget_ratio,))
+            budgets = budgets or (setup.scorer.budget_ratio,)
+            anchors = anchor_on_integer_program(setup, config, recorder, agent, budgets)
+            # Until the driver sets each episode's own (conditioned runs): the first budget's.
+            agent.set_anchor(anchors[budgets[0]], sigma=anchor_sigma(config))  # type: ignore[attr-defined]
     agent.set_logger(_sb3_logger(run_dir / "sb3_logs"))
     return agent, state, anchors
 
 
-def _anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any,
-                               budgets: tuple[float, ...]) -> dict[float, np.ndarray]:
-    """The guided agent's first episodes: the sensitivity integer program's policy at each budget.
-
-    Their actions become the agent's anchors: the warm-up explores around the anchor of
-    each episode's budget, and the actor is fitted to reproduce them before any
-    reinforcement-learning update. Returns budget -> anchor actions.
-    """
-    from haq_rl.search.hawq import (
-        integer_program_policy,
-        sensitivity_settings,
-        task_sensitivity,
-        write_sensitivity,
-    )
-
-    options = config.method_options()
-    _, _, tied = sensitivity_settings(options)
-    sigma = options["anchor_sigma"]
-    env = setup.env
-    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
-    write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
-    anchors: dict[float, np.ndarray] = {}
-    for budget in budgets:
-        scorer = env.scorer_at(budget) if env.conditioned else setup.scorer
-        w_bits, a_bits = integer_program_policy(scorer, sensitivity, tied=tied)
-        actions = env.policy_actions(w_bits, a_bits)
-        env.reset(seed=config.seed, options={"budget": budget} if env.conditioned else None)
-        info: dict[str, Any] = {}
-        for action in actions:
-            _, _, _, _, info = env.step(action)
-        recorder.record(info, "warm-start")
-        anchors[budget] = actions
-        logger.info("guided agent: integer-program policy at budget %g: %.2f%% at cost ratio %.3f",
-                    budget, info["accuracy"], info["cost_ratio"])
-    first = scheduled_budget(env.budgets, config.seed, recorder.count) if env.conditioned else budgets[0]
-    agent.set_anchor(anchors[first], sigma=2.0 * float(sigma))  # HAQ units -> SB3's [-1, 1]
-    observations = np.concatenate([env.observations_for(anchors[b], budget=b if env.conditioned else None)
-                                   for b in budgets])
-    error = agent.imitate(observations, np.concatenate([anchors[b] for b in budgets]), sync_target=True)
-    agent.set_elite(*_elite(env, recorder, budgets), imitation_steps=int(options["imitation_steps"]))
-    logger.info("guided agent: actor fitted to the integer-program policies (mse %.2g)", error)
-    return anchors
-
-
-def agent_config_for(config: SearchConfig, learning_episodes: int, batch: int) -> AgentConfig:
+def agent_config_for(config: SearchConfig, learning_episodes: int, budget_count: int, batch: int) -> AgentConfig:
     """:func:`_agent_config` for ``batch`` episodes per update: the warm-up rounded up to whole
     batches, so no batch mixes random and policy episodes."""
-    agent_config = _agent_config(config, learning_episodes)
+    agent_config = _agent_config(config, learning_episodes, budget_count)
     rounded = -(-agent_config.warmup_episodes // batch) * batch
     if rounded == agent_config.warmup_episodes:
         return agent_config
@@ -233,7 +188,7 @@ def _agent_config(config: SearchConfig, learning_episodes: int, budget_count: in
     return dataclasses.replace(agent_config, noise_decay=decay)
 
 
-def _deterministic_rollout(env: Any, agent: Any, budget: float | None = None) -> dict[str, Any]:
+def deterministic_rollout(env: Any, agent: Any, budget: float | None = None) -> dict[str, Any]:
     """One episode of the learned actor without exploration noise (at ``budget``, conditioned envs)."""
     observation, _ = env.reset(options=None if budget is None else {"budget": budget})
     info: dict[str, Any] = {}

@@ -26,13 +26,25 @@ class BatchedEpisodeVecEnv(DummyVecEnv):
 
     def __init__(self, env: QuantizationEnv, n_envs: int) -> None:
         # Deep copies of the episode state only: the scorer and task (model, data) are shared.
-        shared: dict[int, Any] = {id(env.scorer): env.scorer, id(env.task): env.task}
+        shared: dict[int, Any] = {id(env.scorer): env.scorer, id(env.scorers): env.scorers, id(env.task): env.task}
         copies = [copy.deepcopy(env, memo=dict(shared)) for _ in range(n_envs)]
         super().__init__([lambda e=e: Monitor(e) for e in copies])  # type: ignore[misc]
         self._copies = copies
         self._scorer = env.scorer
         self._horizon = env.steps_per_episode
         self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
+
+    @property
+    def copies(self) -> list[QuantizationEnv]:
+        """The env copies, in the order SB3 steps them."""
+        return self._copies
+
+    def start_schedule(self, seed: int, episode: int) -> None:
+        """A conditioned env's budget schedule: copy ``i``'s next episode is ``episode + i``, and
+        each batch after it ``n_envs`` episodes later (so episode ``k`` runs under the
+        schedule's budget of ``k`` whatever the number of copies)."""
+        for i, env in enumerate(self._copies):
+            env.schedule_seed, env.episode_index = seed, episode + i
 
     def reset(self) -> Any:
         self._episode_actions = [[] for _ in range(self.num_envs)]
@@ -45,4 +57,6 @@ class BatchedEpisodeVecEnv(DummyVecEnv):
             self._scorer.prefetch([env.bits_for(np.stack(actions))
                                    for env, actions in zip(self._copies, self._episode_actions, strict=True)])
             self._episode_actions = [[] for _ in range(self.num_envs)]
+            for env in self._copies:  # each copy's reset (in step_wait) skips the other copies' episodes
+                env.episode_index += self.num_envs - 1
         return super().step_wait()

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from haq_rl.env.bits import action_to_bits, bits_to_action
 from haq_rl.errors import BudgetError
 from haq_rl.task.budget import enforce_budget
+from haq_rl.task.steps import action_to_bits, bits_to_action
 
 
 def test_equal_width_bins_cover_the_range():

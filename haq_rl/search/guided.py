@@ -1,0 +1,93 @@
+"""The guided agent: HAQ's DDPG with its own defaults and two hooks, anchor and elite.
+
+Guided is DDPG with settings pinned (as SB3's DDPG is TD3 with settings pinned) and two
+additions, both driven by the RL driver (:mod:`haq_rl.search.rl`) through the hooks here:
+
+* **anchor**: its first episodes are the sensitivity integer program's policy at every
+  budget (:func:`anchor_on_integer_program`); the warm-up explores around the anchor of
+  each episode's budget, and the actor is fitted to reproduce them before any update;
+* **elite**: after every update the actor imitates the best policy of every budget found
+  so far (:func:`elite`; self-imitation, Oh et al. 2018).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from haq_rl.run.layout import SENSITIVITY_FILE
+from haq_rl.search.recorder import Recorder
+
+if TYPE_CHECKING:
+    from haq_rl.search.config import SearchConfig
+    from haq_rl.search.setup import SearchSetup
+
+logger = logging.getLogger(__name__)
+
+#: The guided agent's method name.
+GUIDED_METHOD = "guided"
+#: Its agent settings where they differ from HAQ's: a shorter warm-up around the anchor
+#: and exploration noise of about a third of a bit bin instead of HAQ's half range.
+GUIDED_AGENT_DEFAULTS: dict[str, Any] = {"algo": "ddpg", "warmup_episodes": 10, "noise_sigma": 0.04,
+                                          "noise_decay": 1.0}
+
+
+def elite(env: Any, recorder: Recorder, budgets: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Observations and actions of the best policy of every budget that has one, stacked."""
+    observations, actions = [], []
+    for budget in budgets:
+        best = recorder.best_by_budget.get(budget)
+        if best is None:
+            continue
+        best_actions = env.policy_actions(best["w_bits"], best["a_bits"])
+        observations.append(env.observations_for(best_actions, budget=budget if env.conditioned else None))
+        actions.append(best_actions)
+    return np.concatenate(observations), np.concatenate(actions)
+
+
+def anchor_sigma(config: SearchConfig) -> float:
+    """The warm-up noise around the anchor in SB3's [-1, 1] units (the option is in HAQ's [0, 1])."""
+    return 2.0 * float(config.method_options()["anchor_sigma"])
+
+
+def anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder: Recorder, agent: Any,
+                              budgets: tuple[float, ...]) -> dict[float, np.ndarray]:
+    """The guided agent's first episodes: the sensitivity integer program's policy at each budget.
+
+    Their actions become the agent's anchors; the actor is fitted to reproduce them before
+    any reinforcement-learning update, and they are its first elite. Returns budget ->
+    anchor actions (the driver sets the anchor of each episode's budget).
+    """
+    from haq_rl.search.hawq import (
+        integer_program_policy,
+        sensitivity_settings,
+        task_sensitivity,
+        write_sensitivity,
+    )
+
+    options = config.method_options()
+    _, _, tied = sensitivity_settings(options)
+    env = setup.agent_env
+    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
+    write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
+    anchors: dict[float, np.ndarray] = {}
+    for budget in budgets:
+        scorer = env.scorer_at(budget) if env.conditioned else setup.scorer
+        w_bits, a_bits = integer_program_policy(scorer, sensitivity, tied=tied)
+        actions = env.policy_actions(w_bits, a_bits)
+        env.reset(seed=config.seed, options={"budget": budget} if env.conditioned else None)
+        info: dict[str, Any] = {}
+        for action in actions:
+            _, _, _, _, info = env.step(action)
+        recorder.record(info, "warm-start")
+        anchors[budget] = actions
+        logger.info("guided agent: integer-program policy at budget %g: %.2f%% at cost ratio %.3f",
+                    budget, info["accuracy"], info["cost_ratio"])
+    observations = np.concatenate([env.observations_for(anchors[b], budget=b if env.conditioned else None)
+                                   for b in budgets])
+    error = agent.imitate(observations, np.concatenate([anchors[b] for b in budgets]), sync_target=True)
+    agent.set_elite(*elite(env, recorder, budgets), imitation_steps=int(options["imitation_steps"]))
+    logger.info("guided agent: actor fitted to the integer-program policies (mse %.2g)", error)
+    return anchors
