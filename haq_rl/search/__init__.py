@@ -14,12 +14,13 @@ action wall, same cost table) and writes the same run directory:
     search_state.json  checkpoint used by ``--resume``; no file holds a pickle
 
 Methods (the table in :mod:`.methods`): ``guided`` (the default: DDPG anchored on the
-integer program), ``ddpg`` (HAQ), ``td3``, ``sac`` (:mod:`.rl`); ``random``, ``uniform``,
-``greedy`` (:mod:`.baselines`); ``hawq``, sensitivity + integer program (:mod:`.hawq`);
-``tpe``, Optuna's TPE (:mod:`.tpe`); ``nsga2``, Optuna's NSGA-II (:mod:`.nsga2`).
+integer program, :mod:`.guided`), ``ddpg`` (HAQ), ``td3``, ``sac``: one RL driver
+(:mod:`.rl`); ``random``, ``uniform``, ``greedy`` (:mod:`.baselines`); ``hawq``,
+sensitivity + integer program (:mod:`.hawq`); ``tpe`` and ``nsga2``, Optuna's samplers
+(:mod:`.samplers`). All but the RL agents are proposers in one loop (:mod:`.loop`).
 :func:`budget_policy` picks one budget of a conditioned run (:mod:`.conditioned`). With
 ``workers > 1`` every method evaluates in parallel (:mod:`haq_rl.parallel`); the RL
-methods then collect ``workers`` episodes per update (:mod:`.rl_batched`, :mod:`.vec_env`).
+methods then collect ``workers`` episodes per update (:mod:`.vec_env`).
 """
 
 from haq_rl.search.conditioned import budget_policy
