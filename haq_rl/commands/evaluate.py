@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from haq_rl.errors import ConfigError
-    from haq_rl.finetune import evaluate_policy, load_finetuned, resolve_env, uniform_policy
-    from haq_rl.finetune.resolve import run_config_for
+    from haq_rl.finetune import evaluate_policy, load_finetuned, uniform_policy
     from haq_rl.quant import QuantPolicy
+    from haq_rl.run.record import policy_spec, run_config_for
     from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
     from haq_rl.task.task import load_task
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     elif payload is not None and isinstance(payload["meta"].get("env"), dict):
         spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
     elif policy is not None:
-        spec = resolve_env(policy, None, run_config_for(Path(args.policy)))
+        spec = policy_spec(policy, None, run_config_for(Path(args.policy)))
     else:
         spec = resolve_spec(DEFAULT_ENV_ID)
     spec = spec.replace(device=args.device)

@@ -112,15 +112,16 @@ def run(args: argparse.Namespace) -> int:
     """Fine-tune, print the comparison table and where the files went."""
     from pathlib import Path
 
-    from haq_rl.finetune import finetune_run, resolve_policy_source
+    from haq_rl.finetune import finetune_run
     from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
+    from haq_rl.run.record import policy_source
 
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     config = config_from_args(args)
     metrics = finetune_run(args.source, config, env=args.env, out=args.out, weights=args.weights,
                            progress=not args.no_progress)
-    _, out_dir, _ = resolve_policy_source(args.source, args.out)
+    _, out_dir, _ = policy_source(args.source, args.out)
     env = metrics["env"]
     print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
           f"{config.epochs} epoch(s), {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "

@@ -44,13 +44,12 @@ from haq_rl.finetune import (
     load_finetuned,
     load_quantized_model,
     policy_costs,
-    resolve_env,
-    resolve_policy_source,
 )
 from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
 from haq_rl.run.layout import FINETUNED_FILE
 from haq_rl.run.lock import run_lock
-from haq_rl.task.task import Task, load_task
+from haq_rl.run.record import policy_source, policy_spec, task_for
+from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
         raise ConfigError(f"opset={opset} must be between 13 and 23")
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime {runtime!r} must be one of {', '.join(RUNTIMES)}")
-    policy_path, out_dir, run_config = resolve_policy_source(source)
+    policy_path, out_dir, run_config = policy_source(source)
     target = Path(out) if out is not None else out_dir / "model.onnx"
     if target.is_dir():
         raise ConfigError(f"--out {target} is a folder; give the ONNX file's name, e.g. {target / 'model.onnx'}")
@@ -133,8 +132,8 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
                    target: Path, checkpoint: str | Path | None, opset: int, task: Task | None,
                    runtime: str) -> ExportResult:
     policy = QuantPolicy.from_json(policy_path)
-    spec = resolve_env(policy, None, run_config)
-    task = task.with_settings(budget=spec.budget) if task is not None else load_task(spec)
+    spec = policy_spec(policy, None, run_config)
+    task = task_for(spec, task, budget=spec.budget)
     policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
     if checkpoint is None and (policy_path.parent / FINETUNED_FILE).is_file():
         checkpoint = policy_path.parent / FINETUNED_FILE

@@ -32,7 +32,6 @@ from haq_rl.finetune.config import FinetuneConfig, FinetuneResult
 from haq_rl.finetune.evaluate import evaluate_policy
 from haq_rl.finetune.policies import largest_uniform_within_budget, policy_costs, uniform_policy
 from haq_rl.finetune.qat import finetune_policy
-from haq_rl.finetune.resolve import resolve_env, resolve_policy_source
 
 __all__ = [
     "FinetuneConfig",
@@ -45,8 +44,6 @@ __all__ = [
     "load_finetuned",
     "load_quantized_model",
     "policy_costs",
-    "resolve_env",
-    "resolve_policy_source",
     "save_finetuned",
     "uniform_policy",
 ]

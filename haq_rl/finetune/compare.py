@@ -18,13 +18,13 @@ from haq_rl.finetune.policies import (
     uniform_policy,
 )
 from haq_rl.finetune.qat import finetune_policy, resolved_start, test_loader
-from haq_rl.finetune.resolve import resolve_env, resolve_policy_source
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 from haq_rl.run.lock import run_lock
+from haq_rl.run.record import policy_source, policy_spec, task_for
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.spec import TaskSpec
-from haq_rl.task.task import Task, load_task
+from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +60,16 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
 
     config = config or FinetuneConfig()
     started = time.perf_counter()
-    policy_path, out_dir, run_config = resolve_policy_source(run_dir_or_policy_json, out)
+    policy_path, out_dir, run_config = policy_source(run_dir_or_policy_json, out)
     with run_lock(out_dir):  # one writer per run directory
         remove_stale_temps(out_dir)  # what a killed fine-tune left
         searched = QuantPolicy.from_json(policy_path)
-        spec = resolve_env(searched, env, run_config, device=config.device)
+        spec = policy_spec(searched, env, run_config, device=config.device)
         if weights is not None:
             spec = spec.replace(weights=weights)
-        if task is not None:
-            task = task.with_settings(budget=spec.budget)
+        given, task = task, task_for(spec, task, budget=spec.budget)
+        if given is not None:
             spec = task.spec
-        else:
-            task = load_task(spec)
         # Fail on a policy of another model before any training.
         searched = searched.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
 

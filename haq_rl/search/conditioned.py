@@ -10,6 +10,7 @@ from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.run.config import read_run_config
 from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
 from haq_rl.run.lock import run_lock
+from haq_rl.run.record import task_for
 from haq_rl.search.config import SearchConfig, saved_search_config
 from haq_rl.search.methods import RL_METHODS
 from haq_rl.search.recorder import write_policy_json
@@ -66,9 +67,8 @@ def _roll_out(run_dir: Path, search: SearchConfig, spec: TaskSpec, budget: float
     from haq_rl.agent import load_actor
     from haq_rl.env.factory import env_for_task
     from haq_rl.search.rl import deterministic_rollout
-    from haq_rl.task.task import load_task
 
-    task = given.with_settings(budgets=spec.budgets) if given is not None else load_task(spec)
+    task = task_for(spec, given, budgets=spec.budgets)
     env = env_for_task(task)
     agent = load_actor(run_dir / ACTOR_FILE, env)  # the actor's weights, nothing else of the run
     info = deterministic_rollout(env, agent, budget)

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingPathError
-from haq_rl.fileio import check_writable_folder, remove_stale_temps, write_json_atomic
+from haq_rl.fileio import check_writable_folder, remove_stale_temps
 from haq_rl.parallel import attached_pool, import_ray
 from haq_rl.progress import EpisodeBar
 from haq_rl.run.layout import CONFIG_FILE, EPISODES_FILE
 from haq_rl.run.lock import run_lock
+from haq_rl.run.record import RunRecord, task_for
 from haq_rl.search.checkpoint import refuse_lost_rows
 from haq_rl.search.config import SearchConfig, resumed_config
 from haq_rl.search.loop import run_proposals
@@ -117,16 +117,12 @@ def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[S
     setup seconds; writes nothing."""
     from haq_rl.seeding import seed_everything
     from haq_rl.supernet.reward import scorer_for_task
-    from haq_rl.task.task import load_task
 
     if config.backend == "ray":
         import_ray()  # a missing extra fails before the task loads
     seed_everything(config.seed)
     started = time.perf_counter()
-    if given is not None:
-        task = given.with_settings(**config.spec_overrides())
-    else:
-        task = load_task(config.task_spec())
+    task = task_for(config.task_spec(), given, **config.spec_overrides())
     if config.entry.agent:
         from haq_rl.env.factory import env_for_task
 
@@ -142,16 +138,13 @@ def _search(setup: SearchSetup, started: float, setup_seconds: float, config: Se
     """Write config.json (a new run), record the method's episodes, return the result."""
     task, scorer, spec = setup.task, setup.scorer, setup.task.spec
     if not resume:
-        write_json_atomic(run_dir / CONFIG_FILE, {
-            "format_version": 1, "haq_rl_version": __version__, "search": config.to_dict(),
-            "env": spec.to_dict(), "layers": scorer.layer_names,
-            "layer_specs": [layer.to_dict() for layer in task.layers],
-            "steps_per_episode": len(step_schedule(scorer.pinned, scorer.weight_only, spec.step_mode)),
-            "float_accuracy": scorer.evaluator.float_accuracy,
-            "float_test_accuracy": _float_test_accuracy(task),
-            "float_model": float_model_record(task.meta),  # which float model, by its SHA-256
-            "reference_cost": scorer.reference_cost, "budget_cost": scorer.budget_cost,
-        })
+        RunRecord(
+            search=config.to_dict(), spec=spec, layers=scorer.layer_names,
+            layer_specs=[layer.to_dict() for layer in task.layers],
+            steps_per_episode=len(step_schedule(scorer.pinned, scorer.weight_only, spec.step_mode)),
+            float_accuracy=scorer.evaluator.float_accuracy, float_test_accuracy=_float_test_accuracy(task),
+            float_model=float_model_record(task.meta), reference_cost=scorer.reference_cost,
+            budget_cost=scorer.budget_cost).write(run_dir)
     if resume:
         refuse_lost_rows(run_dir)  # before the recorder repairs the log and rewrites the policy files
     bar = EpisodeBar(config.episodes, f"search {config.method}") if config.progress else None

@@ -1,0 +1,146 @@
+"""The run record: config.json written in one place, and which policy, which spec and which
+task a run argument means.
+
+:class:`RunRecord` is what a search writes (its settings, the task spec, the layers, the
+float model and the costs); :func:`~haq_rl.run.config.read_run_config` is its one reader.
+Every command that opens a run (``search --resume``, ``finetune``, ``evaluate``,
+``report``, ``export``, ``--budget``) resolves it here: :func:`policy_source` (which policy
+JSON and which config.json), :func:`policy_spec` (which task spec) and :func:`task_for`
+(the given :class:`~haq_rl.task.Task` under the run's settings, or one loaded from the spec).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from haq_rl import __version__
+from haq_rl.errors import ConfigError, MissingPathError
+from haq_rl.fileio import write_json_atomic
+from haq_rl.quant import QuantPolicy
+from haq_rl.run.config import RUN_CONFIG_VERSION, read_run_config
+from haq_rl.run.layout import BEST_POLICY_FILE, BUDGET_FOLDER_PREFIX, CONFIG_FILE
+from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
+
+if TYPE_CHECKING:
+    from haq_rl.task.task import Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a search's config.json records, typed.
+
+    Attributes:
+        search: the search settings (``SearchConfig.to_dict()``).
+        spec: the task spec the search ran (its overrides applied).
+        layers: the quantized layers' names, in order; ``layer_specs`` their shapes (the
+            cost table is rebuilt from them without tracing the model).
+        steps_per_episode: an episode's steps (layers x weight/activation).
+        float_accuracy: the float model's reward-split metric; ``float_test_accuracy`` its
+            test-split top-1.
+        float_model: which float model, by its SHA-256 (``shipped_models.float_model_record``).
+        reference_cost: the uniform 8/8 cost; ``budget_cost`` the budget's.
+    """
+
+    search: dict[str, Any]
+    spec: TaskSpec
+    layers: list[str]
+    layer_specs: list[dict[str, Any]]
+    steps_per_episode: int
+    float_accuracy: float
+    float_test_accuracy: float
+    float_model: dict[str, Any] | None
+    reference_cost: float
+    budget_cost: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """config.json's content (the format :func:`~haq_rl.run.config.read_run_config` reads)."""
+        return {
+            "format_version": RUN_CONFIG_VERSION, "haq_rl_version": __version__, "search": self.search,
+            "env": self.spec.to_dict(), "layers": self.layers, "layer_specs": self.layer_specs,
+            "steps_per_episode": self.steps_per_episode, "float_accuracy": self.float_accuracy,
+            "float_test_accuracy": self.float_test_accuracy, "float_model": self.float_model,
+            "reference_cost": self.reference_cost, "budget_cost": self.budget_cost,
+        }
+
+    def write(self, run_dir: Path) -> Path:
+        """Write ``run_dir``/config.json (atomically)."""
+        return write_json_atomic(run_dir / CONFIG_FILE, self.to_dict())
+
+
+def task_for(spec: TaskSpec, given: Task | None = None, **settings: Any) -> Task:
+    """The task a run works on: ``given`` (a Task built in Python) under ``settings`` (the
+    run's budget, hardware, ...), or the task ``spec`` names, loaded."""
+    if given is not None:
+        return given.with_settings(**settings)
+    from haq_rl.task.task import load_task
+
+    return load_task(spec)
+
+def policy_source(path: str | Path, out: str | Path | None = None) -> tuple[Path, Path, Path | None]:
+    """``(policy_json, output_dir, run_config_or_None)`` of a run directory or a policy JSON.
+
+    Raises MissingPathError when the path, or a run directory's best_policy.json, is missing.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        policy_path = path / BEST_POLICY_FILE
+        if not policy_path.is_file():
+            budgets = _searched_budgets(path / CONFIG_FILE)
+            if budgets:
+                raise ConfigError(f"{path} is a budget-conditioned run (budgets {', '.join(f'{b:g}' for b in budgets)}): "
+                                  "pick one with --budget B")
+            raise MissingPathError(f"{path} has no {BEST_POLICY_FILE} (is it a finished search run directory?)")
+    elif path.is_file():
+        policy_path = path
+    else:
+        raise MissingPathError(f"no run directory or policy JSON at {path}")
+    config_path = run_config_for(policy_path)
+    out_dir = Path(out).expanduser() if out is not None else policy_path.parent
+    return policy_path, out_dir, config_path
+
+
+def run_config_for(policy_path: Path) -> Path | None:
+    """The config.json of the run a policy JSON belongs to: next to it, or, for a budget
+    folder of a conditioned run (``budget-<ratio>/``), in the run directory above."""
+    folder = Path(policy_path).parent
+    for candidate in (folder, *([folder.parent] if folder.name.startswith(BUDGET_FOLDER_PREFIX) else [])):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate / CONFIG_FILE
+    return None
+
+
+def _searched_budgets(config_path: Path) -> list[float]:
+    if not config_path.is_file():
+        return []
+    return list(read_run_config(config_path).spec.budgets or [])
+
+
+def policy_spec(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
+                run_config: Path | None = None, device: str | None = None) -> TaskSpec:
+    """The task spec a policy belongs to: ``env`` if given, else the run's config.json, else its env_id.
+
+    Without ``env``, the budget is the one the policy was searched at (its ``budget``
+    metadata), so baselines are compared within the policy's own budget, not the env's
+    default.
+    """
+    if env is not None:
+        spec = resolve_spec(env)
+    elif run_config is not None:
+        # The run's own spec, with the search's overrides (budget, hardware, ...).
+        spec = read_run_config(run_config).spec
+    elif policy.metadata.get("env_id"):
+        spec = resolve_spec(str(policy.metadata["env_id"]))
+    else:
+        logger.warning("policy names no env_id; using the default env %s", DEFAULT_ENV_ID)
+        spec = resolve_spec(DEFAULT_ENV_ID)
+    searched_budget = policy.metadata.get("budget")
+    if env is None and isinstance(searched_budget, int | float) and (
+            float(searched_budget) != spec.budget or spec.budgets):
+        # A conditioned run's policy belongs to one of its budgets: a task of that budget alone.
+        spec = spec.replace(budgets=(), budget=float(searched_budget))
+    return spec.replace(device=device) if device is not None and device != spec.device else spec
