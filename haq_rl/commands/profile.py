@@ -19,6 +19,7 @@ import numpy as np
 from haq_rl.commands._common import weights_path
 from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.fileio import check_writable_folder, write_text_atomic
+from haq_rl.hardware.cost_index import cost_at
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +88,16 @@ def _write_csv(path: Path, table, w_list: list[int], a_list: list[int]) -> None:
     for i, spec in enumerate(table.specs):
         for w in w_list:
             for a in a_list:
-                cycles = table.cycles[i, w - 1, a - 1]
-                energy = table.energy_uj[i, w - 1, a - 1]
+                cycles = cost_at(table.cycles, i, w, a)
+                energy = cost_at(table.energy_uj, i, w, a)
                 writer.writerow([
                     spec.name, spec.kind, spec.in_channels, spec.out_channels, spec.kernel,
                     spec.stride, spec.groups, spec.in_h, spec.out_h, spec.batch, w, a,
                     "" if not math.isfinite(cycles) else f"{cycles:.6g}",
-                    "" if not math.isfinite(table.latency_ms[i, w - 1, a - 1])
-                    else f"{table.latency_ms[i, w - 1, a - 1]:.6g}",
+                    "" if not math.isfinite(cost_at(table.latency_ms, i, w, a))
+                    else f"{cost_at(table.latency_ms, i, w, a):.6g}",
                     "" if not math.isfinite(energy) else f"{energy:.6g}",
-                    table.bound[i, w - 1, a - 1],
+                    cost_at(table.bound, i, w, a),
                 ])
     write_text_atomic(path, stream.getvalue())  # never a half-written CSV
 
@@ -213,19 +214,19 @@ def run(args: argparse.Namespace) -> int:
     print(header)
     print("-" * len(header))
     for i, spec in enumerate(specs):
-        print(f"{spec.name[:28]:28s} {spec.kind:9s} {spec.macs:>14,d} {_fmt(metric[i, 7, 7]):>14s} "
-              f"{_fmt(metric[i, w_low - 1, a_low - 1]):>14s} {table.bound[i, 7, 7]:>16s} "
-              f"{table.bound[i, w_low - 1, a_low - 1]:>16s}")
+        print(f"{spec.name[:28]:28s} {spec.kind:9s} {spec.macs:>14,d} {_fmt(cost_at(metric, i, 8, 8)):>14s} "
+              f"{_fmt(cost_at(metric, i, w_low, a_low)):>14s} {cost_at(table.bound, i, 8, 8):>16s} "
+              f"{cost_at(table.bound, i, w_low, a_low):>16s}")
     print("-" * len(header))
-    print(f"{'total':28s} {'':9s} {sum(s.macs for s in specs):>14,d} {_fmt(metric[:, 7, 7].sum()):>14s} "
-          f"{_fmt(metric[:, w_low - 1, a_low - 1].sum()):>14s}")
+    print(f"{'total':28s} {'':9s} {sum(s.macs for s in specs):>14,d} {_fmt(cost_at(metric, slice(None), 8, 8).sum()):>14s} "
+          f"{_fmt(cost_at(metric, slice(None), w_low, a_low).sum()):>14s}")
     if w_show != 8 or a_show != 8:
-        print(f"total at {w_show}/{a_show}: {_fmt(metric[:, w_show - 1, a_show - 1].sum())} {label}")
+        print(f"total at {w_show}/{a_show}: {_fmt(cost_at(metric, slice(None), w_show, a_show).sum())} {label}")
     if table.has("energy"):
-        print(f"energy total: 8/8 {_fmt(table.energy_uj[:, 7, 7].sum())} uJ, "
-              f"{w_low}/{a_low} {_fmt(table.energy_uj[:, w_low - 1, a_low - 1].sum())} uJ")
-    print(f"weights: 8 bit {table.size_bytes[:, 7, 7].sum() / 2**20:.3f} MiB, "
-          f"{w_low} bit {table.size_bytes[:, w_low - 1, 0].sum() / 2**20:.3f} MiB")
+        print(f"energy total: 8/8 {_fmt(cost_at(table.energy_uj, slice(None), 8, 8).sum())} uJ, "
+              f"{w_low}/{a_low} {_fmt(cost_at(table.energy_uj, slice(None), w_low, a_low).sum())} uJ")
+    print(f"weights: 8 bit {cost_at(table.size_bytes, slice(None), 8, 8).sum() / 2**20:.3f} MiB, "
+          f"{w_low} bit {cost_at(table.size_bytes, slice(None), w_low, 1).sum() / 2**20:.3f} MiB")
 
     if args.csv is not None:
         _write_csv(args.csv, table, w_list, a_list)

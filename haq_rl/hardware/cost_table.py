@@ -18,6 +18,7 @@ import numpy as np
 from haq_rl.errors import ConfigError, PolicyError, UnknownNameError
 from haq_rl.hardware.bismo import bismo_cost
 from haq_rl.hardware.bitfusion import bitfusion_cost
+from haq_rl.hardware.cost_index import layer_costs
 from haq_rl.hardware.layer_cost import LayerCost
 from haq_rl.hardware.layer_spec import LayerSpec
 from haq_rl.hardware.lookup import lookup_costs
@@ -152,8 +153,7 @@ class CostTable:
         for label, arr in (("w_bits", w), ("a_bits", a)):
             if arr.size and (arr.min() < 1 or arr.max() > self.max_bits):
                 raise PolicyError(f"{label} must be in 1..{self.max_bits}, got {arr.min()}..{arr.max()}")
-        layers = np.arange(self.num_layers)
-        total = values[layers, w - 1, a - 1].sum(axis=-1)
+        total = layer_costs(values, w, a).sum(axis=-1)
         return float(total) if total.ndim == 0 else total
 
     def uniform_cost(self, bits: int, objective: str = "latency") -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from haq_rl.errors import DataFormatError
+from haq_rl.hardware.cost_index import cost_at, layer_costs
 
 
 def relative_error(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -97,10 +98,9 @@ def compare_tables(ours: np.ndarray, reference: np.ndarray, policies: int = 1000
     lo = min_bits - 1
     rel = relative_error(ours[:, lo:, lo:], reference[:, lo:, lo:])
     w, a = random_policies(ours.shape[0], policies, min_bits, min(w_n, a_n), seed)
-    layers = np.arange(ours.shape[0])
-    ours_tot = ours[layers, w - 1, a - 1].sum(axis=1)
-    ref_tot = reference[layers, w - 1, a - 1].sum(axis=1)
-    uniform = {b: (float(ours[:, b - 1, b - 1].sum()), float(reference[:, b - 1, b - 1].sum()))
+    ours_tot = layer_costs(ours, w, a).sum(axis=1)
+    ref_tot = layer_costs(reference, w, a).sum(axis=1)
+    uniform = {b: (float(cost_at(ours, slice(None), b, b).sum()), float(cost_at(reference, slice(None), b, b).sum()))
                for b in (8, 4, 2) if min_bits <= b <= min(w_n, a_n)}
     return TableComparison(
         median_rel_error=float(np.median(rel)), p95_rel_error=float(np.percentile(rel, 95)),

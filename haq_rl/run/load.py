@@ -21,6 +21,7 @@ import pandas as pd
 
 from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.fileio import read_json
+from haq_rl.hardware.cost_index import layer_costs
 from haq_rl.run.config import read_run_config, read_run_policy
 from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import (
@@ -224,7 +225,6 @@ def table_of(run: Run) -> Any:
 
 
 def lookup(array: np.ndarray, w: np.ndarray, a: np.ndarray) -> np.ndarray:
-    index = np.arange(array.shape[0])
-    return np.asarray(array[index, np.asarray(w) - 1, np.asarray(a) - 1], dtype=np.float64)
+    return np.asarray(layer_costs(array, w, a), dtype=np.float64)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from haq_rl.errors import BudgetError
+from haq_rl.hardware.cost_index import cost_at
 
 
 def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np.ndarray, budget: float,
@@ -45,7 +46,7 @@ def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np
     layers = len(pinned)
 
     def fixed_cost(table: np.ndarray) -> float:
-        return float(sum(table[i, pinned_bits - 1, pinned_bits - 1] for i in range(layers) if pinned[i]))
+        return float(sum(cost_at(table, i, pinned_bits, pinned_bits) for i in range(layers) if pinned[i]))
 
     choices: list[tuple[int, int, int]] = []  # (layer, w, a)
     for layer in range(layers):
@@ -59,7 +60,7 @@ def allocate_bits(weight_loss: np.ndarray, activation_loss: np.ndarray, cost: np
     objective = np.array([weight_loss[i, column[w]] + (0.0 if weight_only else activation_loss[i, column[a]])
                           for i, w, a in choices])
     def choice_costs(table: np.ndarray) -> np.ndarray:
-        return np.array([table[i, w - 1, a - 1] for i, w, a in choices])
+        return np.array([cost_at(table, i, w, a) for i, w, a in choices])
 
     free = [i for i in range(layers) if not pinned[i]]
     one_each = np.zeros((len(free), len(choices)))

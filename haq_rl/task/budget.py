@@ -15,6 +15,7 @@ import numpy as np
 
 from haq_rl.errors import BudgetError
 from haq_rl.hardware import CostTable
+from haq_rl.hardware.cost_index import layer_costs
 
 #: Bits of the reference policy and of pinned layers (HAQ keeps the first and last at 8).
 REFERENCE_BITS = 8
@@ -102,12 +103,11 @@ def policy_metrics(cost_table: CostTable, w_bits: np.ndarray, a_bits: np.ndarray
 
     NaN where the profile has no model for a metric (e.g. the energy of a proxy).
     """
-    index = (np.arange(cost_table.num_layers), np.asarray(w_bits) - 1, np.asarray(a_bits) - 1)
     return {
-        "latency_ms": float(cost_table.latency_ms[index].sum()),
-        "energy_uj": float(cost_table.energy_uj[index].sum()),
-        "size_bytes": float(cost_table.size_bytes[index].sum()),
-        "bops": float(cost_table.bops[index].sum()),
+        "latency_ms": float(layer_costs(cost_table.latency_ms, w_bits, a_bits).sum()),
+        "energy_uj": float(layer_costs(cost_table.energy_uj, w_bits, a_bits).sum()),
+        "size_bytes": float(layer_costs(cost_table.size_bytes, w_bits, a_bits).sum()),
+        "bops": float(layer_costs(cost_table.bops, w_bits, a_bits).sum()),
     }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from haq_rl.errors import BudgetError, BudgetWarning, ConfigError, UnknownNameError
 from haq_rl.hardware import CostTable
+from haq_rl.hardware.cost_index import cost_at
 from haq_rl.task.budget import (
     REFERENCE_BITS,
     enforce_budget,
@@ -119,12 +120,12 @@ class PolicyScorer:
     def cost(self, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
         """Objective cost of a whole policy: the action wall's hot path, so a bare lookup in the
         validated objective array (``CostTable.policy_cost`` checks its input every call)."""
-        return float(self._cost_array[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
+        return float(cost_at(self._cost_array, self._layer_index, w_bits, a_bits).sum())
 
     def objective_cost(self, objective: str, w_bits: np.ndarray, a_bits: np.ndarray) -> float:
         """Cost of a policy in one of the constrained objectives."""
         table = self._cost_arrays[objective]
-        return float(table[self._layer_index, np.asarray(w_bits) - 1, np.asarray(a_bits) - 1].sum())
+        return float(cost_at(table, self._layer_index, w_bits, a_bits).sum())
 
     def cost_ratios(self, w_bits: np.ndarray, a_bits: np.ndarray) -> dict[str, float]:
         """Every constrained objective's cost over its 8/8 cost."""
