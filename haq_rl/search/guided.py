@@ -16,9 +16,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.recorder import Recorder
+from haq_rl.task.conditioned import scheduled_budget
 
 if TYPE_CHECKING:
     from haq_rl.search.config import SearchConfig
@@ -45,6 +47,42 @@ def elite(env: Any, recorder: Recorder, budgets: tuple[float, ...]) -> tuple[np.
         observations.append(env.observations_for(best_actions, budget=budget if env.conditioned else None))
         actions.append(best_actions)
     return np.concatenate(observations), np.concatenate(actions)
+
+
+class GuidedCallback(BaseCallback):
+    """The guided agent's hooks during learning.
+
+    * At every rollout start, each worker's anchor becomes the anchor of its next
+      episode's budget (conditioned runs; one-budget runs keep their one anchor).
+    * After a step that ended an episode which improved some budget's best policy, the
+      actor's elite set is the best policy of every budget (it imitates it after each update).
+    """
+
+    def __init__(self, env: Any, recorder: Recorder, budgets: tuple[float, ...], anchors: dict[float, np.ndarray],
+                 seed: int, workers: int) -> None:
+        super().__init__()
+        self._env, self._recorder, self._budgets, self._anchors = env, recorder, budgets, anchors
+        self._seed, self._workers = seed, workers
+        self._best = self._best_episodes()
+
+    def _best_episodes(self) -> dict[float, int]:
+        return {budget: best["episode"] for budget, best in self._recorder.best_by_budget.items()}
+
+    def _on_rollout_start(self) -> None:
+        if self._env.conditioned and self._anchors:
+            first = self._recorder.count
+            stacked = [self._anchors[scheduled_budget(self._env.budgets, self._seed, k)]
+                       for k in range(first, first + self._workers)]
+            self.model.set_anchor(stacked[0] if self._workers == 1 else np.stack(stacked),  # type: ignore[attr-defined]
+                                  sigma=self.model.anchor_sigma)  # type: ignore[attr-defined]
+
+    def _on_step(self) -> bool:
+        if any(self.locals["dones"]):
+            best = self._best_episodes()
+            if best != self._best:  # a new best: the actor now imitates it (self-imitation of the elite)
+                self._best = best
+                self.model.set_elite(*elite(self._env, self._recorder, self._budgets))  # type: ignore[attr-defined]
+        return True
 
 
 def anchor_sigma(config: SearchConfig) -> float:

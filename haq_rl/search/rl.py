@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from haq_rl.errors import ConfigError
 from haq_rl.fileio import atomic_write
@@ -25,13 +27,12 @@ from haq_rl.search.config import SearchConfig
 from haq_rl.search.guided import (
     GUIDED_AGENT_DEFAULTS,
     GUIDED_METHOD,
+    GuidedCallback,
     anchor_on_integer_program,
     anchor_sigma,
-    elite,
 )
 from haq_rl.search.recorder import Recorder
 from haq_rl.search.setup import SearchSetup
-from haq_rl.task.conditioned import scheduled_budget
 
 if TYPE_CHECKING:  # SB3 is imported lazily
     from haq_rl.agent import AgentConfig
@@ -59,9 +60,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     of every budget, warms up around the one of each episode's budget and imitates the
     best policy of every budget (the elite set).
     """
-    from stable_baselines3.common.callbacks import CallbackList
-
-    from haq_rl.agent import EpisodeRecorder, RolloutStartCallback, learn_episodes, random_state
+    from haq_rl.agent import EpisodeRecorder, learn_episodes, random_state
     from haq_rl.search.vec_env import BatchedEpisodeVecEnv
 
     env = setup.agent_env
@@ -77,46 +76,54 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     vec_env = BatchedEpisodeVecEnv(env, config.workers)
     agent_config = agent_config_for(config, learning_episodes - warm_starts, len(budgets), config.workers)
     agent, _, anchors = start_agent(setup, config, recorder, vec_env, agent_config, budgets)
-    last_checkpoint = recorder.count
 
-    def checkpoint() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
-        nonlocal last_checkpoint
+    def save() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent),
                                          **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
                                             if env.conditioned else {})})
-        last_checkpoint = recorder.count
-
-    def on_rollout_start() -> None:
-        # Every transition of the previous rollout is stored and its update is done.
-        next_anchors()
-        if recorder.count // config.checkpoint_every > last_checkpoint // config.checkpoint_every:
-            checkpoint()
-
-    def next_anchors() -> None:
-        # The warm-up samples around the anchor of the budget each worker's next episode runs under.
-        if env.conditioned and anchors:
-            episodes = range(recorder.count, recorder.count + config.workers)
-            stacked = [anchors[scheduled_budget(env.budgets, config.seed, k)] for k in episodes]
-            agent.set_anchor(stacked[0] if config.workers == 1 else np.stack(stacked), sigma=agent.anchor_sigma)
 
     def sink(record: dict[str, Any]) -> None:
-        if recorder.count >= learning_episodes:  # the last batch's extra episodes
-            return
-        improved = recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
-        if guided and improved:
-            # A new best: the actor now imitates it (self-imitation of the elite).
-            agent.set_elite(*elite(env, recorder, budgets))  # type: ignore[attr-defined]
+        if recorder.count < learning_episodes:  # else one of the last batch's extra episodes
+            recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
 
+    checkpoint = CheckpointCallback(save, lambda: recorder.count, config.checkpoint_every)
+    # In this order: an episode is recorded before the elite looks at it, and a rollout's
+    # anchors are set before the checkpoint saves the agent.
+    callbacks: list[BaseCallback] = [EpisodeRecorder(sink=sink, keep=False)]
+    if guided:
+        callbacks.append(GuidedCallback(env, recorder, budgets, anchors, config.seed, config.workers))
     remaining = learning_episodes - min(recorder.count, learning_episodes)
     if remaining > 0:
         vec_env.start_schedule(config.seed, recorder.count)
-        learn_episodes(agent, remaining, callback=CallbackList([
-            RolloutStartCallback(on_rollout_start), EpisodeRecorder(sink=sink, keep=False)]))
-        checkpoint()  # after the last update: what the final rollouts use
+        learn_episodes(agent, remaining, callback=CallbackList([*callbacks, checkpoint]))
+        checkpoint.save()  # after the last update: what the final rollouts use
     while recorder.count < config.episodes:
         budget = budgets[recorder.count - learning_episodes]
         recorder.record(deterministic_rollout(env, agent, budget if env.conditioned else None), "final")
-        checkpoint()
+        checkpoint.save()
+
+
+class CheckpointCallback(BaseCallback):
+    """Saves the search's checkpoint (``save``) at the first rollout start past each multiple
+    of ``every`` recorded episodes: every transition of the previous rollout is stored and
+    its update is done, so the agent, its replay buffer and the random streams belong to the
+    same moment. With one worker that is every ``every`` episodes exactly."""
+
+    def __init__(self, save: Callable[[], None], episodes_done: Callable[[], int], every: int) -> None:
+        super().__init__()
+        self._save, self._done, self._every = save, episodes_done, every
+        self._last = episodes_done()
+
+    def save(self) -> None:
+        self._save()
+        self._last = self._done()
+
+    def _on_rollout_start(self) -> None:
+        if self._done() // self._every > self._last // self._every:
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, env: Any, agent_config: AgentConfig,
