@@ -79,9 +79,11 @@ def test_tpe_and_greedy_take_budgets(tmp_path, method):
     assert (result.run_dir / "front.csv").is_file()
 
 
-def test_a_killed_conditioned_tpe_search_resumes_exactly(tmp_path):
-    flags = [LENET, "--method", "tpe", "--budgets", ",".join(map(str, BUDGETS)), "--episodes", "12",
-             "--option", "startup_trials=3", "--no-progress"]
+@pytest.mark.parametrize(("method", "workers"), [("tpe", 1), ("nsga2", 2), ("greedy", 2)])
+def test_a_killed_conditioned_search_resumes_exactly(tmp_path, method, workers):
+    flags = [LENET, "--method", method, "--budgets", ",".join(map(str, BUDGETS)), "--episodes", "12",
+             "--workers", str(workers), *(f"--option={k}={v}" for k, v in OPTIONS.get(method, {}).items()),
+             "--no-progress"]
     assert main(["search", *flags, "--out", str(tmp_path / "whole")]) == 0
     killed = tmp_path / "killed"
     assert kill_search_after(flags, killed, rows=4) < 12

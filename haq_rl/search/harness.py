@@ -1,11 +1,12 @@
 """run_search: the one entry to every method, and its run directory.
 
-``run_search`` builds the task, its scorer and the env over them (a :class:`SearchSetup`),
-writes config.json, hands the setup and a :class:`Recorder` to the method's entry point
-(the methods table, :mod:`haq_rl.search.methods`), and returns the best policy within
-budget; the run-directory layout is described in :mod:`haq_rl.search`. Every method
-scores its policies with the same :class:`~haq_rl.task.scoring.PolicyScorer` (the RL
-methods through ``env.step``).
+``run_search`` builds the task and its scorers (a :class:`SearchSetup`; the Gymnasium env
+too for an RL method), writes config.json (:class:`~haq_rl.run.record.RunRecord`), and runs
+the method the table names (:mod:`haq_rl.search.methods`): a proposer in the one loop
+(:mod:`haq_rl.search.loop`), or the RL driver; then it returns the best policy within
+budget. The run-directory layout is described in :mod:`haq_rl.search`. Every method scores
+its policies with the same :class:`~haq_rl.task.scoring.PolicyScorer` (the RL methods
+through ``env.step``).
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ __all__ = ["Recorder", "SearchConfig", "SearchResult", "SearchSetup", "run_searc
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class SearchResult:
+    """What a search found: the run directory, the best policy (per budget) and its costs in time."""
+
     run_dir: Path
     best: dict[str, Any]
     episodes: int
