@@ -102,7 +102,7 @@ def plot_bits(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathL
                                    linewidth=0.4, hatch=hatch, label=run.label)
                 if colors is None and len(layers) <= 40:  # numbers on bars only while they fit
                     ax.bar_label(container, fontsize=6, padding=1)
-            ax.set_ylim(0, max(8, int(group[0].env.get("max_bits", 8))) + 1)
+            ax.set_ylim(0, max(8, int(group[0].spec_fields.get("max_bits", 8))) + 1)
             ax.set_yticks(range(0, 9, 2))
             ax.set_ylabel("bits")
             ax.set_title(f"{title} per layer" + (f" - {group[0].label}" if len(group) == 1 else ""))
@@ -278,7 +278,7 @@ def plot_pareto(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Pat
 
 def _task_key(run: Run) -> str:
     """Runs with equal keys have the same uniform policies at the same costs."""
-    return json.dumps({k: run.env.get(k) for k in ("model", "dataset", "input_size", "width_mult", "hardware",
+    return json.dumps({k: run.spec_fields.get(k) for k in ("model", "dataset", "input_size", "width_mult", "hardware",
                                                    "objective", "pin_first_last", "min_bits", "max_bits",
                                                    "weight_method", "split_seed")}, sort_keys=True, default=str)
 

@@ -245,7 +245,7 @@ def _render(runs: list[Run], files: Path) -> str:
 
 
 def _summary_lines(run: Run) -> list[str]:
-    env, search = run.env, run.search
+    env, search = run.spec_fields, run.search
     meta = run.policy.metadata
     metrics = dict(meta.get("metrics") or {})
     settings = pd.DataFrame([

@@ -47,7 +47,7 @@ def episodes(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
             frame[column] = pd.Series(dtype=float)
         return frame
     frame["within_budget"] = frame["cost_ratio"] <= run.budget + rules.BUDGET_TOLERANCE
-    for objective, budget in run.env.get("extra_budgets") or []:  # several constraints: all of them
+    for objective, budget in run.spec_fields.get("extra_budgets") or []:  # several constraints: all of them
         frame["within_budget"] &= frame[f"ratio:{objective}"] <= float(budget) + rules.BUDGET_TOLERANCE
     best_reward, best_acc, best_cost = [], [], []
     current: tuple[float, float, float] | None = None
@@ -124,10 +124,10 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
     """
     run = as_run(run_or_dir)
     table = table_of(run)
-    env = run.env
+    env = run.spec_fields
     n = len(run.layers)
     pinned = rules.pinned_layers(n, bool(env.get("pin_first_last", True)))
-    weight_only = is_weight_only([run.objective, *(name for name, _ in run.env.get("extra_budgets") or [])])
+    weight_only = is_weight_only([run.objective, *(name for name, _ in run.spec_fields.get("extra_budgets") or [])])
     cost_array = np.asarray(table.objective(run.objective), dtype=np.float64)
     ref = np.full(n, rules.REFERENCE_BITS)
     reference = float(lookup(cost_array, ref, ref).sum())
@@ -215,8 +215,8 @@ def best_table(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
             match = table[table["name"] == "searched"]
             searched = match.iloc[0] if len(match) else None
         rows.append({
-            "run": run.label, "env": run.env.get("id"), "model": run.env.get("model"),
-            "hardware": run.env.get("hardware"), "objective": run.objective, "budget": run.budget,
+            "run": run.label, "env": run.spec_fields.get("id"), "model": run.spec_fields.get("model"),
+            "hardware": run.spec_fields.get("hardware"), "objective": run.objective, "budget": run.budget,
             "method": run.method, "episodes": len(run.episodes), "float_accuracy": run.float_accuracy,
             "best_episode": meta.get("episode"),
             **{k: metrics.get(k, math.nan) for k in ("reward", "accuracy", "cost_ratio", *COST_COLUMNS)},

@@ -66,8 +66,8 @@ class Run:
             self.label = self.path.name
 
     @property
-    def env(self) -> dict[str, Any]:
-        """The env spec fields saved in config.json."""
+    def spec_fields(self) -> dict[str, Any]:
+        """The task spec's fields as config.json saved them (its ``env`` section)."""
         return dict(self.config.get("env", {}))
 
     @property
@@ -81,11 +81,11 @@ class Run:
 
     @property
     def objective(self) -> str:
-        return str(self.env.get("objective", "latency"))
+        return str(self.spec_fields.get("objective", "latency"))
 
     @property
     def budget(self) -> float:
-        return float(self.env.get("budget", 1.0))
+        return float(self.spec_fields.get("budget", 1.0))
 
     @property
     def method(self) -> str:
@@ -198,7 +198,7 @@ def cost_table_for(run: Run) -> Any:
             LayerSpec(**row)
     except (TypeError, ValueError) as error:
         raise DataFormatError(f"{run.path / CONFIG_FILE}: bad layer_specs entry: {error}") from None
-    env = run.env
+    env = run.spec_fields
     key = json.dumps({"layers": rows, "hardware": env.get("hardware"), "weight_method": env.get("weight_method")},
                      sort_keys=True)
     return _cost_table_cached(key)
