@@ -20,7 +20,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.recorder import Recorder
-from haq_rl.task.conditioned import scheduled_budget
 
 if TYPE_CHECKING:
     from haq_rl.search.config import SearchConfig
@@ -71,7 +70,7 @@ class GuidedCallback(BaseCallback):
     def _on_rollout_start(self) -> None:
         if self._env.conditioned and self._anchors:
             first = self._recorder.count
-            stacked = [self._anchors[scheduled_budget(self._env.budgets, self._seed, k)]
+            stacked = [self._anchors[self._env.scorers.of_episode(self._seed, k)]
                        for k in range(first, first + self._workers)]
             self.model.set_anchor(stacked[0] if self._workers == 1 else np.stack(stacked),  # type: ignore[attr-defined]
                                   sigma=self.model.anchor_sigma)  # type: ignore[attr-defined]
