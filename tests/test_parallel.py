@@ -85,6 +85,16 @@ def test_ddpg_with_two_workers_resumes_exactly_after_kill(tmp_path, backend):
     assert all(float(r["cost_ratio"]) <= BUDGET + 1e-9 for r in rows)
 
 
+def test_guided_with_two_workers_resumes_exactly_after_kill(tmp_path):
+    flags = [LENET, "--episodes", "14", "--workers", "2", "--checkpoint-every", "3", "--agent", "warmup_episodes=4",
+             "--option", "probes=2", "--no-progress"]
+    assert main(["search", *flags, "--out", str(tmp_path / "whole")]) == 0
+    killed = tmp_path / "killed"
+    assert kill_search_after(flags, killed, rows=7) < 14
+    assert main(["search", "--resume", str(killed), "--no-progress"]) == 0
+    assert (killed / "episodes.csv").read_bytes() == (tmp_path / "whole" / "episodes.csv").read_bytes()
+
+
 def test_ray_workers_record_the_rows_of_process_workers(tmp_path, local_ray):
     _, rows = _run(tmp_path, "random-1", method="random", episodes=12)
     _, rows_ray = _run(tmp_path, "random-ray", method="random", episodes=12, workers=2, backend="ray")
