@@ -282,3 +282,15 @@ def test_a_planted_pickle_in_the_supernet_cache_never_runs(trained, tmp_path):
     with pytest.raises(CheckpointError, match="would run code|cannot read") as error:
         read_entry(planted, trained.identity)
     assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_the_finetune_trains_a_missing_supernet_first(tmp_path, monkeypatch):
+    """A fine-tune from the supernet on an empty cache trains it, though the hand-off runs without gradients."""
+    from haq_rl.supernet.handoff import supernet_start
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
+    fresh = load_task(LENET, reward_source="supernet", **LATENCY)
+    policy = QuantPolicy.from_arrays(fresh.layer_names, [4] * len(fresh.layers), [4] * len(fresh.layers))
+    model = supernet_start(fresh, policy, progress=False)
+    assert list((tmp_path / "supernet").glob("*.pt.sha256"))
+    assert _reward_accuracy(model, fresh) > 50.0
