@@ -294,3 +294,16 @@ def test_the_finetune_trains_a_missing_supernet_first(tmp_path, monkeypatch):
     model = supernet_start(fresh, policy, progress=False)
     assert list((tmp_path / "supernet").glob("*.pt.sha256"))
     assert _reward_accuracy(model, fresh) > 50.0
+
+
+def test_predicted_accuracy_stays_a_percentage():
+    """A linear predictor fitted on low-width samples extrapolates past 100 % at 8 bits; it is clipped."""
+    from haq_rl.supernet.predictor import BitsPredictor, PolicySamples
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(2, 4, (60, 6))
+    a = rng.integers(2, 4, (60, 6))
+    accuracy = 100.5 - 20.0 * (4.0 ** -w).sum(axis=1)  # <= 98.6 on every sample (2-3 bits), 100.5 at 8 bits
+    samples = PolicySamples(w, a, accuracy, np.exp(-w.mean(axis=1)))
+    predicted, kl = BitsPredictor("noise", range(2, 9)).fit(samples).predict(np.full((1, 6), 8), np.full((1, 6), 8))
+    assert accuracy.max() < 100.0 and 0.0 <= predicted[0] <= 100.0 and kl[0] >= 0.0
