@@ -233,6 +233,39 @@ def _fidelity(per_run: list[dict], budgets: list[float]) -> list[dict]:
     return rows
 
 
+def _reference_scores(summary: list[dict], per_run: list[dict]) -> list[dict]:
+    """Per budget, every method's mean final reward and fine-tuned test accuracy, normalised.
+
+    The normalised score ``(x - random) / (best - random)``, with ``random`` the random
+    search's mean and ``best`` the best run of any method and seed ("best found", score 1),
+    lets RL papers that reuse an env report comparable numbers. Written only when
+    ``random`` ran.
+    """
+    rows = []
+    for budget in sorted({entry["budget"] for entry in summary}):
+        runs = [r for r in per_run if r["budget"] == budget]
+        methods = sorted({r["method"] for r in runs}, key=[r["method"] for r in runs].index)
+        if "random" not in methods:
+            continue
+        tuned = all("finetuned_test" in r for r in runs)
+        columns = [("best_reward", "final_reward", "reward_score")]
+        if tuned:
+            columns.append(("finetuned_test", "finetuned_test", "accuracy_score"))
+        means = {key: {m: statistics.mean(r[key] for r in runs if r["method"] == m) for m in methods}
+                 for key, _, _ in columns}
+        best = {key: max(r[key] for r in runs) for key, _, _ in columns}
+        for m in [*methods, "best found"]:
+            row: dict[str, Any] = {"budget": budget, "method": m,
+                                   "seeds": sum(1 for r in runs if r["method"] == m) if m in methods else ""}
+            for key, name, score in columns:
+                value = best[key] if m == "best found" else means[key][m]
+                floor = means[key]["random"]
+                row[name] = value
+                row[score] = 0.0 if best[key] <= floor else (value - floor) / (best[key] - floor)
+            rows.append(row)
+    return rows
+
+
 def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
     summary = []
     for budget in args.budgets:
@@ -255,6 +288,10 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
     if paired:
         write_results(f"{args.name}_paired", paired, f"Paired test-image differences, {args.methods[0]} minus each "
                       "peer (points; 95 % bootstrap interval over images and seeds)", _command(args))
+    scores = _reference_scores(summary, per_run)
+    if scores:
+        write_results(f"{args.name}_scores", scores, "Reference scores: each method's final reward and fine-tuned "
+                      "test accuracy, normalised as (x - random) / (best - random)", _command(args))
     fidelity = _fidelity(per_run, args.budgets)
     if fidelity:
         write_results(f"{args.name}_fidelity", fidelity, "Reward fidelity among the best policies of every "

@@ -4,7 +4,9 @@
 :class:`LayerSpec` alone (no torch): as the float Conv/Gemm and as the fused integer form
 the ``--runtime ort`` export runs (UINT8 input, INT8 per-channel weights, INT32 bias,
 UINT8 output: QLinearConv / QGemm), plus the INT8 ``Clip`` that holds a sub-8-bit
-activation on its grid. Timings are medians of ``repeats`` runs after warm-up, one thread.
+activation on its grid. Timings are medians of ``repeats`` runs after warm-up, one thread, less the
+time of a session that only copies the same input (the per-call overhead, which the whole
+model pays once and not once per layer).
 
 onnxruntime has no CPU kernel below 8 bits for these layers, so a weight width below 8
 costs what its INT8 container costs, and an activation width below 8 costs the container
@@ -41,8 +43,13 @@ logger = logging.getLogger(__name__)
 #: The measured targets ``--measure`` knows.
 TARGETS = ("ort-cpu",)
 TABLE_FILE = "table.csv"
+#: The least a layer costs in the table (ms): a timing at or below the call overhead is noise.
+_FLOOR_MS = 1e-4
 PROFILE_FILE = "profile.yaml"
-_FORMAT = 1
+#: 2: each timing less the cost of calling onnxruntime at all (an Identity session on the
+#: same input), which a whole model pays once and a table of layers timed alone would pay
+#: once per layer.
+_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,25 @@ def layer_model(spec: LayerSpec, batch: int, integer: bool, clamp: bool = False)
     return buffer.getvalue(), x
 
 
+def call_overhead_model(input_shape: Sequence[int], integer: bool) -> tuple[bytes, np.ndarray]:
+    """An Identity session on a layer's input: what one ``session.run`` costs without the layer."""
+    onnx, _ = _require_onnxruntime()
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    x_type = TensorProto.UINT8 if integer else TensorProto.FLOAT
+    x = rng.integers(0, 256, list(input_shape), dtype=np.uint8) if integer \
+        else rng.standard_normal(list(input_shape)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "overhead",
+                              [helper.make_tensor_value_info("x", x_type, list(input_shape))],
+                              [helper.make_tensor_value_info("y", x_type, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = min(model.ir_version, 10)
+    buffer = io.BytesIO()
+    onnx.save(model, buffer)
+    return buffer.getvalue(), x
+
+
 def median_ms(session: Any, feed: dict[str, np.ndarray], repeats: int, warmup: int) -> float:
     """Median wall time of ``session.run`` in ms after ``warmup`` runs."""
     for _ in range(warmup):
@@ -187,12 +213,17 @@ def _session(onnxruntime: Any, data: bytes) -> Any:
 
 
 def time_layer(spec: LayerSpec, batch: int, repeats: int, warmup: int) -> LayerTiming:
-    """Time one layer alone: float, fused INT8, fused INT8 plus the clamp."""
+    """Time one layer alone: float, fused INT8, fused INT8 plus the clamp, each less the call overhead."""
     _, onnxruntime = _require_onnxruntime()
+    overhead = {}
+    for integer in (False, True):
+        data, x = call_overhead_model(layer_model(spec, batch, integer)[1].shape, integer)
+        overhead[integer] = median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup)
     results = []
     for integer, clamp in ((False, False), (True, False), (True, True)):
         data, x = layer_model(spec, batch, integer, clamp)
-        results.append(median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup))
+        spent = median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead[integer]
+        results.append(max(spent, _FLOOR_MS))
     return LayerTiming(*results)
 
 

@@ -125,7 +125,9 @@ class BitsPredictor:
         """(accuracy, kl) predictions, one per policy row."""
         x = features(self.kind, w_bits, a_bits, self.bits)
         kl = np.maximum(np.exp(self._kl.predict(x)) - 1e-6, 0.0)
-        return self._accuracy.predict(x), kl
+        # A linear fit extrapolates past the sampled policies (above 100 % at high widths):
+        # an accuracy is a percentage whatever the regressor says.
+        return np.clip(self._accuracy.predict(x), 0.0, 100.0), kl
 
 
 def cross_validated_spearman(kind: str, samples: PolicySamples, bits: range, metric: str, folds: int = 5,

@@ -126,6 +126,7 @@ def _valid_entry(entry: Path, identity: dict[str, Any]) -> dict[str, Any] | None
         return None
 
 
+@torch.enable_grad()  # callers may hold torch.no_grad() (the fine-tune's hand-off does)
 def _train(task: Any, supernet: BitSupernet, config: SupernetConfig, identity: dict[str, Any],
            checkpoint: Path, progress: bool) -> dict[str, Any]:
     """The sandwich-rule training loop, resumable from ``checkpoint``; returns the history."""

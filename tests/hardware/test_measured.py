@@ -14,7 +14,7 @@ from haq_rl.cli import main  # noqa: E402
 from haq_rl.hardware import CostTable, load_profile  # noqa: E402
 from haq_rl.hardware.layer_spec import LayerSpec  # noqa: E402
 from haq_rl.hardware.lookup import MeasuredElsewhereWarning  # noqa: E402
-from haq_rl.hardware.measured import layer_model, measure_profile  # noqa: E402
+from haq_rl.hardware.measured import call_overhead_model, layer_model, measure_profile  # noqa: E402
 
 CONV = LayerSpec(name="c", kind="conv", in_channels=8, out_channels=16, kernel=3, stride=2, groups=1,
                  in_h=14, in_w=14, out_h=7, out_w=7)
@@ -42,6 +42,18 @@ def test_layer_models_fuse_into_integer_kernels(tmp_path):
         assert session.run(None, {"x": x})[0].shape == float_out.shape  # the spec's output shape
         if spec.kind != "linear":
             assert float_out.shape[2:] == (spec.out_h, spec.out_w)
+
+
+def test_the_call_overhead_is_timed_on_the_layers_own_input():
+    """The overhead session copies an input of the layer's shape and type: its time is a call's, not a layer's."""
+    import onnxruntime
+
+    for integer in (False, True):
+        _, x = layer_model(CONV, 3, integer=integer)
+        data, same = call_overhead_model(x.shape, integer)
+        assert same.shape == x.shape and same.dtype == x.dtype
+        out = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": same})[0]
+        assert np.array_equal(out, same)
 
 
 def test_measured_profile_is_a_lookup_profile(tmp_path):

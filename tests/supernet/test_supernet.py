@@ -282,3 +282,28 @@ def test_a_planted_pickle_in_the_supernet_cache_never_runs(trained, tmp_path):
     with pytest.raises(CheckpointError, match="would run code|cannot read") as error:
         read_entry(planted, trained.identity)
     assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_the_finetune_trains_a_missing_supernet_first(tmp_path, monkeypatch):
+    """A fine-tune from the supernet on an empty cache trains it, though the hand-off runs without gradients."""
+    from haq_rl.supernet.handoff import supernet_start
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
+    fresh = load_task(LENET, reward_source="supernet", **LATENCY)
+    policy = QuantPolicy.from_arrays(fresh.layer_names, [4] * len(fresh.layers), [4] * len(fresh.layers))
+    model = supernet_start(fresh, policy, progress=False)
+    assert list((tmp_path / "supernet").glob("*.pt.sha256"))
+    assert _reward_accuracy(model, fresh) > 50.0
+
+
+def test_predicted_accuracy_stays_a_percentage():
+    """A linear predictor fitted on low-width samples extrapolates past 100 % at 8 bits; it is clipped."""
+    from haq_rl.supernet.predictor import BitsPredictor, PolicySamples
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(2, 4, (60, 6))
+    a = rng.integers(2, 4, (60, 6))
+    accuracy = 100.5 - 20.0 * (4.0 ** -w).sum(axis=1)  # <= 98.6 on every sample (2-3 bits), 100.5 at 8 bits
+    samples = PolicySamples(w, a, accuracy, np.exp(-w.mean(axis=1)))
+    predicted, kl = BitsPredictor("noise", range(2, 9)).fit(samples).predict(np.full((1, 6), 8), np.full((1, 6), 8))
+    assert accuracy.max() < 100.0 and 0.0 <= predicted[0] <= 100.0 and kl[0] >= 0.0
