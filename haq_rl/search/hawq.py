@@ -46,9 +46,16 @@ def sensitivity_settings(options: dict[str, Any]) -> tuple[int, int, bool]:
     return options["probes"], options["images"], options["activations"] == "tied"
 
 
+def sensitivity_source(requested: str, reward_source: str) -> str:
+    """``hessian`` or ``supernet``: ``auto`` (guided's default) follows the task's reward."""
+    if requested != "auto":
+        return requested
+    return "hessian" if reward_source == "post_training" else "supernet"
+
+
 def task_sensitivity(setup: SearchSetup, options: dict[str, Any], seed: int, progress: bool = False) -> Any:
     """The layer prices the options ask for: Hessian (cached) or supernet-fitted."""
-    if options.get("sensitivity", "hessian") == "supernet":
+    if sensitivity_source(options.get("sensitivity", "hessian"), setup.task.spec.reward_source) == "supernet":
         from haq_rl.supernet.importance import supernet_sensitivity
 
         # The prices are the task's, like the supernet they come from: one sample set for

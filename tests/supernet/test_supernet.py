@@ -307,3 +307,17 @@ def test_predicted_accuracy_stays_a_percentage():
     samples = PolicySamples(w, a, accuracy, np.exp(-w.mean(axis=1)))
     predicted, kl = BitsPredictor("noise", range(2, 9)).fit(samples).predict(np.full((1, 6), 8), np.full((1, 6), 8))
     assert accuracy.max() < 100.0 and 0.0 <= predicted[0] <= 100.0 and kl[0] >= 0.0
+
+
+def test_guided_anchor_follows_the_reward_source():
+    """guided's default ``sensitivity=auto`` prices its anchor on the supernet when the reward comes from it."""
+    from haq_rl.search.hawq import sensitivity_source
+    from haq_rl.search.methods import method_entry
+
+    assert method_entry("guided").parse_options({})["sensitivity"] == "auto"
+    assert method_entry("hawq").parse_options({})["sensitivity"] == "hessian"  # the peer stays HAWQ's
+    assert [sensitivity_source("auto", source) for source in ("post_training", "supernet", "predictor")] == \
+        ["hessian", "supernet", "supernet"]
+    assert sensitivity_source("hessian", "supernet") == "hessian"
+    with pytest.raises(ConfigError, match="auto"):
+        method_entry("hawq").parse_options({"sensitivity": "auto"})
