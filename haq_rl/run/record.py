@@ -81,6 +81,7 @@ def task_for(spec: TaskSpec, given: Task | None = None, **settings: Any) -> Task
 
     return load_task(spec)
 
+
 def policy_source(path: str | Path, out: str | Path | None = None) -> tuple[Path, Path, Path | None]:
     """``(policy_json, output_dir, run_config_or_None)`` of a run directory or a policy JSON.
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -97,22 +96,13 @@ def anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder
     any reinforcement-learning update, and they are its first elite. Returns budget ->
     anchor actions (the driver sets the anchor of each episode's budget).
     """
-    from haq_rl.search.hawq import (
-        integer_program_policy,
-        sensitivity_settings,
-        task_sensitivity,
-        write_sensitivity,
-    )
+    from haq_rl.search.hawq import integer_program_policy, priced_layers
 
-    options = config.method_options()
-    _, _, tied = sensitivity_settings(options)
     env = setup.agent_env
-    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
-    write_sensitivity(recorder.run_dir / SENSITIVITY_FILE, sensitivity)
+    sensitivity, tied = priced_layers(setup, config)
     anchors: dict[float, np.ndarray] = {}
     for budget in budgets:
-        scorer = env.scorer_at(budget) if env.conditioned else setup.scorer
-        w_bits, a_bits = integer_program_policy(scorer, sensitivity, tied=tied)
+        w_bits, a_bits = integer_program_policy(setup.budgets.at(budget), sensitivity, tied=tied)
         actions = env.policy_actions(w_bits, a_bits)
         env.reset(seed=config.seed, options={"budget": budget} if env.conditioned else None)
         info: dict[str, Any] = {}
@@ -125,6 +115,6 @@ def anchor_on_integer_program(setup: SearchSetup, config: SearchConfig, recorder
     observations = np.concatenate([env.observations_for(anchors[b], budget=b if env.conditioned else None)
                                    for b in budgets])
     error = agent.imitate(observations, np.concatenate([anchors[b] for b in budgets]), sync_target=True)
-    agent.set_elite(*elite(env, recorder, budgets), imitation_steps=int(options["imitation_steps"]))
+    agent.set_elite(*elite(env, recorder, budgets), imitation_steps=int(config.method_options()["imitation_steps"]))
     logger.info("guided agent: actor fitted to the integer-program policies (mse %.2g)", error)
     return anchors

@@ -141,7 +141,9 @@ def _search(setup: SearchSetup, started: float, setup_seconds: float, config: Se
             resume: bool) -> SearchResult:
     """Write config.json (a new run), record the method's episodes, return the result."""
     task, scorer, spec = setup.task, setup.scorer, setup.task.spec
-    if not resume:
+    if resume:
+        refuse_lost_rows(run_dir)  # before the recorder repairs the log and rewrites the policy files
+    else:
         RunRecord(
             search=config.to_dict(), spec=spec, layers=scorer.layer_names,
             layer_specs=[layer.to_dict() for layer in task.layers],
@@ -149,8 +151,6 @@ def _search(setup: SearchSetup, started: float, setup_seconds: float, config: Se
             float_accuracy=scorer.evaluator.float_accuracy, float_test_accuracy=_float_test_accuracy(task),
             float_model=float_model_record(task.meta), reference_cost=scorer.reference_cost,
             budget_cost=scorer.budget_cost).write(run_dir)
-    if resume:
-        refuse_lost_rows(run_dir)  # before the recorder repairs the log and rewrites the policy files
     bar = EpisodeBar(config.episodes, f"search {config.method}") if config.progress else None
     recorder = Recorder(run_dir, scorer, spec, config, progress=_bar_update(bar) if bar else None)
     if bar is not None:

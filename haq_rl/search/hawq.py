@@ -184,6 +184,16 @@ def write_sensitivity(path: Path, sensitivity: Any) -> None:
     write_text_atomic(path, stream.getvalue())
 
 
+def priced_layers(setup: SearchSetup, config: SearchConfig) -> tuple[Any, bool]:
+    """The layer prices ``config``'s options ask for, written to the run's sensitivity.csv,
+    and whether activation bits are tied to the weights' (what the integer program reads)."""
+    options = config.method_options()
+    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
+    assert setup.run_dir is not None
+    write_sensitivity(setup.run_dir / SENSITIVITY_FILE, sensitivity)
+    return sensitivity, sensitivity_settings(options)[2]
+
+
 def hawq_proposer(setup: SearchSetup, config: SearchConfig) -> SteppedProposer:
     return SteppedProposer(_hawq_steps(setup, config))
 
@@ -194,11 +204,7 @@ def _hawq_steps(setup: SearchSetup, config: SearchConfig) -> ProposalSteps:
     A conditioned run re-solves the program at every budget: one evaluation each, the
     sensitivities measured once.
     """
-    options = config.method_options()
-    _, _, tied = sensitivity_settings(options)
-    sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
-    assert setup.run_dir is not None
-    write_sensitivity(setup.run_dir / SENSITIVITY_FILE, sensitivity)
+    sensitivity, tied = priced_layers(setup, config)
     budgets = setup.budgets.budgets if setup.budgets.conditioned else (None,)
     yield [Proposal(*integer_program_policy(setup.budgets.at(budget), sensitivity, tied), "hawq", budget=budget)
            for budget in budgets]

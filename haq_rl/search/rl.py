@@ -66,7 +66,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     env = setup.agent_env
     run_dir = recorder.run_dir
     guided = config.method == GUIDED_METHOD
-    budgets = env.budgets if env.conditioned else (env.scorer.budget_ratio,)
+    budgets = setup.budgets.budgets  # the scorer's own budget when not conditioned
     # The guided agent's first episodes are the integer-program policies; HAQ's has none.
     warm_starts = len(budgets) if guided else 0
     learning_episodes = config.episodes - len(budgets)
@@ -75,7 +75,7 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
                           f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
     vec_env = BatchedEpisodeVecEnv(env, config.workers)
     agent_config = agent_config_for(config, learning_episodes - warm_starts, len(budgets), config.workers)
-    agent, _, anchors = start_agent(setup, config, recorder, vec_env, agent_config, budgets)
+    agent, anchors = start_agent(setup, config, recorder, vec_env, agent_config, budgets)
 
     def save() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent),
@@ -127,11 +127,10 @@ class CheckpointCallback(BaseCallback):
 
 
 def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, env: Any, agent_config: AgentConfig,
-                budgets: tuple[float, ...] | None = None) -> tuple[Any, dict[str, Any] | None, dict[float, np.ndarray]]:
+                budgets: tuple[float, ...]) -> tuple[Any, dict[float, np.ndarray]]:
     """The agent of the last checkpoint (its rows after it dropped, its random streams
-    restored) or a new one (anchored for ``guided`` at each of ``budgets``, default the
-    scorer's), logging to sb3_logs; with the checkpoint's state (None for a new run) and
-    the guided anchors per budget."""
+    restored) or a new one (anchored for ``guided`` at each of ``budgets``), logging to
+    sb3_logs; with the guided anchors per budget."""
     from haq_rl.agent import load_agent, make_agent, restore_random_state
 
     run_dir = recorder.run_dir
@@ -151,12 +150,11 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
     else:
         agent = make_agent(env, agent_config)
         if config.method == GUIDED_METHOD:
-            budgets = budgets or (setup.scorer.budget_ratio,)
             anchors = anchor_on_integer_program(setup, config, recorder, agent, budgets)
             # Until the driver sets each episode's own (conditioned runs): the first budget's.
             agent.set_anchor(anchors[budgets[0]], sigma=anchor_sigma(config))  # type: ignore[attr-defined]
     agent.set_logger(_sb3_logger(run_dir / "sb3_logs"))
-    return agent, state, anchors
+    return agent, anchors
 
 
 def agent_config_for(config: SearchConfig, learning_episodes: int, budget_count: int, batch: int) -> AgentConfig:

@@ -77,11 +77,10 @@ class OptunaProposer:
         optuna = _optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._method = config.method
-        self._sampler = SAMPLERS[config.method]
         self._scorers = setup.budgets
         self._seed = config.seed
         self._distributions = bit_distributions(setup.scorer)
-        sampler, directions = self._sampler(config.method_options(), config.seed, config.workers)
+        sampler, directions = SAMPLERS[config.method](config.method_options(), config.seed, config.workers)
         self._study = optuna.create_study(directions=directions, sampler=sampler)
         self._trials: list[Any] = []
 
