@@ -83,16 +83,14 @@ def policies(task: Any, randoms: int, seed: int) -> dict[str, QuantPolicy | None
     return chosen
 
 
-def predicted_ratio(table: pd.DataFrame, policy: QuantPolicy | None, names: list[str]) -> float:
-    """The table's latency of ``policy`` over its float latency (1.0 for the float model)."""
-    by_cell = table.set_index(["layer", "w_bits", "a_bits"])["latency"]
-    floats = table.groupby("layer", sort=False)["float_latency"].first()
-    total_float = float(sum(floats[name] for name in names))
+def predicted_ratio(by_cell: pd.Series, layer_float_ms: float, policy: QuantPolicy | None, names: list[str]) -> float:
+    """The table's latency of ``policy`` (``by_cell``: latency by layer, w_bits, a_bits) over
+    its float latency ``layer_float_ms`` (1.0 for the float model)."""
     if policy is None:
         return 1.0
     total = sum(float(by_cell[(name, int(w), int(a))])
                 for name, w, a in zip(names, policy.w_bits, policy.a_bits, strict=True))
-    return total / total_float
+    return total / layer_float_ms
 
 
 def main() -> None:
@@ -134,12 +132,13 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, run_session in sessions.items():
                 times[name].append(median_ms(run_session, feed, repeats, warmup=3))
+        by_cell = table.set_index(["layer", "w_bits", "a_bits"])["latency"]
         layer_float_ms = float(table.groupby("layer")["float_latency"].first().sum())
         rest_ms = max(0.0, statistics.median(times["float"]) - layer_float_ms)
         predicted, measured, with_rest = [], [], []
         for name in models:
             ratios = [mine / base for mine, base in zip(times[name], times["float"], strict=True)]
-            want = predicted_ratio(table, chosen[name], task.layer_names)
+            want = predicted_ratio(by_cell, layer_float_ms, chosen[name], task.layer_names)
             got = statistics.median(ratios)
             want_rest = (want * layer_float_ms + rest_ms) / (layer_float_ms + rest_ms)
             predicted.append(want)

@@ -233,7 +233,7 @@ def _fidelity(per_run: list[dict], budgets: list[float]) -> list[dict]:
     return rows
 
 
-def _reference_scores(summary: list[dict], per_run: list[dict]) -> list[dict]:
+def _reference_scores(per_run: list[dict]) -> list[dict]:
     """Per budget, every method's mean final reward and fine-tuned test accuracy, normalised.
 
     The normalised score ``(x - random) / (best - random)``, with ``random`` the random
@@ -242,7 +242,7 @@ def _reference_scores(summary: list[dict], per_run: list[dict]) -> list[dict]:
     ``random`` ran.
     """
     rows = []
-    for budget in sorted({entry["budget"] for entry in summary}):
+    for budget in sorted({r["budget"] for r in per_run}):
         runs = [r for r in per_run if r["budget"] == budget]
         methods = sorted({r["method"] for r in runs}, key=[r["method"] for r in runs].index)
         if "random" not in methods:
@@ -288,7 +288,7 @@ def _write_summary(per_run: list[dict], args: argparse.Namespace) -> None:
     if paired:
         write_results(f"{args.name}_paired", paired, f"Paired test-image differences, {args.methods[0]} minus each "
                       "peer (points; 95 % bootstrap interval over images and seeds)", _command(args))
-    scores = _reference_scores(summary, per_run)
+    scores = _reference_scores(per_run)
     if scores:
         write_results(f"{args.name}_scores", scores, "Reference scores: each method's final reward and fine-tuned "
                       "test accuracy, normalised as (x - random) / (best - random)", _command(args))

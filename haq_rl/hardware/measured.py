@@ -215,13 +215,13 @@ def _session(onnxruntime: Any, data: bytes) -> Any:
 def time_layer(spec: LayerSpec, batch: int, repeats: int, warmup: int) -> LayerTiming:
     """Time one layer alone: float, fused INT8, fused INT8 plus the clamp, each less the call overhead."""
     _, onnxruntime = _require_onnxruntime()
-    overhead = {}
-    for integer in (False, True):
-        data, x = call_overhead_model(layer_model(spec, batch, integer)[1].shape, integer)
-        overhead[integer] = median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup)
+    overhead: dict[bool, float] = {}
     results = []
     for integer, clamp in ((False, False), (True, False), (True, True)):
         data, x = layer_model(spec, batch, integer, clamp)
+        if integer not in overhead:  # once per input type (float, UINT8), on this layer's input shape
+            identity, same = call_overhead_model(x.shape, integer)
+            overhead[integer] = median_ms(_session(onnxruntime, identity), {"x": same}, repeats, warmup)
         spent = median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead[integer]
         results.append(max(spent, _FLOOR_MS))
     return LayerTiming(*results)
