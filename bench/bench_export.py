@@ -4,6 +4,7 @@ each for all-INT8 (uniform 8/8, post-training) and the run's searched policy (it
 checkpoint).
 
     .venv/bin/python bench/bench_export.py runs/default --rounds 3
+    .venv/bin/python bench/bench_export.py runs/ortcpu --rounds 3 --name export_ortcpu
 
 Every model is timed in every round, one after the other (onnxruntime, CPU, 1 thread,
 batch 1 and batch 256, after warm-up); a round's ratios are to the float model of the same
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("run_dir", nargs="?", default="runs/default")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of timing every model (the spread)")
     parser.add_argument("--repeats", type=int, default=100, help="runs per median at batch 1 (batch 256: 1/10)")
+    parser.add_argument("--name", default="export_runtime", help="result file name (results/<name>.*)")
     args = parser.parse_args()
     run = Path(args.run_dir)
     task = load_task(TaskSpec.from_dict(json.loads((run / CONFIG_FILE).read_text())["env"]))
@@ -95,7 +97,7 @@ def main() -> None:
         rows.append(row)
     import onnxruntime
 
-    path = write_results("export_runtime", rows,
+    path = write_results(args.name, rows,
                          f"onnxruntime {onnxruntime.__version__} (CPU, 1 thread) on {task.spec.id}, run {run}, "
                          f"{args.rounds} rounds", "python bench/bench_export.py " + " ".join(sys.argv[1:]))
     print(path.read_text())

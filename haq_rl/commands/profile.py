@@ -104,7 +104,7 @@ def _write_csv(path: Path, table, w_list: list[int], a_list: list[int]) -> None:
 
 def _measured_profile(args: argparse.Namespace) -> Path:
     """``--measure``: the cached measured profile of this model, machine and onnxruntime, or a new one."""
-    from haq_rl.hardware.measured import PROFILE_FILE, TARGETS, cache_key, measure_profile
+    from haq_rl.hardware.measured import TARGETS, cached_measured_profile
 
     if args.measure not in TARGETS:
         raise ConfigError(f"--measure {args.measure!r}: the measurable targets are {', '.join(TARGETS)}")
@@ -116,45 +116,14 @@ def _measured_profile(args: argparse.Namespace) -> Path:
     if args.input_size < 1 or batch < 1:
         raise ConfigError(f"--input-size {args.input_size} and --batch {batch} must be positive")
     specs, in_channels = _model_specs(args, batch)
-    key = cache_key(specs, batch, args.repeats)
-    if args.out is not None:
-        folder = args.out
+    label = f"{args.model.replace(':', '_').replace('/', '_')}-{args.input_size}px"
+    profile, measured_now = cached_measured_profile(args.measure, specs, label, repeats=args.repeats,
+                                                    folder=args.out, progress=not args.no_progress)
+    if measured_now:
+        print(f"wrote the measured profile {profile} ({args.model} {in_channels}x{args.input_size}px, batch {batch})")
     else:
-        from haq_rl.cache import cache_dir
-
-        folder = cache_dir("measured", args.measure, f"{args.model.replace(':', '_').replace('/', '_')}"
-                           f"-{args.input_size}px-b{batch}-{key}")
-    profile = folder / PROFILE_FILE
-    stamp = folder / "key.txt"
-    if _reusable(profile, stamp, key, specs):
         print(f"reusing the measured profile {profile} (same model, batch, machine and onnxruntime)")
-        return profile
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(specs), desc=f"timing layers on {args.measure}", unit="layer",
-              disable=args.no_progress or None) as bar:
-        measure_profile(specs, batch, folder, model_name=f"{args.model} {in_channels}x{args.input_size}px",
-                        repeats=args.repeats, progress=lambda done: bar.update(done - bar.n))
-    from haq_rl.fileio import write_text_atomic
-
-    write_text_atomic(stamp, key + "\n")  # last: a profile without its key is measured again
-    print(f"wrote the measured profile {profile}")
     return profile
-
-
-def _reusable(profile: Path, stamp: Path, key: str, specs: list) -> bool:
-    """The cached measured profile has this key and costs the model; a damaged one is measured again."""
-    from haq_rl.errors import HaqError
-    from haq_rl.hardware import CostTable, load_profile
-
-    if not (profile.is_file() and stamp.is_file()) or stamp.read_bytes().strip() != key.encode():
-        return False
-    try:
-        CostTable.build(specs, load_profile(profile))
-    except (HaqError, OSError) as error:
-        logger.warning("measuring again: the cached profile %s is unusable (%s)", profile, error)
-        return False
-    return True
 
 
 def _model_specs(args: argparse.Namespace, batch: int) -> tuple[list, int]:

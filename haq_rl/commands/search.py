@@ -35,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                          "with several objectives, e.g. --budget 0.5,0.6")
     parser.add_argument("--budgets", help="a budget-conditioned search of several budgets in one run, "
                                           "e.g. --budgets 0.3,0.4,0.5 (ascending)")
-    parser.add_argument("--hw", dest="hardware", help="hardware profile name or YAML path")
+    parser.add_argument("--hw", dest="hardware",
+                        help="hardware profile name or YAML path, or ort-cpu (onnxruntime timed on this CPU)")
     parser.add_argument("--objective", help="latency, energy, size or bops; several constrain all of them, "
                                             "e.g. --objective latency,energy --budget 0.5,0.6")
     parser.add_argument("--model", help="zoo name or package.module:factory (default: the env's)")

@@ -294,3 +294,70 @@ def check_measured_on_this_machine(params: dict[str, Any], where: str) -> str | 
     if not differences:
         return None
     return f"{where} was measured on another setup: {'; '.join(differences)}; re-measure with haq-rl profile --measure"
+
+
+#: Batch of a measured table built for a task (one image per call: latency, not throughput).
+TASK_BATCH = 1
+#: Runs per median of a measured table; ``haq-rl profile --measure`` defaults to the same,
+#: so an env on a measured target and the command share one cached table.
+DEFAULT_REPEATS = 20
+
+
+def is_measured_target(hardware: str) -> bool:
+    """Whether a task's ``hardware`` names a target measured on this machine (``ort-cpu``)."""
+    return hardware in TARGETS
+
+
+def cached_measured_profile(target: str, specs: Sequence[LayerSpec], label: str, *,
+                            repeats: int = DEFAULT_REPEATS, folder: Path | None = None,
+                            progress: bool = True) -> tuple[Path, bool]:
+    """The measured profile of these layers on this machine, and whether it was measured now
+    (False: the cached one was reused).
+
+    The cache folder is keyed by the layer shapes, batch, repeats, machine and onnxruntime
+    version, so a rerun on the same machine reuses the table and another machine measures
+    its own. The work runs under the cache lock (a second process waits, then reuses it);
+    the key file is written last, so a killed run is measured again, never half read.
+    """
+    if not is_measured_target(target):
+        raise ConfigError(f"measured target {target!r}: the measurable targets are {', '.join(TARGETS)}")
+    if repeats < 1:
+        raise ConfigError(f"repeats={repeats} must be positive")
+    if not specs:
+        raise ConfigError("a measured profile needs at least one quantizable layer")
+    batch = specs[0].batch
+    key = cache_key(specs, batch, repeats)
+    from haq_rl.cache import cache_dir, cache_lock
+
+    if folder is None:  # named by the key alone: the CLI, a task and a report share one table
+        folder = cache_dir("measured", target, key)
+    profile, stamp = folder / PROFILE_FILE, folder / "key.txt"
+    if _reusable(profile, stamp, key, specs):
+        return profile, False
+    with cache_lock(folder.parent / f"{folder.name}.lock", f"timing {label} on {target}"):
+        if _reusable(profile, stamp, key, specs):  # measured by the process we waited for
+            return profile, False
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(specs), desc=f"timing layers on {target}", unit="layer",
+                  disable=not progress or None) as bar:
+            measure_profile(specs, batch, folder, model_name=label, repeats=repeats,
+                            progress=lambda done: bar.update(done - bar.n))
+        write_text_atomic(stamp, key + "\n")  # last: a profile without its key is measured again
+    return profile, True
+
+
+def _reusable(profile: Path, stamp: Path, key: str, specs: Sequence[LayerSpec]) -> bool:
+    """The cached measured profile has this key and costs the layers; a damaged one is measured again."""
+    from haq_rl.errors import HaqError
+    from haq_rl.hardware.cost_table import CostTable
+    from haq_rl.hardware.profile import load_profile
+
+    try:
+        if not (profile.is_file() and stamp.is_file()) or stamp.read_bytes().strip() != key.encode():
+            return False
+        CostTable.build(specs, load_profile(profile))
+    except (HaqError, OSError) as error:
+        logger.warning("measuring again: the cached profile %s is unusable (%s)", profile, error)
+        return False
+    return True

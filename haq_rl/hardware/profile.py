@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import yaml
 
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
 from haq_rl.fileio import yaml_error_line
+from haq_rl.hardware.layer_spec import LayerSpec
 from haq_rl.resources import resource_dir
 
 logger = logging.getLogger(__name__)
@@ -185,6 +187,11 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
             raise MissingPathError(f"hardware profile file not found: {path}")
     else:
         path = resource_dir("hw_profiles") / f"{text_name}.yaml"
+        from haq_rl.hardware.measured import is_measured_target
+
+        if not path.is_file() and is_measured_target(text_name):
+            raise ConfigError(f"hardware {text_name!r} is timed on this machine, not a profile file: a task "
+                              f"takes it as is (--hw {text_name}); haq-rl profile takes --measure {text_name}")
         if not path.is_file():
             raise UnknownNameError("hardware profile", text_name, profile_names())
     try:
@@ -199,3 +206,29 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
         raise ConfigError(f"{path}: name {profile.name!r} differs from the file name {text_name!r}")
     logger.debug("loaded hardware profile %s (%s) from %s", profile.name, profile.cost_model, path)
     return profile
+
+
+def profile_for_layers(hardware: str, layers_at_batch: Callable[[int], list[LayerSpec]], label: str
+                       ) -> tuple[HardwareProfile, list[LayerSpec]]:
+    """A task's hardware profile and its layers at that profile's batch.
+
+    ``hardware`` is a shipped name, a YAML path, or a target measured on this machine
+    (``ort-cpu``): its lookup table is timed for these very layers the first time (about
+    10 s for MobileNetV2 at 28 px) and cached per machine and onnxruntime version.
+    ``layers_at_batch(batch)`` extracts the model's layer specs at a batch size.
+    """
+    from haq_rl.hardware.measured import TASK_BATCH, cached_measured_profile, is_measured_target
+
+    if is_measured_target(hardware):
+        layers = layers_at_batch(TASK_BATCH)
+        path, _ = cached_measured_profile(hardware, layers, label)
+        return load_profile(path), layers
+    profile = load_profile(hardware)
+    return profile, layers_at_batch(profile.batch)
+
+
+def profile_batch(hardware: str) -> int:
+    """The batch a task's layers are costed at on ``hardware`` (a measured target: one image)."""
+    from haq_rl.hardware.measured import TASK_BATCH, is_measured_target
+
+    return TASK_BATCH if is_measured_target(hardware) else load_profile(hardware).batch

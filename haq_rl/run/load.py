@@ -206,12 +206,14 @@ def cost_table_for(run: Run) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _cost_table_cached(key: str) -> Any:
-    from haq_rl.hardware import CostTable, LayerSpec, load_profile
+    from haq_rl.hardware import CostTable, LayerSpec
+    from haq_rl.hardware.profile import profile_for_layers
 
     data = json.loads(key)
-    layers = [LayerSpec(**row) for row in data["layers"]]
-    return CostTable.build(layers, load_profile(str(data["hardware"])),
-                           kmeans_codebooks=data["weight_method"] == "kmeans")
+    recorded = [LayerSpec(**row) for row in data["layers"]]
+    # A measured target (ort-cpu) reuses this machine's cached table of the same layers.
+    profile, layers = profile_for_layers(str(data["hardware"]), lambda batch: recorded, "run")
+    return CostTable.build(layers, profile, kmeans_codebooks=data["weight_method"] == "kmeans")
 
 
 def table_of(run: Run) -> Any:

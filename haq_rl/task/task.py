@@ -74,7 +74,7 @@ class Task:
             hardware / objective / budget / settings: as in a task spec (any
                 :class:`~haq_rl.task.spec.TaskSpec` field, e.g. ``min_bits``, ``reward_metric``).
         """
-        from haq_rl.hardware import load_profile
+        from haq_rl.hardware.profile import profile_for_layers
         from haq_rl.models import extract_layer_specs, make_attention_explicit
         from haq_rl.training import resolve_device
 
@@ -83,10 +83,11 @@ class Task:
                         dataset=PYTHON_SOURCE, input_size=int(splits.input_shape[-1]), hardware=hardware,
                         objective=objective, budget=budget, **settings)
         device = resolve_device(spec.device)
-        profile = load_profile(spec.hardware)
         make_attention_explicit(model)  # in place: attention projections become quantizable Linears
         model = model.eval()
-        layers = extract_layer_specs(model, cast("tuple[int, int, int]", splits.input_shape), batch=profile.batch)
+        profile, layers = profile_for_layers(
+            spec.hardware, lambda batch: extract_layer_specs(
+                model, cast("tuple[int, int, int]", splits.input_shape), batch=batch), name)
         from haq_rl.shipped_models import weights_sha256
 
         meta = {"model": spec.model, "source": PYTHON_SOURCE, "input_shape": list(splits.input_shape),
@@ -107,10 +108,12 @@ class Task:
         task = dataclasses.replace(self, spec=spec, quant_config=_quant_config(spec))
         if spec.hardware == self.spec.hardware and spec.weight_method == self.spec.weight_method:
             return task
-        from haq_rl.hardware import load_profile
+        from haq_rl.hardware.profile import profile_batch, profile_for_layers
 
-        old_batch, profile = load_profile(self.spec.hardware).batch, load_profile(spec.hardware)
-        layers = [layer.with_batch(layer.batch // old_batch * profile.batch) for layer in self.layers]
+        old_batch = profile_batch(self.spec.hardware)
+        profile, layers = profile_for_layers(
+            spec.hardware, lambda batch: [layer.with_batch(layer.batch // old_batch * batch) for layer in self.layers],
+            spec.model)
         return dataclasses.replace(task, layers=layers, cost_table=_cost_table(layers, profile, spec))
 
     @property
@@ -202,7 +205,7 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
     The pretrained float model comes from the cache (trained once the first time).
     """
     from haq_rl.data import SplitConfig, load_dataset, make_splits
-    from haq_rl.hardware import load_profile
+    from haq_rl.hardware.profile import profile_for_layers
     from haq_rl.models import extract_layer_specs
     from haq_rl.pretrain import PretrainConfig, get_pretrained
     from haq_rl.training import resolve_device
@@ -212,7 +215,6 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
         raise ConfigError(f"task {spec.id} was built from Python objects (Task.from_model): pass the Task "
                           "itself (run_search(config, task=...), finetune_run(run, task=...))")
     device = resolve_device(spec.device)
-    profile = load_profile(spec.hardware)
     # Native-size data needs no resize and shares the cache entry of `haq-rl pretrain`
     # with default settings; split_seed keeps the reward and test images out of training.
     image_size = spec.input_size if spec.input_size != _native_size(spec.dataset) else None
@@ -224,7 +226,9 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
                          SplitConfig(seed=spec.split_seed))
     if spec.weights is not None:
         model, meta = _model_with_weights(spec, splits)
-    layers = extract_layer_specs(model, splits.input_shape, batch=profile.batch)
+    profile, layers = profile_for_layers(
+        spec.hardware, lambda batch: extract_layer_specs(model, splits.input_shape, batch=batch),
+        f"{spec.model}-{spec.input_size}px")
     return Task(spec=spec, model=model, meta=meta, splits=splits, layers=layers,
                 cost_table=_cost_table(layers, profile, spec), quant_config=_quant_config(spec), device=device)
 

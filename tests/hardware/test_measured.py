@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from haq_rl.cli import main  # noqa: E402
+from haq_rl.errors import ConfigError  # noqa: E402
 from haq_rl.hardware import CostTable, load_profile  # noqa: E402
 from haq_rl.hardware.layer_spec import LayerSpec  # noqa: E402
 from haq_rl.hardware.lookup import MeasuredElsewhereWarning  # noqa: E402
@@ -113,3 +114,54 @@ def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert "pip install 'haq-rl[export]'" in _error([*base, "--measure", "ort-cpu", "--out",
                                                     str(tmp_path / "x")], capsys)
+
+
+def test_cached_profile_is_measured_once_and_keyed_by_the_layers(tmp_path, monkeypatch):
+    from haq_rl.hardware.measured import cached_measured_profile
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
+    first, measured = cached_measured_profile("ort-cpu", SPECS, "tiny", repeats=1, progress=False)
+    assert measured and first.parent.parent == tmp_path / "measured" / "ort-cpu"
+    table = (first.parent / "table.csv").read_text()
+    again, measured = cached_measured_profile("ort-cpu", SPECS, "another label", repeats=1, progress=False)
+    assert (again, measured) == (first, False)  # same layers: the same table, not timed again
+    assert (first.parent / "table.csv").read_text() == table
+    other, measured = cached_measured_profile("ort-cpu", [CONV], "tiny", repeats=1, progress=False)
+    assert measured and other.parent != first.parent  # other layers: their own table
+    (first.parent / "table.csv").write_text("layer,w_bits,a_bits,latency\nc,8,8,fast\n")
+    repaired, measured = cached_measured_profile("ort-cpu", SPECS, "tiny", repeats=1, progress=False)
+    assert measured and repaired == first  # a damaged table is measured again, in place
+    with pytest.raises(ConfigError, match="'gpu'"):
+        cached_measured_profile("gpu", SPECS, "tiny")
+
+
+def test_registered_env_on_this_cpu(tmp_path, monkeypatch):
+    """MobileNetV2OrtCpu-v0 times its own layers here on first use; a run's report reads the
+    same table, and every policy its size budget admits runs as fast as all-INT8."""
+    from haq_rl.run.load import cost_table_for, load_run
+    from haq_rl.search import SearchConfig, run_search
+    from haq_rl.task import load_task
+    from haq_rl.task.budget import cost_ratio
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    task = load_task("haq_rl/MobileNetV2OrtCpu-v0")
+    assert list((tmp_path / "cache" / "measured" / "ort-cpu").glob("*/table.csv"))
+    table = task.cost_table
+    assert all(layer.batch == 1 for layer in task.layers)
+    latency = table.latency_ms
+    assert np.isfinite(latency).all() and np.allclose(latency[:, :, 7], latency[:, 7:8, 7])
+    eights = np.full(table.num_layers, 8)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # weight-only steps: activations stay at 8, so latency is all-INT8's
+        w = rng.integers(2, 9, table.num_layers)
+        assert cost_ratio(table, "latency", w, eights) == pytest.approx(1.0)
+    result = run_search(SearchConfig(env="haq_rl/MobileNetV2OrtCpu-v0", method="uniform", episodes=1,
+                                     out=str(tmp_path / "run"), progress=False))
+    assert result.best_cost_ratio <= 0.5
+    reread = cost_table_for(load_run(tmp_path / "run"))
+    assert np.array_equal(reread.latency_ms, latency) and np.array_equal(reread.size_bytes, table.size_bytes)
+
+
+def test_measured_target_is_not_a_profile_file(capsys):
+    message = _error(["profile", "--model", "lenet5", "--input-size", "28", "--hw", "ort-cpu"], capsys)
+    assert "--measure ort-cpu" in message

@@ -100,6 +100,7 @@ ROOM_CASES = [
     pytest.param("haq_rl/ResNet8Edge-v0", id="resnet8-edge"),
     pytest.param("haq_rl/MobileNetV2Edge-v1", id="mobilenetv2-4bit", marks=pytest.mark.slow),
     pytest.param("haq_rl/ResNet18BitFusionEnergy-v0", id="resnet18-energy", marks=pytest.mark.slow),
+    pytest.param("haq_rl/MobileNetV2OrtCpu-v0", id="mobilenetv2-weights-only", marks=pytest.mark.slow),
 ]
 
 
