@@ -9,13 +9,14 @@ For each seed, on the default env (MobileNetV2, BISMO edge latency):
   scheduled budget;
 * ``uniform``: the largest uniform policy within each budget (no search; seed-independent).
 
-Every policy gets the same fine-tune (``haq-rl finetune``'s default: 1 epoch, lr 5e-3,
+Every policy gets the same fine-tune (``haq-rl finetune``'s default: 1 epoch of LSQ QAT, Adam lr 3e-4,
 fine-tune seed 0) and is measured on the test split, before (post-training) and after.
 The conditioned run's actor also serves budgets it never trained (``--unseen``), next to
 the integer program solved there, and the best policy its evaluations already hold
 within that budget. Rows per seed, then mean +- std over seeds.
 
     .venv/bin/python bench/bench_budgets.py --seeds 0 1 2 --jobs 2
+    .venv/bin/python bench/bench_budgets.py --methods conditioned separate hawq uniform   # a subset
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from haq_rl.search import SearchConfig, budget_policy, run_search  # noqa: E402
 from haq_rl.task.spec import DEFAULT_ENV_ID  # noqa: E402
 
 BUDGETS = (0.35, 0.45, 0.55, 0.65)
+METHODS = ("conditioned", "separate", "hawq", "nsga2", "uniform")
 UNSEEN = (0.4, 0.5, 0.6)
 SUMMARY_FILE = "bench_search.json"  # evaluations and wall time of a finished search
 
@@ -84,6 +86,8 @@ def main() -> None:
     parser.add_argument("--episodes-per-budget", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="budgets")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="which of the methods to run (the unseen-budget rows need conditioned and hawq)")
     args = parser.parse_args()
     budgets, per_budget = tuple(args.budgets), args.episodes_per_budget
     root = RESULTS / f"{args.name}_runs"
@@ -93,20 +97,19 @@ def main() -> None:
     searches: dict[tuple[str, int], list[tuple[float | None, Path]]] = {}
     jobs: list[tuple[tuple[str, int], str, dict[str, Any]]] = []
     for seed in args.seeds:
-        for method in ("conditioned", "hawq", "nsga2"):
+        for method in [m for m in ("conditioned", "hawq", "nsga2") if m in args.methods]:
             run_dir = root / f"{method}-s{seed}"
             searches[(method, seed)] = [(b, run_dir) for b in budgets]
             episodes = len(budgets) if method == "hawq" else per_budget * len(budgets)
             jobs.append(((method, seed), str(run_dir), dict(
                 env=args.env, method="guided" if method == "conditioned" else method, budgets=budgets,
                 episodes=episodes, seed=seed)))
-        searches[("separate", seed)] = []
-        for budget in budgets:
+        for budget in budgets if "separate" in args.methods else ():
             run_dir = root / f"separate-b{budget:g}-s{seed}"
-            searches[("separate", seed)].append((None, run_dir))
+            searches.setdefault(("separate", seed), []).append((None, run_dir))
             jobs.append((("separate", seed), str(run_dir), dict(env=args.env, budget=budget, episodes=per_budget,
                                                                 seed=seed)))
-    for budget in budgets:  # the largest uniform within each budget: one evaluation, no seed
+    for budget in budgets if "uniform" in args.methods else ():  # the largest uniform: no seed
         run_dir = root / f"uniform-b{budget:g}"
         searches.setdefault(("uniform", 0), []).append((None, run_dir))
         jobs.append((("uniform", 0), str(run_dir), dict(env=args.env, method="uniform", budget=budget, episodes=1)))
@@ -127,8 +130,9 @@ def main() -> None:
                 path = _policy(run_dir, listed)
                 tuned.append(({"seed": seed if method != "uniform" else "-", "budget": budget, "method": method,
                                **cost[(method, seed)]}, pool.submit(_finetune, path)))
+        unseen = args.unseen if {"conditioned", "hawq"} <= set(args.methods) else []
         for seed in args.seeds:
-            for budget in args.unseen:
+            for budget in unseen:
                 actor = _policy(root / f"conditioned-s{seed}", budget)
                 tuned.append(({"seed": seed, "budget": budget, "method": "conditioned actor (unseen)"},
                               pool.submit(_finetune, actor)))

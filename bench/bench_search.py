@@ -2,7 +2,7 @@
 
 For every budget and seed, each method searches from scratch through the same env (same
 evaluator, action wall and cost table; ``--set`` changes it for every method alike),
-then its best policy gets the standard ``haq-rl finetune`` (1 epoch, lr 5e-3, seed 0,
+then its best policy gets the standard ``haq-rl finetune`` (1 epoch of LSQ QAT, Adam lr 3e-4, seed 0,
 ``compare=False``) and is measured on the test split. Deterministic methods (uniform,
 greedy) run once per budget. The tables report the best policy's reward-split accuracy
 (before fine-tuning) and its test accuracy after fine-tuning, as mean and standard
