@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: CSV + markdown output."""
+"""Helpers shared by the benchmark scripts: CSV + markdown output, the timed onnxruntime session."""
 
 from __future__ import annotations
 
@@ -31,3 +31,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def ort_session(path: Path) -> Any:
+    """An onnxruntime CPU session pinned to one thread, run sequentially: every timed model alike."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, ort_session, write_results  # noqa: E402
 
 from haq_rl.export import export_onnx  # noqa: E402
 from haq_rl.export.onnx_qdq import _torch_export  # noqa: E402
@@ -54,15 +54,6 @@ from haq_rl.task.task import load_task  # noqa: E402
 SEARCHED = RESULTS / "supernet_quality_runs" / "b0.3-guided-s0" / "best_policy.json"
 
 
-def session(path: Path) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def policies(task: Any, randoms: int, seed: int) -> dict[str, QuantPolicy | None]:
@@ -117,7 +108,7 @@ def main() -> None:
         policy.to_json(work / f"p{index}.json", budget=1.0)
         models[name] = export_onnx(work / f"p{index}.json", out=work / f"p{index}.onnx", runtime="ort", task=task).path
         print(f"exported {name}", flush=True)
-    sessions = {name: session(path) for name, path in models.items()}
+    sessions = {name: ort_session(path) for name, path in models.items()}
     images = task.splits.test.tensors[0].numpy()
     rows: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []

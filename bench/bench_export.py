@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import ort_session, write_results  # noqa: E402
 
 from haq_rl.export import export_onnx  # noqa: E402
 from haq_rl.export.onnx_qdq import _torch_export  # noqa: E402
@@ -39,16 +39,6 @@ from haq_rl.hardware.measured import median_ms  # noqa: E402
 from haq_rl.run.layout import CONFIG_FILE  # noqa: E402
 from haq_rl.task.spec import TaskSpec  # noqa: E402
 from haq_rl.task.task import load_task  # noqa: E402
-
-
-def session(path: Path) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def main() -> None:
@@ -73,7 +63,7 @@ def main() -> None:
             work / "int8.json", out=work / f"int8_{runtime}.onnx", runtime=runtime, task=task))
         models[f"searched, {runtime}"] = (work / f"searched_{runtime}.onnx", export_onnx(
             run, out=work / f"searched_{runtime}.onnx", runtime=runtime, task=task))
-    sessions = {name: session(path) for name, (path, _) in models.items()}
+    sessions = {name: ort_session(path) for name, (path, _) in models.items()}
     images = task.splits.test.tensors[0].numpy()
     feeds = {1: {"input": images[:1]}, 256: {"input": images[:256]}}
     times: dict[tuple[str, int], list[float]] = {}
