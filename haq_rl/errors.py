@@ -56,6 +56,10 @@ class DivergenceError(HaqError, FloatingPointError):
     """Training diverged: a non-finite loss, step size or weight, or a collapse to chance."""
 
 
+class ExportMismatchError(HaqError, ValueError):
+    """An exported model disagrees with the PyTorch model it was made from beyond the tolerance."""
+
+
 class BudgetError(HaqError, ValueError):
     """A hardware budget cannot be met by any allowed policy."""
 

@@ -13,6 +13,7 @@ from haq_rl.commands._common import add_budget_argument, budget_source
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from haq_rl.export.integer_form import ISAS
     from haq_rl.export.onnx_qdq import DEFAULT_OPSET, RUNTIMES
 
     parser = subparsers.add_parser(
@@ -32,6 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="reference: exact simulation of the searched bits (INT4 weights, float kernels); "
                              "ort: INT8 containers on the searched grids, fused integer kernels in onnxruntime "
                              "(default %(default)s)")
+    parser.add_argument("--isa", default="portable", choices=ISAS,
+                        help="with --runtime ort, the CPUs the integer model must be exact on: portable (every x86 "
+                             "CPU; 8-bit weights run as U8U8 kernels) or vnni (VNNI CPUs only; every weight INT8, "
+                             "U8S8 kernels, which saturate without VNNI) (default %(default)s)")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="write the model even when onnxruntime disagrees with PyTorch beyond the tolerance")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     add_budget_argument(parser)
     parser.set_defaults(run=run)
@@ -44,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force,
-                         runtime=args.runtime)
+                         runtime=args.runtime, isa=args.isa, allow_mismatch=args.allow_mismatch)
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
     print(f"wrote {result.path} ({kind}, {result.runtime} runtime, {result.layers} quantized layers, "
           f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"onnxruntime runs {result.integer_kernels} of {result.layers} quantized layers as integer kernels "
               f"({', '.join(f'{op} {n}' for op, n in sorted(result.kernels.items()) if op.startswith(('QLinear', 'QGemm', 'MatMul')))}); "
               f"{len(result.calibrated_outputs)} tensors on a calibrated 8-bit grid")
+        print(f"instruction set: {result.isa}: {result.isa_note}")
     print(f"test accuracy: onnxruntime {result.onnx_accuracy:.2f}%, PyTorch fake quant {result.torch_accuracy:.2f}%; "
           f"same top-1 on {100 * result.agreement:.2f}% of images")
     return 0

@@ -47,6 +47,18 @@ INTEGER_KERNELS = ("QLinearConv", "QGemm", "MatMulInteger", "MatMulIntegerToFloa
                    "QLinearAdd", "MatMulNBits", "ConvInteger", "DynamicQuantizeMatMul")
 
 
+#: The instruction sets the integer form can be written for (``to_integer_form(isa=...)``).
+#: - ``portable``: right on every x86 CPU. x86 kernels for UINT8 activations x INT8 weights
+#:   (U8S8) without VNNI multiply with vpmaddubsw, which adds pairs of products into 16 bits
+#:   with saturation: 255 * 127 * 2 overflows, 255 * 63 * 2 does not (onnxruntime's
+#:   quantization docs name the same limit and offer 7-bit weights or U8U8 instead). So a
+#:   layer whose weight levels exceed 63 stores them as UINT8 with zero point 128 (the same
+#:   values), and onnxruntime runs its U8U8 kernel, which widens to 16 bits before multiplying.
+#: - ``vnni``: every weight INT8 (U8S8). VNNI's vpdpbusd accumulates in 32 bits, so this is
+#:   exact on CPUs with AVX512-VNNI or AVX-VNNI, and loses points on the others.
+ISAS = ("portable", "vnni")
+
+
 @dataclass(frozen=True)
 class Grid:
     """A UINT8 quantization grid: ``x ~ (q - zero) * scale`` with q clamped to ``low..high``.
@@ -78,6 +90,8 @@ class IntegerFormReport:
     folded_batchnorms: int = 0
     exact_outputs: int = 0
     calibrated_outputs: list[str] = field(default_factory=list)
+    #: layers whose weights are stored as UINT8 (zero point 128) for the ``portable`` ISA
+    unsigned_weights: list[str] = field(default_factory=list)
 
 
 class _Graph:
@@ -126,15 +140,19 @@ class _Graph:
         return None if value is None or value.size != 1 else float(value.reshape(-1)[0])
 
 
-def to_integer_form(model: Any, quantized_layers: Iterable[str], calibration: Sequence[np.ndarray]
-                    ) -> IntegerFormReport:
-    """Rewrite ``model`` (the reference QDQ export, INT8 weight containers) in place."""
+def to_integer_form(model: Any, quantized_layers: Iterable[str], calibration: Sequence[np.ndarray],
+                    isa: str = "portable") -> IntegerFormReport:
+    """Rewrite ``model`` (the reference QDQ export, INT8 weight containers) in place for ``isa`` (``ISAS``)."""
+    if isa not in ISAS:
+        raise ValueError(f"isa {isa!r} must be one of {', '.join(ISAS)}")
     graph = _Graph(model.graph)
     layers = set(quantized_layers)
     report = IntegerFormReport()
     report.folded_batchnorms = _fold_batchnorms(graph, layers)
-    for layer in layers:
+    for layer in sorted(layers):
         _widen_levels(graph, layer)
+        if isa == "portable" and _unsigned_weight(graph, layer):
+            report.unsigned_weights.append(layer)
     graph.refresh()
     producers = [node for node in graph.nodes if _weight_layer(graph, node) in layers]
     producer_ids = {id(node) for node in producers}
@@ -228,6 +246,26 @@ def _widen_levels(graph: _Graph, layer: str) -> None:
     shape = (-1, *([1] * (levels.ndim - 1)))
     _replace_initializer(graph, levels_name, (levels * factor.reshape(shape)).astype(np.int8))
     _replace_initializer(graph, scale_name, scale.astype(np.float32).reshape(graph.constants[scale_name].shape))
+
+
+def _unsigned_weight(graph: _Graph, layer: str) -> bool:
+    """Store a layer's weights as UINT8 ``levels + 128`` with zero point 128 when a level exceeds
+    ``_WIDE_LEVEL`` (an 8-bit grid): the same values, run by the U8U8 kernel that cannot saturate."""
+    from onnx import TensorProto, helper
+
+    levels = graph.constants[f"{layer}.weight_q"].astype(np.int32)
+    if np.abs(levels).max(initial=0) <= _WIDE_LEVEL:
+        return False
+    _replace_initializer(graph, f"{layer}.weight_q", (levels + 128).astype(np.uint8))
+    zero_name = f"{layer}.weight_zero"
+    zero = graph.constants.get(zero_name)
+    count = 1 if zero is None else int(zero.size)
+    shape = [] if zero is None or zero.ndim == 0 else list(zero.shape)
+    for index, init in enumerate(graph.graph.initializer):
+        if init.name == zero_name:
+            graph.graph.initializer[index].CopyFrom(helper.make_tensor(zero_name, TensorProto.UINT8, shape, [128] * count))
+    graph.constants[zero_name] = np.full(shape, 128, np.uint8)
+    return True
 
 
 def _replace_initializer(graph: _Graph, name: str, value: np.ndarray) -> None:

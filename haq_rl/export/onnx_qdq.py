@@ -37,8 +37,10 @@ import numpy as np
 import torch
 
 from haq_rl import __version__
-from haq_rl.errors import ConfigError, MissingDependencyError
+from haq_rl.errors import ConfigError, ExportMismatchError, MissingDependencyError
+from haq_rl.export.integer_form import ISAS
 from haq_rl.fileio import atomic_write, remove_stale_temps
+from haq_rl.hardware.cpu import has_vnni, instruction_set
 from haq_rl.finetune import (
     float_structure,
     load_finetuned,
@@ -58,6 +60,12 @@ DEFAULT_OPSET = 21
 #: ``reference``: the exact simulation of the searched bits (Q/DQ on inputs, INT4 weights);
 #: ``ort``: the pattern onnxruntime fuses into integer kernels (see integer_form).
 RUNTIMES = ("reference", "ort")
+#: The least share of test images on which the exported model must pick PyTorch's class, and the
+#: largest accuracy gap in points: beyond either, the file is not written (``allow_mismatch``
+#: overrides). At few bits the integer form's requantization may round a handful of outputs the
+#: other way; a systematic error (a saturating kernel) moves thousands.
+MIN_AGREEMENT = 0.99
+MAX_ACCURACY_GAP = 0.5
 #: What torch's TorchScript exporter writes; the graph is then raised to ``opset``.
 _TORCH_OPSET = 20
 
@@ -78,6 +86,11 @@ class ExportResult:
     kernels: dict[str, int] = field(default_factory=dict)
     #: tensors the ``ort`` form quantizes at a calibrated 8-bit grid where PyTorch does not
     calibrated_outputs: list[str] = field(default_factory=list)
+    #: the instruction set the ``ort`` form was written for (``integer_form.ISAS``), and why
+    isa: str = ""
+    isa_note: str = ""
+    #: layers whose 8-bit weights the ``portable`` form stores as UINT8 (U8U8 kernels)
+    unsigned_weights: list[str] = field(default_factory=list)
 
     @property
     def integer_kernels(self) -> int:
@@ -99,23 +112,33 @@ def _onnx() -> tuple[Any, Any]:
 
 def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out: str | Path | None = None,
                 opset: int = DEFAULT_OPSET, force: bool = False, task: Task | None = None,
-                runtime: str = "reference") -> ExportResult:
+                runtime: str = "reference", isa: str = "portable", allow_mismatch: bool = False) -> ExportResult:
     """Export a run's best policy (or a policy JSON) to ONNX, verify it, return the result.
 
     ``runtime="reference"`` writes the exact simulation of the searched bits;
     ``runtime="ort"`` the form onnxruntime runs as integer kernels (BatchNorm folded,
     Q/DQ on outputs too, every weight in an INT8 container on its searched grid).
 
+    ``isa`` (``ort`` only) names the CPUs the integer form must be exact on: ``portable``
+    (every x86 CPU; 8-bit weights run as U8U8 kernels) or ``vnni`` (CPUs with VNNI only;
+    every weight INT8). See ``haq_rl.export.integer_form.ISAS``.
+
     ``checkpoint`` defaults to the run's finetuned.pt when there is one; otherwise the
     post-training quantized model is exported (with a warning). ``out`` defaults to
     ``model.onnx`` next to the policy; an existing file needs ``force``. The file is
-    written atomically.
+    written atomically, and only when onnxruntime agrees with PyTorch (``MIN_AGREEMENT``,
+    ``MAX_ACCURACY_GAP``) unless ``allow_mismatch``.
+
+    Raises:
+        ExportMismatchError: onnxruntime disagrees with PyTorch beyond the tolerance.
     """
     onnx, onnxruntime = _onnx()
     if not 13 <= opset <= 23:
         raise ConfigError(f"opset={opset} must be between 13 and 23")
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime {runtime!r} must be one of {', '.join(RUNTIMES)}")
+    if isa not in ISAS:
+        raise ConfigError(f"isa {isa!r} must be one of {', '.join(ISAS)}")
     policy_path, out_dir, run_config = policy_source(source)
     target = Path(out) if out is not None else out_dir / "model.onnx"
     if target.is_dir():
@@ -125,12 +148,12 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
     with run_lock(target.parent):  # one writer; a killed export leaves at most a temporary file
         remove_stale_temps(target.parent)
         return _export_locked(onnx, onnxruntime, policy_path, out_dir, run_config, target, checkpoint, opset, task,
-                              runtime)
+                              runtime, isa, allow_mismatch)
 
 
 def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path, run_config: Path | None,
                    target: Path, checkpoint: str | Path | None, opset: int, task: Task | None,
-                   runtime: str) -> ExportResult:
+                   runtime: str, isa: str, allow_mismatch: bool) -> ExportResult:
     policy = QuantPolicy.from_json(policy_path)
     spec = policy_spec(policy, None, run_config)
     task = task_for(spec, task, budget=spec.budget)
@@ -164,18 +187,25 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
     if runtime == "reference":
         _biases_as_add(model.graph, policy.layer_names)
     calibrated: list[str] = []
+    unsigned: list[str] = []
+    isa_note = ""
     if runtime == "ort":
         from haq_rl.export.integer_form import to_integer_form
 
-        report = to_integer_form(model, policy.layer_names, [batch.cpu().numpy() for batch in task.calibration_inputs()])
-        calibrated = report.calibrated_outputs
+        report = to_integer_form(model, policy.layer_names, [batch.cpu().numpy() for batch in task.calibration_inputs()],
+                                 isa=isa)
+        calibrated, unsigned = report.calibrated_outputs, report.unsigned_weights
+        isa_note = isa_explanation(isa, len(unsigned))
     costs = policy_costs(task, policy)
     for key, value in {"haq_rl_version": __version__, "policy": json.dumps(policy.to_dict()),
                        "profile": task.cost_table.profile_name, "profile_sha256": task.cost_table.profile_sha256,
                        "objective": task.spec.objective, "cost_ratio": f"{costs['cost_ratio']:.6f}",
                        "env": task.spec.id, "finetuned": str(checkpoint is not None), "runtime": runtime,
                        "weight_storage": json.dumps(_weight_storage(policy, runtime, opset)),
-                       "calibrated_8bit_tensors": json.dumps(calibrated)}.items():
+                       "calibrated_8bit_tensors": json.dumps(calibrated),
+                       "isa": isa if runtime == "ort" else "any", "isa_note": isa_note or "float kernels",
+                       "unsigned_weight_layers": json.dumps(unsigned),
+                       "verified_on": instruction_set()}.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(model)
     data = model.SerializeToString()
@@ -183,10 +213,15 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
     if runtime == "ort":
         kernels = _check_fused(data, target, len(policy.layer_names))
     onnx_accuracy, torch_accuracy, agreement = _verify(onnxruntime, data, reference, task)
-    if runtime == "ort" and agreement < 0.99:  # integer requantization rounds differently at a few bits
-        logger.warning("the integer form agrees with PyTorch on %.1f%% of test images (onnxruntime %.2f%%, "
-                       "PyTorch %.2f%%); --runtime reference is the exact simulation",
-                       100 * agreement, onnx_accuracy, torch_accuracy)
+    if agreement < MIN_AGREEMENT or abs(onnx_accuracy - torch_accuracy) > MAX_ACCURACY_GAP:
+        line = (f"onnxruntime agrees with PyTorch on {100 * agreement:.1f}% of test images (onnxruntime "
+                f"{onnx_accuracy:.2f}%, PyTorch {torch_accuracy:.2f}%; tolerance {100 * MIN_AGREEMENT:.0f}% and "
+                f"{MAX_ACCURACY_GAP} points) on this CPU ({instruction_set()})")
+        if not allow_mismatch:
+            hint = " or --isa portable" if isa == "vnni" and not has_vnni() else ""
+            raise ExportMismatchError(f"{line}; nothing written (--allow-mismatch writes it anyway{hint}; "
+                                      "--runtime reference is the exact simulation)")
+        logger.warning("%s; written anyway (--allow-mismatch)", line)
     atomic_write(target, lambda stream: stream.write(data))
     weight_bytes = sum(_initializer_bytes(onnx, init) for init in model.graph.initializer
                        if init.name.endswith(".weight_q"))
@@ -195,7 +230,19 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
     return ExportResult(path=target, finetuned=checkpoint is not None, onnx_accuracy=onnx_accuracy,
                         torch_accuracy=torch_accuracy, agreement=agreement, weight_bytes=weight_bytes,
                         layers=len(task.layer_names), runtime=runtime, kernels=kernels,
-                        calibrated_outputs=calibrated)
+                        calibrated_outputs=calibrated, isa=isa if runtime == "ort" else "", isa_note=isa_note,
+                        unsigned_weights=unsigned)
+
+
+def isa_explanation(isa: str, unsigned_layers: int) -> str:
+    """One sentence: which CPUs the integer form is exact on, and why (for metadata and the CLI)."""
+    here = instruction_set()
+    if isa == "vnni":
+        warning = "" if has_vnni() else " (this CPU has no VNNI: its U8S8 kernels saturate on 8-bit weights)"
+        return (f"every weight INT8 (U8S8 kernels): exact on x86 CPUs with AVX512-VNNI or AVX-VNNI only{warning}; "
+                f"verified on {here}")
+    return (f"exact on every x86 CPU: {unsigned_layers} layers with 8-bit weights stored as UINT8 (U8U8 kernels, no "
+            f"16-bit saturation without VNNI), narrower weights as INT8 within +-63; verified on {here}")
 
 
 def _weight_storage(policy: QuantPolicy, runtime: str, opset: int) -> dict[str, dict[str, Any]]:
