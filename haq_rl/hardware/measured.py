@@ -2,9 +2,10 @@
 
 ``haq-rl profile --measure ort-cpu`` builds every layer of the model twice, from its
 :class:`LayerSpec` alone (no torch): as the float Conv/Gemm and as the fused integer form
-the ``--runtime ort`` export runs (UINT8 input, INT8 per-channel weights, INT32 bias,
-UINT8 output: QLinearConv / QGemm), plus the INT8 ``Clip`` that holds a sub-8-bit
-activation on its grid. Timings are medians of ``repeats`` runs after warm-up, one thread, less the
+the ``--runtime ort`` export runs in its default ``portable`` form (UINT8 input, INT32
+bias, UINT8 output: QLinearConv / QGemm; weights below 8 bits as INT8 within +-63, 8-bit
+weights as UINT8, which onnxruntime runs with another kernel: both are timed), plus the
+INT8 ``Clip`` that holds a sub-8-bit activation on its grid. Timings are medians of ``repeats`` runs after warm-up, one thread, less the
 time of a session that only copies the same input (the per-call overhead, which the whole
 model pays once and not once per layer).
 
@@ -14,7 +15,8 @@ plus the clamp: the table is honest that bits below 8 buy size, not speed, here.
 
 The result is an ordinary lookup profile (``lookup.py``): a CSV table in ms with the
 float time as an extra column, and a YAML that names the machine and the onnxruntime
-version. Loading it on another machine or version warns, naming both. numpy only at
+version and the CPU's instruction set (VNNI or not changes the integer kernels). Loading it
+on another machine, version or instruction set warns, naming both. numpy only at
 import time; onnx and onnxruntime are imported when measuring.
 """
 
@@ -36,6 +38,7 @@ import numpy as np
 
 from haq_rl.errors import ConfigError, MissingDependencyError
 from haq_rl.fileio import write_text_atomic
+from haq_rl.hardware.cpu import has_vnni, instruction_set
 from haq_rl.hardware.layer_spec import LayerSpec
 
 logger = logging.getLogger(__name__)
@@ -48,17 +51,19 @@ _FLOOR_MS = 1e-4
 PROFILE_FILE = "profile.yaml"
 #: 2: each timing less the cost of calling onnxruntime at all (an Identity session on the
 #: same input), which a whole model pays once and a table of layers timed alone would pay
-#: once per layer.
-_FORMAT = 2
+#: once per layer. 3: 8-bit weights timed apart (UINT8, the portable export's form).
+_FORMAT = 3
 
 
 @dataclass(frozen=True)
 class LayerTiming:
-    """One layer's medians in ms: float, fused INT8, and INT8 plus the sub-8-bit activation clamp."""
+    """One layer's medians in ms: float, fused INT8 (weights below 8 bits), INT8 plus the sub-8-bit
+    activation clamp, and fused with 8-bit weights (UINT8 in the portable form)."""
 
     float_ms: float
     int8_ms: float
     int8_clamped_ms: float
+    int8_wide_ms: float
 
 
 def onnxruntime_version() -> str | None:
@@ -107,8 +112,13 @@ def _padding(spec: LayerSpec) -> tuple[int, int]:
     return pads[0], pads[1]
 
 
-def layer_model(spec: LayerSpec, batch: int, integer: bool, clamp: bool = False) -> tuple[bytes, np.ndarray]:
-    """The ONNX model of one layer alone and an input for it (random weights: timing only)."""
+def layer_model(spec: LayerSpec, batch: int, integer: bool, clamp: bool = False,
+                wide: bool = False) -> tuple[bytes, np.ndarray]:
+    """The ONNX model of one layer alone and an input for it (random weights: timing only).
+
+    ``wide``: 8-bit weights, stored as the portable export stores them (UINT8, zero point 128);
+    otherwise weights below 8 bits (INT8 levels within +-63).
+    """
     onnx, _ = _require_onnxruntime()
     from onnx import TensorProto, helper, numpy_helper
 
@@ -138,11 +148,14 @@ def layer_model(spec: LayerSpec, batch: int, integer: bool, clamp: bool = False)
         x_type, y_type = TensorProto.FLOAT, TensorProto.FLOAT
         x = rng.standard_normal(input_shape).astype(np.float32)
     else:
-        w_scale = (np.abs(weight).reshape(len(weight), -1).max(axis=1) / 127).astype(np.float32)
-        levels = np.rint(weight / w_scale.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.int8)
+        peak = 127 if wide else 63
+        w_scale = (np.abs(weight).reshape(len(weight), -1).max(axis=1) / peak).astype(np.float32)
+        levels = np.rint(weight / w_scale.reshape(-1, *([1] * (weight.ndim - 1)))).astype(np.int32)
+        stored, zero = ((levels + 128).astype(np.uint8), np.full(len(levels), 128, np.uint8)) if wide \
+            else (levels.astype(np.int8), np.zeros(len(levels), np.int8))
         inits += [
-            numpy_helper.from_array(levels, "w_q"), numpy_helper.from_array(w_scale, "w_s"),
-            numpy_helper.from_array(np.zeros(len(levels), np.int8), "w_z"),
+            numpy_helper.from_array(stored, "w_q"), numpy_helper.from_array(w_scale, "w_s"),
+            numpy_helper.from_array(zero, "w_z"),
             numpy_helper.from_array(np.array(0.02, np.float32), "x_s"),
             numpy_helper.from_array(np.array(128, np.uint8), "x_z"),
             numpy_helper.from_array(np.rint(bias / (0.02 * w_scale)).astype(np.int32), "b_q"),
@@ -213,12 +226,14 @@ def _session(onnxruntime: Any, data: bytes) -> Any:
 
 
 def time_layer(spec: LayerSpec, batch: int, repeats: int, warmup: int) -> LayerTiming:
-    """Time one layer alone: float, fused INT8, fused INT8 plus the clamp, each less the call overhead."""
+    """Time one layer alone: float, fused INT8, fused INT8 plus the clamp, fused with 8-bit weights,
+    each less the call overhead."""
     _, onnxruntime = _require_onnxruntime()
     overhead: dict[bool, float] = {}
     results = []
-    for integer, clamp in ((False, False), (True, False), (True, True)):
-        data, x = layer_model(spec, batch, integer, clamp)
+    for integer, clamp, wide in ((False, False, False), (True, False, False), (True, True, False),
+                                 (True, False, True)):
+        data, x = layer_model(spec, batch, integer, clamp, wide)
         if integer not in overhead:  # once per input type (float, UINT8), on this layer's input shape
             identity, same = call_overhead_model(x.shape, integer)
             overhead[integer] = median_ms(_session(onnxruntime, identity), {"x": same}, repeats, warmup)
@@ -231,7 +246,8 @@ def cache_key(specs: Sequence[LayerSpec], batch: int, repeats: int) -> str:
     """What a table depends on: the layer shapes, batch, repeats, machine and onnxruntime version."""
     shapes = [(s.kind, s.in_channels, s.out_channels, s.kernel, s.stride, s.groups, s.in_h, s.in_w, s.out_h, s.out_w)
               for s in specs]
-    text = json.dumps([_FORMAT, shapes, batch, repeats, machine_description(), onnxruntime_version()])
+    text = json.dumps([_FORMAT, shapes, batch, repeats, machine_description(), onnxruntime_version(),
+                       instruction_set()])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -249,9 +265,11 @@ def measure_profile(specs: Sequence[LayerSpec], batch: int, folder: Path, *, mod
     lines = ["layer,w_bits,a_bits,latency,float_latency"]
     for index, spec in enumerate(specs):
         timing = time_layer(spec, batch, repeats, warmup)
+        clamp_ms = max(0.0, timing.int8_clamped_ms - timing.int8_ms)
         for w_bits in range(1, max_bits + 1):
             for a_bits in range(1, max_bits + 1):
-                cost = timing.int8_ms if a_bits >= 8 else timing.int8_clamped_ms
+                cost = timing.int8_wide_ms if w_bits >= 8 else timing.int8_ms
+                cost += clamp_ms if a_bits < 8 else 0.0
                 lines.append(f"{spec.name},{w_bits},{a_bits},{cost:.6g},{timing.float_ms:.6g}")
         logger.debug("%s: float %.4f ms, int8 %.4f ms", spec.name, timing.float_ms, timing.int8_ms)
         if progress is not None:
@@ -264,7 +282,8 @@ def measure_profile(specs: Sequence[LayerSpec], batch: int, folder: Path, *, mod
         "name: ort-cpu-measured",
         "description: >",
         f"  onnxruntime {version} CPU (1 thread) on {machine}; {model_name} at batch {batch},",
-        "  each layer timed alone as fused INT8 (QLinearConv / QGemm); bits below 8 cost the INT8 container.",
+        "  each layer timed alone as fused INT8 (QLinearConv / QGemm); bits below 8 cost the INT8 container",
+        "  (8-bit weights as UINT8, the portable export's form).",
         "model: lookup",
         "min_bits: 1",
         f"max_bits: {max_bits}",
@@ -275,6 +294,7 @@ def measure_profile(specs: Sequence[LayerSpec], batch: int, folder: Path, *, mod
         f"  batch: {batch}",
         f"  machine: {json.dumps(machine)}",
         f"  onnxruntime: {json.dumps(version)}",
+        f"  instruction_set: {json.dumps(instruction_set())}",
         "",
     ])
     return write_text_atomic(folder / PROFILE_FILE, profile)
@@ -282,11 +302,14 @@ def measure_profile(specs: Sequence[LayerSpec], batch: int, folder: Path, *, mod
 
 def check_measured_on_this_machine(params: dict[str, Any], where: str) -> str | None:
     """A warning line when a measured profile comes from another machine or onnxruntime version, else None."""
-    machine, version = params.get("machine"), params.get("onnxruntime")
+    machine, version, isa = params.get("machine"), params.get("onnxruntime"), params.get("instruction_set")
     if machine is None and version is None:
         return None
-    here, here_version = machine_description(), onnxruntime_version()
+    here, here_version, here_isa = machine_description(), onnxruntime_version(), instruction_set()
     differences = []
+    if isinstance(isa, str) and has_vnni(isa) != has_vnni(here_isa):
+        differences.append(f"instruction set {isa!r} (this one: {here_isa!r}; with and without VNNI onnxruntime "
+                           "runs other integer kernels)")
     if machine is not None and machine != here:
         differences.append(f"machine {machine!r} (this one: {here!r})")
     if version is not None and version != here_version:

@@ -59,7 +59,7 @@ PARAM_SCHEMAS: dict[str, dict[str, tuple[type, bool]]] = {
         "table": (str, True), "unit": (str, False), "clock_mhz": (float, False),
         "energy_unit": (str, False), "batch": (int, False),
         # a measured table (haq-rl profile --measure): where and with what it was measured
-        "machine": (str, False), "onnxruntime": (str, False),
+        "machine": (str, False), "onnxruntime": (str, False), "instruction_set": (str, False),
     },
     "bops": {"batch": (int, False)},
     "size": {"kmeans_codebooks": (bool, False), "batch": (int, False)},

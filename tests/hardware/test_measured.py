@@ -13,6 +13,7 @@ pytest.importorskip("onnxruntime")
 from haq_rl.cli import main  # noqa: E402
 from haq_rl.errors import ConfigError  # noqa: E402
 from haq_rl.hardware import CostTable, load_profile  # noqa: E402
+from haq_rl.hardware.cpu import has_vnni, instruction_set  # noqa: E402
 from haq_rl.hardware.layer_spec import LayerSpec  # noqa: E402
 from haq_rl.hardware.lookup import MeasuredElsewhereWarning  # noqa: E402
 from haq_rl.hardware.measured import call_overhead_model, layer_model, measure_profile  # noqa: E402
@@ -67,8 +68,32 @@ def test_measured_profile_is_a_lookup_profile(tmp_path):
         table = CostTable.build(SPECS, profile, max_bits=8)
     latency = table.latency_ms
     assert np.isfinite(latency).all() and (latency > 0).all()
-    # No kernel below 8 bits: every weight width costs the INT8 container.
-    assert np.allclose(latency[:, 1:, 7], latency[:, 7:8, 7])
+    # No kernel below 8 bits: every weight width below 8 costs the INT8 container; 8-bit weights
+    # (UINT8 in the portable export) are a kernel of their own, timed apart.
+    assert np.allclose(latency[:, :7, 7], latency[:, :1, 7])
+    assert profile.params["instruction_set"] == instruction_set()
+
+
+def test_wide_layer_model_stores_8bit_weights_as_the_portable_export_does():
+    import onnx
+
+    model = onnx.load_from_string(layer_model(CONV, 1, integer=True, wide=True)[0])
+    values = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    assert values["w_q"].dtype == np.uint8 and (values["w_z"] == 128).all() and values["w_q"].max() == 255
+    narrow = onnx.load_from_string(layer_model(CONV, 1, integer=True)[0])
+    levels = next(onnx.numpy_helper.to_array(i) for i in narrow.graph.initializer if i.name == "w_q")
+    assert levels.dtype == np.int8 and np.abs(levels.astype(int)).max() == 63
+
+
+def test_table_from_a_cpu_with_other_vnni_warns(tmp_path):
+    """A table timed with VNNI used without it (or the reverse) warns: the integer kernels differ."""
+    path = measure_profile(SPECS, 1, tmp_path, model_name="tiny", repeats=1, warmup=0)
+    other = "x86_64: avx2" if has_vnni() else "x86_64: avx512_vnni avx512bw avx2"
+    text = path.read_text()
+    start = text.index("instruction_set:")
+    path.write_text(text[:start] + f'instruction_set: "{other}"\n')
+    with pytest.warns(MeasuredElsewhereWarning, match="VNNI"):
+        CostTable.build(SPECS, load_profile(path), max_bits=8)
 
 
 def test_other_machine_warns_naming_both(tmp_path):
@@ -149,12 +174,13 @@ def test_registered_env_on_this_cpu(tmp_path, monkeypatch):
     table = task.cost_table
     assert all(layer.batch == 1 for layer in task.layers)
     latency = table.latency_ms
-    assert np.isfinite(latency).all() and np.allclose(latency[:, :, 7], latency[:, 7:8, 7])
+    assert np.isfinite(latency).all() and np.allclose(latency[:, :7, 7], latency[:, :1, 7])
     eights = np.full(table.num_layers, 8)
     rng = np.random.default_rng(0)
-    for _ in range(20):  # weight-only steps: activations stay at 8, so latency is all-INT8's
-        w = rng.integers(2, 9, table.num_layers)
-        assert cost_ratio(table, "latency", w, eights) == pytest.approx(1.0)
+    narrow = cost_ratio(table, "latency", np.full(table.num_layers, 7), eights)
+    for _ in range(20):  # weight-only steps below 8 bits: activations stay at 8, one INT8 kernel
+        w = rng.integers(2, 8, table.num_layers)
+        assert cost_ratio(table, "latency", w, eights) == pytest.approx(narrow)
     result = run_search(SearchConfig(env="haq_rl/MobileNetV2OrtCpu-v0", method="uniform", episodes=1,
                                      out=str(tmp_path / "run"), progress=False))
     assert result.best_cost_ratio <= 0.5
