@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="fine-tune epochs over search_train; 0 measures the starting model as it is "
                              "(default %(default)s)")
+    parser.add_argument("--epoch-images", type=int, default=None, metavar="N",
+                        help="training images per epoch, drawn afresh each epoch (0: all of search_train; "
+                             "default: the env's finetune_epoch_images)")
     parser.add_argument("--start", choices=STARTS, default=defaults.start,
                         help="the model to start from: float, supernet (its shared weights and the policy's "
                              "learned steps) or auto: supernet when the search's reward came from it "
@@ -98,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from haq_rl.finetune import FinetuneConfig
 
     common = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "device": args.device,
-              "compare": not args.no_compare, "fold_bn": args.fold_bn, "start": args.start}
+              "compare": not args.no_compare, "fold_bn": args.fold_bn, "start": args.start,
+              "epoch_images": args.epoch_images}
     if args.legacy_recipe:
         lr_given = args.lr != FinetuneConfig().lr
         return FinetuneConfig.legacy(**common, **({"lr": args.lr} if lr_given else {}))
@@ -124,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     _, out_dir, _ = policy_source(args.source, args.out)
     env = metrics["env"]
     print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
-          f"{config.epochs} epoch(s), {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
+          f"{config.epochs} epoch(s) of {metrics['finetune']['epoch_images']} images, {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
           f"distill {config.distill:g}, from the {metrics['start']} model; accuracy on the test split "
           f"(float row: pretrained, not fine-tuned)")
     print_rows(metrics["rows"])

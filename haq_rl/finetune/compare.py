@@ -110,7 +110,8 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
             "format_version": METRICS_FORMAT_VERSION,
             "haq_rl_version": __version__,
             "env": spec.to_dict(),
-            "finetune": config.to_dict(),
+            "finetune": {**config.to_dict(), "epoch_images": config.images_per_epoch(
+                spec.finetune_epoch_images, len(task.splits.search_train))},
             # "accuracy_before" of each row is the starting model's: with the supernet start,
             # the retraining-free accuracy (0 epochs) beside the fine-tuned one.
             "start": resolved_start(task, config),

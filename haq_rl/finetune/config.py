@@ -64,6 +64,9 @@ class FinetuneConfig:
         fold_bn: fold BatchNorm into the conv weights before quantizing (as integer-only
             hardware and the ONNX export compute); the folded model trains without BN.
         start: one of :data:`STARTS`, the model the fine-tune starts from.
+        epoch_images: training images per epoch, drawn afresh from ``search_train`` each
+            epoch (0: all of it; None: the task's ``finetune_epoch_images``). On a large
+            training split this keeps a fine-tune's cost fixed.
     """
 
     epochs: int = 1
@@ -83,6 +86,7 @@ class FinetuneConfig:
     temperature: float = 2.0
     fold_bn: bool = False
     start: str = "auto"
+    epoch_images: int | None = None
 
     @classmethod
     def legacy(cls, **changes: Any) -> FinetuneConfig:
@@ -99,6 +103,10 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
             raise ConfigError(f"epochs={self.epochs!r} must be an integer >= 0 (0: no training)")
+        if self.epoch_images is not None and (isinstance(self.epoch_images, bool)
+                                              or not isinstance(self.epoch_images, int) or self.epoch_images < 0):
+            raise ConfigError(f"epoch_images={self.epoch_images!r} must be an integer >= 0 (0: every training "
+                              "image) or None (the task's)")
         if self.start not in STARTS:
             raise ConfigError(f"start={self.start!r} must be one of {', '.join(STARTS)}")
         if self.fold_bn and self.start == "supernet":
@@ -130,7 +138,13 @@ class FinetuneConfig:
                 "zero_point": self.zero_point, "optimizer": self.optimizer,
                 "weight_decay": float(self.weight_decay), "step_lr_scale": float(self.step_lr_scale),
                 "warmup": float(self.warmup), "distill": float(self.distill),
-                "temperature": float(self.temperature), "fold_bn": self.fold_bn, "start": self.start}
+                "temperature": float(self.temperature), "fold_bn": self.fold_bn, "start": self.start,
+                "epoch_images": self.epoch_images}
+
+    def images_per_epoch(self, spec_default: int, available: int) -> int:
+        """The training images one epoch sees: ``epoch_images`` (or the task's default), at most ``available``."""
+        wanted = spec_default if self.epoch_images is None else self.epoch_images
+        return available if wanted == 0 else min(wanted, available)
 
 
 

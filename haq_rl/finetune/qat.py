@@ -91,7 +91,9 @@ def finetune_policy(task_or_spec: Task | TaskSpec | str | Path, policy: QuantPol
     before = evaluate_accuracy(model, test_split, metric=task.metric)
     train_set = task.splits.search_train
     teacher = teacher_logits(task.model.to(device), train_set, device) if config.distill > 0 else None
-    losses = (train_qat(model, train_set, config, device, teacher=teacher, progress=progress, desc=desc)
+    images = config.images_per_epoch(task.spec.finetune_epoch_images, len(train_set))
+    losses = (train_qat(model, train_set, config, device, teacher=teacher, progress=progress, desc=desc,
+                        epoch_images=images)
               if config.epochs > 0 else [])
     model.eval()
     after = evaluate_accuracy(model, test_split, metric=task.metric)

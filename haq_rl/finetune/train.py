@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from tqdm.auto import tqdm
 
 from haq_rl.errors import DivergenceError
@@ -65,20 +65,28 @@ def non_finite_layer(model: nn.Module) -> str | None:
 
 
 def train_qat(model: nn.Module, dataset: TensorDataset, config: FinetuneConfig, device: torch.device, *,
-              teacher: torch.Tensor | None = None, progress: bool = True, desc: str = "finetune") -> list[float]:
+              teacher: torch.Tensor | None = None, progress: bool = True, desc: str = "finetune",
+              epoch_images: int = 0) -> list[float]:
     """Train the prepared ``model`` in place; returns the mean loss of each epoch.
 
     ``teacher`` holds the float model's logits for every sample of ``dataset`` (needed when
     ``config.distill > 0``). Raises DivergenceError, naming the first layer whose weights
-    or step went non-finite, as soon as the loss is not finite.
+    or step went non-finite, as soon as the loss is not finite. ``epoch_images`` > 0 makes
+    an epoch that many images, drawn without replacement afresh each epoch (seeded).
     """
     from haq_rl.data import make_loader
 
     if config.distill > 0 and teacher is None:
         raise ValueError("distillation needs the teacher's logits")
     tensors = (*dataset.tensors[:2], teacher) if teacher is not None else dataset.tensors[:2]
-    loader: DataLoader = make_loader(TensorDataset(*tensors), batch_size=config.batch_size, shuffle=True,
-                                     seed=config.seed)
+    data = TensorDataset(*tensors)
+    loader: DataLoader
+    if 0 < epoch_images < len(data):
+        sampler = RandomSampler(data, num_samples=epoch_images,
+                                generator=torch.Generator().manual_seed(config.seed))
+        loader = DataLoader(data, batch_size=config.batch_size, sampler=sampler, num_workers=0)
+    else:
+        loader = make_loader(data, batch_size=config.batch_size, shuffle=True, seed=config.seed)
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     model.to(device)
     if has_conv:  # depthwise convolutions are ~3x faster channels-last on CPU (see training.py)

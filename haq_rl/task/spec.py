@@ -62,6 +62,8 @@ class TaskSpec:
     calibration: str = "mse"
     calibration_batches: int = 4
     reward_batch_size: int = 250
+    reward_images: int = 0
+    finetune_epoch_images: int = 0
     finetune_steps: int = 0
     finetune_lr: float = 1e-3
     reward_metric: str = "accuracy"
@@ -99,6 +101,13 @@ class TaskSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} must be a positive integer")
+        if isinstance(self.reward_images, bool) or not isinstance(self.reward_images, int) or self.reward_images < 0:
+            raise ConfigError(f"reward_images={self.reward_images!r} must be an integer >= 0 "
+                              "(images of the reward split each reward evaluates; 0 = all)")
+        if isinstance(self.finetune_epoch_images, bool) or not isinstance(self.finetune_epoch_images, int) \
+                or self.finetune_epoch_images < 0:
+            raise ConfigError(f"finetune_epoch_images={self.finetune_epoch_images!r} must be an integer >= 0 "
+                              "(training images per fine-tune epoch; 0 = all)")
         if isinstance(self.bn_recalibration, bool) or not isinstance(self.bn_recalibration, int) \
                 or self.bn_recalibration < 0:
             raise ConfigError(f"bn_recalibration={self.bn_recalibration!r} must be an integer >= 0 "

@@ -23,6 +23,8 @@ from haq_rl.task.spec import TaskSpec, resolve_spec
 FINETUNE_SEED_OFFSET = 1
 #: Added to ``split_seed`` to seed the draw of the BatchNorm re-estimation batches.
 BN_SEED_OFFSET = 2
+#: Seeds the draw of the reward subset (``reward_images``) from the reward split.
+REWARD_SUBSET_SEED_OFFSET = 3
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -139,8 +141,15 @@ class Task:
         return [inputs for inputs, _ in batches]
 
     def reward_batches(self) -> list[Batch]:
-        """The reward split as fixed (inputs, labels) batches, in order."""
-        return tensor_batches(self.splits.reward_val, self.spec.reward_batch_size)
+        """The reward split as fixed (inputs, labels) batches, in order: all of it, or the
+        ``reward_images`` of it drawn once with a seed (in their split order)."""
+        data = self.splits.reward_val
+        count = self.spec.reward_images
+        if 0 < count < len(data):
+            generator = torch.Generator().manual_seed(self.spec.split_seed + REWARD_SUBSET_SEED_OFFSET)
+            chosen = torch.randperm(len(data), generator=generator)[:count].sort().values
+            data = torch.utils.data.TensorDataset(*(tensor[chosen] for tensor in data.tensors))
+        return tensor_batches(data, self.spec.reward_batch_size)
 
     def finetune_batches(self) -> list[Batch]:
         """HAQ's optional per-policy fine-tune batches: its own seeded shuffle of search-train."""
@@ -265,7 +274,7 @@ def _model_with_weights(spec: TaskSpec, splits: Any) -> tuple[nn.Module, dict[st
 
 
 def _native_size(dataset: str) -> int | None:
-    return {"mnist5k": 28, "mnist": 28, "digits": 8, "cifar10": 32}.get(dataset)
+    return {"mnist5k": 28, "mnist": 28, "fashion-mnist": 28, "digits": 8, "cifar10": 32}.get(dataset)
 
 
 def tensor_batches(dataset: torch.utils.data.TensorDataset, batch_size: int,
