@@ -35,6 +35,7 @@ from _common import ort_session, write_results  # noqa: E402
 from haq_rl.export import export_onnx  # noqa: E402
 from haq_rl.export.onnx_qdq import _torch_export  # noqa: E402
 from haq_rl.finetune import uniform_policy  # noqa: E402
+from haq_rl.hardware.cpu import instruction_set  # noqa: E402
 from haq_rl.hardware.measured import median_ms  # noqa: E402
 from haq_rl.run.layout import CONFIG_FILE  # noqa: E402
 from haq_rl.task.spec import TaskSpec  # noqa: E402
@@ -63,6 +64,11 @@ def main() -> None:
             work / "int8.json", out=work / f"int8_{runtime}.onnx", runtime=runtime, task=task))
         models[f"searched, {runtime}"] = (work / f"searched_{runtime}.onnx", export_onnx(
             run, out=work / f"searched_{runtime}.onnx", runtime=runtime, task=task))
+    # The VNNI-only form beside the portable default: its speed, and what it costs a CPU without VNNI.
+    for name, source in (("all-INT8", work / "int8.json"), ("searched", run)):
+        out = work / f"{name}_vnni.onnx"
+        models[f"{name}, ort --isa vnni"] = (out, export_onnx(source, out=out, runtime="ort", isa="vnni", task=task,
+                                                              allow_mismatch=True))
     sessions = {name: ort_session(path) for name, (path, _) in models.items()}
     images = task.splits.test.tensors[0].numpy()
     feeds = {1: {"input": images[:1]}, 256: {"input": images[:256]}}
@@ -88,8 +94,8 @@ def main() -> None:
     import onnxruntime
 
     path = write_results(args.name, rows,
-                         f"onnxruntime {onnxruntime.__version__} (CPU, 1 thread) on {task.spec.id}, run {run}, "
-                         f"{args.rounds} rounds", "python bench/bench_export.py " + " ".join(sys.argv[1:]))
+                         f"onnxruntime {onnxruntime.__version__} (CPU, 1 thread, {instruction_set()}) on "
+                         f"{task.spec.id}, run {run}, {args.rounds} rounds", "python bench/bench_export.py " + " ".join(sys.argv[1:]))
     print(path.read_text())
 
 

@@ -40,13 +40,13 @@ from haq_rl import __version__
 from haq_rl.errors import ConfigError, ExportMismatchError, MissingDependencyError
 from haq_rl.export.integer_form import ISAS
 from haq_rl.fileio import atomic_write, remove_stale_temps
-from haq_rl.hardware.cpu import has_vnni, instruction_set
 from haq_rl.finetune import (
     float_structure,
     load_finetuned,
     load_quantized_model,
     policy_costs,
 )
+from haq_rl.hardware.cpu import has_vnni, instruction_set
 from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
 from haq_rl.run.layout import FINETUNED_FILE
 from haq_rl.run.lock import run_lock
