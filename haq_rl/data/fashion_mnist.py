@@ -68,8 +68,14 @@ def _complete(folder: Path) -> bool:
 
 
 def _payload_sha256(path: Path) -> str:
+    """SHA-256 of the IDX bytes: gunzipped when the file is gzip (by its magic bytes, not its name)."""
     digest = hashlib.sha256()
-    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with open(path, "rb") as head:
+            gzipped = head.read(2) == b"\x1f\x8b"
+    except OSError as error:
+        raise DataFormatError(f"{path}: not a readable Fashion-MNIST file ({error.strerror}); {HOW_TO_GET}") from None
+    opener = gzip.open if gzipped else open
     try:
         with opener(path, "rb") as stream:  # type: ignore[operator]
             for block in iter(lambda: stream.read(1 << 20), b""):
@@ -87,17 +93,17 @@ def verify_folder(folder: Path) -> dict[str, Path]:
         DataFormatError: a file is unreadable (a truncated gzip) or its checksum differs.
     """
     files: dict[str, Path] = {}
-    for base, expected in FASHION_MNIST_SHA256.items():
+    for base in FASHION_MNIST_SHA256:  # every file present before any is read
         path = find_idx_file(folder, base)
         if path is None:
             raise MissingPathError(f"Fashion-MNIST folder {folder} lacks {base} (or {base}.gz); {HOW_TO_GET}")
-        if not path.is_file():
-            raise MissingPathError(f"{path} is not a regular file; {HOW_TO_GET}")
+        files[base] = path
+    for base, path in files.items():
         found = _payload_sha256(path)
+        expected = FASHION_MNIST_SHA256[base]
         if found != expected:
             raise DataFormatError(f"{path}: SHA-256 {found[:12]}... differs from Fashion-MNIST's "
                                   f"{expected[:12]}... (a damaged or different file); {HOW_TO_GET}")
-        files[base] = path
     return files
 
 
@@ -116,7 +122,7 @@ def _download(folder: Path) -> None:
             with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as answer:
                 shutil.copyfileobj(answer, out)
             if _payload_sha256(temp) != expected:
-                raise DataFormatError(f"{url}: the download's SHA-256 differs from Fashion-MNIST's; {HOW_TO_GET}")
+                raise DataFormatError(f"{url}: the download's SHA-256 differs from Fashion-MNIST's")
             os.replace(temp, target)
         finally:
             temp.unlink(missing_ok=True)
