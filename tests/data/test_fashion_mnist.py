@@ -14,7 +14,12 @@ import pytest
 
 from haq_rl.cli import main
 from haq_rl.data import fashion_mnist, load_dataset, make_splits, write_idx
-from haq_rl.data.fashion_mnist import DEBIAN_FOLDER, FASHION_MNIST_SHA256, find_fashion_mnist, load_fashion_mnist
+from haq_rl.data.fashion_mnist import (
+    DEBIAN_FOLDER,
+    FASHION_MNIST_SHA256,
+    find_fashion_mnist,
+    load_fashion_mnist,
+)
 from haq_rl.errors import DataFormatError, MissingPathError
 
 needs_files = pytest.mark.skipif(not (DEBIAN_FOLDER / "t10k-labels-idx1-ubyte.gz").is_file(),
