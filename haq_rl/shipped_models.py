@@ -10,7 +10,13 @@ the fp16-rounded weights, which are then the reference), and shipped under
 :func:`haq_rl.pretrain.get_pretrained` uses a shipped model when one matches the config;
 ``haq-rl pretrain --force`` trains one on this machine instead, and the cache then wins.
 
-Maintainers refresh the shipped files with ``python -m haq_rl.shipped_models <cached.pt> ...``.
+Results computed from a shipped model that are the same on every machine and slow to
+compute (the default env's Hessian layer sensitivities) ship beside it as *entries*: the
+cache file itself, under its cache name, with its SHA-256 in the manifest's ``entries``
+table (:func:`shipped_entry`).
+
+Maintainers refresh the shipped files with ``python -m haq_rl.shipped_models <cached.pt> ...``
+and ``python -m haq_rl.shipped_models --entry <cached.npz> ...``.
 """
 
 from __future__ import annotations
@@ -52,17 +58,54 @@ def float_model_record(meta: dict[str, Any]) -> dict[str, Any]:
             "weights_sha256": meta.get("weights_sha256"), "weights": meta.get("weights")}
 
 
-def _manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+def _manifest_file(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
     path = folder / MANIFEST_NAME
     if not path.is_file():
-        return {}
+        return {"format_version": 1, "models": {}}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise CheckpointError(f"shipped model manifest {path} is unreadable: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict) \
+            or not isinstance(data.get("entries", {}), dict):
         raise CheckpointError(f"shipped model manifest {path} has no 'models' table")
-    return data["models"]
+    return data
+
+
+def _manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    return _manifest_file(folder)["models"]
+
+
+def _write_manifest(data: dict[str, Any], folder: Path) -> None:
+    from haq_rl.fileio import write_text_atomic
+
+    write_text_atomic(folder / MANIFEST_NAME, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def shipped_entry(name: str, folder: Path = SHIPPED_DIR) -> Path | None:
+    """The shipped cache entry called ``name`` (a cache file name), checksum verified; None if none ships.
+
+    A damaged entry is not used (None, with the caller computing it as if none shipped):
+    unlike a float model, an entry can always be recomputed here.
+    """
+    entry = _manifest_file(folder).get("entries", {}).get(name)
+    path = folder / name
+    if not isinstance(entry, dict) or Path(name).name != name or not path.is_file() or path.is_symlink():
+        return None
+    return path if file_sha256(path) == entry.get("sha256") else None
+
+
+def ship_entry(path: Path, folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    """Copy the cache file ``path`` into the shipped folder under its own name and record its SHA-256."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, folder / path.name)
+    data = _manifest_file(folder)
+    entry = {"sha256": file_sha256(folder / path.name)}
+    data.setdefault("entries", {})[path.name] = entry
+    _write_manifest(data, folder)
+    return {"file": path.name, **entry}
 
 
 def shipped_checkpoint(config_hash: str, folder: Path = SHIPPED_DIR) -> Path | None:
@@ -94,7 +137,6 @@ def ship(checkpoint: Path, folder: Path = SHIPPED_DIR) -> dict[str, Any]:
     because those are the model every user gets.
     """
     from haq_rl.checkpoint_io import atomic_torch_save
-    from haq_rl.fileio import write_text_atomic
     from haq_rl.pretrain import CHECKPOINT_FORMAT_VERSION, load_checkpoint, measure_accuracies
 
     model, meta = load_checkpoint(checkpoint)
@@ -111,18 +153,24 @@ def ship(checkpoint: Path, folder: Path = SHIPPED_DIR) -> dict[str, Any]:
     entry = {"file": name, "sha256": file_sha256(folder / name), "model": meta["model"],
              "dataset": meta["dataset"], "test_accuracy": test_acc, "reward_accuracy": reward_acc,
              "weights_sha256": weights_sha256(model)}
-    models = _manifest(folder)
-    models[str(meta["config_hash"])] = entry
-    write_text_atomic(folder / MANIFEST_NAME, json.dumps({"format_version": 1, "models": models},
-                                                         indent=2, sort_keys=True) + "\n")
+    data = _manifest_file(folder)
+    data["models"][str(meta["config_hash"])] = entry
+    _write_manifest(data, folder)
     return entry
 
 
 def main(argv: list[str]) -> int:
-    """``python -m haq_rl.shipped_models CHECKPOINT...``: ship cached checkpoints."""
+    """``python -m haq_rl.shipped_models CHECKPOINT...``: ship cached checkpoints (``--entry FILE...``:
+    cache entries)."""
     if not argv:
-        print("usage: python -m haq_rl.shipped_models CHECKPOINT.pt [...]", file=sys.stderr)
+        print("usage: python -m haq_rl.shipped_models CHECKPOINT.pt [...] | --entry CACHED_FILE [...]",
+              file=sys.stderr)
         return 2
+    if argv[0] == "--entry":
+        for arg in argv[1:]:
+            entry = ship_entry(Path(arg))
+            print(f"shipped {entry['file']}: sha256 {entry['sha256'][:12]}")
+        return 0
     for arg in argv:
         entry = ship(Path(arg))
         print(f"shipped {entry['file']}: test {entry['test_accuracy']:.2f} %, sha256 {entry['sha256'][:12]}")

@@ -36,6 +36,7 @@ from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.config import SearchConfig
 from haq_rl.search.loop import Proposal, ProposalSteps, SteppedProposer
 from haq_rl.search.setup import SearchSetup
+from haq_rl.shipped_models import shipped_entry
 from haq_rl.task.scoring import PolicyScorer
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
     """The task's layer sensitivities (:class:`~haq_rl.quant.sensitivity.LayerSensitivity`).
 
     They depend on the model, its data and quantizers, not on the hardware or the budget,
-    so they are cached (``$HAQ_RL_CACHE/sensitivity``): a second search of the same model
+    so they are cached (``$HAQ_RL_CACHE/sensitivity``), and those of the default env's
+    shipped float model ship with haq-rl (``shipped_models.shipped_entry``): a second search of the same model
     with the same settings skips the Hessian. The computation holds the entry's lock, so two
     searches started together compute it once (the second waits, saying for whom, then
     reads the cache). ``progress`` shows a bar over the Hessian probes.
@@ -95,6 +97,10 @@ def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
     bits = tuple(range(scorer.min_bits, scorer.max_bits + 1))
     path = _cache_path(setup, probes, images, seed, bits)
     cached = _read_cached_sensitivity(path, bits, list(scorer.layer_names))
+    if cached is not None:
+        return cached
+    shipped = shipped_entry(path.name)  # the default env's, the same on every machine
+    cached = None if shipped is None else _read_cached_sensitivity(shipped, bits, list(scorer.layer_names))
     if cached is not None:
         return cached
     with cache_lock(path.with_name(path.name + ".lock"), f"computing the layer sensitivities of {setup.task.spec.model}"):
