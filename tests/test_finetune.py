@@ -26,8 +26,11 @@ from haq_rl.finetune import (
 )
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
-from haq_rl.task.spec import DEFAULT_ENV_ID, resolve_spec
+from haq_rl.task.spec import resolve_spec
 from haq_rl.task.task import Task, load_task
+
+#: A fast mnist5k env whose spec these tests vary (the default env is Fashion-MNIST).
+MNIST5K_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
 
 LENET_SIZE_ENV = "haq_rl/LeNet5Size-v1"
 
@@ -35,7 +38,7 @@ LENET_SIZE_ENV = "haq_rl/LeNet5Size-v1"
 @pytest.fixture(scope="module")
 def lenet_latency_task() -> Task:
     """The default env's latency task (linear quantizers) with LeNet-5 and no pinned layers."""
-    spec = resolve_spec(DEFAULT_ENV_ID).replace(id="test/LeNet5Latency-v0", model="lenet5",
+    spec = resolve_spec(MNIST5K_ENV_ID).replace(id="test/LeNet5Latency-v0", model="lenet5",
                                                 pin_first_last=False)
     return load_task(spec)
 
@@ -76,7 +79,7 @@ def test_uniform_policy_follows_env_conventions(lenet_size_task: Task) -> None:
     # Size objective: weight-only, so activations stay at 8 bits; LeNet5Size pins nothing.
     policy = uniform_policy(lenet_size_task, 4)
     assert policy.w_bits.tolist() == [4] * 5 and policy.a_bits.tolist() == [8] * 5
-    pinned = load_task(resolve_spec(DEFAULT_ENV_ID).replace(model="lenet5"))
+    pinned = load_task(resolve_spec(MNIST5K_ENV_ID).replace(model="lenet5"))
     policy = uniform_policy(pinned, 3)
     assert policy.w_bits.tolist() == [8, 3, 3, 3, 8] and policy.a_bits.tolist() == [8, 3, 3, 3, 8]
 
