@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import add_budget_argument, budget_source
+from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,6 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "ort: INT8 containers on the searched grids, fused integer kernels in onnxruntime "
                              "(default %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--model", default=None,
+                        help="zoo name or package.module:factory (default: the run's; a policy JSON of your "
+                             "own model needs it, with --weights)")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights of the model (default: the run's, else the pretrained cache)")
     add_budget_argument(parser)
     parser.set_defaults(run=run)
     return parser
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force,
-                         runtime=args.runtime)
+                         runtime=args.runtime, model=args.model, weights=args.weights)
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
     print(f"wrote {result.path} ({kind}, {result.runtime} runtime, {result.layers} quantized layers, "
           f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")

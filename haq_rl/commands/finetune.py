@@ -41,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--env", default=None,
                         help="env id or YAML spec (default: the run's config.json or the policy's env_id)")
     parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    parser.add_argument("--model", default=None,
+                        help="zoo name or package.module:factory (default: the run's; a policy JSON of your "
+                             "own model needs it, with --weights)")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--learnable-clip", action="store_true",
@@ -120,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
         args.source = str(budget_source(args.source, args.budget))
     config = config_from_args(args)
     metrics = finetune_run(args.source, config, env=args.env, out=args.out, weights=args.weights,
-                           progress=not args.no_progress)
+                           model=args.model, progress=not args.no_progress)
     _, out_dir, _ = policy_source(args.source, args.out)
     env = metrics["env"]
-    print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
+    print(f"{metrics['label']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
           f"{config.epochs} epoch(s), {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
           f"distill {config.distill:g}, from the {metrics['start']} model; accuracy on the test split "
           f"(float row: pretrained, not fine-tuned)")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -18,6 +20,46 @@ logger = logging.getLogger(__name__)
 def is_import_path(name: str) -> bool:
     """True for ``module:attr`` names (user models), False for zoo names."""
     return ":" in name
+
+
+def import_from_folder(path: str, folder: str | Path) -> None:
+    """Import the module of the import path ``path`` as ``python -m`` would from ``folder``.
+
+    For import paths typed by the user (command line, Python): ``haq-rl`` as a console
+    script does not have the current folder on ``sys.path``, so ``--model mypkg.nets:make``
+    was not found next to the user. ``folder`` is put first on ``sys.path`` for this import
+    only, then removed again: the module stays in ``sys.modules`` (where
+    :func:`load_user_model` finds it), and nothing imported later, nor an import path read
+    from a file, is looked up there. Does nothing for zoo names.
+
+    Raises ConfigError naming ``folder`` when the module is not found there nor on sys.path.
+    """
+    if not is_import_path(path):
+        return
+    module_name = path.partition(":")[0]
+    if not module_name:
+        return  # load_user_model's message for a malformed path
+    where = str(Path(folder).expanduser().resolve())
+    sys.path.insert(0, where)
+    try:
+        importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top = module_name.split(".")[0]
+        if error.name is not None and (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: no {top!r} in the "
+                              f"current folder {where} nor on sys.path (run haq-rl from the folder that "
+                              f"holds {top}/ or {top}.py, or add that folder to PYTHONPATH)") from None
+        # The module exists but imports something that does not.
+        raise ConfigError(f"importing model module {module_name!r} of {path!r} failed: "
+                          f"{_described(error)}") from None
+    except (Exception, SystemExit) as error:  # user code: any error, a SyntaxError, a sys.exit()
+        raise ConfigError(f"importing model module {module_name!r} of {path!r} failed: {_described(error)}") from None
+    finally:
+        # Only this import may look in the folder (a copied run directory must not supply code).
+        try:
+            sys.path.remove(where)
+        except ValueError:  # the user's module removed it itself
+            pass
 
 
 def load_user_model(path: str, **kwargs: Any) -> nn.Module:

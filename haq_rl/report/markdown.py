@@ -31,6 +31,7 @@ from haq_rl.run.episodes import BASE_COLUMNS
 from haq_rl.run.layout import REPORT_FILE, REPORT_FOLDER
 from haq_rl.run.load import Run, as_runs
 from haq_rl.run.lock import run_lock
+from haq_rl.task.label import fields_label
 
 logger = logging.getLogger(__name__)
 
@@ -248,8 +249,11 @@ def _summary_lines(run: Run) -> list[str]:
     env, search = run.spec_fields, run.search
     meta = run.policy.metadata
     metrics = dict(meta.get("metrics") or {})
+    label, own = fields_label(env)
+    # A user's model is named by itself: the env id would name the env's own model.
+    named = [("model", label), ("data and hardware settings of", env.get("id"))] if own else [("env", env.get("id"))]
     settings = pd.DataFrame([
-        ("env", env.get("id")), ("model / dataset", f"{env.get('model')} / {env.get('dataset')} "
+        *named, ("model / dataset", f"{env.get('model')} / {env.get('dataset')} "
                                                     f"({env.get('input_size')} px)"),
         ("hardware profile", meta.get("profile", env.get("hardware"))),
         ("objective / budget", "; ".join(f"{name} <= {budget:g} x uniform 8/8" for name, budget in (

@@ -117,8 +117,12 @@ class SearchConfig:
         return resolve_spec(self.env).replace(**{**self.spec_overrides(), "device": self.device})
 
     def default_run_dir(self, task: Task | None = None) -> Path:
-        name = (task.spec if task is not None else self.task_spec()).id.split("/")[-1]
-        return Path("runs") / f"{name}-{self.method}-s{self.seed}"
+        """``runs/<env>-<method>-s<seed>``; a user's model is named by itself and its weights'
+        hash (``runs/nets.make-1a2b3c4d-guided-s0``), not by the env whose data it borrows."""
+        from haq_rl.task.label import folder_label
+
+        spec = task.spec if task is not None else self.task_spec()
+        return Path("runs") / f"{folder_label(spec)}-{self.method}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
