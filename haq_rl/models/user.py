@@ -74,6 +74,13 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"model import path {path!r} must look like 'package.module:factory'")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        hint = ""
+        if error.name is not None and (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            # Only an import path typed by the user is looked up in the current folder.
+            hint = (f" (not on sys.path: give --model {path} on the command line to load it from the "
+                    "current folder, or add its folder to PYTHONPATH)")
+        raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: {error}{hint}") from error
     except ImportError as error:
         raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: {error}") from error
     except (Exception, SystemExit) as error:  # user code: any error, a SyntaxError, a sys.exit()
