@@ -187,3 +187,13 @@ def test_export_a_bare_policy_with_model_and_weights(project, bare_policy, capsy
     assert main(["export", str(bare_policy), "--out", str(out), "--model", MODEL,
                  "--weights", str(project["weights"])]) == 0
     assert out.is_file() and "test accuracy: onnxruntime" in capsys.readouterr().out
+
+
+def test_resume_takes_the_runs_own_model_flag(project, tmp_path, monkeypatch) -> None:
+    """The console script finds the module again through --model; another model is refused."""
+    run = shutil.copytree(project["run"], tmp_path / "run")
+    monkeypatch.chdir(project["folder"])
+    _forget(PACKAGE)
+    assert main(["search", "--resume", str(run), "--episodes", "4", "--model", MODEL, "--no-progress"]) == 0
+    assert len((run / "episodes.csv").read_text().splitlines()) == 1 + 4
+    assert main(["search", "--resume", str(run), "--episodes", "5", "--model", "lenet5", "--no-progress"]) == 2

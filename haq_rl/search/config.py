@@ -142,6 +142,8 @@ class SearchConfig:
             raise ConfigError(f"invalid search settings: {error}") from None
 
 
+_UNSET = object()
+
 #: What ``--resume`` may change (``resume_changes``); everything else is the run's own.
 RESUME_CHANGES = ("episodes", "workers", "backend", "ray_address", "progress", "checkpoint_every")
 
@@ -162,6 +164,10 @@ def resumed_config(run_dir: Path, changes: dict[str, Any]) -> SearchConfig:
     are refused with one line.
     """
     saved = saved_search_config(read_run_config(run_dir))
+    # A flag repeating the run's own value changes nothing: `--model pkg.mod:make` is how a
+    # user's module is found again from the current folder.
+    changes = {key: value for key, value in changes.items()
+               if key in RESUME_CHANGES or getattr(saved, key, _UNSET) != value}
     refused = sorted(set(changes) - set(RESUME_CHANGES))
     if refused:
         raise ConfigError(f"--resume continues the search {run_dir} recorded; {', '.join(refused)} cannot change "
