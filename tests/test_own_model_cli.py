@@ -197,3 +197,21 @@ def test_resume_takes_the_runs_own_model_flag(project, tmp_path, monkeypatch) ->
     assert main(["search", "--resume", str(run), "--episodes", "4", "--model", MODEL, "--no-progress"]) == 0
     assert len((run / "episodes.csv").read_text().splitlines()) == 1 + 4
     assert main(["search", "--resume", str(run), "--episodes", "5", "--model", "lenet5", "--no-progress"]) == 2
+
+
+def test_supernet_takes_model_and_weights(tmp_path, monkeypatch, capsys) -> None:
+    """supernet builds a model too: it takes --model (imported from the current folder)."""
+    monkeypatch.chdir(tmp_path)
+    message = _one_line_error(capsys, ["supernet", "--model", "haq35_nowhere.nets:make", "--weights",
+                                       str(tmp_path / "w.pt"), "--epochs", "1"])
+    assert "'haq35_nowhere'" in message and str(tmp_path.resolve()) in message
+
+
+@pytest.mark.slow
+def test_supernet_of_the_users_model(project, tmp_path, monkeypatch, capsys) -> None:
+    """About 10 s: one epoch of the user's CNN's supernet, labelled with the model and weights."""
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(project["folder"])
+    _forget(PACKAGE)
+    assert main(["supernet", "--model", MODEL, "--weights", "cnn.pt", "--epochs", "1", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith(f"supernet of {MODEL}, weights cnn.pt sha256:")

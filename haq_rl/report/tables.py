@@ -16,6 +16,7 @@ from haq_rl.errors import DataFormatError
 from haq_rl.run.layout import BEST_POLICY_FILE, METRICS_FILE
 from haq_rl.run.load import Run, as_run, as_runs, lookup, table_of
 from haq_rl.task import budget as rules
+from haq_rl.task.label import fields_label
 from haq_rl.task.spec import is_weight_only
 
 logger = logging.getLogger(__name__)
@@ -282,8 +283,11 @@ def best_table(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
         if table is not None and "name" in table.columns:
             match = table[table["name"] == "searched"]
             searched = match.iloc[0] if len(match) else None
+        # A user's model is shown with its weights' hash; a shipped env's by its zoo name.
+        label, own = fields_label(run.spec_fields)
         rows.append({
-            "run": run.label, "env": run.spec_fields.get("id"), "model": run.spec_fields.get("model"),
+            "run": run.label, "env": run.spec_fields.get("id"),
+            "model": label if own else run.spec_fields.get("model"),
             "hardware": run.spec_fields.get("hardware"), "objective": run.objective, "budget": run.budget,
             "method": run.method, "episodes": len(run.episodes), "float_accuracy": run.float_accuracy,
             "best_episode": meta.get("episode"),
