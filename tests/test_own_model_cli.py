@@ -149,10 +149,15 @@ def test_finetune_header_and_report_name_the_users_model(project, tmp_path, caps
     header = capsys.readouterr().out.splitlines()[0]
     assert header.startswith(f"{MODEL}, weights cnn.pt sha256:") and "MobileNetV2" not in header
     assert json.loads((run / "metrics.json").read_text())["label"].startswith(MODEL)
+    assert main(["evaluate", "--checkpoint", str(run / "finetuned.pt"), "--model", MODEL]) == 0
+    assert capsys.readouterr().out.startswith(f"{MODEL}, weights cnn.pt sha256:")
     assert main(["report", str(run)]) == 0
     text = (run / "report.md").read_text()
     assert f"| model | {MODEL}, weights cnn.pt sha256:" in text
     assert "| env |" not in text and f"| data and hardware settings of | {ENV} |" in text
+    from haq_rl import report
+
+    assert report.best_table([run])["model"].iloc[0].startswith(f"{MODEL}, weights cnn.pt sha256:")
 
 
 # ----------------------------------------------------------------- item 4: --model / --weights

@@ -41,7 +41,7 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
         saved_model = payload["meta"].get("model")
         if saved_model is not None and saved_model != task.spec.model:
             raise CheckpointError(f"{checkpoint} holds a fine-tuned {saved_model!r}, but env "
-                                  f"{task.spec.id} uses {task.spec.model!r} (pass --env)")
+                                  f"{task.spec.id} uses {task.spec.model!r} (pass --model {saved_model} or --env)")
         try:  # the checkpoint against the model first: a layer it lacks is its fault, not the model's
             saved = saved.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
         except (PolicyError, UnknownNameError) as error:
