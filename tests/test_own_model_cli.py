@@ -178,7 +178,9 @@ def test_bare_policy_of_own_model_asks_for_model_and_weights(project, bare_polic
 def test_finetune_and_evaluate_a_bare_policy_with_model_and_weights(project, bare_policy, capsys) -> None:
     flags = ["--model", MODEL, "--weights", str(project["weights"])]
     assert main(["finetune", str(bare_policy), "--epochs", "0", "--no-compare", "--no-progress", *flags]) == 0
-    assert capsys.readouterr().out.splitlines()[0].startswith(f"{MODEL}, weights cnn.pt")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(f"{MODEL}, weights cnn.pt")
+    assert "No row was fine-tuned (0 epochs)" in out
     assert main(["evaluate", str(bare_policy), "--json", *flags]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == MODEL and result["label"].startswith(MODEL) and result["accuracy"] > 50

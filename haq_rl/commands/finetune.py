@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     if margin:
         print(f"searched vs uniform 4/4: accuracy {margin['accuracy_margin']:+.2f} points, "
               f"cost ratio x{_fmt(margin['cost_ratio'], '.3f')}")
+    from haq_rl.report.conclusions import finetune_conclusions
+
+    for sentence in finetune_conclusions(metrics):  # what the table means, as report.md says it
+        print(sentence.replace("**", ""))
     print(f"wrote {Path(out_dir) / FINETUNED_FILE} and {Path(out_dir) / METRICS_FILE} "
           f"({metrics['wall_time_s']:.1f} s)")
     return 0

@@ -16,6 +16,7 @@ from haq_rl.report.tables import (
     COST_TIE,
     episodes,
     finetuned_points,
+    metrics_points,
     uniform_baselines,
 )
 from haq_rl.run.load import Run, as_run
@@ -27,8 +28,18 @@ def conclusions(run_or_dir: Run | str | os.PathLike[str]) -> list[str]:
     run = as_run(run_or_dir)
     points = finetuned_points(run)
     if points is not None and (points["name"] == "searched").any():
-        return _after_finetune(run, points)
+        return finetune_conclusions(run.metrics or {})
     return _before_finetune(run)
+
+
+def finetune_conclusions(metrics: dict[str, Any]) -> list[str]:
+    """The sentences on a fine-tuned comparison (metrics.json, or what ``finetune_run``
+    returned): the searched policy against the uniform ones, and the float row's note.
+    Empty when the comparison has no searched row."""
+    points = metrics_points(metrics)
+    if points is None or not (points["name"] == "searched").any():
+        return []
+    return _after_finetune(metrics, points)
 
 
 def dominates(accuracy: float, cost: float, than_accuracy: float, than_cost: float) -> bool:
@@ -36,7 +47,7 @@ def dominates(accuracy: float, cost: float, than_accuracy: float, than_cost: flo
     return accuracy >= than_accuracy - ACCURACY_TIE and cost <= than_cost + COST_TIE
 
 
-def _after_finetune(run: Run, points: Any) -> list[str]:
+def _after_finetune(metrics: dict[str, Any], points: Any) -> list[str]:
     searched = points[points["name"] == "searched"].iloc[0]
     s_acc, s_cost = float(searched["accuracy"]), float(searched["cost_ratio"])
     uniform = points[points["name"].str.startswith("uniform")]
@@ -67,16 +78,17 @@ def _after_finetune(run: Run, points: Any) -> list[str]:
                 f"No uniform policy fine-tuned here costs as little as the searched one (cost ratio "
                 f"{s_cost:.3f}, {s_acc:.2f} %); the cheapest, {_short_name(str(cheapest['name']))}, costs "
                 f"{float(cheapest['cost_ratio']):.3f} at {float(cheapest['accuracy']):.2f} %.")
-    lines.append(_float_note(run, points))
+    lines.append(_float_note(metrics, points))
     return lines
 
 
-def _float_note(run: Run, points: Any) -> str:
+def _float_note(metrics: dict[str, Any], points: Any) -> str:
     """The float row is the pretrained model: say so, and say when that flatters the quantized rows."""
-    metrics = run.metrics or {}
     epochs = (metrics.get("finetune") or {}).get("epochs")
     floats = [row for row in metrics.get("rows") or [] if isinstance(row, dict) and row.get("name") == "float"]
     float_acc = _number(floats[0].get("accuracy")) if floats else math.nan
+    if epochs == 0:  # --epochs 0 measures every starting model as it is: float included
+        return "No row was fine-tuned (0 epochs): every accuracy is the starting model's, float's included."
     given = f"{epochs} epoch(s) of" if epochs is not None else "the same"
     note = (f"The float row is the pretrained model, not fine-tuned; every quantized row had {given} "
             "fine-tuning on search_train.")

@@ -195,8 +195,12 @@ def finetuned_points(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame |
     (uniform and searched) with their cost ratio and test accuracy after fine-tuning, or
     None before fine-tuning. Columns: ``name``, ``cost_ratio``, ``accuracy``,
     ``accuracy_before``, ``within_budget``."""
-    run = as_run(run_or_dir)
-    rows = (run.metrics or {}).get("rows")
+    return metrics_points(as_run(run_or_dir).metrics)
+
+
+def metrics_points(metrics: dict[str, Any] | None) -> pd.DataFrame | None:
+    """:func:`finetuned_points` of a metrics.json dict (``finetune_run``'s return value)."""
+    rows = (metrics or {}).get("rows")
     if not isinstance(rows, list):
         return None
     points = [{"name": str(row.get("name")), "cost_ratio": _number(row.get("cost_ratio")),
