@@ -222,3 +222,21 @@ def test_supernet_of_the_users_model(project, tmp_path, monkeypatch, capsys) -> 
     _forget(PACKAGE)
     assert main(["supernet", "--model", MODEL, "--weights", "cnn.pt", "--epochs", "1", "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith(f"supernet of {MODEL}, weights cnn.pt sha256:")
+
+
+def test_zoo_model_policy_is_checked_against_its_own_model(tmp_path, monkeypatch, capsys) -> None:
+    """A policy of `search --model lenet5` on the default env, alone: a zoo name runs no code
+    of the file's choosing, so evaluate takes it from the policy instead of MobileNetV2."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--model", "lenet5", "--method", "random", "--episodes", "2", "--budget", "0.9",
+                 "--no-progress"]) == 0
+    run = tmp_path / "runs" / "lenet5-random-s0"
+    assert json.loads((run / "best_policy.json").read_text())["label"] == "lenet5"
+    (tmp_path / "bare").mkdir()
+    bare = shutil.copy(run / "best_policy.json", tmp_path / "bare" / "policy.json")
+    capsys.readouterr()
+    assert main(["evaluate", str(bare)]) == 0
+    assert capsys.readouterr().out.startswith("lenet5 (on mnist5k, bismo-edge, post-training quantization)")
+    # Named on purpose, another env's model is not swapped in silently.
+    assert "searched on model 'lenet5'" in _one_line_error(
+        capsys, ["finetune", str(bare), "--env", "haq_rl/MobileNetV2Edge-v1", "--epochs", "0", "--no-progress"])

@@ -154,23 +154,24 @@ def policy_spec(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
         spec = spec.replace(model=model)
     if weights is not None:
         spec = spec.replace(weights=weights)
-    spec = _model_of_policy(policy, spec, model_given=model is not None)
+    spec = _model_of_policy(policy, spec, chosen=model is not None or env is not None)
     return spec.replace(device=device) if device is not None and device != spec.device else spec
 
 
-def _model_of_policy(policy: QuantPolicy, spec: TaskSpec, model_given: bool) -> TaskSpec:
-    """``spec`` checked against the model and weights the policy says it was searched on."""
+def _model_of_policy(policy: QuantPolicy, spec: TaskSpec, chosen: bool) -> TaskSpec:
+    """``spec`` checked against the model and weights the policy says it was searched on;
+    ``chosen``: the user named the model (``--model``) or the env (``--env``) on purpose."""
     from haq_rl.models import is_import_path
     from haq_rl.task.label import weights_file_sha256
 
     searched = policy.metadata.get("model")
     if isinstance(searched, str) and searched and searched != spec.model:
-        if not model_given and not is_import_path(searched):
+        if not chosen and not is_import_path(searched):
             spec = spec.replace(model=searched)  # a zoo name runs no code of the file's choosing
         else:
             raise ConfigError(
                 f"the policy was searched on model {searched!r}, not {spec.model!r}"
-                f"{'' if model_given else f' (the model of {spec.id})'}: give --model {searched} "
+                f"{'' if chosen else f' (the model of {spec.id})'}: give --model {searched} "
                 "and the --weights it was searched with (haq-rl does not import a model a file names)")
     recorded = policy.metadata.get("weights_sha256")
     if isinstance(recorded, str) and recorded:
