@@ -124,6 +124,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
+            _import_model_argument(args)
             return int(args.run(args) or 0)
     except HaqError as error:
         print(f"haq-rl {args.command}: error: {error}", file=sys.stderr)
@@ -134,6 +135,17 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"haq-rl {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _import_model_argument(args: argparse.Namespace) -> None:
+    """A ``--model pkg.mod:factory`` typed on this command line is imported from the current
+    folder, as ``python -m`` would (the console script does not have it on sys.path); import
+    paths read from files never are."""
+    model = getattr(args, "model", None)
+    if isinstance(model, str) and ":" in model:
+        from haq_rl.models.user import import_from_folder
+
+        import_from_folder(model, os.getcwd())
 
 
 def _os_error(error: OSError) -> str:

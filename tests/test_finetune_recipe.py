@@ -28,10 +28,10 @@ from haq_rl.run.layout import FINETUNED_FILE
 from haq_rl.task.spec import resolve_spec
 from haq_rl.task.task import Task, load_task
 
+from .quant.helpers import calib_batches, tiny_cnn
+
 #: A fast mnist5k env whose spec these tests vary (the default env is Fashion-MNIST).
 MNIST5K_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
-
-from .quant.helpers import calib_batches, tiny_cnn
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_runs(tmp_path_factory.getbasetemp() / "report-runs")
 
 
-def write_metrics(run_dir: Path) -> dict:
+def write_metrics(run_dir: Path, searched_accuracy: float = 97.7, searched_cost: float = 0.26) -> dict:
     """A metrics.json in the format of ``haq-rl finetune`` (values made up)."""
     policy = json.loads((run_dir / "best_policy.json").read_text())
     w = [layer["w_bits"] for layer in policy["layers"].values()]
@@ -62,8 +62,8 @@ def write_metrics(run_dir: Path) -> dict:
         {"name": "uniform 4/4", "w_bits": 4, "a_bits": 4, "accuracy_before": 96.0, "accuracy": 97.2,
          **common, "size_bytes": 33000.0, "cost_ratio": 0.47, "latency_ratio": 0.4, "energy_ratio": 0.35,
          "size_ratio": 0.5},
-        {"name": "searched", "w_bits": w, "a_bits": a, "accuracy_before": 96.5, "accuracy": 97.7,
-         **common, "size_bytes": 17000.0, "cost_ratio": 0.26, "latency_ratio": 0.5, "energy_ratio": 0.45,
+        {"name": "searched", "w_bits": w, "a_bits": a, "accuracy_before": 96.5, "accuracy": searched_accuracy,
+         **common, "size_bytes": 17000.0, "cost_ratio": searched_cost, "latency_ratio": 0.5, "energy_ratio": 0.45,
          "size_ratio": 0.26},
     ]
     metrics = {"format_version": 1, "env": {}, "finetune": {"epochs": 1, "lr": 0.001, "seed": 0}, "rows": rows,
@@ -221,7 +221,7 @@ def test_plot_curve_lines_are_the_episodes(runs):
     np.testing.assert_allclose(reward.get_ydata(), csv["reward"])
     np.testing.assert_allclose(_line(ax_acc, "size-random accuracy").get_ydata(), csv["accuracy"])
     np.testing.assert_allclose(_line(ax_reward, "size-random best reward").get_ydata(), frame["best_reward"])
-    np.testing.assert_allclose(_line(ax_acc, "size-random accuracy of best").get_ydata(),
+    np.testing.assert_allclose(_line(ax_acc, "size-random accuracy of best-reward policy").get_ydata(),
                                frame["best_accuracy"])
     # The phase is shaded and named in the legend.
     assert "phase: random" in [t.get_text() for t in ax_reward.get_legend().get_texts()]
@@ -299,6 +299,100 @@ def test_write_report_compares_runs(runs, tmp_path):
     assert "size-random reward" in labels and "edge-uniform reward" in labels
     # Runs of the source dirs are untouched.
     assert not (runs["size"] / "report.md").exists()
+
+
+# --------------------------------------------------------------------------- reports that conclude
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _offsets(ax, label: str) -> np.ndarray:
+    (collection,) = [c for c in ax.collections if c.get_label() == label]
+    return np.asarray(collection.get_offsets())
+
+
+def test_pareto_after_finetune_shows_what_the_user_keeps(runs, tmp_path):
+    """The searched policy tied uniform 4/4 at more cost (issue 35's walk-through): the front
+    is computed on the fine-tuned points and leaves it out; the star sits where fine-tuning
+    put it; uniform 8/8 and 4/4 are fine-tuned points, not "(not evaluated)" lines."""
+    run_dir = copy_run(runs["size"], tmp_path / "run")
+    write_metrics(run_dir, searched_accuracy=97.2, searched_cost=0.5)
+    figure = report.plot_pareto(run_dir)
+    ax = figure.axes[0]
+    front = _line(ax, "run Pareto front (fine-tuned)")
+    np.testing.assert_allclose(front.get_xdata(), [0.47, 1.0])
+    np.testing.assert_allclose(front.get_ydata(), [97.2, 98.1])
+    np.testing.assert_allclose(_offsets(ax, "run searched policy, fine-tuned"), [[0.5, 97.2]])
+    searched = report.load_run(run_dir).policy.metadata["metrics"]
+    np.testing.assert_allclose(_offsets(ax, "run searched policy, as searched (reward split)"),
+                               [[searched["cost_ratio"], searched["accuracy"]]])
+    np.testing.assert_allclose(sorted(map(tuple, _offsets(ax, "run fine-tuned (test)"))),
+                               [(0.47, 97.2), (0.5, 97.2), (1.0, 98.1)])
+    legend = _legend(ax)
+    assert "run float 98.00% (pretrained, not fine-tuned)" in legend
+    assert "run Pareto front" not in legend  # the episodes' front is not what the user keeps
+    # The cost-only lines are for uniform policies nothing measured: 8/8 and 4/4 were fine-tuned.
+    uniform = report.uniform_baselines(run_dir)
+    assert dict(zip(uniform["bits"], uniform["finetuned_accuracy"].fillna(-1), strict=True))[4] == 97.2
+    cost_lines = [t.get_text().strip() for t in ax.texts if "/" in t.get_text() and t.get_rotation() == 90]
+    assert "8/8" not in cost_lines and "4/4" not in cost_lines
+    figure.savefig(tmp_path / "pareto_finetuned.png", dpi=80)  # looked at by eye when changed
+    assert is_png(tmp_path / "pareto_finetuned.png")
+
+
+def test_report_says_when_a_uniform_policy_matches_the_search(runs, tmp_path):
+    run_dir = copy_run(runs["size"], tmp_path / "run")
+    write_metrics(run_dir, searched_accuracy=97.2, searched_cost=0.5)
+    text = report.write_report(run_dir).read_text()
+    assert ("**Uniform 4/4 matches or beats the searched policy** after the same fine-tune: 97.20 % vs 97.20 % "
+            "test accuracy at cost ratio 0.470 vs 0.500.") in text
+    assert "The float row is the pretrained model, not fine-tuned; every quantized row had 1 epoch(s)" in text
+    assert "1 quantized row(s) score above float (98.00 %)" in text  # uniform 8/8 at 98.1
+    assert "| float (pretrained, not fine-tuned) |" in text
+    assert "## Pareto front of the fine-tuned policies" in text
+    pareto = pd.read_csv(run_dir / "report" / "pareto.csv")
+    assert list(pareto["name"]) == ["uniform 4/4", "uniform 8/8"]
+    uniform = pd.read_csv(run_dir / "report" / "uniform.csv").set_index("bits")
+    assert uniform.loc[8, "finetuned_accuracy"] == 98.1 and uniform.loc[4, "finetuned_accuracy"] == 97.2
+
+
+def test_report_says_when_the_search_wins(runs, tmp_path):
+    run_dir = copy_run(runs["size"], tmp_path / "run")
+    write_metrics(run_dir, searched_accuracy=97.7, searched_cost=0.5)
+    text = report.write_report(run_dir).read_text()
+    assert "matches or beats" not in text
+    assert ("The searched policy beats every uniform policy that costs as little: 97.70 % test accuracy at cost "
+            "ratio 0.500, against 97.20 % for uniform 4/4 at 0.470 (+0.50 points).") in text
+    write_metrics(run_dir, searched_accuracy=97.7, searched_cost=0.26)
+    assert "No uniform policy fine-tuned here costs as little as the searched one" in \
+        report.write_report(run_dir).read_text()
+
+
+def test_report_before_finetune_says_so(runs):
+    lines = report.conclusions(runs["latency"])
+    assert lines[-1].startswith("Not fine-tuned yet: accuracies are post-training, on the reward split.")
+
+
+def test_pinned_layers_are_marked(runs, tmp_path):
+    from haq_rl.search import SearchConfig, run_search
+
+    assert not report.policy_table(runs["size"])["pinned"].any()  # this env pins nothing
+    assert "pinned at 8 bits" not in _legend(report.plot_bits(runs["size"]).axes[0])
+    run_dir = tmp_path / "pinned"
+    run_search(SearchConfig(env=LENET_ENV, method="random", episodes=2, out=str(run_dir), progress=False,
+                            env_overrides={"pin_first_last": True}))
+    table = report.policy_table(run_dir)
+    assert list(table["pinned"]) == [True] + [False] * (len(table) - 2) + [True]
+    figure = report.plot_bits(run_dir)
+    for ax in figure.axes:
+        assert "pinned at 8 bits" in _legend(ax)
+        shaded = [patch for patch in ax.patches if patch.get_facecolor()[:3] == pytest.approx((0.851, 0.851, 0.851),
+                                                                                             abs=1e-3)]
+        assert len(shaded) == 2
+    figure.savefig(tmp_path / "bits_pinned.png", dpi=80)
+    assert is_png(tmp_path / "bits_pinned.png")
+    text = report.write_report(run_dir).read_text()
+    assert "| pinned at 8 bits |" in text and "held at 8 bits by the env" in text
 
 
 # --------------------------------------------------------------------------- bad input

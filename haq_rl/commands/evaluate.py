@@ -25,6 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="env id or YAML spec (default: from the checkpoint or policy, else the default env)")
     parser.add_argument("--checkpoint", default=None, metavar="FINETUNED_PT",
                         help="a finetuned.pt written by `haq-rl finetune`")
+    parser.add_argument("--model", default=None,
+                        help="zoo name or package.module:factory (default: the checkpoint's, run's or env's; "
+                             "a policy JSON of your own model needs it, with --weights)")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     add_budget_argument(parser)
@@ -61,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
     elif payload is not None and isinstance(payload["meta"].get("env"), dict):
         spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
     elif policy is not None:
-        spec = policy_spec(policy, None, run_config_for(Path(args.policy)))
+        spec = policy_spec(policy, None, run_config_for(Path(args.policy)), model=args.model, weights=args.weights)
     else:
         spec = resolve_spec(DEFAULT_ENV_ID)
     spec = spec.replace(device=args.device)
+    if args.model is not None:
+        spec = spec.replace(model=args.model)
     if args.weights is not None:
         spec = spec.replace(weights=args.weights)
     task = load_task(spec)
@@ -78,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     kind = "fine-tuned checkpoint" if result["finetuned"] else "post-training quantization"
-    print(f"{result['env']} ({result['model']} on {result['hardware']}, {kind})")
+    # The label is the env id, or the user's own model (then the env id would name another model).
+    model = "" if result["label"] != result["env"] else f"{result['model']} "
+    print(f"{result['label']} ({model}on {result['dataset']}, {result['hardware']}, {kind})")
     rows = [
         ("accuracy (test) %", f"{result['accuracy']:.2f}"),
         ("latency ms", _fmt(result["latency_ms"], ".4f")),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import add_budget_argument, budget_source
+from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,6 +40,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--allow-mismatch", action="store_true",
                         help="write the model even when onnxruntime disagrees with PyTorch beyond the tolerance")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--model", default=None,
+                        help="zoo name or package.module:factory (default: the run's; a policy JSON of your "
+                             "own model needs it, with --weights)")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights of the model (default: the run's, else the pretrained cache)")
     add_budget_argument(parser)
     parser.set_defaults(run=run)
     return parser
@@ -51,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force,
-                         runtime=args.runtime, isa=args.isa, allow_mismatch=args.allow_mismatch)
+                         runtime=args.runtime, isa=args.isa, allow_mismatch=args.allow_mismatch,
+                         model=args.model, weights=args.weights)
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
     print(f"wrote {result.path} ({kind}, {result.runtime} runtime, {result.layers} quantized layers, "
           f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")

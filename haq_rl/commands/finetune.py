@@ -44,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--env", default=None,
                         help="env id or YAML spec (default: the run's config.json or the policy's env_id)")
     parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    parser.add_argument("--model", default=None,
+                        help="zoo name or package.module:factory (default: the run's; a policy JSON of your "
+                             "own model needs it, with --weights)")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--learnable-clip", action="store_true",
@@ -124,11 +127,12 @@ def run(args: argparse.Namespace) -> int:
         args.source = str(budget_source(args.source, args.budget))
     config = config_from_args(args)
     metrics = finetune_run(args.source, config, env=args.env, out=args.out, weights=args.weights,
-                           progress=not args.no_progress)
+                           model=args.model, progress=not args.no_progress)
     _, out_dir, _ = policy_source(args.source, args.out)
     env = metrics["env"]
-    print(f"{env['id']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
-          f"{config.epochs} epoch(s) of {metrics['finetune']['epoch_images']} images, {config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
+    print(f"{metrics['label']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
+          f"{config.epochs} epoch(s) of {metrics['finetune']['epoch_images']} images, "
+          f"{config.effective_quantizer}, {config.optimizer} lr {config.lr:g}, "
           f"distill {config.distill:g}, from the {metrics['start']} model; accuracy on the test split "
           f"(float row: pretrained, not fine-tuned)")
     print_rows(metrics["rows"])
@@ -136,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if margin:
         print(f"searched vs uniform 4/4: accuracy {margin['accuracy_margin']:+.2f} points, "
               f"cost ratio x{_fmt(margin['cost_ratio'], '.3f')}")
+    from haq_rl.report.conclusions import finetune_conclusions
+
+    for sentence in finetune_conclusions(metrics):  # what the table means, as report.md says it
+        print(sentence.replace("**", ""))
     print(f"wrote {Path(out_dir) / FINETUNED_FILE} and {Path(out_dir) / METRICS_FILE} "
           f"({metrics['wall_time_s']:.1f} s)")
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import parse_key_values
+from haq_rl.commands._common import parse_key_values, weights_path
 from haq_rl.task.spec import DEFAULT_ENV_ID
 
 
@@ -26,6 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="passes over search_train (default: the env's supernet_epochs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an env spec setting, e.g. --set min_bits=3")
+    parser.add_argument("--model", default=None,
+                        help="zoo name or package.module:factory (default: the env's); as given to search")
+    parser.add_argument("--weights", type=weights_path, metavar="PATH",
+                        help="trained weights of the model (a state_dict file); as given to search")
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: the env's)")
     parser.add_argument("--force", action="store_true", help="train again even when the cache holds it")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -38,17 +42,21 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.supernet.reward import supernet_config, supernet_evaluator
     from haq_rl.task import load_task
     from haq_rl.task.budget import pinned_layers, uniform_bits
+    from haq_rl.task.label import model_label
 
     overrides = parse_key_values(args.set, "--set")
     if args.epochs is not None:
         overrides["supernet_epochs"] = args.epochs
     if args.device is not None:
         overrides["device"] = args.device
+    for field in ("model", "weights"):  # the same spec fields search --model/--weights set
+        if getattr(args, field) is not None:
+            overrides[field] = getattr(args, field)
     task = load_task(args.env, **overrides)
     trained = train_supernet(task, supernet_config(task), progress=not args.no_progress, force=args.force)
     history = trained.history
     how = "trained" if trained.trained_now else "from the cache"
-    print(f"supernet of {task.spec.model} ({len(task.layers)} layers, {task.spec.min_bits}-{task.spec.max_bits} "
+    print(f"supernet of {model_label(task.spec)} ({len(task.layers)} layers, {task.spec.min_bits}-{task.spec.max_bits} "
           f"bits) {how}: {history.get('steps', '?')} steps in {history.get('seconds', float('nan')):.0f} s")
     print(f"file: {trained.path}")
     evaluator = supernet_evaluator(task, trained)

@@ -112,7 +112,8 @@ def _onnx() -> tuple[Any, Any]:
 
 def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out: str | Path | None = None,
                 opset: int = DEFAULT_OPSET, force: bool = False, task: Task | None = None,
-                runtime: str = "reference", isa: str = "portable", allow_mismatch: bool = False) -> ExportResult:
+                runtime: str = "reference", isa: str = "portable", allow_mismatch: bool = False,
+                model: str | None = None, weights: str | None = None) -> ExportResult:
     """Export a run's best policy (or a policy JSON) to ONNX, verify it, return the result.
 
     ``runtime="reference"`` writes the exact simulation of the searched bits;
@@ -127,7 +128,8 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
     post-training quantized model is exported (with a warning). ``out`` defaults to
     ``model.onnx`` next to the policy; an existing file needs ``force``. The file is
     written atomically, and only when onnxruntime agrees with PyTorch (``MIN_AGREEMENT``,
-    ``MAX_ACCURACY_GAP``) unless ``allow_mismatch``.
+    ``MAX_ACCURACY_GAP``) unless ``allow_mismatch``. ``model`` / ``weights`` name the model
+    and its trained weights (``--model``, ``--weights``), needed for a policy JSON of your own model.
 
     Raises:
         ExportMismatchError: onnxruntime disagrees with PyTorch beyond the tolerance.
@@ -148,14 +150,15 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
     with run_lock(target.parent):  # one writer; a killed export leaves at most a temporary file
         remove_stale_temps(target.parent)
         return _export_locked(onnx, onnxruntime, policy_path, out_dir, run_config, target, checkpoint, opset, task,
-                              runtime, isa, allow_mismatch)
+                              runtime, isa, allow_mismatch, model, weights)
 
 
 def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path, run_config: Path | None,
                    target: Path, checkpoint: str | Path | None, opset: int, task: Task | None,
-                   runtime: str, isa: str, allow_mismatch: bool) -> ExportResult:
+                   runtime: str, isa: str, allow_mismatch: bool, model: str | None,
+                   weights: str | None) -> ExportResult:
     policy = QuantPolicy.from_json(policy_path)
-    spec = policy_spec(policy, None, run_config)
+    spec = policy_spec(policy, None, run_config, model=model, weights=weights)
     task = task_for(spec, task, budget=spec.budget)
     policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
     if checkpoint is None and (policy_path.parent / FINETUNED_FILE).is_file():

@@ -23,6 +23,7 @@ from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 from haq_rl.run.lock import run_lock
 from haq_rl.run.record import policy_source, policy_spec, task_for
 from haq_rl.task.budget import REFERENCE_BITS
+from haq_rl.task.label import model_label
 from haq_rl.task.spec import TaskSpec
 from haq_rl.task.task import Task
 
@@ -31,13 +32,15 @@ logger = logging.getLogger(__name__)
 
 def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | None = None, *,
                  env: str | Path | TaskSpec | None = None, out: str | Path | None = None,
-                 weights: str | None = None, task: Task | None = None, progress: bool = True) -> dict[str, Any]:
+                 weights: str | None = None, model: str | None = None, task: Task | None = None,
+                 progress: bool = True) -> dict[str, Any]:
     """Fine-tune a run's best policy (and the baselines), write finetuned.pt and metrics.json.
 
     ``run_dir_or_policy_json`` is a search run directory (its best_policy.json and
     config.json are used) or a policy JSON (its env comes from a config.json next to it,
-    or its ``env_id``); ``env`` overrides either, and ``weights`` (a state_dict file)
-    replaces the model's trained weights. ``task`` is the :class:`Task` of a run that was
+    or its ``env_id``); ``env`` overrides either, ``model`` (a zoo name or
+    ``package.module:factory``: a policy of your own model names it but is never trusted
+    to) replaces the spec's model and ``weights`` (a state_dict file) its trained weights. ``task`` is the :class:`Task` of a run that was
     searched with one built from Python objects (``Task.from_model``); it is used under the
     run's budget. Files go to the run directory, next to
     the policy JSON, or to ``out``. Returns the metrics dict written to metrics.json::
@@ -64,9 +67,7 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
     with run_lock(out_dir):  # one writer per run directory
         remove_stale_temps(out_dir)  # what a killed fine-tune left
         searched = QuantPolicy.from_json(policy_path)
-        spec = policy_spec(searched, env, run_config, device=config.device)
-        if weights is not None:
-            spec = spec.replace(weights=weights)
+        spec = policy_spec(searched, env, run_config, device=config.device, model=model, weights=weights)
         given, task = task, task_for(spec, task, budget=spec.budget)
         if given is not None:
             spec = task.spec
@@ -110,6 +111,7 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
             "format_version": METRICS_FORMAT_VERSION,
             "haq_rl_version": __version__,
             "env": spec.to_dict(),
+            "label": model_label(spec),  # what was fine-tuned, for people (the env id or the user's model)
             "finetune": {**config.to_dict(), "epoch_images": config.images_per_epoch(
                 spec.finetune_epoch_images, len(task.splits.search_train))},
             # "accuracy_before" of each row is the starting model's: with the supernet start,

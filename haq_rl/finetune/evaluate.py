@@ -13,6 +13,7 @@ from haq_rl.finetune.policies import policy_costs, ratio_or_none, uniform_policy
 from haq_rl.finetune.qat import task_of, test_loader
 from haq_rl.quant import QuantPolicy, prepare_qat
 from haq_rl.task.budget import REFERENCE_BITS
+from haq_rl.task.label import model_label
 from haq_rl.task.spec import TaskSpec
 from haq_rl.task.task import Task
 
@@ -40,7 +41,7 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
         saved_model = payload["meta"].get("model")
         if saved_model is not None and saved_model != task.spec.model:
             raise CheckpointError(f"{checkpoint} holds a fine-tuned {saved_model!r}, but env "
-                                  f"{task.spec.id} uses {task.spec.model!r} (pass --env)")
+                                  f"{task.spec.id} uses {task.spec.model!r} (pass --model {saved_model} or --env)")
         try:  # the checkpoint against the model first: a layer it lacks is its fault, not the model's
             saved = saved.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
         except (PolicyError, UnknownNameError) as error:
@@ -62,7 +63,8 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
     reference = policy_costs(task, uniform_policy(task, REFERENCE_BITS))
     costs = policy_costs(task, policy)
     return {
-        "env": task.spec.id, "model": task.spec.model, "hardware": task.spec.hardware,
+        "env": task.spec.id, "model": task.spec.model, "label": model_label(task.spec),
+        "dataset": task.spec.dataset, "hardware": task.spec.hardware,
         "objective": task.spec.objective, "budget": task.spec.budget,
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "finetuned": payload is not None, "split": "test", "accuracy": accuracy,

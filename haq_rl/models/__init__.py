@@ -7,7 +7,7 @@ from haq_rl.models.specs import (
     model_summary,
     quantizable_layers,
 )
-from haq_rl.models.user import is_import_path, load_user_model
+from haq_rl.models.user import import_from_folder, is_import_path, load_user_model
 from haq_rl.models.weights import load_weights, read_state_dict
 from haq_rl.models.zoo import MODEL_NAMES, build_model, check_model_name
 
@@ -18,6 +18,7 @@ __all__ = [
     "build_model",
     "check_model_name",
     "extract_layer_specs",
+    "import_from_folder",
     "is_import_path",
     "load_user_model",
     "load_weights",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -20,6 +22,46 @@ def is_import_path(name: str) -> bool:
     return ":" in name
 
 
+def import_from_folder(path: str, folder: str | Path) -> None:
+    """Import the module of the import path ``path`` as ``python -m`` would from ``folder``.
+
+    For import paths typed by the user (command line, Python): ``haq-rl`` as a console
+    script does not have the current folder on ``sys.path``, so ``--model mypkg.nets:make``
+    was not found next to the user. ``folder`` is put first on ``sys.path`` for this import
+    only, then removed again: the module stays in ``sys.modules`` (where
+    :func:`load_user_model` finds it), and nothing imported later, nor an import path read
+    from a file, is looked up there. Does nothing for zoo names.
+
+    Raises ConfigError naming ``folder`` when the module is not found there nor on sys.path.
+    """
+    if not is_import_path(path):
+        return
+    module_name = path.partition(":")[0]
+    if not module_name:
+        return  # load_user_model's message for a malformed path
+    where = str(Path(folder).expanduser().resolve())
+    sys.path.insert(0, where)
+    try:
+        importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        top = module_name.split(".")[0]
+        if error.name is not None and (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: no {top!r} in the "
+                              f"current folder {where} nor on sys.path (run haq-rl from the folder that "
+                              f"holds {top}/ or {top}.py, or add that folder to PYTHONPATH)") from None
+        # The module exists but imports something that does not.
+        raise ConfigError(f"importing model module {module_name!r} of {path!r} failed: "
+                          f"{_described(error)}") from None
+    except (Exception, SystemExit) as error:  # user code: any error, a SyntaxError, a sys.exit()
+        raise ConfigError(f"importing model module {module_name!r} of {path!r} failed: {_described(error)}") from None
+    finally:
+        # Only this import may look in the folder (a copied run directory must not supply code).
+        try:
+            sys.path.remove(where)
+        except ValueError:  # the user's module removed it itself
+            pass
+
+
 def load_user_model(path: str, **kwargs: Any) -> nn.Module:
     """Import ``module:factory`` and call the factory with the keyword arguments it accepts.
 
@@ -32,6 +74,13 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"model import path {path!r} must look like 'package.module:factory'")
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        hint = ""
+        if error.name is not None and (module_name == error.name or module_name.startswith(f"{error.name}.")):
+            # Only an import path typed by the user is looked up in the current folder.
+            hint = (f" (not on sys.path: give --model {path} on the command line to load it from the "
+                    "current folder, or add its folder to PYTHONPATH)")
+        raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: {error}{hint}") from error
     except ImportError as error:
         raise ConfigError(f"cannot import model module {module_name!r} of {path!r}: {error}") from error
     except (Exception, SystemExit) as error:  # user code: any error, a SyntaxError, a sys.exit()

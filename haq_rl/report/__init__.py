@@ -12,12 +12,14 @@ notebook can do::
 Per-layer costs are recomputed from the layer specs and the hardware profile that
 config.json records (:func:`haq_rl.run.load.cost_table_for`): no model is built.
 Modules: :mod:`~haq_rl.report.tables`, :mod:`~haq_rl.report.figures`,
+:mod:`~haq_rl.report.conclusions` (the plain sentences atop report.md),
 :mod:`~haq_rl.report.markdown`; loading is :mod:`haq_rl.run.load`.
 
 Figures use matplotlib's Agg backend through the object-oriented API (``Figure``, never
 ``pyplot``), so nothing opens a window and nothing leaks into pyplot's global state.
 """
 
+from haq_rl.report.conclusions import conclusions
 from haq_rl.report.figures import (
     KIND_COLORS,
     plot_bits,
@@ -32,6 +34,8 @@ from haq_rl.report.tables import (
     budget_front,
     comparison_table,
     episodes,
+    finetuned_points,
+    kept_front,
     pareto_front,
     policy_table,
     uniform_baselines,
@@ -44,8 +48,11 @@ __all__ = [
     "Run",
     "best_table",
     "comparison_table",
+    "conclusions",
     "cost_table_for",
     "episodes",
+    "finetuned_points",
+    "kept_front",
     "load_run",
     "pareto_front",
     "plot_bits",

@@ -20,7 +20,9 @@ from haq_rl.report.tables import (
     OBJECTIVE_COLUMNS,
     budget_front,
     episodes,
+    finetuned_points,
     pareto_front,
+    pinned_mask,
     policy_table,
     uniform_baselines,
 )
@@ -70,7 +72,8 @@ def plot_bits(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathL
     One run: bar colour = layer kind (conv, depthwise, grouped, linear). Several runs with
     the same layers: grouped bars, colour = run, hatch = layer kind. Runs with different
     layers get one pair of panels each. Every bar series is a BarContainer labelled with
-    the run's label (``ax.containers``), in the order of the runs.
+    the run's label (``ax.containers``), in the order of the runs. Layers the env pins at
+    8 bits (first/last) are shaded grey and named in the legend ("pinned at 8 bits").
     """
     runs = as_runs(runs)
     same_layers = all(r.layers == runs[0].layers for r in runs)
@@ -82,11 +85,14 @@ def plot_bits(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathL
     for g, group in enumerate(groups):
         layers = group[0].layers
         kinds = table_of(group[0]).kinds
+        pinned = pinned_mask(group[0])
         x = np.arange(len(layers))
         bar_width = 0.8 / len(group)
         colors = _run_colors(len(runs)) if len(group) > 1 else None
         for p, (part, title) in enumerate((("w", "Weight bits"), ("a", "Activation bits"))):
             ax = axes[2 * g + p]
+            for i in np.flatnonzero(pinned):  # behind the bars: the env chose these bits, not the search
+                ax.axvspan(i - 0.5, i + 0.5, color="#d9d9d9", zorder=0, lw=0)
             for i, run in enumerate(group):
                 bits = np.asarray(getattr(run.policy, f"{part}_bits"))[
                     [run.policy.layer_names.index(n) for n in layers]]
@@ -115,6 +121,8 @@ def plot_bits(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathL
                 handles = [Patch(facecolor=colors[runs.index(r)], edgecolor="black", label=r.label) for r in group]
                 handles += [Patch(facecolor="white", edgecolor="black", hatch=KIND_HATCHES[k], label=k)
                             for k in present]
+            if pinned.any():
+                handles.append(Patch(facecolor="#d9d9d9", label="pinned at 8 bits"))
             ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     return figure
 
@@ -185,7 +193,8 @@ def plot_curve(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
     """Reward (top) and accuracy (bottom) of every episode with the running best, phases shaded.
 
     Lines carry labels ``"<run> reward"``, ``"<run> best reward"``, ``"<run> accuracy"`` and
-    ``"<run> accuracy of best"``; their y-data are the columns ``reward``, ``best_reward``,
+    ``"<run> accuracy of best-reward policy"`` (the best is the highest reward, e.g. the
+    lowest KL, not the highest accuracy); their y-data are the columns ``reward``, ``best_reward``,
     ``accuracy`` and ``best_accuracy`` of :func:`episodes`. Phases (warm-up / explore /
     final, or the baseline's name) are shaded when a single run is plotted.
     """
@@ -206,7 +215,7 @@ def plot_curve(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
         ax_acc.plot(x, frame["accuracy"], color=color, alpha=0.45, lw=0.8, marker=marker, ms=3,
                     label=f"{run.label} accuracy")
         ax_acc.plot(x, frame["best_accuracy"], color=color, lw=2, drawstyle="steps-post",
-                    label=f"{run.label} accuracy of best")
+                    label=f"{run.label} accuracy of best-reward policy")
     floats = {r.float_accuracy for r in runs if math.isfinite(r.float_accuracy)}
     for value in sorted(floats):
         ax_acc.axhline(value, color="black", ls="--", lw=0.8, label=f"float accuracy {value:.2f}%")
@@ -231,29 +240,42 @@ def plot_curve(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
 def plot_pareto(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.PathLike[str]]) -> Figure:
     """Accuracy vs cost ratio of every evaluated policy, the Pareto front and uniform baselines.
 
-    Per run: a scatter of all episodes (``"<run> evaluated"``), the front as a step line
-    (``"<run> Pareto front"``, data = :func:`pareto_front` of :func:`episodes`), the best
-    policy as a star and the budget as a dashed vertical line. Uniform B/B policies sit
-    at their table cost: a labelled square where episodes.csv holds their accuracy, else a
-    dotted vertical line (cost only).
+    Per run: a scatter of all episodes (``"<run> evaluated"``, reward split, post-training)
+    and the budget as a dashed vertical line. Before fine-tuning, the front of the episodes
+    (``"<run> Pareto front"``, data = :func:`pareto_front` of :func:`episodes`) and the
+    best policy as a star (``"<run> best policy (highest reward)"``). Once fine-tuned
+    (metrics.json): the fine-tuned policies as triangles (``"<run> fine-tuned (test)"``,
+    test split), the front computed on them (``"<run> Pareto front (fine-tuned)"``: what
+    the user keeps), the searched policy as a star where fine-tuning put it
+    (``"<run> searched policy, fine-tuned"``) with a hollow star where the search saw it,
+    and the float model's accuracy as a dotted line (pretrained, not fine-tuned).
+    Uniform B/B policies sit at their table cost: a labelled square where episodes.csv
+    holds their accuracy, a dotted vertical line where nothing measured them.
     """
     runs = as_runs(runs)
     figure = _new_figure(9, 6)
     ax = figure.subplots()
     colors = _run_colors(len(runs))
     budgets: set[float] = set()
+    any_finetuned = False
     for run, color in zip(runs, colors, strict=True):
         frame = episodes(run)
+        points = finetuned_points(run)
         if not frame.empty:
             ax.scatter(frame["cost_ratio"], frame["accuracy"], s=14, color=color, alpha=0.35,
                        label=f"{run.label} evaluated")
-            front = pareto_front(frame, "cost_ratio", "accuracy")
-            ax.plot(front["cost_ratio"], front["accuracy"], color=color, lw=1.8, marker="o", ms=4,
-                    drawstyle="steps-post", label=f"{run.label} Pareto front")
+            if points is None:
+                front = pareto_front(frame, "cost_ratio", "accuracy")
+                ax.plot(front["cost_ratio"], front["accuracy"], color=color, lw=1.8, marker="o", ms=4,
+                        drawstyle="steps-post", label=f"{run.label} Pareto front")
         metrics = dict(run.policy.metadata.get("metrics") or {})
-        if "cost_ratio" in metrics and "accuracy" in metrics:
-            ax.scatter([metrics["cost_ratio"]], [metrics["accuracy"]], marker="*", s=180, color=color,
-                       edgecolor="black", zorder=5, label=f"{run.label} best policy")
+        searched_at = (metrics.get("cost_ratio"), metrics.get("accuracy"))
+        if points is not None:
+            any_finetuned = True
+            _draw_finetuned(ax, run, points, searched_at, color)
+        elif None not in searched_at:
+            ax.scatter([searched_at[0]], [searched_at[1]], marker="*", s=180, color=color,
+                       edgecolor="black", zorder=5, label=f"{run.label} best policy (highest reward)")
         if run.budget not in budgets:
             ax.axvline(run.budget, color=color, ls="--", lw=1, label=f"budget {run.budget:g}")
             budgets.add(run.budget)
@@ -268,12 +290,45 @@ def plot_pareto(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Pat
         _draw_uniform(ax, uniform, suffix=suffix, color="black" if len(tasks) == 1 else colors[members[0]])
     objectives = sorted({r.objective for r in runs})
     ax.set_xlabel(f"{' / '.join(objectives)} cost, ratio to uniform 8/8")
-    ax.set_ylabel("accuracy on reward split (%)")
+    ax.set_ylabel("accuracy (%): evaluated on the reward split, fine-tuned on the test split" if any_finetuned
+                  else "accuracy on reward split (%)")
     title = runs[0].label if len(runs) == 1 else " vs ".join(r.label for r in runs)
     ax.set_title(f"Accuracy vs cost: {title}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     return figure
+
+
+def _draw_finetuned(ax: Any, run: Run, points: pd.DataFrame, searched_at: tuple[Any, Any], color: str) -> None:
+    """The fine-tuned policies of one run, their front, the searched one and the float line."""
+    ax.scatter(points["cost_ratio"], points["accuracy"], marker="^", s=55, color=color, edgecolor="black",
+               zorder=4, label=f"{run.label} fine-tuned (test)")
+    for _, row in points.iterrows():
+        name = str(row["name"]).split(" (")[0].replace("uniform ", "")
+        # The searched policy's label above its star, the uniform ones below their triangles:
+        # a tie (the case that matters most) must stay readable.
+        ax.annotate(name, (row["cost_ratio"], row["accuracy"]), textcoords="offset points",
+                    xytext=(7, 7) if name == "searched" else (-6, -13), fontsize=7, color=color)
+    front = pareto_front(points, "cost_ratio", "accuracy")
+    ax.plot(front["cost_ratio"], front["accuracy"], color=color, lw=1.8, drawstyle="steps-post",
+            label=f"{run.label} Pareto front (fine-tuned)")
+    searched = points[points["name"] == "searched"]
+    if len(searched):
+        x, y = float(searched["cost_ratio"].iloc[0]), float(searched["accuracy"].iloc[0])
+        ax.scatter([x], [y], marker="*", s=200, color=color, edgecolor="black", zorder=6,
+                   label=f"{run.label} searched policy, fine-tuned")
+        if None not in searched_at:
+            before = (float(searched_at[0]), float(searched_at[1]))
+            ax.scatter([before[0]], [before[1]], marker="*", s=200, facecolor="none", edgecolor=color, zorder=6,
+                       label=f"{run.label} searched policy, as searched (reward split)")
+            ax.annotate("", xy=(x, y), xytext=before,
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8, "alpha": 0.7})
+    floats = [row for row in (run.metrics or {}).get("rows") or [] if isinstance(row, dict)
+              and row.get("name") == "float" and isinstance(row.get("accuracy"), int | float)]
+    if floats:
+        value = float(floats[0]["accuracy"])
+        ax.axhline(value, color=color, ls=":", lw=1,
+                   label=f"{run.label} float {value:.2f}% (pretrained, not fine-tuned)")
 
 
 def _task_key(run: Run) -> str:
@@ -288,12 +343,15 @@ def _merged_uniform(runs: Sequence[Run]) -> pd.DataFrame:
     merged = uniform_baselines(runs[0])
     for run in runs[1:]:
         other = uniform_baselines(run)
-        missing = merged["accuracy"].isna() & other["accuracy"].notna()
-        merged.loc[missing, "accuracy"] = other.loc[missing, "accuracy"]
+        for column in ("accuracy", "finetuned_accuracy"):
+            missing = merged[column].isna() & other[column].notna()
+            merged.loc[missing, column] = other.loc[missing, column]
     return merged
 
 
 def _draw_uniform(ax: Any, uniform: pd.DataFrame, suffix: str, color: str = "black") -> None:
+    """Uniform B/B: squares where the search evaluated them; a cost-only line where nothing
+    measured them (a fine-tuned one is drawn with the fine-tuned points instead)."""
     measured = uniform.dropna(subset=["accuracy"])
     if len(measured):
         ax.scatter(measured["cost_ratio"], measured["accuracy"], marker="s", s=40, color=color,
@@ -302,7 +360,8 @@ def _draw_uniform(ax: Any, uniform: pd.DataFrame, suffix: str, color: str = "bla
         for _, row in measured.iterrows():
             ax.annotate(f"{int(row['bits'])}/{int(row['bits'])}", (row["cost_ratio"], row["accuracy"]),
                         textcoords="offset points", xytext=(4, 4), fontsize=7)
-    unmeasured = uniform[uniform["accuracy"].isna()]
+    finetuned = uniform["finetuned_accuracy"].notna() if "finetuned_accuracy" in uniform else False
+    unmeasured = uniform[uniform["accuracy"].isna() & ~finetuned]
     for i, (_, row) in enumerate(unmeasured.iterrows()):
         ax.axvline(row["cost_ratio"], color=color, ls=":", lw=1, alpha=0.6,
                    label=f"uniform B/B cost (not evaluated){suffix}" if i == 0 else None)

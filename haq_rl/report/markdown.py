@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from haq_rl.fileio import remove_stale_temps
 from haq_rl.report import tables
+from haq_rl.report.conclusions import conclusions
 from haq_rl.report.figures import (
     cost_metrics,
     format_number,
@@ -31,6 +32,7 @@ from haq_rl.run.episodes import BASE_COLUMNS
 from haq_rl.run.layout import REPORT_FILE, REPORT_FOLDER
 from haq_rl.run.load import Run, as_runs
 from haq_rl.run.lock import run_lock
+from haq_rl.task.label import fields_label
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +168,7 @@ def _render(runs: list[Run], files: Path) -> str:
         if several:
             lines += [f"## {run.label}", ""]
         lines += _summary_lines(run)
+        lines += [f"{heading} What to conclude", "", *[f"- {sentence}" for sentence in conclusions(run)], ""]
         front = tables.budget_front(run)
         if front is not None:
             front.to_csv(files / f"front{suffix}.csv", index=False)
@@ -187,8 +190,12 @@ def _render(runs: list[Run], files: Path) -> str:
                      and c not in ("w_bits", "a_bits")]
             finetune = (run.metrics or {}).get("finetune") or {}
             detail = ", ".join(f"{k} {finetune[k]}" for k in ("epochs", "lr", "batch_size", "seed") if k in finetune)
-            lines += [f"Accuracy on the test split before and after fine-tuning{f' ({detail})' if detail else ''}; "
-                      "ratios are to uniform 8/8.", "", _markdown_table(comparison[shown]), ""]
+            view = comparison[shown].copy()
+            # Said in the row itself: a reader comparing float with the fine-tuned rows must know.
+            view.loc[view["name"] == "float", "name"] = "float (pretrained, not fine-tuned)"
+            lines += [f"Accuracy on the test split before and after fine-tuning{f' ({detail})' if detail else ''} "
+                      "of every quantized row; the float row is the pretrained model, not fine-tuned. "
+                      "Ratios are to uniform 8/8.", "", _markdown_table(view), ""]
             versus = (run.metrics or {}).get("searched_vs_uniform4")
             if isinstance(versus, dict) and versus:
                 lines += ["Searched vs uniform 4/4: " + ", ".join(
@@ -200,27 +207,41 @@ def _render(runs: list[Run], files: Path) -> str:
         objective = tables.OBJECTIVE_COLUMNS[run.objective]
         shown = ["layer", "kind", "w_bits", "a_bits", "macs"] + [
             c for c in (*cost_metrics(table, run.objective), objective) if c in table.columns][:2]
-        shown = list(dict.fromkeys(shown + ["share", "share_8bit"]))
+        shown = list(dict.fromkeys(shown + ["share", "share_8bit", "pinned"]))
         view = table[shown].copy()
         view["share"] = (100 * view["share"]).round(2)
         view["share_8bit"] = (100 * view["share_8bit"]).round(2)
         view = view.rename(columns={"share": f"{run.objective} share %",
-                                    "share_8bit": f"{run.objective} share at 8/8 %"})
-        lines += [f"{heading} Best policy per layer", "", _markdown_table(view), "",
+                                    "share_8bit": f"{run.objective} share at 8/8 %",
+                                    "pinned": "pinned at 8 bits"})
+        pinned_note = (["Layers marked pinned are held at 8 bits by the env (`pin_first_last`), not chosen by "
+                        "the search.", ""] if table["pinned"].any() else [])
+        lines += [f"{heading} Best policy per layer", "", *pinned_note, _markdown_table(view), "",
                   f"Full table (every cost at the policy and at 8/8): "
                   f"[{link}/policy_table{suffix}.csv]({link}/policy_table{suffix}.csv)", ""]
         frame = tables.episodes(run)
         frame.to_csv(files / f"episodes{suffix}.csv", index=False)
-        front = tables.pareto_front(frame, "cost_ratio", "accuracy") if not frame.empty else frame
-        base_cols = [c for c in (*BASE_COLUMNS, "mean_w_bits", "mean_a_bits") if c in front.columns]
+        front = tables.kept_front(run)
         front.to_csv(files / f"pareto{suffix}.csv", index=False)
+        if tables.finetuned_points(run) is not None:
+            front_title = "Pareto front of the fine-tuned policies"
+            front_text = ("What you can keep: the fine-tuned policies no other fine-tuned one beats at equal or "
+                          "lower cost (test split, after fine-tuning).")
+            base_cols = [c for c in ("name", "cost_ratio", "accuracy", "accuracy_before", "within_budget")
+                         if c in front.columns]
+        else:
+            front_title = "Pareto front of the evaluated policies"
+            front_text = "The evaluated policies no other beats at equal or lower cost (reward split, post-training)."
+            base_cols = [c for c in (*BASE_COLUMNS, "mean_w_bits", "mean_a_bits") if c in front.columns]
         uniform = tables.uniform_baselines(run)
         uniform.to_csv(files / f"uniform{suffix}.csv", index=False)
-        lines += [f"{heading} Pareto front of the evaluated policies", "",
+        lines += [f"{heading} {front_title}", "", front_text, "",
                   _markdown_table(front[base_cols].drop(columns=["bits_lowered"], errors="ignore")), "",
                   f"{heading} Uniform baselines", "",
-                  "Cost from the cost table; accuracy from episodes.csv where that exact policy was "
-                  "evaluated (reward split), else `-`.", "", _markdown_table(uniform), ""]
+                  "Cost from the cost table; `accuracy` from episodes.csv where the search evaluated that exact "
+                  "policy (reward split, post-training), `finetuned_accuracy` from metrics.json where "
+                  "`haq-rl finetune` fine-tuned it (test split); `-` where neither measured it.", "",
+                  _markdown_table(uniform), ""]
 
     figures: list[tuple[str, str, Callable[[list[Run]], Figure], str]] = [
         ("bits", "Bits per layer", plot_bits,
@@ -228,9 +249,13 @@ def _render(runs: list[Run], files: Path) -> str:
         ("cost_share", "Cost share per layer", plot_cost_share,
          "Each layer's share of the model's latency/energy (or the objective's cost) at the best policy and at 8/8."),
         ("curve", "Search curve", plot_curve,
-         "Reward and accuracy of every episode; thick lines are the running best within budget."),
+         "Reward and accuracy of every episode; thick lines are the running best within budget. The best is the "
+         "policy of highest reward, so with a KL reward its accuracy can fall while the reward rises."),
         ("pareto", "Accuracy vs cost", plot_pareto,
-         "Every evaluated policy, the Pareto front, the best policy (star), the budget and the uniform baselines."),
+         "Every evaluated policy (reward split, post-training), the uniform baselines and the budget; once "
+         "fine-tuned, the fine-tuned policies (test split) with their Pareto front, and the searched policy (star) "
+         "where fine-tuning put it (hollow star: as searched). Before fine-tuning the front and the star are "
+         "the search's own."),
     ]
     if any(run.front is not None for run in runs):
         figures.append(("front", "Best policy per budget", plot_front,
@@ -248,8 +273,11 @@ def _summary_lines(run: Run) -> list[str]:
     env, search = run.spec_fields, run.search
     meta = run.policy.metadata
     metrics = dict(meta.get("metrics") or {})
+    label, own = fields_label(env)
+    # A user's model is named by itself: the env id would name the env's own model.
+    named = [("model", label), ("data and hardware settings of", env.get("id"))] if own else [("env", env.get("id"))]
     settings = pd.DataFrame([
-        ("env", env.get("id")), ("model / dataset", f"{env.get('model')} / {env.get('dataset')} "
+        *named, ("model / dataset", f"{env.get('model')} / {env.get('dataset')} "
                                                     f"({env.get('input_size')} px)"),
         ("hardware profile", meta.get("profile", env.get("hardware"))),
         ("objective / budget", "; ".join(f"{name} <= {budget:g} x uniform 8/8" for name, budget in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from haq_rl.errors import DataFormatError
 from haq_rl.run.layout import BEST_POLICY_FILE, METRICS_FILE
 from haq_rl.run.load import Run, as_run, as_runs, lookup, table_of
 from haq_rl.task import budget as rules
+from haq_rl.task.label import fields_label
 from haq_rl.task.spec import is_weight_only
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,12 @@ COMPARISON_COLUMNS = ("name", "w_bits", "a_bits", "accuracy_before", "accuracy",
                       "size_bytes", "bops", "cost_ratio", "within_budget", "latency_ratio", "energy_ratio",
                       "size_ratio")
 
+#: metrics.json names its uniform rows "uniform B/B" (with a note for the largest within budget).
+_UNIFORM_ROW = re.compile(r"^uniform (\d+)/(\d+)\b")
+#: Accuracies within this many points count as equal in the report's conclusions (a print's rounding).
+ACCURACY_TIE = 0.005
+#: Cost ratios within this of each other count as equal (the budget rule's tolerance).
+COST_TIE = rules.BUDGET_TOLERANCE
 
 
 
@@ -104,7 +112,14 @@ def policy_table(run_or_dir: Run | str | os.PathLike[str], policy: Any | None = 
     objective = OBJECTIVE_COLUMNS[run.objective]
     frame["share"] = frame[f"{objective}_share"]
     frame["share_8bit"] = frame[f"{objective}_share_8bit"]
+    # Held at 8 bits by the env (first/last layer), not chosen by the search.
+    frame["pinned"] = pinned_mask(run)
     return frame
+
+
+def pinned_mask(run: Run) -> np.ndarray:
+    """Which of the run's layers the env held at 8 bits (``pin_first_last``), in layer order."""
+    return rules.pinned_layers(len(run.layers), bool(run.spec_fields.get("pin_first_last", True)))
 
 
 def cost_share(values: np.ndarray) -> np.ndarray:
@@ -119,8 +134,11 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
 
     Layers the env pins (first/last with ``pin_first_last``) stay at 8 bits and weight-only
     objectives keep activations at 8, exactly as the search's uniform baseline builds them.
-    ``accuracy`` is that of a matching row of episodes.csv (the reward split), else NaN.
-    Columns: ``bits``, ``name``, ``cost``, ``cost_ratio``, ``within_budget``, ``accuracy``, ``episode``.
+    ``accuracy`` is that of a matching row of episodes.csv (the reward split), else NaN;
+    ``finetuned_accuracy`` that of metrics.json's row of the same policy after
+    ``haq-rl finetune`` (the test split), else NaN.
+    Columns: ``bits``, ``name``, ``cost``, ``cost_ratio``, ``within_budget``, ``accuracy``, ``episode``,
+    ``finetuned_accuracy``.
     """
     run = as_run(run_or_dir)
     table = table_of(run)
@@ -134,6 +152,7 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
     w_cols = [f"w:{name}" for name in run.layers]
     a_cols = [f"a:{name}" for name in run.layers]
     have_bits = not run.episodes.empty and all(c in run.episodes.columns for c in w_cols + a_cols)
+    finetuned = _finetuned_uniform(run)
     rows = []
     for bits in range(int(env.get("max_bits", 8)), int(env.get("min_bits", 2)) - 1, -1):
         w, a = rules.uniform_bits(pinned, weight_only, bits)
@@ -148,8 +167,62 @@ def uniform_baselines(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
         rows.append({"bits": bits, "name": f"uniform {bits}/{bits}", "cost": cost,
                      "cost_ratio": cost / reference if reference > 0 else math.nan,
                      "within_budget": rules.is_within_budget(cost / reference, run.budget) if reference > 0 else False,
-                     "accuracy": accuracy, "episode": episode})
+                     "accuracy": accuracy, "episode": episode,
+                     "finetuned_accuracy": finetuned.get(bits, math.nan)})
     return pd.DataFrame(rows)
+
+
+def _finetuned_uniform(run: Run) -> dict[int, float]:
+    """bits -> test accuracy after fine-tuning of metrics.json's uniform B/B rows."""
+    found: dict[int, float] = {}
+    for row in (run.metrics or {}).get("rows") or []:
+        match = _UNIFORM_ROW.match(str(row.get("name", ""))) if isinstance(row, dict) else None
+        accuracy = _number(row.get("accuracy")) if match else math.nan
+        if match and match.group(1) == match.group(2) and math.isfinite(accuracy):
+            found[int(match.group(1))] = accuracy
+    return found
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def finetuned_points(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame | None:
+    """What the user can keep after ``haq-rl finetune``: metrics.json's quantized rows
+    (uniform and searched) with their cost ratio and test accuracy after fine-tuning, or
+    None before fine-tuning. Columns: ``name``, ``cost_ratio``, ``accuracy``,
+    ``accuracy_before``, ``within_budget``."""
+    return metrics_points(as_run(run_or_dir).metrics)
+
+
+def metrics_points(metrics: dict[str, Any] | None) -> pd.DataFrame | None:
+    """:func:`finetuned_points` of a metrics.json dict (``finetune_run``'s return value)."""
+    rows = (metrics or {}).get("rows")
+    if not isinstance(rows, list):
+        return None
+    points = [{"name": str(row.get("name")), "cost_ratio": _number(row.get("cost_ratio")),
+               "accuracy": _number(row.get("accuracy")), "accuracy_before": _number(row.get("accuracy_before")),
+               "within_budget": row.get("within_budget")}
+              for row in rows if isinstance(row, dict) and row.get("name") != "float"]
+    frame = pd.DataFrame(points, columns=["name", "cost_ratio", "accuracy", "accuracy_before", "within_budget"])
+    frame = frame.dropna(subset=["cost_ratio", "accuracy"])
+    return frame if not frame.empty else None
+
+
+def kept_front(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame:
+    """The Pareto front of what the user keeps: of the fine-tuned policies (test accuracy
+    after fine-tuning) once the run is fine-tuned, else of the evaluated episodes (reward
+    split, post-training). The search's own accuracies rank policies before fine-tuning;
+    the fine-tuned ones are the models the user ships."""
+    run = as_run(run_or_dir)
+    points = finetuned_points(run)
+    if points is not None:
+        return pareto_front(points, "cost_ratio", "accuracy")
+    frame = episodes(run)
+    return pareto_front(frame, "cost_ratio", "accuracy") if not frame.empty else frame
 
 
 def pareto_front(df: pd.DataFrame, cost_col: str = "cost_ratio", acc_col: str = "accuracy") -> pd.DataFrame:
@@ -214,8 +287,11 @@ def best_table(runs: Run | str | os.PathLike[str] | Iterable[Run | str | os.Path
         if table is not None and "name" in table.columns:
             match = table[table["name"] == "searched"]
             searched = match.iloc[0] if len(match) else None
+        # A user's model is shown with its weights' hash; a shipped env's by its zoo name.
+        label, own = fields_label(run.spec_fields)
         rows.append({
-            "run": run.label, "env": run.spec_fields.get("id"), "model": run.spec_fields.get("model"),
+            "run": run.label, "env": run.spec_fields.get("id"),
+            "model": label if own else run.spec_fields.get("model"),
             "hardware": run.spec_fields.get("hardware"), "objective": run.objective, "budget": run.budget,
             "method": run.method, "episodes": len(run.episodes), "float_accuracy": run.float_accuracy,
             "best_episode": meta.get("episode"),

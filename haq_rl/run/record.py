@@ -122,12 +122,18 @@ def _searched_budgets(config_path: Path) -> list[float]:
 
 
 def policy_spec(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
-                run_config: Path | None = None, device: str | None = None) -> TaskSpec:
+                run_config: Path | None = None, device: str | None = None, *,
+                model: str | None = None, weights: str | None = None) -> TaskSpec:
     """The task spec a policy belongs to: ``env`` if given, else the run's config.json, else its env_id.
 
     Without ``env``, the budget is the one the policy was searched at (its ``budget``
     metadata), so baselines are compared within the policy's own budget, not the env's
-    default.
+    default. ``model`` and ``weights`` (``--model``, ``--weights``) replace the spec's.
+
+    A policy searched on another model than the spec's is refused before any model is
+    built: a zoo model it names is taken from it, but an import path never is (a policy
+    file must not choose code to run), so the message names ``--model``; likewise a policy
+    searched with trained weights needs ``--weights``.
     """
     if env is not None:
         spec = resolve_spec(env)
@@ -144,4 +150,36 @@ def policy_spec(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
             float(searched_budget) != spec.budget or spec.budgets):
         # A conditioned run's policy belongs to one of its budgets: a task of that budget alone.
         spec = spec.replace(budgets=(), budget=float(searched_budget))
+    if model is not None:
+        spec = spec.replace(model=model)
+    if weights is not None:
+        spec = spec.replace(weights=weights)
+    spec = _model_of_policy(policy, spec, chosen=model is not None or env is not None)
     return spec.replace(device=device) if device is not None and device != spec.device else spec
+
+
+def _model_of_policy(policy: QuantPolicy, spec: TaskSpec, chosen: bool) -> TaskSpec:
+    """``spec`` checked against the model and weights the policy says it was searched on;
+    ``chosen``: the user named the model (``--model``) or the env (``--env``) on purpose."""
+    from haq_rl.models import is_import_path
+    from haq_rl.task.label import weights_file_sha256
+
+    searched = policy.metadata.get("model")
+    if isinstance(searched, str) and searched and searched != spec.model:
+        if not chosen and not is_import_path(searched):
+            spec = spec.replace(model=searched)  # a zoo name runs no code of the file's choosing
+        else:
+            raise ConfigError(
+                f"the policy was searched on model {searched!r}, not {spec.model!r}"
+                f"{'' if chosen else f' (the model of {spec.id})'}: give --model {searched} "
+                "and the --weights it was searched with (haq-rl does not import a model a file names)")
+    recorded = policy.metadata.get("weights_sha256")
+    if isinstance(recorded, str) and recorded:
+        if spec.weights is None:
+            raise ConfigError(f"the policy was searched on {spec.model!r} with trained weights "
+                              f"(sha256:{recorded[:8]}): give --weights PATH")
+        given = weights_file_sha256(spec.weights)
+        if given is not None and given != recorded:
+            logger.warning("--weights %s (sha256:%s) are not the weights the policy was searched with "
+                           "(sha256:%s)", spec.weights, given[:8], recorded[:8])
+    return spec

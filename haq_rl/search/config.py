@@ -117,8 +117,12 @@ class SearchConfig:
         return resolve_spec(self.env).replace(**{**self.spec_overrides(), "device": self.device})
 
     def default_run_dir(self, task: Task | None = None) -> Path:
-        name = (task.spec if task is not None else self.task_spec()).id.split("/")[-1]
-        return Path("runs") / f"{name}-{self.method}-s{self.seed}"
+        """``runs/<env>-<method>-s<seed>``; a user's model is named by itself and its weights'
+        hash (``runs/nets.make-1a2b3c4d-guided-s0``), not by the env whose data it borrows."""
+        from haq_rl.task.label import folder_label
+
+        spec = task.spec if task is not None else self.task_spec()
+        return Path("runs") / f"{folder_label(spec)}-{self.method}-s{self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +141,8 @@ class SearchConfig:
         except (TypeError, AttributeError) as error:  # a value of the wrong kind, e.g. options: 5
             raise ConfigError(f"invalid search settings: {error}") from None
 
+
+_UNSET = object()
 
 #: What ``--resume`` may change (``resume_changes``); everything else is the run's own.
 RESUME_CHANGES = ("episodes", "workers", "backend", "ray_address", "progress", "checkpoint_every")
@@ -158,6 +164,10 @@ def resumed_config(run_dir: Path, changes: dict[str, Any]) -> SearchConfig:
     are refused with one line.
     """
     saved = saved_search_config(read_run_config(run_dir))
+    # A flag repeating the run's own value changes nothing: `--model pkg.mod:make` is how a
+    # user's module is found again from the current folder.
+    changes = {key: value for key, value in changes.items()
+               if key in RESUME_CHANGES or getattr(saved, key, _UNSET) != value}
     refused = sorted(set(changes) - set(RESUME_CHANGES))
     if refused:
         raise ConfigError(f"--resume continues the search {run_dir} recorded; {', '.join(refused)} cannot change "

@@ -18,6 +18,7 @@ from haq_rl import __version__
 from haq_rl.fileio import finite_or_none, write_text_atomic
 from haq_rl.run.episodes import EpisodeLog, episode_columns
 from haq_rl.run.layout import BEST_POLICY_FILE, EPISODES_FILE, FRONT_FILE, budget_policy_path
+from haq_rl.task.label import is_own_model, model_label, weights_file_sha256
 from haq_rl.task.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -145,6 +146,9 @@ def write_policy_json(path: Path, scorer: PolicyScorer, spec: TaskSpec, best: di
     table = scorer.cost_table
     metrics = {k: finite_or_none(best[k]) for k in _BEST_KEYS}
     extra: dict[str, Any] = {}
+    if is_own_model(spec):  # what the policy belongs to, for people: nothing imports from it
+        extra["label"] = model_label(spec)
+        extra["weights_sha256"] = weights_file_sha256(spec.weights)
     if spec.extra_budgets:  # several constraints: each budget and each ratio
         extra["extra_budgets"] = dict(spec.extra_budgets)
         metrics.update({f"{name}_ratio": finite_or_none(ratio) for name, ratio in best["cost_ratios"].items()})
