@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from haq_rl.errors import ConfigError
+from haq_rl.fileio import open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def cache_lock(path: Path, doing: str) -> Iterator[None]:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
+        # Never through a link (UnsafeFileError, not an OSError: refused, not skipped).
+        handle = open_regular(path, "a+", encoding="utf-8", errors="replace")
     except OSError:
         # A read-only (shared) cache: nobody computes into it, so there is nothing to wait
         # for; a missing entry fails before any work (see get_pretrained).
@@ -57,7 +59,8 @@ def cache_lock(path: Path, doing: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            lines = handle.read(200).strip().splitlines()
+            holder = ("".join(c for c in lines[0] if c.isprintable()) if lines else "") or "another process"
             logger.warning("waiting for %s (lock %s)", holder, path)
             fcntl.flock(handle, fcntl.LOCK_EX)
             logger.warning("lock %s released; going on", path)

@@ -44,6 +44,11 @@ class DataFormatError(HaqError, ValueError):
     """A data file exists but is not in the expected format."""
 
 
+class UnsafeFileError(HaqError, ValueError):
+    """A file or folder of a run directory or the cache is a symbolic link, a FIFO, a device
+    or otherwise not what haq-rl wrote there: it is refused, never followed or opened."""
+
+
 class CheckpointError(HaqError, ValueError):
     """A checkpoint is unreadable, corrupt, or belongs to another model."""
 

@@ -29,6 +29,7 @@ import yaml
 from haq_rl.cli import main
 from haq_rl.fileio import write_json_atomic
 from haq_rl.run.episodes import read_episode_rows
+from haq_rl.run.layout import LOCK_FILE
 from tests.killing import kill, kill_after, kill_search_after, start
 
 LENET = "haq_rl/LeNet5Size-v1"
@@ -634,7 +635,7 @@ def test_failed_commands_leave_no_lock_or_folder(random_run, tmp_path, capsys):
     assert main(["report", str(run), "--out", str(new)]) == 2
     capsys.readouterr()
     assert not new.exists()
-    assert not (run / ".lock").exists()
+    assert not (run / LOCK_FILE).exists()
     out_dir = tmp_path / "onnx"
     out_dir.mkdir()
     main(["export", str(run), "--out", str(out_dir / "x.onnx")])
@@ -661,7 +662,7 @@ def test_a_search_writes_nothing_while_it_sets_up(tmp_path, monkeypatch):
 
 
 def test_a_finished_command_leaves_no_lock(random_run):
-    assert not (random_run / ".lock").exists()
+    assert not (random_run / LOCK_FILE).exists()
 
 
 # ------------------------------------------------------------------ 12: file modes
@@ -824,3 +825,163 @@ def test_a_size_search_summary_prints_no_latency(tmp_path, capsys):
                  "--no-progress"]) == 0
     summary = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("best policy"))
     assert "size" in summary and "latency" not in summary and "nan" not in summary
+
+
+# ================================================================== issue 34: nothing outside its own files
+def _victim(tmp_path: Path) -> Path:
+    """A file of someone else's, outside every run directory: no command may change it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file\n")
+    return victim
+
+
+def _untouched(victim: Path) -> bool:
+    return victim.read_text() == "someone else's file\n"
+
+
+# ------------------------------------------------------------------ 1: SB3's log through a link
+@pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
+def test_the_sb3_log_is_never_opened_through_a_link_or_as_a_fifo(tmp_path, kind):
+    from haq_rl.errors import UnsafeFileError
+    from haq_rl.search.rl import _sb3_logger
+
+    folder = tmp_path / "sb3_logs"
+    folder.mkdir()
+    victim = _victim(tmp_path)
+    log = folder / "progress.csv"
+    if kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.symlink_to(victim if kind == "link" else tmp_path / "made-by-the-link")
+    with pytest.raises(UnsafeFileError, match="progress.csv is a"):
+        _sb3_logger(folder)
+    assert _untouched(victim) and not (tmp_path / "made-by-the-link").exists()
+
+
+@pytest.mark.slow  # a DDPG search and its resume
+def test_resume_refuses_a_linked_sb3_log(tmp_path, capsys):
+    out, victim = tmp_path / "r", _victim(tmp_path)
+    flags = ["--method", "ddpg", "--agent", "warmup_episodes=2", "--agent", "hidden_sizes=[16]", *LINEAR, "--no-progress"]
+    assert main(["search", LENET, "--episodes", "6", "--out", str(out), *flags]) == 0
+    (out / "sb3_logs" / "progress.csv").unlink()
+    (out / "sb3_logs" / "progress.csv").symlink_to(victim)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(out), "--episodes", "12", "--no-progress"]) == 2
+    assert "progress.csv is a symbolic link" in _one_line_error(capsys)
+    assert _untouched(victim)
+
+
+# ------------------------------------------------------------------ 2: locks and foreign files
+@pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
+def test_run_and_cache_locks_are_never_opened_through_a_link(tmp_path, kind):
+    from haq_rl.cache import cache_lock
+    from haq_rl.errors import UnsafeFileError
+    from haq_rl.run.lock import run_lock
+
+    victim = _victim(tmp_path)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    run.mkdir()
+    cache.mkdir()
+    for lock in (run / LOCK_FILE, cache / "model.pt.lock"):
+        if kind == "fifo":
+            os.mkfifo(lock)
+        else:
+            lock.symlink_to(victim if kind == "link" else tmp_path / "made-by-the-link")
+    with pytest.raises(UnsafeFileError, match=r"\.haq-rl\.lock is a"), run_lock(run):
+        pytest.fail("locked through a link")
+    with pytest.raises(UnsafeFileError, match=r"model\.pt\.lock is a"), cache_lock(cache / "model.pt.lock", "x"):
+        pytest.fail("locked through a link")
+    assert _untouched(victim) and not (tmp_path / "made-by-the-link").exists()
+
+
+def test_a_linked_lock_in_a_run_is_one_line_for_report_and_finetune(random_run, tmp_path, capsys):
+    run, victim = _copy(random_run, tmp_path), _victim(tmp_path)
+    (run / LOCK_FILE).symlink_to(victim)
+    for command in (["report", str(run)], ["finetune", str(run), "--epochs", "0", "--no-compare"]):
+        assert main(command) == 2
+        assert "is a symbolic link" in _one_line_error(capsys)
+    assert _untouched(victim)
+
+
+FOREIGN = {".notes.tmp": "a user's notes", ".lock": "another program's lock",
+           ".model.onnx.abc.tmp": "another program's temporary file"}
+FOREIGN_FOLDERS = (".report-2024", ".report.old-1")
+
+
+def _plant_foreign(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    for name, text in FOREIGN.items():
+        (folder / name).write_text(text)
+    for name in FOREIGN_FOLDERS:
+        (folder / name).mkdir()
+        (folder / name / "keep.txt").write_text("kept")
+
+
+def _foreign_kept(folder: Path) -> bool:
+    return all((folder / name).read_text() == text for name, text in FOREIGN.items()) and \
+        all((folder / name / "keep.txt").read_text() == "kept" for name in FOREIGN_FOLDERS)
+
+
+def test_report_deletes_only_its_own_names_beside_out(random_run, tmp_path):
+    home = tmp_path / "home"
+    _plant_foreign(home)
+    (home / ".haq-rl-report-stale").mkdir()  # what a killed report of this version leaves: its own
+    (home / ".haq-rl-best.json.x.tmp").write_text("{")
+    assert main(["report", str(random_run), "--out", str(home)]) == 0
+    assert _foreign_kept(home) and (home / "report.md").is_file()
+    assert not (home / ".haq-rl-report-stale").exists() and not (home / ".haq-rl-best.json.x.tmp").exists()
+
+
+@pytest.mark.slow  # an ONNX export and a fine-tune
+def test_export_finetune_and_search_delete_only_their_own_names(random_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    home = tmp_path / "home"
+    _plant_foreign(home)
+    assert main(["export", str(random_run), "--out", str(home / "model.onnx")]) == 0
+    assert main(["finetune", str(random_run), "--epochs", "0", "--no-compare", "--out", str(home)]) == 0
+    run = _copy(random_run, tmp_path)
+    _plant_foreign(run)
+    assert main(["search", "--resume", str(run), "--episodes", "7", "--no-progress"]) == 0
+    assert _foreign_kept(home) and _foreign_kept(run)
+
+
+# ------------------------------------------------------------------ 13, 17: FIFOs and links as run files
+def _alarm(seconds: int) -> None:
+    """A hang (a FIFO opened for reading) fails the test instead of stopping the suite."""
+    def hung(signum, frame):
+        raise TimeoutError("the command hung")
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to another log", "dangling"])
+def test_resume_refuses_an_episodes_csv_that_is_no_regular_file(random_run, tmp_path, capsys, kind):
+    run, victim = _copy(random_run, tmp_path), tmp_path / "other-run" / "episodes.csv"
+    victim.parent.mkdir()
+    victim.write_bytes((run / "episodes.csv").read_bytes())  # another haq-rl log with the same header
+    before = victim.read_bytes()
+    (run / "episodes.csv").unlink()
+    if kind == "fifo":
+        os.mkfifo(run / "episodes.csv")
+    else:
+        (run / "episodes.csv").symlink_to(victim if kind == "link to another log" else tmp_path / "made")
+    _alarm(60)
+    try:
+        assert main(["search", "--resume", str(run), "--episodes", "8", "--no-progress"]) == 2
+    finally:
+        signal.alarm(0)
+    assert "episodes.csv is a" in _one_line_error(capsys)
+    assert victim.read_bytes() == before and not (tmp_path / "made").exists()
+
+
+def test_a_linked_budget_folder_is_refused(conditioned_rl_run, tmp_path, capsys):
+    run = _copy(conditioned_rl_run, tmp_path)
+    outside = tmp_path / "outside"
+    shutil.move(run / "budget-0.35", outside)
+    (run / "budget-0.35").symlink_to(outside)
+    before = _tree(outside)
+    for command in (["finetune", str(run), "--budget", "0.35", "--epochs", "0", "--no-compare"],
+                    ["evaluate", str(run), "--budget", "0.35"], ["report", str(run)]):
+        assert main(command) == 2, command
+        assert "budget-0.35 is a symbolic link" in _one_line_error(capsys)
+    assert _tree(outside) == before

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from haq_rl.fileio import remove_stale_temps
+from haq_rl.fileio import OWN_PREFIX, remove_stale_temps
 from haq_rl.report import tables
 from haq_rl.report.figures import (
     cost_metrics,
@@ -117,29 +117,38 @@ def write_report(run_dirs: Sequence[str | os.PathLike[str] | Run] | str | os.Pat
     return out / REPORT_FILE
 
 
-_STAGING_PREFIX = ".report-"
+#: Names of haq-rl's own (see fileio.OWN_PREFIX): a user's ``.report-2024/`` beside them is kept.
+_STAGING_PREFIX = f"{OWN_PREFIX}report-"
+_OLD_PREFIX = f"{OWN_PREFIX}{REPORT_FOLDER}.old-"
 
 
 def _remove_stale_staging(out: Path) -> None:
     """Drop the staging folders a killed report left behind (we hold the directory's lock)."""
-    for stale in [*out.glob(f"{_STAGING_PREFIX}*"), *out.glob(f".{REPORT_FOLDER}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*out.glob(f"{_STAGING_PREFIX}*"), *out.glob(f"{_OLD_PREFIX}*")]:
+        _remove(stale)
     remove_stale_temps(out)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a folder tree of haq-rl's own."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:
     """Rename the staged folder of files, then report.md, over the old ones."""
     target = out / REPORT_FOLDER
     old = None
-    if target.exists():
-        old = out / f".{REPORT_FOLDER}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
+    if target.exists() or target.is_symlink():
+        old = out / f"{_OLD_PREFIX}{os.getpid()}"
+        _remove(old)
+        os.replace(target, old)  # a link is moved itself, never followed
     os.replace(staging / REPORT_FOLDER, target)
     os.replace(staging / REPORT_FILE, out / REPORT_FILE)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
 
 
 def _save(figure: Figure, path: Path) -> None:

@@ -28,7 +28,7 @@ import torch
 
 from haq_rl.checkpoint_io import load_torch_file
 from haq_rl.errors import CheckpointError
-from haq_rl.fileio import atomic_write, file_sha256, write_text_atomic
+from haq_rl.fileio import atomic_write, file_sha256, parse_json, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -104,11 +104,11 @@ def read_entry(entry: Path, identity: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION \
             or not {"identity", "state_dict"} <= set(payload):
         raise CheckpointError(f"{entry} is not a haq-rl supernet (format {FORMAT_VERSION})")
-    found = json.loads(payload["identity"])
+    found = parse_json(payload["identity"], f"{entry} identity")
     if identity is not None and found != identity:
         raise CheckpointError(f"supernet {entry} was trained for another task: {_difference(found, identity)}")
     return {"identity": found, "state_dict": payload["state_dict"],
-            "history": json.loads(payload.get("history") or "{}")}
+            "history": parse_json(payload.get("history") or "{}", f"{entry} history")}
 
 
 def _difference(found: dict[str, Any], wanted: dict[str, Any]) -> str:
