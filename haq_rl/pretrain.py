@@ -25,7 +25,7 @@ from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError
 from haq_rl.fileio import check_writable_folder
-from haq_rl.models import MODEL_NAMES, build_model, check_model_name
+from haq_rl.models import MODEL_NAMES, build_model, check_model_name, is_import_path
 from haq_rl.seeding import seed_everything
 from haq_rl.shipped_models import shipped_checkpoint, weights_sha256
 
@@ -270,8 +270,12 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return dict(_read_checkpoint(path)["meta"])
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | Path, model: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint and load its weights (cpu, eval mode).
+
+    The model its meta names is built only when it is a zoo name or ``model``, the import
+    path the caller was given (the cache entry of a user model): nothing read from a file
+    is imported.
 
     Raises:
         MissingPathError: ``path`` does not exist.
@@ -280,22 +284,25 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     payload = _read_checkpoint(path)
     meta = dict(payload["meta"])
+    if not isinstance(meta["model"], str) or (is_import_path(meta["model"]) and meta["model"] != model):
+        raise CheckpointError(f"checkpoint {path} names the model {meta['model']!r}, not "
+                              f"{model or 'a zoo model'}: haq-rl never imports code named in a file")
     try:
-        model = build_model(meta["model"], num_classes=int(meta["num_classes"]),
+        built = build_model(meta["model"], num_classes=int(meta["num_classes"]),
                             in_channels=int(meta["in_channels"]),
                             input_size=int(meta["input_size"]),
                             width_mult=float(meta["width_mult"]))
     except (ConfigError, UnknownNameError) as error:
         raise CheckpointError(f"checkpoint {path}: cannot rebuild its model: {error}") from error
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        built.load_state_dict(payload["state_dict"], strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path} does not fit model {meta['model']!r}: "
                               f"{first_line}") from error
-    model.eval()
-    meta["weights_sha256"] = weights_sha256(model)
-    return model, meta
+    built.eval()
+    meta["weights_sha256"] = weights_sha256(built)
+    return built, meta
 
 
 def shipped_checkpoint_for(config: PretrainConfig) -> Path | None:
@@ -322,7 +329,7 @@ def get_pretrained(config: PretrainConfig | None = None,
     with cache_lock(path.with_name(path.name + ".lock"), f"training {config.model} on {config.dataset}"):
         if path.exists():
             try:
-                model, meta = load_checkpoint(path)
+                model, meta = load_checkpoint(path, config.model)
                 return model, {**meta, "source": "cache"}
             except CheckpointError as error:
                 logger.warning("discarding unusable cached checkpoint: %s", error)
@@ -331,7 +338,7 @@ def get_pretrained(config: PretrainConfig | None = None,
                               "checkpoint; set HAQ_RL_CACHE to a writable folder")
         logger.warning("training the float %s on %s once (cached in %s)", config.model, config.dataset, path)
         pretrain(config, out=path, progress=progress)
-        model, meta = load_checkpoint(path)
+        model, meta = load_checkpoint(path, config.model)
         return model, {**meta, "source": "cache"}
 
 

@@ -337,10 +337,9 @@ def test_read_only_cache_without_the_model_fails_before_training(tmp_path, monke
 
 def test_a_read_only_cache_with_the_model_is_read_without_a_lock(tmp_path, monkeypatch):
     """A complete shared cache nobody may write: the model is read, no lock file is opened
-    for writing (root ignores modes, so the cache's open() refuses writes here)."""
-    import builtins
-
+    for writing (root ignores modes, so the cache's open_regular refuses writes here)."""
     from haq_rl import cache as cache_module
+    from haq_rl.fileio import open_regular
     from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, get_pretrained, pretrain
 
     monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
@@ -352,9 +351,9 @@ def test_a_read_only_cache_with_the_model_is_read_without_a_lock(tmp_path, monke
     def read_only_open(file, mode="r", *args, **kwargs):
         if set(mode) & set("wax+"):
             raise PermissionError(13, "Permission denied", str(file))
-        return builtins.open(file, mode, *args, **kwargs)
+        return open_regular(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(cache_module, "open", read_only_open, raising=False)
+    monkeypatch.setattr(cache_module, "open_regular", read_only_open)  # the cache's one way to open a file
     _, meta = get_pretrained(config)
     assert meta["source"] == "cache"
     assert sorted(p.name for p in path.parent.iterdir()) == before  # no .lock was made
@@ -985,3 +984,90 @@ def test_a_linked_budget_folder_is_refused(conditioned_rl_run, tmp_path, capsys)
         assert main(command) == 2, command
         assert "budget-0.35 is a symbolic link" in _one_line_error(capsys)
     assert _tree(outside) == before
+
+
+# ------------------------------------------------------------------ 3: nothing read from a file is imported
+@pytest.fixture
+def payload_module(tmp_path, monkeypatch) -> Path:
+    """An importable module ``haq_payload`` whose import touches a marker: what a hostile run
+    directory would name as its model (``haq_payload:make``). Returns the marker."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / "haq_payload.py").write_text(f"open({str(marker)!r}, 'w').close()\n\ndef make(**kwargs):\n    pass\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr("haq_rl.models.user._NAMED", set(), raising=False)  # what earlier tests vouched for
+    yield marker
+    sys.modules.pop("haq_payload", None)
+
+
+def _set_model(config_path: Path, model: object, where: str = "env") -> None:
+    data = json.loads(config_path.read_text())
+    if where == "env":
+        data["env"]["model"] = model
+    else:
+        data["search"][where] = model if where == "model" else {**data["search"][where], "model": model}
+    config_path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("where", ["env", "model", "env_overrides"])
+def test_a_model_import_path_in_config_json_is_never_imported(random_run, tmp_path, capsys, payload_module, where):
+    run = _copy(random_run, tmp_path)
+    _set_model(run / "config.json", "haq_payload:make", where)
+    for command in (["finetune", str(run), "--epochs", "0", "--no-compare"], ["evaluate", str(run / "best_policy.json")],
+                    ["search", "--resume", str(run), "--episodes", "7", "--no-progress"],
+                    ["export", str(run), "--out", str(tmp_path / "x.onnx")]):
+        assert main(command) == 2, command
+        line = _one_line_error(capsys)
+        assert "names the user model 'haq_payload:make'" in line and "--model haq_payload:make" in line, line
+    assert not payload_module.exists() and not (run / LOCK_FILE).exists()
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0  # a report builds no model
+
+
+def test_a_model_named_again_with_model_is_imported(random_run, tmp_path, capsys, payload_module):
+    """The user's --model vouches for the import path the run records: it is imported (and
+    here fails, the payload being no model), which proves the refusal above is the rule."""
+    run = _copy(random_run, tmp_path)
+    _set_model(run / "config.json", "haq_payload:make")
+    assert main(["evaluate", str(run / "best_policy.json"), "--model", "haq_payload:make"]) == 2
+    assert "returned NoneType, not a torch nn.Module" in _one_line_error(capsys)
+    assert payload_module.exists()
+
+
+@pytest.mark.parametrize("model", ["haq_payload:make", 123, ""])
+def test_a_model_named_in_a_finetuned_checkpoint_is_never_imported(finetuned_run, tmp_path, capsys, payload_module,
+                                                                   model):
+    payload = torch.load(finetuned_run / "finetuned.pt", weights_only=True)
+    payload["meta"]["env"]["model"] = model
+    torch.save(payload, tmp_path / "crafted.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "crafted.pt")]) == 2
+    line = _one_line_error(capsys)
+    assert "crafted.pt meta" in line and ("--model" in line if model == "haq_payload:make" else "is not a model name" in line), line
+    assert not payload_module.exists()
+
+
+def test_a_model_named_in_a_cached_pretrained_checkpoint_is_never_imported(tmp_path, payload_module):
+    from haq_rl.errors import CheckpointError
+    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, load_checkpoint
+    from haq_rl.shipped_models import shipped_checkpoint
+
+    shipped = shipped_checkpoint(PretrainConfig(model="lenet5").short_hash())
+    payload = torch.load(shipped, weights_only=True)
+    payload["meta"]["model"] = "haq_payload:make"
+    crafted = tmp_path / cached_checkpoint_path(PretrainConfig(model="lenet5")).name
+    torch.save(payload, crafted)
+    with pytest.raises(CheckpointError, match="never imports code named in a file"):
+        load_checkpoint(crafted, "lenet5")
+    assert not payload_module.exists()
+
+
+def test_python_m_haq_rl_does_not_import_from_the_current_directory(tmp_path):
+    """Started inside a folder someone sent, ``python -m haq_rl`` must not import its
+    modules ahead of the real ones (here: a yaml.py that every command imports)."""
+    marker = tmp_path / "SHADOW_RAN"
+    (tmp_path / "yaml.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError('shadowed')\n")
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "haq_rl", "--version"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()

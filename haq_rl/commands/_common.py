@@ -22,6 +22,22 @@ def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
     return parsed
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model MODULE:FACTORY``: the user model a run directory or checkpoint records,
+    named again (haq-rl imports no code a file names; see :func:`name_given_model`)."""
+    parser.add_argument("--model", metavar="MODULE:FACTORY",
+                        help="the user model of the run or checkpoint, named again: haq-rl never imports a model "
+                             "import path read from config.json or a checkpoint")
+
+
+def name_given_model(model: str | None) -> None:
+    """Vouch for the import path the user gave with ``--model`` (models.user.name_user_model)."""
+    if model is not None:
+        from haq_rl.models.user import name_user_model
+
+        name_user_model(model)
+
+
 #: Where :func:`record_given_flags` keeps the flags a command line gave.
 GIVEN_FLAGS = "given_flags"
 

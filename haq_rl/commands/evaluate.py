@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
+from haq_rl.commands._common import (
+    add_budget_argument,
+    add_model_argument,
+    budget_source,
+    name_given_model,
+    weights_path,
+)
 from haq_rl.errors import DEVICE_CHOICES
 
 
@@ -28,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     add_budget_argument(parser)
+    add_model_argument(parser)
     parser.add_argument("--device", default="cpu", help=DEVICE_CHOICES)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
@@ -40,11 +47,13 @@ def run(args: argparse.Namespace) -> int:
 
     from haq_rl.errors import ConfigError
     from haq_rl.finetune import evaluate_policy, load_finetuned, uniform_policy
+    from haq_rl.models.user import model_from_file
     from haq_rl.quant import QuantPolicy
     from haq_rl.run.record import policy_spec, run_config_for
     from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
     from haq_rl.task.task import load_task
 
+    name_given_model(args.model)
     if args.policy is not None and args.uniform is not None:
         raise ConfigError("give either POLICY_JSON or --uniform B, not both")
     if args.policy is None and args.uniform is None and args.checkpoint is None:
@@ -58,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
     payload = load_finetuned(args.checkpoint) if args.checkpoint is not None else None
     if args.env is not None:
         spec = resolve_spec(args.env)
-    elif payload is not None and isinstance(payload["meta"].get("env"), dict):
-        spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
+    elif payload is not None and isinstance(payload["meta"], dict) and isinstance(payload["meta"].get("env"), dict):
+        spec = TaskSpec.from_dict(payload["meta"]["env"], source=f"{args.checkpoint} meta")  # its fine-tune's env
+        model_from_file(spec.model, f"{args.checkpoint} meta")
     elif policy is not None:
         spec = policy_spec(policy, None, run_config_for(Path(args.policy)))
     else:

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import add_budget_argument, budget_source
+from haq_rl.commands._common import (
+    add_budget_argument,
+    add_model_argument,
+    budget_source,
+    name_given_model,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "(default %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     add_budget_argument(parser)
+    add_model_argument(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -41,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from haq_rl.export import export_onnx
 
+    name_given_model(args.model)
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force,

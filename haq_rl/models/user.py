@@ -10,9 +10,38 @@ from typing import Any
 
 from torch import nn
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, DataFormatError
 
 logger = logging.getLogger(__name__)
+
+#: The import paths named in this process by the user (``--model``, :func:`name_user_model`):
+#: the only ones a run directory or a checkpoint may record and still be rebuilt with.
+_NAMED: set[str] = set()
+
+
+def name_user_model(path: str) -> str:
+    """Vouch for the user model ``path`` (``--model`` on the command line, or a Python
+    call): a run directory or checkpoint that records this import path may now be rebuilt
+    with it. Returns ``path``."""
+    _NAMED.add(path)
+    return path
+
+
+def model_from_file(name: object, source: str) -> str:
+    """A model name read from ``source`` (a run's config.json, a checkpoint's meta).
+
+    Nothing read from a file is imported: a zoo name is returned as it is, an import path
+    only when the user named the same one in this process (:func:`name_user_model`);
+    otherwise ConfigError, one line saying to name it again with ``--model``. A value that
+    is no name at all is a DataFormatError.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DataFormatError(f"{source}: model={name!r} is not a model name")
+    if is_import_path(name) and name not in _NAMED:
+        shown = name if name.isprintable() else repr(name)
+        raise ConfigError(f"{source} names the user model {shown!r}: haq-rl never imports code named in a "
+                          f"file; if you trust it, name it again with --model {shown}")
+    return name
 
 
 def is_import_path(name: str) -> bool:
