@@ -1071,3 +1071,32 @@ def test_python_m_haq_rl_does_not_import_from_the_current_directory(tmp_path):
                             text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ 4: deeply nested JSON
+NESTED = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize("name", ["config.json", "best_policy.json", "metrics.json", "search_state.json"])
+def test_deeply_nested_json_is_one_line_for_every_command(finetuned_run, tmp_path, capsys, name):
+    run = _copy(finetuned_run, tmp_path)
+    (run / name).write_text(NESTED)
+    commands = {"config.json": ["report", "resume", "finetune", "evaluate"],
+                "best_policy.json": ["report", "finetune", "evaluate", "export"],
+                "metrics.json": ["report"], "search_state.json": ["resume"]}[name]
+    for command in commands:
+        args = {"report": ["report", str(run)], "resume": ["search", "--resume", str(run), "--no-progress"],
+                "finetune": ["finetune", str(run), "--epochs", "0", "--no-compare"],
+                "evaluate": ["evaluate", str(run / "best_policy.json")],
+                "export": ["export", str(run), "--out", str(tmp_path / "x.onnx")]}[command]
+        assert main(args) == 2, args
+        assert "nest" in _one_line_error(capsys)
+
+
+def test_deeply_nested_json_in_a_file_read_by_parse_json_is_one_line():
+    from haq_rl.errors import DataFormatError
+    from haq_rl.fileio import parse_json
+
+    with pytest.raises(DataFormatError, match="nests 100000 levels deep"):
+        parse_json(NESTED, "x.json")
+    assert parse_json('{"a": ["[[[", 1]}', "x.json") == {"a": ["[[[", 1]}  # brackets inside strings do not count
