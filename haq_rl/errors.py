@@ -106,6 +106,17 @@ def check_number(name: str, value: object, low: float, high: float, low_open: bo
         raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
 
 
+#: Seeds fit numpy's, torch's and SB3's generators alike: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value: object) -> None:
+    """ConfigError naming ``name`` unless ``value`` is an integer in [0, MAX_SEED] (a bool is
+    not; a huge one would overflow a generator deep inside torch or numpy)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name}={value!r} must be an integer in [0, {MAX_SEED}]")
+
+
 #: The device names every setting accepts (search, agent, fine-tune, training): one rule.
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 

@@ -23,7 +23,7 @@ from torch import nn
 from haq_rl import __version__
 from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
-from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError
+from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_seed
 from haq_rl.fileio import check_writable_folder
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name, is_import_path
 from haq_rl.seeding import seed_everything
@@ -122,9 +122,7 @@ class PretrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"PretrainConfig.{name} must be an integer >= 1, got {value!r}")
         for name in ("seed", "split_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"PretrainConfig.{name} must be an integer >= 0, got {value!r}")
+            check_seed(f"PretrainConfig.{name}", getattr(self, name))
         if not isinstance(self.lr, int | float) or not self.lr > 0 or not self.lr < float("inf"):
             raise ConfigError(f"PretrainConfig.lr must be a finite number > 0, got {self.lr!r}")
         if not isinstance(self.width_mult, int | float) or not self.width_mult > 0:

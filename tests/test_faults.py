@@ -1100,3 +1100,29 @@ def test_deeply_nested_json_in_a_file_read_by_parse_json_is_one_line():
     with pytest.raises(DataFormatError, match="nests 100000 levels deep"):
         parse_json(NESTED, "x.json")
     assert parse_json('{"a": ["[[[", 1]}', "x.json") == {"a": ["[[[", 1]}  # brackets inside strings do not count
+
+
+# ------------------------------------------------------------------ 5: typed settings
+HUGE_SEED = "1180591620717411303424"
+
+
+@pytest.mark.parametrize("args, named", [
+    (["search", LENET, "--set", "width_mult=abc"], "width_mult='abc' must be a finite number"),
+    (["search", LENET, "--set", "width_mult=.inf"], "width_mult=inf must be a finite number"),
+    (["search", LENET, "--set", "model=123"], "model=123 must be a string"),
+    (["search", LENET, "--set", "dataset=[x]"], "dataset=['x'] must be a string"),
+    (["search", LENET, "--set", "pin_first_last=maybe"], "pin_first_last='maybe' must be true or false"),
+    (["search", LENET, "--set", "budget_feature=2"], "budget_feature=2 must be true or false"),
+    (["search", LENET, "--set", "split_seed=-1"], "split_seed=-1 must be an integer in"),
+    (["search", LENET, "--seed", HUGE_SEED], f"seed={HUGE_SEED} must be an integer in"),
+    (["pretrain", "--model", "lenet5", "--seed", HUGE_SEED], f"seed={HUGE_SEED} must be an integer in"),
+])
+def test_settings_of_the_wrong_type_are_one_line(tmp_path, capsys, args, named):
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert named in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_finetune_seed_is_one_line(random_run, tmp_path, capsys):
+    assert main(["finetune", str(random_run), "--seed", HUGE_SEED, "--out", str(tmp_path / "ft")]) == 2
+    assert f"seed={HUGE_SEED} must be an integer in" in _one_line_error(capsys)

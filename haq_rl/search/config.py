@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from haq_rl.errors import ConfigError, DataFormatError, HaqError, check_device, unknown_name_message
+from haq_rl.errors import (
+    ConfigError,
+    DataFormatError,
+    HaqError,
+    check_device,
+    check_seed,
+    unknown_name_message,
+)
 from haq_rl.models.user import model_from_file, name_user_model
 from haq_rl.parallel import check_backend
 from haq_rl.run.config import RunConfig, read_run_config
@@ -72,8 +79,7 @@ class SearchConfig:
             if not entry.conditions:
                 raise ConfigError(f"method {self.method} searches one budget; methods that take budgets: "
                                   f"{', '.join(CONDITIONED_METHODS)}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
+        check_seed("seed", self.seed)
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
         check_device(self.device)
