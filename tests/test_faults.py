@@ -1126,3 +1126,23 @@ def test_settings_of_the_wrong_type_are_one_line(tmp_path, capsys, args, named):
 def test_a_huge_finetune_seed_is_one_line(random_run, tmp_path, capsys):
     assert main(["finetune", str(random_run), "--seed", HUGE_SEED, "--out", str(tmp_path / "ft")]) == 2
     assert f"seed={HUGE_SEED} must be an integer in" in _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ 7: the supernet's partial checkpoint
+@pytest.mark.parametrize("field, value", [("step", 10**9), ("step", -50), ("step", 0), ("step", "30"),
+                                          ("losses", [float("nan")] * 30), ("losses", [0.1] * 31),
+                                          ("seconds", float("inf")), ("model", "x")])
+def test_a_crafted_partial_supernet_checkpoint_is_ignored(tmp_path, caplog, field, value):
+    """A partial checkpoint is trusted only with a step inside the training (else it would
+    end early and be cached as trained, or run backwards) and losses and seconds that fit."""
+    from haq_rl.supernet.store import read_partial, save_partial
+
+    identity = {"task": "t"}
+    state = {"identity": json.dumps(identity, sort_keys=True), "model": {}, "optimizer": {}, "step": 30,
+             "losses": [0.1] * 30, "seconds": 1.0}
+    save_partial(tmp_path / "s.partial.pt", state)
+    assert read_partial(tmp_path / "s.partial.pt", identity, total=112) is not None  # the untouched one is used
+    save_partial(tmp_path / "s.partial.pt", {**state, field: value})
+    with caplog.at_level("WARNING"):
+        assert read_partial(tmp_path / "s.partial.pt", identity, total=112) is None
+    assert "training from the start" in caplog.text

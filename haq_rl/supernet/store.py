@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +137,12 @@ def save_partial(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda stream: stream.write(buffer.getvalue()))
 
 
-def read_partial(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+def read_partial(path: Path, identity: dict[str, Any], total: int | None = None) -> dict[str, Any] | None:
     """The checkpoint of an interrupted training of this identity, or None (with a warning
-    when a file is there but cannot be used)."""
+    when a file is there but cannot be used). With ``total`` (the training's steps), its
+    ``step`` must lie in [1, total), with one finite loss at most per step done and finite
+    seconds: a crafted ``step`` would otherwise end a training early (and cache it as
+    trained) or run it backwards."""
     if not path.is_file():
         return None
     try:
@@ -149,4 +153,24 @@ def read_partial(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("identity") != json.dumps(identity, sort_keys=True):
         logger.warning("ignoring the supernet checkpoint %s: it belongs to another training", path)
         return None
+    if total is not None:
+        problem = _partial_problem(state, total)
+        if problem:
+            logger.warning("ignoring the supernet checkpoint %s: %s; training from the start", path, problem)
+            return None
     return state
+
+
+def _partial_problem(state: dict[str, Any], total: int) -> str | None:
+    """What makes a partial checkpoint unusable for a training of ``total`` steps, or None."""
+    step, losses, seconds = state.get("step"), state.get("losses"), state.get("seconds")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 < step < total:
+        return f"its step {step!r} is not in [1, {total})"
+    if not isinstance(losses, list) or len(losses) > step or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in losses):
+        return f"its losses are not at most {step} finite numbers"
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+        return f"its seconds {seconds!r} are not a finite duration"
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("optimizer"), dict):
+        return "it holds no model and optimizer state"
+    return None

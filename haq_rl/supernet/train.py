@@ -141,7 +141,7 @@ def _train(task: Any, supernet: BitSupernet, config: SupernetConfig, identity: d
     total = config.epochs * per_epoch
     warmup = int(config.warmup * total)
     optimizer, kinds = _optimizer(model, config)
-    state = read_partial(checkpoint, identity)
+    state = read_partial(checkpoint, identity, total)
     start, seconds, losses = 0, 0.0, []
     if state is not None:
         supernet.load_state_dict(state["model"])
