@@ -1146,3 +1146,26 @@ def test_a_crafted_partial_supernet_checkpoint_is_ignored(tmp_path, caplog, fiel
     with caplog.at_level("WARNING"):
         assert read_partial(tmp_path / "s.partial.pt", identity, total=112) is None
     assert "training from the start" in caplog.text
+
+
+# ------------------------------------------------------------------ 12: bounded workers
+def test_workers_are_bounded_by_episodes_and_cpus(caplog):
+    from haq_rl.search import SearchConfig
+    from haq_rl.search.harness import available_cpus, bounded_workers
+
+    with caplog.at_level("WARNING"):
+        assert bounded_workers(SearchConfig(env=LENET, episodes=2, workers=12)).workers == min(2, available_cpus())
+        assert "--workers 12 lowered to" in caplog.text
+        assert bounded_workers(SearchConfig(env=LENET, episodes=10**6, workers=1000)).workers == available_cpus()
+        assert "one per CPU" in caplog.text
+    caplog.clear()
+    assert bounded_workers(SearchConfig(env=LENET, episodes=10, workers=1)).workers == 1 and not caplog.text
+
+
+@pytest.mark.slow  # a worker pool starts
+def test_a_search_with_too_many_workers_forks_only_what_it_can_use(tmp_path, caplog):
+    out = tmp_path / "r"
+    assert main(["search", LENET, "--method", "random", "--episodes", "2", "--workers", "12", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "--workers 12 lowered to" in caplog.text
+    assert json.loads((out / "config.json").read_text())["search"]["workers"] <= 2

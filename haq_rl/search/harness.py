@@ -11,7 +11,9 @@ through ``env.step``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -66,6 +68,27 @@ class SearchResult:
         return float(self.best["cost_ratio"])
 
 
+def bounded_workers(config: SearchConfig) -> SearchConfig:
+    """``config`` with at most one worker per episode and, for local processes, per CPU this
+    process may use (each worker holds a model copy and runs one torch thread: more only
+    fork processes that wait). A lowered count is said in one warning."""
+    limit, reason = config.episodes, f"one per episode ({config.episodes} episodes)"
+    if config.backend == "process" and available_cpus() < limit:
+        limit, reason = available_cpus(), f"one per CPU ({available_cpus()} CPUs)"
+    if config.workers <= limit:
+        return config
+    logger.warning("--workers %d lowered to %d: %s", config.workers, limit, reason)
+    return dataclasses.replace(config, workers=limit)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's or Slurm's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_search(config: SearchConfig, resume: str | Path | None = None, task: Task | None = None,
                resume_changes: dict[str, Any] | None = None) -> SearchResult:
     """Run (or, with ``resume``, continue) a search and write its run directory.
@@ -87,6 +110,7 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
         config = resumed_config(run_dir, {"progress": config.progress, **(resume_changes or {})})
     else:
         run_dir = Path(config.out) if config.out else config.default_run_dir(task)
+    config = bounded_workers(config)
     check_writable_folder(run_dir, "run directory")
     if run_dir.exists():
         with run_lock(run_dir):  # an existing directory: a second writer fails before any work
