@@ -1169,3 +1169,31 @@ def test_a_search_with_too_many_workers_forks_only_what_it_can_use(tmp_path, cap
                  "--no-progress"]) == 0
     assert "--workers 12 lowered to" in caplog.text
     assert json.loads((out / "config.json").read_text())["search"]["workers"] <= 2
+
+
+# ------------------------------------------------------------------ 15: SIGTERM as Ctrl-C
+def test_sigterm_while_importing_is_terminated_143(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", LENET, "--episodes", "100000",
+                                "--out", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    time.sleep(0.8)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().endswith("terminated") and "Traceback" not in err, err
+
+
+@pytest.mark.slow  # a search runs until its first rows
+def test_sigterm_during_a_search_cleans_up_like_ctrl_c(tmp_path):
+    run = tmp_path / "run"
+    process = start(["search", LENET, "--method", "random", "--episodes", "100000", "--out", str(run),
+                     "--no-progress"])
+    deadline = time.monotonic() + 120
+    while not ((run / "episodes.csv").exists() and len(read_episode_rows(run / "episodes.csv")) >= 2):
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.decode().strip().splitlines() == ["haq-rl search: terminated"], err
+    assert not (run / LOCK_FILE).exists()
