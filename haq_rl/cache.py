@@ -10,15 +10,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from haq_rl.errors import ConfigError
-from haq_rl.fileio import open_regular
+from haq_rl.fileio import check_real_folder, open_regular
 
 logger = logging.getLogger(__name__)
 
 
 def cache_dir(*parts: str) -> Path:
-    """``$HAQ_RL_CACHE`` (default ``~/.cache/haq_rl``) joined with ``parts``, created."""
+    """``$HAQ_RL_CACHE`` (default ``~/.cache/haq_rl``) joined with ``parts``, created.
+
+    The root may be a link (the user's choice of where the cache lives); a folder inside it
+    may not (UnsafeFileError): haq-rl would write through it, outside the cache.
+    """
     root = Path(os.environ.get("HAQ_RL_CACHE", Path.home() / ".cache" / "haq_rl"))
     path = root.joinpath(*parts)
+    for depth in range(1, len(parts) + 1):
+        check_real_folder(root.joinpath(*parts[:depth]))
+    for folder in (root, *root.parents):  # a broken link on the way: mkdir's message would blame "a file"
+        if folder.is_symlink() and not folder.exists():
+            raise ConfigError(f"cache folder {path} cannot be made: {folder} is a broken link to "
+                              f"{os.readlink(folder)} (HAQ_RL_CACHE={root})")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:  # a file in the way (mkdir's own message names no culprit)

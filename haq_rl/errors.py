@@ -103,7 +103,10 @@ def check_number(name: str, value: object, low: float, high: float, low_open: bo
         ok = (low < v if low_open else low <= v) and v <= high
     if not ok:
         bracket = "(" if low_open else "["
-        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
+        # An unbounded range is open at infinity: "(0, inf]" would say inf is allowed.
+        close = ")" if math.isinf(high) else "]"
+        kind = "a finite number" if math.isinf(high) else "a number"
+        raise ConfigError(f"{name}={value!r} must be {kind} in {bracket}{low:g}, {high:g}{close}")
 
 
 #: Seeds fit numpy's, torch's and SB3's generators alike: 0 .. 2**32 - 1.

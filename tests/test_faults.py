@@ -1197,3 +1197,64 @@ def test_sigterm_during_a_search_cleans_up_like_ctrl_c(tmp_path):
     assert process.returncode == 143, err
     assert err.decode().strip().splitlines() == ["haq-rl search: terminated"], err
     assert not (run / LOCK_FILE).exists()
+
+
+# ------------------------------------------------------------------ 18: report.md and report/
+def test_a_run_name_cannot_inject_markdown_and_a_linked_report_folder_is_replaced(random_run, tmp_path):
+    run = _copy(random_run, tmp_path, "r\n# injected heading")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("kept")
+    (run / "report").symlink_to(outside)
+    assert main(["report", str(run)]) == 0
+    lines = (run / "report.md").read_text().splitlines()
+    assert not any(line.startswith("# injected") for line in lines), lines[:3]
+    assert (run / "report").is_dir() and not (run / "report").is_symlink()
+    assert (outside / "keep.txt").read_text() == "kept" and list(outside.iterdir()) == [outside / "keep.txt"]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no .report.old-PID link left
+
+
+# ------------------------------------------------------------------ 14: --no-progress means no bar
+@pytest.mark.slow  # trains a supernet (one epoch) and fits a predictor
+@pytest.mark.parametrize("method", ["random", "ddpg"])
+def test_no_progress_hides_the_supernet_and_predictor_bars(tmp_path, monkeypatch, capsys, method):
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    agent = ["--agent", "warmup_episodes=1", "--agent", "hidden_sizes=[16]"] if method == "ddpg" else []
+    assert main(["search", LENET, "--method", method, "--episodes", "3", "--set", "reward_source=predictor",
+                 "--set", "supernet_epochs=1", *agent, "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "it/s" not in err and "step/s" not in err and "training the supernet" not in err, err[-2000:]
+
+
+# ------------------------------------------------------------------ 19: links in the cache
+def test_a_linked_folder_inside_the_cache_is_refused(random_run, tmp_path, monkeypatch, capsys):
+    from haq_rl.data import loaders
+
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    cache.mkdir()
+    outside.mkdir()
+    (cache / "datasets").symlink_to(outside)
+    monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
+    loaders._load_mnist5k.cache_clear()  # this process read the dataset from another cache
+    assert main(["evaluate", str(random_run / "best_policy.json")]) == 2
+    assert "datasets is a symbolic link" in _one_line_error(capsys)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_cache_on_a_broken_link_says_so(random_run, tmp_path, monkeypatch, capsys):
+    from haq_rl.data import loaders
+
+    (tmp_path / "cache").symlink_to(tmp_path / "gone")
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    loaders._load_mnist5k.cache_clear()
+    assert main(["evaluate", str(random_run / "best_policy.json")]) == 2
+    line = _one_line_error(capsys)
+    assert "is a broken link to" in line and "a file stands in its way" not in line, line
+    assert not (tmp_path / "gone").exists()
+
+
+# ------------------------------------------------------------------ 21: wording
+def test_an_infinite_learning_rate_is_not_said_to_be_allowed(random_run, tmp_path, capsys):
+    assert main(["finetune", str(random_run), "--lr", "inf", "--out", str(tmp_path / "ft")]) == 2
+    line = _one_line_error(capsys)
+    assert "lr=inf must be a finite number in (0, inf)" in line, line

@@ -54,12 +54,19 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
             return f"{value:.{digits}g}" if magnitude < 1e4 else f"{value:,.0f}"
         if value is None:
             return "-"
-        return str(value).replace("|", "\\|")
+        return _inline(str(value)).replace("|", "\\|")
 
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(_inline(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def _inline(text: str) -> str:
+    """``text`` on one line: a newline or other control character (a run directory's name,
+    a layer name in config.json) shown escaped, so it cannot start a heading or a table of
+    its own in report.md."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _default_out(runs: Sequence[Run]) -> Path:
@@ -71,11 +78,13 @@ def _default_out(runs: Sequence[Run]) -> Path:
 
 def _unique_labels(runs: list[Run]) -> None:
     """Give runs distinct labels (directory name, then parent/name, then a counter)."""
+    for run in runs:
+        run.label = _inline(run.label)
     labels = [r.label for r in runs]
     if len(set(labels)) == len(labels):
         return
     for run in runs:
-        run.label = f"{run.path.parent.name}/{run.path.name}"
+        run.label = _inline(f"{run.path.parent.name}/{run.path.name}")
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.label] = counts.get(run.label, 0) + 1
@@ -188,7 +197,7 @@ def _render(runs: list[Run], files: Path) -> str:
         comparison = tables.comparison_table(run)
         lines += [f"{heading} Fine-tuned comparison", ""]
         if comparison is None:
-            lines += [f"Not fine-tuned yet: run `haq-rl finetune {run.path}` to add the float, uniform "
+            lines += [f"Not fine-tuned yet: run `haq-rl finetune {_inline(str(run.path))}` to add the float, uniform "
                       "and searched rows (accuracy on the test split after QAT).", ""]
         else:
             comparison.to_csv(files / f"comparison{suffix}.csv", index=False)

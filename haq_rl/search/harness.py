@@ -154,10 +154,10 @@ def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[S
     if config.entry.agent:
         from haq_rl.env.factory import env_for_task
 
-        env = env_for_task(task)
+        env = env_for_task(task, progress=config.progress)  # --no-progress: no supernet or predictor bars
         setup = SearchSetup(task=task, scorer=env.scorer, env=env, run_dir=run_dir)
     else:  # a proposer: no gymnasium
-        setup = SearchSetup(task=task, scorer=scorer_for_task(task), run_dir=run_dir)
+        setup = SearchSetup(task=task, scorer=scorer_for_task(task, progress=config.progress), run_dir=run_dir)
     return setup, started, time.perf_counter() - started
 
 
