@@ -1258,3 +1258,16 @@ def test_an_infinite_learning_rate_is_not_said_to_be_allowed(random_run, tmp_pat
     assert main(["finetune", str(random_run), "--lr", "inf", "--out", str(tmp_path / "ft")]) == 2
     line = _one_line_error(capsys)
     assert "lr=inf must be a finite number in (0, inf)" in line, line
+
+
+# ------------------------------------------------------------------ 16: a failure before the first row
+@pytest.mark.slow  # about 2.5 s: a conditioned task is set up
+def test_a_search_failing_before_its_first_row_leaves_no_run_directory(tmp_path, capsys):
+    """config.json is written, then the agent refuses the episode count: nothing stays, so the
+    corrected command runs on the same --out instead of "already holds a search"."""
+    out = tmp_path / "r"
+    flags = [LENET, "--method", "ddpg", "--budgets", "0.35,0.5", "--agent", "hidden_sizes=[16]", "--out", str(out),
+             "--no-progress"]
+    assert main(["search", *flags, "--episodes", "2"]) == 2
+    assert "too few" in _one_line_error(capsys)
+    assert not out.exists()

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from haq_rl.errors import ConfigError, MissingPathError
+from haq_rl.errors import ConfigError, HaqError, MissingPathError
 from haq_rl.fileio import check_writable_folder, remove_stale_temps
 from haq_rl.parallel import attached_pool, import_ray
 from haq_rl.progress import EpisodeBar
+from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import CONFIG_FILE, EPISODES_FILE
 from haq_rl.run.lock import run_lock
 from haq_rl.run.record import RunRecord, task_for
@@ -130,9 +131,20 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
                 _check_fresh(run_dir, False)
                 return _search(*prepared, config, run_dir, False)
             finally:
-                if created and not (run_dir / CONFIG_FILE).exists():
-                    # Failed before anything was recorded: leave no run directory behind.
+                if created and not _holds_rows(run_dir):
+                    # Failed (or stopped) before the first row: leave no run directory behind,
+                    # so the same command, corrected, can run again on the same --out.
                     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _holds_rows(run_dir: Path) -> bool:
+    """Whether ``run_dir`` recorded an episode (an unreadable log counts: it is kept)."""
+    if not (run_dir / EPISODES_FILE).exists():
+        return False
+    try:
+        return bool(read_episode_rows(run_dir / EPISODES_FILE))
+    except (HaqError, OSError):
+        return True
 
 
 def _check_fresh(run_dir: Path, resume: bool) -> None:
