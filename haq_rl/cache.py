@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
-from haq_rl.errors import ConfigError
-from haq_rl.fileio import check_real_folder, open_regular
+from haq_rl.errors import ConfigError, UnsafeFileError
+from haq_rl.fileio import atomic_write, check_real_folder, open_regular
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,19 @@ def cache_dir(*parts: str) -> Path:
             raise ConfigError(f"cache folder {path} cannot be made ({error.strerror}); set HAQ_RL_CACHE "
                               "to a writable folder") from None
     return path
+
+
+def write_cache_entry(path: Path, write: Callable[[IO[bytes]], Any]) -> bool:
+    """Write one cache entry atomically; True when it was written. The cache is optional: a
+    full disk, a read-only or otherwise unusable cache is one warning naming the file, and
+    the command goes on with what it computed (it is computed again next time)."""
+    try:
+        atomic_write(path, write)
+    except (OSError, UnsafeFileError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        logger.warning("could not cache %s (%s); going on without caching it", path, reason)
+        return False
+    return True
 
 
 @contextlib.contextmanager

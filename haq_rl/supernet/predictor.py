@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from haq_rl.cache import write_cache_entry
 from haq_rl.errors import BudgetWarning
-from haq_rl.fileio import atomic_write
 from haq_rl.supernet.train import TrainedSupernet
 from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
 from haq_rl.task.scoring import PolicyScorer
@@ -203,9 +203,9 @@ def load_or_sample(task: Any, source: PolicyEvaluator, trained: TrainedSupernet,
     data = _read_samples(path, len(source.layer_names))
     if data is None:
         data = sample_policies(PolicyScorer.from_task(task, evaluator=source), samples, seed, progress)
-        atomic_write(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
-                                                   accuracy=data.accuracy, kl=data.kl,
-                                                   format_version=np.array(_FORMAT_VERSION)))
+        write_cache_entry(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
+                                                        accuracy=data.accuracy, kl=data.kl,
+                                                        format_version=np.array(_FORMAT_VERSION)))
     return data
 
 

@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
+from haq_rl.cache import write_cache_entry
 from haq_rl.checkpoint_io import load_torch_file
 from haq_rl.errors import CheckpointError
-from haq_rl.fileio import atomic_write, file_sha256, parse_json, write_text_atomic
+from haq_rl.fileio import atomic_write, file_sha256, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,13 @@ def digest_path(entry: Path) -> Path:
 
 def save_entry(entry: Path, identity: dict[str, Any], state_dict: dict[str, torch.Tensor],
                history: dict[str, Any]) -> None:
-    """Write the finished supernet, then its digest (an entry without one is incomplete)."""
+    """Write the finished supernet, then its digest (an entry without one is incomplete); a
+    cache that cannot take them is a warning (:func:`haq_rl.cache.write_cache_entry`)."""
     payload = {"format_version": FORMAT_VERSION, "identity": json.dumps(identity, sort_keys=True),
                "state_dict": state_dict, "history": json.dumps(history)}
-    atomic_write(entry, lambda stream: torch.save(payload, stream))
-    write_text_atomic(digest_path(entry), file_sha256(entry) + "\n")
+    if write_cache_entry(entry, lambda stream: torch.save(payload, stream)):
+        digest = (file_sha256(entry) + "\n").encode()
+        write_cache_entry(digest_path(entry), lambda stream: stream.write(digest))
 
 
 def read_entry(entry: Path, identity: dict[str, Any] | None) -> dict[str, Any]:
