@@ -324,6 +324,9 @@ def get_pretrained(config: PretrainConfig | None = None,
     if shipped is not None and not _forced_here(path):
         model, meta = load_checkpoint(shipped)
         return model, {**meta, "source": "shipped"}
+    if is_import_path(config.model) and not path.exists():
+        # A user model that cannot work fails now: no "training ... once" line, no lock file.
+        _check_user_model(config)
     with cache_lock(path.with_name(path.name + ".lock"), f"training {config.model} on {config.dataset}"):
         if path.exists():
             try:
@@ -338,6 +341,17 @@ def get_pretrained(config: PretrainConfig | None = None,
         pretrain(config, out=path, progress=progress)
         model, meta = load_checkpoint(path, config.model)
         return model, {**meta, "source": "cache"}
+
+
+def _check_user_model(config: PretrainConfig) -> None:
+    """Build the user model of ``config`` once for its dataset's shape (build_model checks
+    its forward, outputs and parameters); raises ConfigError in one line."""
+    from haq_rl.data import load_dataset
+
+    dataset = load_dataset(config.dataset, config.data_root, image_size=config.input_size)
+    channels, height = int(dataset.images.shape[1]), int(dataset.images.shape[2])
+    build_model(config.model, num_classes=int(dataset.num_classes), in_channels=channels, input_size=height,
+                width_mult=config.width_mult)
 
 
 def _forced_here(path: Path) -> bool:

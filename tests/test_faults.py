@@ -1297,3 +1297,46 @@ def test_a_dataset_that_cannot_be_cached_is_still_used(random_run, tmp_path, mon
         loaders._load_mnist5k.cache_clear()  # not this broken cache's arrays for the next test
     assert images.shape == (5000, 1, 28, 28) and labels.shape == (5000,)
     assert "could not cache" in caplog.text
+
+
+# ------------------------------------------------------------------ 9: user models that cannot work
+BROKEN_MODELS = {
+    "forward raises": ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                       "        self.fc = nn.Linear(784, 10)\n    def forward(self, x):\n"
+                       "        raise RuntimeError('forward broke')\n", "its forward failed"),
+    "no parameters": ("class M(nn.Module):\n    def forward(self, x):\n        return x.flatten(1)[:, :10]\n",
+                      "has no parameters"),
+    "3 outputs for 10 classes": ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                                 "        self.fc = nn.Linear(784, 3)\n    def forward(self, x):\n"
+                                 "        return self.fc(x.flatten(1))\n", "expected (2, 10)"),
+    "NaN scores": ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                   "        self.fc = nn.Linear(784, 10)\n    def forward(self, x):\n"
+                   "        return self.fc(x.flatten(1)) * float('nan')\n", "non-finite scores"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_MODELS)
+def test_a_user_model_that_cannot_work_is_one_line_before_any_training(tmp_path, monkeypatch, capsys, caplog, case):
+    source, expected = BROKEN_MODELS[case]
+    name = f"broken_model_{abs(hash(case))}"
+    (tmp_path / f"{name}.py").write_text(f"from torch import nn\n\n{source}\n\ndef make():\n    return M()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    assert main(["search", LENET, "--model", f"{name}:make", "--method", "random", "--episodes", "1",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert expected in _one_line_error(capsys)
+    assert "training the float" not in caplog.text
+    assert not list((tmp_path / "cache").rglob("*.lock")) and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e30])
+def test_weights_that_are_not_finite_are_one_line(tmp_path, capsys, value):
+    from tests.user_models import small_cnn
+
+    state = small_cnn().state_dict()
+    state["0.weight"][0, 0, 0, 0] = value
+    torch.save(state, tmp_path / "w.pt")
+    assert main(["search", LENET, "--model", "tests.user_models:small_cnn", "--weights", str(tmp_path / "w.pt"),
+                 "--method", "random", "--episodes", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert "0.weight holds" in line, line

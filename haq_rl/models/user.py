@@ -8,9 +8,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from haq_rl.errors import ConfigError, DataFormatError
+from haq_rl.quant.outputs import logits_of
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,34 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {path!r} returned {type(model).__name__}, not a torch nn.Module")
     return model
+
+
+def check_user_model(model: nn.Module, path: str, num_classes: int, in_channels: int, input_size: int) -> None:
+    """ConfigError (one line naming ``path``) unless the user model has parameters and its
+    forward maps a batch of two ``in_channels x input_size x input_size`` images to finite
+    scores for ``num_classes`` classes: found now, not as a traceback in pretraining or a
+    search scoring 10 %."""
+    if not any(True for _ in model.parameters()):
+        raise ConfigError(f"model {path!r} has no parameters: there is nothing to train or quantize")
+    was_training = model.training
+    model.eval()  # BatchNorm statistics stay as they are
+    try:
+        with torch.no_grad():
+            first = next(model.parameters())
+            sample = torch.zeros(2, in_channels, input_size, input_size, dtype=first.dtype, device=first.device)
+            scores = logits_of(model(sample))
+    except ConfigError as error:
+        raise ConfigError(f"model {path!r}: {error}") from None
+    except (Exception, SystemExit) as error:  # user code: any error
+        raise ConfigError(f"model {path!r}: its forward failed on a batch of shape "
+                          f"{tuple(sample.shape)}: {_described(error)}") from None
+    finally:
+        model.train(was_training)
+    if tuple(scores.shape) != (2, num_classes):
+        raise ConfigError(f"model {path!r} returns scores of shape {tuple(scores.shape)} for a batch of 2; "
+                          f"expected (2, {num_classes}) for the dataset's {num_classes} classes")
+    if not bool(torch.isfinite(scores).all()):
+        raise ConfigError(f"model {path!r} returns non-finite scores (NaN or inf) for an all-zero image")
 
 
 def _described(error: BaseException) -> str:
