@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from haq_rl import __version__
@@ -290,10 +291,15 @@ def load_checkpoint(path: str | Path, model: str | None = None) -> tuple[nn.Modu
                             in_channels=int(meta["in_channels"]),
                             input_size=int(meta["input_size"]),
                             width_mult=float(meta["width_mult"]))
-    except (ConfigError, UnknownNameError) as error:
-        raise CheckpointError(f"checkpoint {path}: cannot rebuild its model: {error}") from error
+    except (ConfigError, UnknownNameError, ValueError, TypeError, OverflowError) as error:  # meta of the wrong kind too
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild its model: {error}") from None
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(
+            not isinstance(v, torch.Tensor) or not v.is_floating_point() or bool(torch.isfinite(v).all())
+            for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights (NaN or inf)")
     try:
-        built.load_state_dict(payload["state_dict"], strict=True)
+        built.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path} does not fit model {meta['model']!r}: "
@@ -321,7 +327,14 @@ def get_pretrained(config: PretrainConfig | None = None,
     config = PretrainConfig() if config is None else config
     path = cached_checkpoint_path(config)
     shipped = shipped_checkpoint_for(config)
-    if shipped is not None and not _forced_here(path):
+    if shipped is not None:
+        if _forced_here(path):
+            try:
+                model, meta = load_checkpoint(path, config.model)
+                return model, {**meta, "source": "cache"}
+            except CheckpointError as error:  # never a local retraining while a shipped model is there
+                logger.warning("ignoring the unusable local replacement of the shipped model (%s); using the "
+                               "shipped one", error)
         model, meta = load_checkpoint(shipped)
         return model, {**meta, "source": "shipped"}
     if is_import_path(config.model) and not path.exists():

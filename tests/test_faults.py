@@ -1340,3 +1340,25 @@ def test_weights_that_are_not_finite_are_one_line(tmp_path, capsys, value):
                  "--method", "random", "--episodes", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     line = _one_line_error(capsys)
     assert "0.weight holds" in line, line
+
+
+# ------------------------------------------------------------------ 20: the shipped model stays the fallback
+@pytest.mark.parametrize("damage", ["nan weights", "bad meta"])
+def test_an_unusable_local_replacement_falls_back_to_the_shipped_model(tmp_path, monkeypatch, caplog, damage):
+    from haq_rl.checkpoint_io import atomic_torch_save, load_torch_file
+    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, get_pretrained, shipped_checkpoint_for
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    config = PretrainConfig(model="lenet5")
+    payload = load_torch_file(shipped_checkpoint_for(config))
+    payload["meta"] = {**payload["meta"], "replaces_shipped": True}
+    if damage == "nan weights":
+        payload["state_dict"] = {k: v.float() * float("nan") if v.is_floating_point() else v
+                                 for k, v in payload["state_dict"].items()}
+    else:
+        payload["meta"]["num_classes"] = "ten"
+    atomic_torch_save(payload, cached_checkpoint_path(config))
+    with caplog.at_level("WARNING"):
+        _, meta = get_pretrained(config)
+    assert meta["source"] == "shipped" and "using the shipped one" in caplog.text
+    assert "training the float" not in caplog.text
