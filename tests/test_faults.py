@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import pickle
 import shutil
@@ -1042,7 +1043,9 @@ def test_a_model_named_in_a_finetuned_checkpoint_is_never_imported(finetuned_run
     torch.save(payload, tmp_path / "crafted.pt")
     assert main(["evaluate", "--checkpoint", str(tmp_path / "crafted.pt")]) == 2
     line = _one_line_error(capsys)
-    assert "crafted.pt meta" in line and ("--model" in line if model == "haq_payload:make" else "is not a model name" in line), line
+    expected = {"haq_payload:make": "--model haq_payload:make", 123: "model=123 must be a string",
+                "": "is not a model name"}[model]
+    assert "crafted.pt meta" in line and expected in line, line
     assert not payload_module.exists()
 
 
@@ -1346,7 +1349,12 @@ def test_weights_that_are_not_finite_are_one_line(tmp_path, capsys, value):
 @pytest.mark.parametrize("damage", ["nan weights", "bad meta"])
 def test_an_unusable_local_replacement_falls_back_to_the_shipped_model(tmp_path, monkeypatch, caplog, damage):
     from haq_rl.checkpoint_io import atomic_torch_save, load_torch_file
-    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, get_pretrained, shipped_checkpoint_for
+    from haq_rl.pretrain import (
+        PretrainConfig,
+        cached_checkpoint_path,
+        get_pretrained,
+        shipped_checkpoint_for,
+    )
 
     monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
     config = PretrainConfig(model="lenet5")
@@ -1362,3 +1370,52 @@ def test_an_unusable_local_replacement_falls_back_to_the_shipped_model(tmp_path,
         _, meta = get_pretrained(config)
     assert meta["source"] == "shipped" and "using the shipped one" in caplog.text
     assert "training the float" not in caplog.text
+
+
+# ------------------------------------------------------------------ 6: crafted supernet entries with valid checksums
+def _supernet_entry(folder: Path, **changes) -> Path:
+    """A supernet cache entry as save_entry writes it, with ``changes`` to its payload, and a
+    checksum that matches the crafted bytes."""
+    from haq_rl.fileio import file_sha256
+    from haq_rl.supernet.store import FORMAT_VERSION, digest_path
+
+    payload = {"format_version": FORMAT_VERSION, "identity": json.dumps({"model": "lenet5"}),
+               "state_dict": {"w": torch.ones(2)}, "history": json.dumps({"steps": 3, "seconds": 1.0,
+                                                                          "epoch_losses": [0.5]}), **changes}
+    entry = folder / "lenet5-abc.pt"
+    torch.save(payload, entry)
+    digest_path(entry).write_text(file_sha256(entry) + "\n")
+    return entry
+
+
+@pytest.mark.parametrize("case", ["tensor identity", "nan weights", "string in history", "history a list",
+                                  "non-utf8 sidecar", "no sidecar", "sidecar a folder", "sidecar a link"])
+def test_a_crafted_supernet_entry_is_refused_in_one_line(tmp_path, case):
+    from haq_rl.errors import CheckpointError
+    from haq_rl.supernet.store import digest_path, read_entry
+
+    changes = {"tensor identity": {"identity": torch.ones(1)}, "nan weights": {"state_dict": {"w": torch.full((2,), math.nan)}},
+               "string in history": {"history": json.dumps({"steps": "many", "seconds": 1.0})},
+               "history a list": {"history": "[1, 2]"}}.get(case, {})
+    entry = _supernet_entry(tmp_path, **changes)
+    sidecar = digest_path(entry)
+    if case == "non-utf8 sidecar":
+        sidecar.write_bytes(b"\xff\xfe" + sidecar.read_bytes())
+    elif case in ("no sidecar", "sidecar a folder", "sidecar a link"):
+        text = sidecar.read_text()
+        sidecar.unlink()
+        if case == "sidecar a folder":
+            sidecar.mkdir()
+        elif case == "sidecar a link":
+            (tmp_path / "digest").write_text(text)
+            sidecar.symlink_to(tmp_path / "digest")
+    with pytest.raises(CheckpointError) as raised:
+        read_entry(entry, None, cached=True)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_untouched_supernet_entry_is_read(tmp_path):
+    from haq_rl.supernet.store import read_entry
+
+    entry = read_entry(_supernet_entry(tmp_path), {"model": "lenet5"}, cached=True)
+    assert entry["history"]["steps"] == 3 and torch.equal(entry["state_dict"]["w"], torch.ones(2))

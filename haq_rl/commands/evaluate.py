@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Resolve policy and env, evaluate, print a table or JSON."""
     from pathlib import Path
 
-    from haq_rl.errors import ConfigError
+    from haq_rl.errors import CheckpointError, ConfigError, HaqError
     from haq_rl.finetune import evaluate_policy, load_finetuned, uniform_policy
     from haq_rl.models.user import model_from_file
     from haq_rl.quant import QuantPolicy
@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.env is not None:
         spec = resolve_spec(args.env)
     elif payload is not None and isinstance(payload["meta"], dict) and isinstance(payload["meta"].get("env"), dict):
-        spec = TaskSpec.from_dict(payload["meta"]["env"], source=f"{args.checkpoint} meta")  # its fine-tune's env
+        try:  # the env it was fine-tuned on
+            spec = TaskSpec.from_dict(payload["meta"]["env"], source=f"{args.checkpoint} meta")
+        except HaqError as error:
+            raise CheckpointError(f"{args.checkpoint} meta: {error}") from None
         model_from_file(spec.model, f"{args.checkpoint} meta")
     elif policy is not None:
         spec = policy_spec(policy, None, run_config_for(Path(args.policy)))
