@@ -134,6 +134,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp_name, path)
+    except OSError as error:
+        Path(tmp_name).unlink(missing_ok=True)
+        if error.filename is None:  # a write's error names no file: name the one being written
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+        raise
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

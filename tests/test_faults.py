@@ -1462,3 +1462,41 @@ def test_a_mismatched_mnist5k_cache_is_made_again(tmp_path, monkeypatch, caplog)
     finally:
         loaders._load_mnist5k.cache_clear()
     assert images.shape == (5000, 1, 28, 28) and "not the 5,000 MNIST digits" in caplog.text
+
+
+# ------------------------------------------------------------------ 10: a full disk while saving a checkpoint
+def _file_size_limit(limit: int):
+    """For subprocess.run(preexec_fn=...): writes past ``limit`` bytes fail with EFBIG, as on
+    a full disk (the signal that would kill the process instead is ignored)."""
+    def limit_writes() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_writes
+
+
+@pytest.mark.slow  # about 2.5 s: torch is imported in a process of its own
+def test_a_checkpoint_that_cannot_be_written_is_the_file_systems_error(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys, torch\nfrom pathlib import Path\nfrom haq_rl.checkpoint_io import atomic_torch_save\n"
+            "try:\n    atomic_torch_save({'w': torch.ones(100000)}, Path(sys.argv[1]) / 'x.pt')\n"
+            "except OSError as error:\n    print('OSError', error.errno)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(repo)}, preexec_fn=_file_size_limit(4096))
+    assert result.stdout.strip() == "OSError 27", result.stdout + result.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.slow  # a fine-tune in a process of its own
+def test_a_full_disk_during_finetune_is_one_line(random_run, tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ft"
+    result = subprocess.run([sys.executable, "-m", "haq_rl", "finetune", str(random_run), "--epochs", "0",
+                             "--no-compare", "--no-progress", "--out", str(out)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+                            preexec_fn=_file_size_limit(8192))
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("WARNING")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert f"File too large: {out / 'finetuned.pt'}" in lines[0], lines
+    assert not (out / "finetuned.pt").exists() and not list(out.glob(".haq-rl-*"))
