@@ -30,6 +30,8 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     unpickling code is refused. Raises MissingPathError when absent and CheckpointError
     (one line naming ``what`` and the path) when unreadable."""
     path = Path(path).expanduser()
+    if path.is_dir():  # "not found" would send the user looking for a missing file
+        raise CheckpointError(f"{what} {path} is a folder, not a file")
     if not path.is_file():
         raise MissingPathError(f"{what} not found: {path}")
     try:

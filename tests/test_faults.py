@@ -1500,3 +1500,10 @@ def test_a_full_disk_during_finetune_is_one_line(random_run, tmp_path):
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
     assert f"File too large: {out / 'finetuned.pt'}" in lines[0], lines
     assert not (out / "finetuned.pt").exists() and not list(out.glob(".haq-rl-*"))
+
+
+def test_a_folder_as_weights_is_called_a_folder(tmp_path, capsys):
+    assert main(["search", LENET, "--model", "tests.user_models:small_cnn", "--weights", str(tmp_path),
+                 "--method", "random", "--episodes", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert f"weights file {tmp_path} is a folder, not a file" in line, line
