@@ -1507,3 +1507,15 @@ def test_a_folder_as_weights_is_called_a_folder(tmp_path, capsys):
                  "--method", "random", "--episodes", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     line = _one_line_error(capsys)
     assert f"weights file {tmp_path} is a folder, not a file" in line, line
+
+
+@pytest.mark.parametrize("row, named", [("0,1000000000,8,1.0", "bits must be at most"), ("99999999,8,8,1.0", "layer"),
+                                        ("0,8,8,-3.0", "latency -3.0 is not a finite number >= 0"),
+                                        ("0,8,8,inf", "latency inf is not")])
+def test_a_crafted_lookup_table_row_is_one_line(tmp_path, row, named):
+    from haq_rl.errors import DataFormatError
+    from haq_rl.hardware.lookup import read_table
+
+    (tmp_path / "table.csv").write_text(f"layer,w_bits,a_bits,latency\n0,8,8,1.0\n{row}\n")
+    with pytest.raises(DataFormatError, match=named):
+        read_table(tmp_path / "table.csv", ["conv1"])
