@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 from pathlib import Path
@@ -14,8 +15,14 @@ from haq_rl.fileio import atomic_write
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through :func:`haq_rl.fileio.atomic_write`: never a half-written checkpoint."""
-    atomic_write(path, lambda stream: torch.save(obj, stream))
+    """torch.save through :func:`haq_rl.fileio.atomic_write`: never a half-written checkpoint.
+
+    The checkpoint is serialised in memory first: a write that fails (a full disk) then
+    raises the file system's OSError, which the CLI shows in one line, instead of torch's
+    own writer failing with a RuntimeError about stream positions."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda stream: stream.write(buffer.getbuffer()))
 
 
 def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
@@ -23,6 +30,8 @@ def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
     unpickling code is refused. Raises MissingPathError when absent and CheckpointError
     (one line naming ``what`` and the path) when unreadable."""
     path = Path(path).expanduser()
+    if path.is_dir():  # "not found" would send the user looking for a missing file
+        raise CheckpointError(f"{what} {path} is a folder, not a file")
     if not path.is_file():
         raise MissingPathError(f"{what} not found: {path}")
     try:

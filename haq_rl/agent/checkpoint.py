@@ -34,7 +34,7 @@ from haq_rl.agent.config import AgentConfig
 from haq_rl.agent.noise import TruncatedNormalNoise
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.errors import CheckpointError, DataFormatError, MissingPathError
-from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write
+from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write, parse_json
 
 if TYPE_CHECKING:
     from haq_rl.agent.algos import HaqAlgorithmMixin
@@ -94,7 +94,7 @@ def load_agent(agent_path: Path, replay_path: Path, env: Any) -> Any:
         model.set_parameters(payload["params"], exact_match=True, device=model.device)
         for name, value in (payload.get("variables") or {}).items():
             _attribute(model, name).data.copy_(value)
-        counters = json.loads(payload["counters"])
+        counters = parse_json(payload["counters"], f"{agent_path} counters")
         for name in _COUNTERS:
             setattr(model, name, counters[name])
         window = model._stats_window_size
@@ -136,7 +136,7 @@ def _settings(payload: dict[str, Any], path: Path) -> AgentConfig:
         raise CheckpointError(f"{path} has format_version {payload['format_version']!r}; this haq-rl reads "
                               f"{AGENT_FORMAT_VERSION}")
     try:
-        return AgentConfig.from_dict(json.loads(payload["config"]))
+        return AgentConfig.from_dict(parse_json(payload["config"], f"{path} config"))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} holds no valid agent settings: {_first_line(error)}") from None
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from haq_rl.errors import ConfigError, check_device, unknown_name_message
+from haq_rl.errors import ConfigError, check_device, check_seed, unknown_name_message
 
 #: SB3 algorithms ``make_agent`` can build. "ddpg" is HAQ's agent; the others are for research.
 ALGOS: tuple[str, ...] = ("ddpg", "td3", "sac")
@@ -98,7 +98,7 @@ class AgentConfig:
         _check_range("baseline_decay", self.baseline_decay, 0.0, 1.0, high_open=True)
         if self.gradient_steps_per_episode is not None:
             _check_int("gradient_steps_per_episode", self.gradient_steps_per_episode, 1)
-        _check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
         check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:

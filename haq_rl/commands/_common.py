@@ -22,6 +22,14 @@ def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
     return parsed
 
 
+def name_given_model(model: str | None) -> None:
+    """Vouch for the import path the user gave with ``--model`` (models.user.name_user_model)."""
+    if model is not None:
+        from haq_rl.models.user import name_user_model
+
+        name_user_model(model)
+
+
 #: Where :func:`record_given_flags` keeps the flags a command line gave.
 GIVEN_FLAGS = "given_flags"
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
+from haq_rl.commands._common import (
+    add_budget_argument,
+    budget_source,
+    name_given_model,
+    weights_path,
+)
 from haq_rl.errors import DEVICE_CHOICES
 
 
@@ -41,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
     """Resolve policy and env, evaluate, print a table or JSON."""
     from pathlib import Path
 
-    from haq_rl.errors import ConfigError
+    from haq_rl.errors import CheckpointError, ConfigError, HaqError
     from haq_rl.finetune import evaluate_policy, load_finetuned, uniform_policy
+    from haq_rl.models.user import model_from_file
     from haq_rl.quant import QuantPolicy
     from haq_rl.run.record import policy_spec, run_config_for
     from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
     from haq_rl.task.task import load_task
 
+    name_given_model(args.model)
     if args.policy is not None and args.uniform is not None:
         raise ConfigError("give either POLICY_JSON or --uniform B, not both")
     if args.policy is None and args.uniform is None and args.checkpoint is None:
@@ -61,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
     payload = load_finetuned(args.checkpoint) if args.checkpoint is not None else None
     if args.env is not None:
         spec = resolve_spec(args.env)
-    elif payload is not None and isinstance(payload["meta"].get("env"), dict):
-        spec = TaskSpec.from_dict(payload["meta"]["env"])  # the env it was fine-tuned on
+    elif payload is not None and isinstance(payload["meta"], dict) and isinstance(payload["meta"].get("env"), dict):
+        try:  # the env it was fine-tuned on
+            spec = TaskSpec.from_dict(payload["meta"]["env"], source=f"{args.checkpoint} meta")
+        except HaqError as error:
+            raise CheckpointError(f"{args.checkpoint} meta: {error}") from None
+        model_from_file(spec.model, f"{args.checkpoint} meta")
     elif policy is not None:
         spec = policy_spec(policy, None, run_config_for(Path(args.policy)), model=args.model, weights=args.weights)
     else:

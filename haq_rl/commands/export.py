@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
+from haq_rl.commands._common import (
+    add_budget_argument,
+    budget_source,
+    name_given_model,
+    weights_path,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="write the model even when onnxruntime disagrees with PyTorch beyond the tolerance")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--model", default=None,
-                        help="zoo name or package.module:factory (default: the run's; a policy JSON of your "
-                             "own model needs it, with --weights)")
+                        help="zoo name or package.module:factory (default: the run's; a policy JSON or a run "
+                             "of your own model needs it: haq-rl never imports an import path read from a file)")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     add_budget_argument(parser)
@@ -53,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from haq_rl.export import export_onnx
 
+    name_given_model(args.model)
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     result = export_onnx(args.source, checkpoint=args.checkpoint, out=args.out, opset=args.opset, force=args.force,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from haq_rl.commands._common import add_budget_argument, budget_source, weights_path
+from haq_rl.commands._common import (
+    add_budget_argument,
+    budget_source,
+    name_given_model,
+    weights_path,
+)
 from haq_rl.errors import DEVICE_CHOICES
 
 
@@ -45,8 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="env id or YAML spec (default: the run's config.json or the policy's env_id)")
     parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
     parser.add_argument("--model", default=None,
-                        help="zoo name or package.module:factory (default: the run's; a policy JSON of your "
-                             "own model needs it, with --weights)")
+                        help="zoo name or package.module:factory (default: the run's; a policy JSON or a run "
+                             "of your own model needs it, with --weights: haq-rl never imports an import path "
+                             "read from a file)")
     parser.add_argument("--weights", type=weights_path, metavar="PATH",
                         help="trained weights of the model (default: the run's, else the pretrained cache)")
     parser.add_argument("--learnable-clip", action="store_true",
@@ -123,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
     from haq_rl.run.record import policy_source
 
+    name_given_model(args.model)
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     config = config_from_args(args)

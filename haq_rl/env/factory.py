@@ -28,10 +28,11 @@ def make_env(spec: Task | TaskSpec | str | Path, render_mode: str | None = None,
     return env_for_task(task, render_mode=render_mode)
 
 
-def env_for_task(task: Task, render_mode: str | None = None) -> QuantizationEnv:
-    """The Gymnasium adapter over ``task``: its scorer, layers and step settings."""
+def env_for_task(task: Task, render_mode: str | None = None, progress: bool = True) -> QuantizationEnv:
+    """The Gymnasium adapter over ``task``: its scorer, layers and step settings (``progress``:
+    bars while a supernet reward trains its supernet or samples its predictor)."""
     spec = task.spec
-    env = QuantizationEnv(scorer_for_task(task), task.layers, step_mode=spec.step_mode,
+    env = QuantizationEnv(scorer_for_task(task, progress=progress), task.layers, step_mode=spec.step_mode,
                           budget_feature=spec.budget_feature, render_mode=render_mode, env_spec=spec,
                           budgets=spec.budgets)
     env.task = task

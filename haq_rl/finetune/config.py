@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from haq_rl.errors import ConfigError, check_device, check_number
+from haq_rl.errors import ConfigError, check_device, check_number, check_seed
 from haq_rl.quant import QuantPolicy
 
 logger = logging.getLogger(__name__)
@@ -114,8 +114,7 @@ class FinetuneConfig:
         check_number("lr", self.lr, 0.0, math.inf, low_open=True)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
             raise ConfigError(f"batch_size={self.batch_size!r} must be an integer >= 2")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
+        check_seed("seed", self.seed)
         check_device(self.device)
         if self.quantizer not in QUANTIZERS:
             raise ConfigError(f"quantizer={self.quantizer!r} must be one of {', '.join(QUANTIZERS)}")

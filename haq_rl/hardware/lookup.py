@@ -36,6 +36,19 @@ class MeasuredElsewhereWarning(UserWarning):
 _ENERGY_TO_UJ = {"uJ": 1.0, "mJ": 1e3, "nJ": 1e-3, "pJ": 1e-6}
 
 
+#: Bounds of a lookup table read from a file (bits per operand, layers).
+MAX_TABLE_BITS = 32
+MAX_TABLE_LAYERS = 100_000
+
+
+def _check_costs(path: Path, column: str, values: Sequence[float]) -> None:
+    """DataFormatError unless every cost is a finite number >= 0 (a measured latency of
+    -3 ms would make the cheapest policy the one that costs most)."""
+    bad = [v for v in values if not (np.isfinite(v) and v >= 0)]
+    if bad:
+        raise DataFormatError(f"{path}: {column} {bad[0]!r} is not a finite number >= 0")
+
+
 def read_table(path: str | Path, layer_names: Sequence[str] | None = None
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a table file: (latency [L, W, A], energy [L, W, A] or None). Missing cells are NaN."""
@@ -74,6 +87,15 @@ def read_table(path: str | Path, layer_names: Sequence[str] | None = None
         raise DataFormatError(f"{path}: bad row ({error}); layer must be an index or a known layer name") from error
     if min(w) < 1 or min(a) < 1 or min(layers) < 0:
         raise DataFormatError(f"{path}: bits must be >= 1 and layer indices >= 0")
+    # The table is allocated from its largest bits and layer index: bound them first (a
+    # crafted row of 10**9 bits would ask for terabytes).
+    most_layers = len(layer_names) if layer_names else MAX_TABLE_LAYERS
+    if max(w) > MAX_TABLE_BITS or max(a) > MAX_TABLE_BITS or max(layers) >= most_layers:
+        raise DataFormatError(f"{path}: bits must be at most {MAX_TABLE_BITS} and layer indices below "
+                              f"{most_layers} (got bits up to {max(max(w), max(a))}, layer {max(layers)})")
+    _check_costs(path, "latency", lat)
+    if has_energy:
+        _check_costs(path, "energy", [v for v in energy if not np.isnan(v)])
     shape = (max(layers) + 1, max(w), max(a))
     latency = np.full(shape, np.nan)
     latency[layers, np.subtract(w, 1), np.subtract(a, 1)] = lat

@@ -10,11 +10,42 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, DataFormatError
+from haq_rl.quant.outputs import logits_of
 
 logger = logging.getLogger(__name__)
+
+#: The import paths named in this process by the user (``--model``, :func:`name_user_model`):
+#: the only ones a run directory or a checkpoint may record and still be rebuilt with.
+_NAMED: set[str] = set()
+
+
+def name_user_model(path: str) -> str:
+    """Vouch for the user model ``path`` (``--model`` on the command line, or a Python
+    call): a run directory or checkpoint that records this import path may now be rebuilt
+    with it. Returns ``path``."""
+    _NAMED.add(path)
+    return path
+
+
+def model_from_file(name: object, source: str) -> str:
+    """A model name read from ``source`` (a run's config.json, a checkpoint's meta).
+
+    Nothing read from a file is imported: a zoo name is returned as it is, an import path
+    only when the user named the same one in this process (:func:`name_user_model`);
+    otherwise ConfigError, one line saying to name it again with ``--model``. A value that
+    is no name at all is a DataFormatError.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise DataFormatError(f"{source}: model={name!r} is not a model name")
+    if is_import_path(name) and name not in _NAMED:
+        shown = name if name.isprintable() else repr(name)
+        raise ConfigError(f"{source} names the user model {shown!r}: haq-rl never imports code named in a "
+                          f"file; if you trust it, name it again with --model {shown}")
+    return name
 
 
 def is_import_path(name: str) -> bool:
@@ -107,6 +138,34 @@ def load_user_model(path: str, **kwargs: Any) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {path!r} returned {type(model).__name__}, not a torch nn.Module")
     return model
+
+
+def check_user_model(model: nn.Module, path: str, num_classes: int, in_channels: int, input_size: int) -> None:
+    """ConfigError (one line naming ``path``) unless the user model has parameters and its
+    forward maps a batch of two ``in_channels x input_size x input_size`` images to finite
+    scores for ``num_classes`` classes: found now, not as a traceback in pretraining or a
+    search scoring 10 %."""
+    if not any(True for _ in model.parameters()):
+        raise ConfigError(f"model {path!r} has no parameters: there is nothing to train or quantize")
+    was_training = model.training
+    model.eval()  # BatchNorm statistics stay as they are
+    try:
+        with torch.no_grad():
+            first = next(model.parameters())
+            sample = torch.zeros(2, in_channels, input_size, input_size, dtype=first.dtype, device=first.device)
+            scores = logits_of(model(sample))
+    except ConfigError as error:
+        raise ConfigError(f"model {path!r}: {error}") from None
+    except (Exception, SystemExit) as error:  # user code: any error
+        raise ConfigError(f"model {path!r}: its forward failed on a batch of shape "
+                          f"{tuple(sample.shape)}: {_described(error)}") from None
+    finally:
+        model.train(was_training)
+    if tuple(scores.shape) != (2, num_classes):
+        raise ConfigError(f"model {path!r} returns scores of shape {tuple(scores.shape)} for a batch of 2; "
+                          f"expected (2, {num_classes}) for the dataset's {num_classes} classes")
+    if not bool(torch.isfinite(scores).all()):
+        raise ConfigError(f"model {path!r} returns non-finite scores (NaN or inf) for an all-zero image")
 
 
 def _described(error: BaseException) -> str:

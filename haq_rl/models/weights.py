@@ -19,6 +19,8 @@ from haq_rl.models.attention import upgrade_attention_keys
 
 #: How many offending keys an error names.
 SHOWN_KEYS = 3
+#: The largest weight (or BatchNorm statistic) magnitude accepted from a weights file.
+MAX_WEIGHT = 1e10
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -51,6 +53,14 @@ def load_weights(model: nn.Module, path: str | Path, model_name: str = "the mode
             problems.append(f"{label} {', '.join(keys[:SHOWN_KEYS])}{more}")
     if problems:
         raise CheckpointError(f"weights {path} do not fit {model_name}: {'; '.join(problems)}")
+    for key, value in state.items():
+        # NaN, inf or astronomically large weights end in a traceback deep in calibration
+        # (torch.histc) or a model at chance: refuse them here, naming the tensor.
+        if value.is_floating_point() and value.numel() and not (
+                bool(torch.isfinite(value).all()) and float(value.abs().max()) <= MAX_WEIGHT):
+            worst = "non-finite values" if not bool(torch.isfinite(value).all()) else \
+                f"values up to {float(value.abs().max()):.3g} (at most {MAX_WEIGHT:g})"
+            raise CheckpointError(f"weights {path}: {key} holds {worst}")
     model.load_state_dict(state, strict=True)
     return model.eval()
 

@@ -11,7 +11,7 @@ from haq_rl.models import resnet
 from haq_rl.models.attention import make_attention_explicit
 from haq_rl.models.lenet import LeNet5
 from haq_rl.models.mobilenet import MobileNetV1, MobileNetV2
-from haq_rl.models.user import is_import_path, load_user_model
+from haq_rl.models.user import check_user_model, is_import_path, load_user_model
 
 _Factory = Callable[[int, int, int, float], nn.Module]
 
@@ -57,6 +57,7 @@ def build_model(name: str, *, num_classes: int = 10, in_channels: int = 1, input
         model = load_user_model(name, num_classes=num_classes, in_channels=in_channels,
                                 input_size=input_size, width_mult=width_mult)
         make_attention_explicit(model)  # attention projections become quantizable Linears
+        check_user_model(model, name, num_classes, in_channels, input_size)
         return model
     check_model_name(name)
     if width_mult != 1.0 and name not in WIDTH_MODELS:

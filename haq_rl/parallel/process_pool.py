@@ -35,6 +35,9 @@ _EVALUATOR: PolicyEvaluator | None = None
 
 def _start_worker(payload: bytes | PolicyEvaluator, devices: Any, parent: int) -> None:
     global _EVALUATOR
+    # A forked worker inherits the CLI's SIGTERM handler (haq_rl.cli): the pool ends its
+    # workers with SIGTERM, which must end them, not raise inside them.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with(parent)
     # One torch thread: N workers use N cores, and a forked child cannot use the parent's
     # OpenMP pool (its first parallel op would hang).

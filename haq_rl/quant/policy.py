@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from haq_rl.errors import MissingPathError, PolicyError, UnknownNameError
-from haq_rl.fileio import write_json_atomic
+from haq_rl.fileio import MAX_JSON_DEPTH, json_depth, write_json_atomic
 
 if TYPE_CHECKING:  # pandas is imported lazily: the search hot path never needs it
     import pandas as pd
@@ -208,9 +208,13 @@ class QuantPolicy:
         if not path.is_file():
             raise MissingPathError(f"policy file not found: {path}")
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise PolicyError(f"{path} is not a policy file (not UTF-8 text)") from None
+        if json_depth(text) > MAX_JSON_DEPTH:  # json.loads would end in a RecursionError
+            raise PolicyError(f"{path} is not a policy file: nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            payload = json.loads(text)
         except json.JSONDecodeError as exc:  # exc.msg may end in "at" ("... starting at")
             raise PolicyError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         return cls.from_dict(payload)

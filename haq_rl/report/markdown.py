@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from haq_rl.fileio import remove_stale_temps
+from haq_rl.fileio import OWN_PREFIX, remove_stale_temps
 from haq_rl.report import tables
 from haq_rl.report.conclusions import conclusions
 from haq_rl.report.figures import (
@@ -56,12 +56,19 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
             return f"{value:.{digits}g}" if magnitude < 1e4 else f"{value:,.0f}"
         if value is None:
             return "-"
-        return str(value).replace("|", "\\|")
+        return _inline(str(value)).replace("|", "\\|")
 
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(_inline(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def _inline(text: str) -> str:
+    """``text`` on one line: a newline or other control character (a run directory's name,
+    a layer name in config.json) shown escaped, so it cannot start a heading or a table of
+    its own in report.md."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _default_out(runs: Sequence[Run]) -> Path:
@@ -73,11 +80,13 @@ def _default_out(runs: Sequence[Run]) -> Path:
 
 def _unique_labels(runs: list[Run]) -> None:
     """Give runs distinct labels (directory name, then parent/name, then a counter)."""
+    for run in runs:
+        run.label = _inline(run.label)
     labels = [r.label for r in runs]
     if len(set(labels)) == len(labels):
         return
     for run in runs:
-        run.label = f"{run.path.parent.name}/{run.path.name}"
+        run.label = _inline(f"{run.path.parent.name}/{run.path.name}")
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.label] = counts.get(run.label, 0) + 1
@@ -119,29 +128,38 @@ def write_report(run_dirs: Sequence[str | os.PathLike[str] | Run] | str | os.Pat
     return out / REPORT_FILE
 
 
-_STAGING_PREFIX = ".report-"
+#: Names of haq-rl's own (see fileio.OWN_PREFIX): a user's ``.report-2024/`` beside them is kept.
+_STAGING_PREFIX = f"{OWN_PREFIX}report-"
+_OLD_PREFIX = f"{OWN_PREFIX}{REPORT_FOLDER}.old-"
 
 
 def _remove_stale_staging(out: Path) -> None:
     """Drop the staging folders a killed report left behind (we hold the directory's lock)."""
-    for stale in [*out.glob(f"{_STAGING_PREFIX}*"), *out.glob(f".{REPORT_FOLDER}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*out.glob(f"{_STAGING_PREFIX}*"), *out.glob(f"{_OLD_PREFIX}*")]:
+        _remove(stale)
     remove_stale_temps(out)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a folder tree of haq-rl's own."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:
     """Rename the staged folder of files, then report.md, over the old ones."""
     target = out / REPORT_FOLDER
     old = None
-    if target.exists():
-        old = out / f".{REPORT_FOLDER}.old-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
+    if target.exists() or target.is_symlink():
+        old = out / f"{_OLD_PREFIX}{os.getpid()}"
+        _remove(old)
+        os.replace(target, old)  # a link is moved itself, never followed
     os.replace(staging / REPORT_FOLDER, target)
     os.replace(staging / REPORT_FILE, out / REPORT_FILE)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -182,7 +200,7 @@ def _render(runs: list[Run], files: Path) -> str:
         comparison = tables.comparison_table(run)
         lines += [f"{heading} Fine-tuned comparison", ""]
         if comparison is None:
-            lines += [f"Not fine-tuned yet: run `haq-rl finetune {run.path}` to add the float, uniform "
+            lines += [f"Not fine-tuned yet: run `haq-rl finetune {_inline(str(run.path))}` to add the float, uniform "
                       "and searched rows (accuracy on the test split after QAT).", ""]
         else:
             comparison.to_csv(files / f"comparison{suffix}.csv", index=False)

@@ -17,8 +17,10 @@ from typing import Any
 
 from haq_rl.errors import DataFormatError, HaqError, MissingPathError
 from haq_rl.fileio import read_json
+from haq_rl.models.user import model_from_file
 from haq_rl.run.layout import CONFIG_FILE
 from haq_rl.task.spec import TaskSpec
+from haq_rl.task.task import PYTHON_SOURCE
 
 #: The config.json format this haq-rl writes and reads.
 RUN_CONFIG_VERSION = 1
@@ -54,8 +56,12 @@ class RunConfig:
         return dict(self.data["search"])
 
 
-def read_run_config(run_dir_or_file: str | os.PathLike[str]) -> RunConfig:
+def read_run_config(run_dir_or_file: str | os.PathLike[str], *, for_model: bool = True) -> RunConfig:
     """config.json of a run directory (or the file itself), validated.
+
+    ``for_model`` (a caller that builds the run's model): a user model's import path
+    recorded there is refused unless the user named it again (``--model``,
+    :func:`~haq_rl.models.user.name_user_model`); nothing read from a file is imported.
 
     Raises:
         MissingPathError: no config.json there.
@@ -90,6 +96,11 @@ def read_run_config(run_dir_or_file: str | os.PathLike[str]) -> RunConfig:
         spec = TaskSpec.from_dict(env, source=str(path))
     except HaqError as error:
         raise _bad(path, f"env: {error}") from None
+    if for_model and spec.dataset != PYTHON_SOURCE:  # a Task.from_model run: load_task refuses to build it
+        model_from_file(spec.model, str(path))
+        for overridden in (search.get("model"), (search.get("env_overrides") or {}).get("model")):
+            if overridden is not None:
+                model_from_file(overridden, f"{path} (search settings)")
     layers = data.get("layers")
     if not isinstance(layers, list) or not layers or not all(isinstance(n, str) and n for n in layers) \
             or len(set(layers)) != len(layers):

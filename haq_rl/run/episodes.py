@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from haq_rl.errors import DataFormatError, MissingPathError
-from haq_rl.fileio import atomic_write, write_text_atomic
+from haq_rl.fileio import (
+    atomic_write,
+    check_regular,
+    open_regular_fd,
+    read_regular_bytes,
+    write_text_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,7 @@ class EpisodeLog:
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = Path(path)
         self.columns = list(columns)
+        check_regular(self.path)  # a link, a FIFO, a folder: refused before anything is written
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._append_line(self._header())
         else:
@@ -52,7 +59,7 @@ class EpisodeLog:
 
     def _repair(self) -> None:
         """Refuse a log of another search or of garbage; cut a torn last row from the file."""
-        data = self.path.read_bytes()
+        data = read_regular_bytes(self.path)
         if not data.startswith(self._header().encode()):
             first = data.split(b"\n", 1)[0][:60].decode(errors="replace")
             raise DataFormatError(f"{self.path} does not start with this search's header (it starts {first!r}); "
@@ -75,7 +82,7 @@ class EpisodeLog:
     def _append_line(self, line: str) -> None:
         # One os.write of a complete line: a kill leaves either the whole row or none of
         # it (or, at worst, a line without newline that read_rows drops).
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_regular_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             os.write(fd, line.encode())
             os.fsync(fd)
@@ -105,10 +112,10 @@ def read_episode_rows(path: Path) -> list[dict[str, str]]:
     of cells, or a cell that is not a number (episode and bits: integers).
     """
     path = Path(path)
-    if not path.is_file():
-        raise MissingPathError(f"file not found: {path}")
     try:
-        text = path.read_text()
+        text = read_regular_bytes(path).decode()
+    except (FileNotFoundError, IsADirectoryError):
+        raise MissingPathError(f"file not found: {path}") from None
     except UnicodeDecodeError:
         raise DataFormatError(f"{path} is not a text file (not an episodes.csv)") from None
     if text and not text.endswith("\n"):

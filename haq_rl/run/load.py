@@ -114,7 +114,8 @@ def load_run(run_dir: str | os.PathLike[str], label: str | None = None) -> Run:
     for name in (CONFIG_FILE, EPISODES_FILE):
         if not (path / name).is_file():
             raise MissingPathError(f"{path / name} not found (is {path} a finished haq-rl search run?)")
-    run_config = read_run_config(path)  # the one typed reader: a bad file is one line
+    # The one typed reader: a bad file is one line. A report builds no model.
+    run_config = read_run_config(path, for_model=False)
     config = run_config.data
     budgets = [float(b) for b in run_config.spec.budgets or ()]
     # A conditioned run is described by its loosest budget's files, plus its front.

@@ -3,7 +3,7 @@
 ``haq-rl search``, ``finetune`` and ``report`` hold it while they write; a second process
 on the same directory fails at once with :class:`~haq_rl.errors.RunLockedError` (one
 line, exit 2) instead of interleaving its rows with the first one's. The lock is an
-``flock`` on ``<run>/.lock``: the kernel releases it when the holder exits, even on
+``flock`` on ``<run>/.haq-rl.lock``: the kernel releases it when the holder exits, even on
 ``kill -9``, so a stale lock never blocks a rerun.
 """
 
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from haq_rl.errors import RunLockedError
-from haq_rl.fileio import check_writable_folder
+from haq_rl.fileio import check_writable_folder, open_regular_fd
 from haq_rl.run.layout import LOCK_FILE
 
 #: The lock descriptors this process holds (see _drop_inherited_locks).
@@ -43,8 +43,10 @@ def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold the exclusive lock of ``run_dir`` (created if needed) for the ``with`` block.
 
     The lock file and the folders made for it are removed again on the way out, so a
-    command leaves no ``.lock`` (and a failed one no empty folder) behind; a ``kill -9``
-    can leave a ``.lock``, which locks nothing.
+    command leaves no ``.haq-rl.lock`` (and a failed one no empty folder) behind; a
+    ``kill -9`` can leave one, which locks nothing. A link or any non-regular file at that
+    name is refused (UnsafeFileError), never opened: a lock through a link would truncate
+    or create its target.
     """
     run_dir = Path(run_dir)
     check_writable_folder(run_dir, "output folder")
@@ -72,11 +74,11 @@ def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
 def _acquire(path: Path, run_dir: Path) -> int:
     """The descriptor of ``path``, flock-ed, that is still the file at ``path``."""
     while True:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        handle = open_regular_fd(path, os.O_RDWR | os.O_CREAT)  # never through a link
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(handle, 64, 0).decode(errors="replace").strip() or "another process"
+            holder = _printable(os.pread(handle, 64, 0)) or "another process"
             os.close(handle)
             raise RunLockedError(f"run directory {run_dir} is in use by {holder}; wait for it to "
                                  "finish or use another directory") from None
@@ -84,7 +86,7 @@ def _acquire(path: Path, run_dir: Path) -> int:
             os.close(handle)
             raise
         try:
-            current = os.stat(path).st_ino
+            current = os.lstat(path).st_ino
         except FileNotFoundError:
             current = None
         if current == os.fstat(handle).st_ino:
@@ -92,6 +94,13 @@ def _acquire(path: Path, run_dir: Path) -> int:
             os.pwrite(handle, f"haq-rl process {os.getpid()}\n".encode(), 0)
             return handle
         os.close(handle)  # the holder removed it as we locked it: lock the new one
+
+
+def _printable(data: bytes) -> str:
+    """The first line of a lock file's text, without control characters: whatever another
+    process wrote there goes into a one-line message."""
+    lines = data.decode(errors="replace").strip().splitlines()
+    return "".join(char for char in lines[0] if char.isprintable()) if lines else ""
 
 
 def _missing_folders(folder: Path) -> list[Path]:

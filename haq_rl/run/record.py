@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.fileio import write_json_atomic
+from haq_rl.models.user import model_from_file
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.config import RUN_CONFIG_VERSION, read_run_config
 from haq_rl.run.layout import BEST_POLICY_FILE, BUDGET_FOLDER_PREFIX, CONFIG_FILE
@@ -118,7 +119,7 @@ def run_config_for(policy_path: Path) -> Path | None:
 def _searched_budgets(config_path: Path) -> list[float]:
     if not config_path.is_file():
         return []
-    return list(read_run_config(config_path).spec.budgets or [])
+    return list(read_run_config(config_path, for_model=False).spec.budgets or [])
 
 
 def policy_spec(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
@@ -142,6 +143,7 @@ def policy_spec(policy: QuantPolicy, env: str | Path | TaskSpec | None = None,
         spec = read_run_config(run_config).spec
     elif policy.metadata.get("env_id"):
         spec = resolve_spec(str(policy.metadata["env_id"]))
+        model_from_file(spec.model, f"the env_id {policy.metadata['env_id']!r} a policy file names")
     else:
         logger.warning("policy names no env_id; using the default env %s", DEFAULT_ENV_ID)
         spec = resolve_spec(DEFAULT_ENV_ID)

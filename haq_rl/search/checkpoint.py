@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from haq_rl.errors import CheckpointError, DataFormatError
-from haq_rl.fileio import file_sha256, read_json, write_json_atomic
+from haq_rl.fileio import file_sha256, open_regular, read_json, write_json_atomic
 from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import (
     ACTOR_FILE,
@@ -86,6 +86,6 @@ def refuse_lost_rows(run_dir: Path) -> None:
 
 def _synced_digest(path: Path) -> str:
     """The file's digest, after forcing it to disk (the commit must not outrun the data)."""
-    with open(path, "rb+") as stream:
+    with open_regular(path, "rb+") as stream:
         os.fsync(stream.fileno())
     return file_sha256(path)

@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from haq_rl.errors import ConfigError, DataFormatError, HaqError, check_device, unknown_name_message
+from haq_rl.errors import (
+    ConfigError,
+    DataFormatError,
+    HaqError,
+    check_device,
+    check_seed,
+    unknown_name_message,
+)
+from haq_rl.models.user import model_from_file, name_user_model
 from haq_rl.parallel import check_backend
 from haq_rl.run.config import RunConfig, read_run_config
-from haq_rl.run.layout import EPISODES_FILE
+from haq_rl.run.layout import CONFIG_FILE, EPISODES_FILE
 from haq_rl.search.methods import CONDITIONED_METHODS, RL_METHODS, Method, method_entry
 from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, checked_budgets, resolve_spec
 
@@ -71,8 +79,7 @@ class SearchConfig:
             if not entry.conditions:
                 raise ConfigError(f"method {self.method} searches one budget; methods that take budgets: "
                                   f"{', '.join(CONDITIONED_METHODS)}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed={self.seed!r} must be an integer >= 0")
+        check_seed("seed", self.seed)
         if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
         check_device(self.device)
@@ -163,11 +170,16 @@ def resumed_config(run_dir: Path, changes: dict[str, Any]) -> SearchConfig:
     recorded; another seed, method, env or agent would make a different search, so those
     are refused with one line.
     """
+    changes = dict(changes)
+    given_model = changes.pop("model", None)
+    if given_model is not None:  # the run's user model named again: vouched for, not a change
+        name_user_model(str(given_model))
     saved = saved_search_config(read_run_config(run_dir))
-    # A flag repeating the run's own value changes nothing: `--model pkg.mod:make` is how a
-    # user's module is found again from the current folder.
+    # A flag repeating the run's own value changes nothing.
     changes = {key: value for key, value in changes.items()
                if key in RESUME_CHANGES or getattr(saved, key, _UNSET) != value}
+    if given_model is not None and given_model != saved.task_spec().model:
+        changes["model"] = given_model  # another model: refused below
     refused = sorted(set(changes) - set(RESUME_CHANGES))
     if refused:
         raise ConfigError(f"--resume continues the search {run_dir} recorded; {', '.join(refused)} cannot change "
@@ -176,6 +188,8 @@ def resumed_config(run_dir: Path, changes: dict[str, Any]) -> SearchConfig:
         config = dataclasses.replace(saved, **changes)
     except HaqError as error:
         raise ConfigError(f"--resume {run_dir}: {error}") from None
+    # The env may be a YAML file that config.json names: its model is read from a file too.
+    model_from_file(config.task_spec().model, f"{run_dir / CONFIG_FILE} (env {config.env})")
     if config.episodes < saved.episodes:
         from haq_rl.run.episodes import read_episode_rows
 

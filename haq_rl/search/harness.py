@@ -11,7 +11,9 @@ through ``env.step``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from haq_rl.errors import ConfigError, MissingPathError
+from haq_rl.errors import ConfigError, HaqError, MissingPathError
 from haq_rl.fileio import check_writable_folder, remove_stale_temps
 from haq_rl.parallel import attached_pool, import_ray
 from haq_rl.progress import EpisodeBar
+from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import CONFIG_FILE, EPISODES_FILE
 from haq_rl.run.lock import run_lock
 from haq_rl.run.record import RunRecord, task_for
@@ -66,6 +69,27 @@ class SearchResult:
         return float(self.best["cost_ratio"])
 
 
+def bounded_workers(config: SearchConfig) -> SearchConfig:
+    """``config`` with at most one worker per episode and, for local processes, per CPU this
+    process may use (each worker holds a model copy and runs one torch thread: more only
+    fork processes that wait). A lowered count is said in one warning."""
+    limit, reason = config.episodes, f"one per episode ({config.episodes} episodes)"
+    if config.backend == "process" and available_cpus() < limit:
+        limit, reason = available_cpus(), f"one per CPU ({available_cpus()} CPUs)"
+    if config.workers <= limit:
+        return config
+    logger.warning("--workers %d lowered to %d: %s", config.workers, limit, reason)
+    return dataclasses.replace(config, workers=limit)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. a container's or Slurm's share)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_search(config: SearchConfig, resume: str | Path | None = None, task: Task | None = None,
                resume_changes: dict[str, Any] | None = None) -> SearchResult:
     """Run (or, with ``resume``, continue) a search and write its run directory.
@@ -87,6 +111,7 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
         config = resumed_config(run_dir, {"progress": config.progress, **(resume_changes or {})})
     else:
         run_dir = Path(config.out) if config.out else config.default_run_dir(task)
+    config = bounded_workers(config)
     check_writable_folder(run_dir, "run directory")
     if run_dir.exists():
         with run_lock(run_dir):  # an existing directory: a second writer fails before any work
@@ -106,9 +131,20 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
                 _check_fresh(run_dir, False)
                 return _search(*prepared, config, run_dir, False)
             finally:
-                if created and not (run_dir / CONFIG_FILE).exists():
-                    # Failed before anything was recorded: leave no run directory behind.
+                if created and not _holds_rows(run_dir):
+                    # Failed (or stopped) before the first row: leave no run directory behind,
+                    # so the same command, corrected, can run again on the same --out.
                     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _holds_rows(run_dir: Path) -> bool:
+    """Whether ``run_dir`` recorded an episode (an unreadable log counts: it is kept)."""
+    if not (run_dir / EPISODES_FILE).exists():
+        return False
+    try:
+        return bool(read_episode_rows(run_dir / EPISODES_FILE))
+    except (HaqError, OSError):
+        return True
 
 
 def _check_fresh(run_dir: Path, resume: bool) -> None:
@@ -130,10 +166,10 @@ def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[S
     if config.entry.agent:
         from haq_rl.env.factory import env_for_task
 
-        env = env_for_task(task)
+        env = env_for_task(task, progress=config.progress)  # --no-progress: no supernet or predictor bars
         setup = SearchSetup(task=task, scorer=env.scorer, env=env, run_dir=run_dir)
     else:  # a proposer: no gymnasium
-        setup = SearchSetup(task=task, scorer=scorer_for_task(task), run_dir=run_dir)
+        setup = SearchSetup(task=task, scorer=scorer_for_task(task, progress=config.progress), run_dir=run_dir)
     return setup, started, time.perf_counter() - started
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from haq_rl.fileio import NUMPY_READ_ERRORS, atomic_write, write_text_atomic
+from haq_rl.fileio import NUMPY_READ_ERRORS, write_text_atomic
 from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.config import SearchConfig
 from haq_rl.search.loop import Proposal, ProposalSteps, SteppedProposer
@@ -90,7 +90,7 @@ def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
     searches started together compute it once (the second waits, saying for whom, then
     reads the cache). ``progress`` shows a bar over the Hessian probes.
     """
-    from haq_rl.cache import cache_lock
+    from haq_rl.cache import cache_lock, write_cache_entry
     from haq_rl.quant.sensitivity import layer_sensitivity
 
     scorer = setup.scorer
@@ -111,7 +111,7 @@ def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
                                         probes=probes, seed=seed, progress=progress)
         arrays = {"layer_names": np.array(sensitivity.layer_names), "weight": sensitivity.weight,
                   "activation": sensitivity.activation, "hessian_trace": sensitivity.hessian_trace}
-        atomic_write(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
+        write_cache_entry(path, lambda stream: np.savez(stream, **arrays))  # type: ignore[arg-type]
     return sensitivity
 
 

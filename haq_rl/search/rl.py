@@ -20,7 +20,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from haq_rl.errors import ConfigError
-from haq_rl.fileio import atomic_write
+from haq_rl.fileio import atomic_write, check_real_folder, open_regular
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE
 from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.config import SearchConfig
@@ -212,20 +212,22 @@ def _sb3_logger(folder: Path) -> Any:
     class AppendingCSV(CSVOutputFormat):
         def __init__(self, filename: str) -> None:
             path = Path(filename)
-            data = path.read_bytes() if path.is_file() else b""
+            # Never through a link, never a FIFO: a copied run directory may hold either.
+            with open_regular(path, "ab+") as stream:
+                stream.seek(0)
+                data = stream.read()
             if data and not data.endswith(b"\n"):
                 data = data[: data.rfind(b"\n") + 1]
                 whole = data  # the lines before the torn one
                 atomic_write(path, lambda stream: stream.write(whole))
-            if not data:
-                super().__init__(filename)
-                return
-            self.file = open(filename, "r+")  # SB3 rewrites the header in place when keys are added
+            # SB3 rewrites the header in place when keys are added: "r+", not append-only.
+            self.file = open_regular(path, "r+", encoding="utf-8", errors="replace")
             self.file.seek(0, 2)
-            self.keys = data.decode(errors="replace").split("\n", 1)[0].split(",")
+            self.keys = data.decode(errors="replace").split("\n", 1)[0].split(",") if data else []
             self.separator = ","
             self.quotechar = '"'
 
+    check_real_folder(folder)  # a linked sb3_logs/ would put the logs outside the run
     folder.mkdir(parents=True, exist_ok=True)
     others = [name for name in _logger_formats() if name != "csv"]
     base = configure(str(folder), others) if others else Logger(str(folder), [])

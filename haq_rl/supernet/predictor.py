@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from haq_rl.errors import BudgetWarning
-from haq_rl.fileio import atomic_write
+from haq_rl.cache import write_cache_entry
+from haq_rl.errors import BudgetWarning, UnsafeFileError
+from haq_rl.fileio import NUMPY_READ_ERRORS, open_regular
 from haq_rl.supernet.train import TrainedSupernet
 from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
 from haq_rl.task.scoring import PolicyScorer
@@ -200,12 +201,12 @@ def load_or_sample(task: Any, source: PolicyEvaluator, trained: TrainedSupernet,
                    progress: bool = False) -> PolicySamples:
     """The task's cached supernet evaluations of sampled policies, evaluated now if missing."""
     path = _samples_path(task, trained, samples, seed)
-    data = _read_samples(path, len(source.layer_names))
+    data = _read_samples(path, len(source.layer_names), samples)
     if data is None:
         data = sample_policies(PolicyScorer.from_task(task, evaluator=source), samples, seed, progress)
-        atomic_write(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
-                                                   accuracy=data.accuracy, kl=data.kl,
-                                                   format_version=np.array(_FORMAT_VERSION)))
+        write_cache_entry(path, lambda stream: np.savez(stream, w_bits=data.w_bits, a_bits=data.a_bits,
+                                                        accuracy=data.accuracy, kl=data.kl,
+                                                        format_version=np.array(_FORMAT_VERSION)))
     return data
 
 
@@ -232,15 +233,35 @@ def _samples_path(task: Any, trained: TrainedSupernet, samples: int, seed: int) 
     return trained.path.with_name(trained.path.name.replace(".pt", f".samples-{digest}.npz"))
 
 
-def _read_samples(path: Path, layers: int) -> PolicySamples | None:
+def _read_samples(path: Path, layers: int, count: int) -> PolicySamples | None:
+    """The cached samples at ``path`` if whole and of the shapes and ranges sampling writes
+    (``count`` rows of ``layers`` bits, finite scores), else None with a warning: a torn,
+    emptied or crafted file is evaluated again, never fitted."""
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open_regular(path, "rb") as stream, np.load(stream, allow_pickle=False) as data:
             samples = PolicySamples(data["w_bits"], data["a_bits"], data["accuracy"], data["kl"])
-    except (OSError, KeyError, ValueError) as error:
+    except (*NUMPY_READ_ERRORS, UnsafeFileError) as error:
         logger.warning("ignoring unreadable predictor samples %s (%s): evaluating them again", path, error)
         return None
-    if samples.w_bits.ndim != 2 or samples.w_bits.shape[1] != layers:
+    problem = _samples_problem(samples, layers, count)
+    if problem:
+        logger.warning("ignoring predictor samples %s (%s): evaluating them again", path, problem)
         return None
     return samples
+
+
+def _samples_problem(samples: PolicySamples, layers: int, count: int) -> str | None:
+    shape = (count, layers)
+    if samples.w_bits.shape != shape or samples.a_bits.shape != shape:
+        return f"bits of shape {samples.w_bits.shape}, not {shape}"
+    if samples.accuracy.shape != (count,) or samples.kl.shape != (count,):
+        return f"scores of shape {samples.accuracy.shape}, not ({count},)"
+    for name in ("w_bits", "a_bits", "accuracy", "kl"):
+        values = getattr(samples, name)
+        if values.dtype.kind not in "iuf" or not np.isfinite(values).all():
+            return f"{name} holds values that are not finite numbers"
+    if not ((1 <= samples.w_bits) & (samples.w_bits <= 8) & (1 <= samples.a_bits) & (samples.a_bits <= 8)).all():
+        return "bits outside 1..8"
+    return None

@@ -21,14 +21,16 @@ import hashlib
 import io
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from haq_rl.cache import write_cache_entry
 from haq_rl.checkpoint_io import load_torch_file
-from haq_rl.errors import CheckpointError
-from haq_rl.fileio import atomic_write, file_sha256, write_text_atomic
+from haq_rl.errors import CheckpointError, DataFormatError, UnsafeFileError
+from haq_rl.fileio import atomic_write, file_sha256, parse_json, read_regular_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -81,22 +83,31 @@ def digest_path(entry: Path) -> Path:
 
 def save_entry(entry: Path, identity: dict[str, Any], state_dict: dict[str, torch.Tensor],
                history: dict[str, Any]) -> None:
-    """Write the finished supernet, then its digest (an entry without one is incomplete)."""
+    """Write the finished supernet, then its digest (an entry without one is incomplete); a
+    cache that cannot take them is a warning (:func:`haq_rl.cache.write_cache_entry`)."""
     payload = {"format_version": FORMAT_VERSION, "identity": json.dumps(identity, sort_keys=True),
                "state_dict": state_dict, "history": json.dumps(history)}
-    atomic_write(entry, lambda stream: torch.save(payload, stream))
-    write_text_atomic(digest_path(entry), file_sha256(entry) + "\n")
+    if write_cache_entry(entry, lambda stream: torch.save(payload, stream)):
+        digest = (file_sha256(entry) + "\n").encode()
+        write_cache_entry(digest_path(entry), lambda stream: stream.write(digest))
 
 
-def read_entry(entry: Path, identity: dict[str, Any] | None) -> dict[str, Any]:
+def read_entry(entry: Path, identity: dict[str, Any] | None, *, cached: bool = False) -> dict[str, Any]:
     """The supernet file at ``entry`` as ``{"identity", "state_dict", "history"}``.
 
     Raises CheckpointError (one line) when the file is unreadable, its digest does not
-    match, or it was trained for another identity (``identity`` None: any).
+    match (a ``cached`` entry must have one: without it, it is incomplete), it was trained
+    for another identity (``identity`` None: any), or what it holds is not what haq-rl
+    writes (an identity that is no JSON object, weights that are no finite tensors, a
+    history of the wrong kind): a valid checksum says the file is whole, not that it is ours.
     """
     digest_file = digest_path(entry)
-    if digest_file.is_file():
-        expected = digest_file.read_text().strip()
+    if cached or digest_file.exists() or digest_file.is_symlink():
+        try:
+            expected = read_regular_bytes(digest_file).decode("ascii").strip()
+        except (OSError, UnsafeFileError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"supernet {entry} has no readable checksum file {digest_file.name} "
+                                  f"({getattr(error, 'strerror', None) or error}): it is incomplete") from None
         if file_sha256(entry) != expected:
             raise CheckpointError(f"supernet {entry} does not match its checksum ({digest_file.name}): "
                                   "the file is corrupt or incomplete")
@@ -104,11 +115,34 @@ def read_entry(entry: Path, identity: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION \
             or not {"identity", "state_dict"} <= set(payload):
         raise CheckpointError(f"{entry} is not a haq-rl supernet (format {FORMAT_VERSION})")
-    found = json.loads(payload["identity"])
+    try:
+        found = parse_json(payload["identity"], f"{entry} identity")
+        history = parse_json(payload.get("history") or "{}", f"{entry} history")
+    except DataFormatError as error:
+        raise CheckpointError(str(error)) from None
+    problem = _content_problem(found, payload["state_dict"], history)
+    if problem:
+        raise CheckpointError(f"supernet {entry} is not a file haq-rl wrote: {problem}")
     if identity is not None and found != identity:
         raise CheckpointError(f"supernet {entry} was trained for another task: {_difference(found, identity)}")
-    return {"identity": found, "state_dict": payload["state_dict"],
-            "history": json.loads(payload.get("history") or "{}")}
+    return {"identity": found, "state_dict": payload["state_dict"], "history": history}
+
+
+def _content_problem(identity: Any, state_dict: Any, history: Any) -> str | None:
+    """What in a supernet entry's contents is not of the kind save_entry writes, or None."""
+    if not isinstance(identity, dict):
+        return f"its identity is a {type(identity).__name__}, not an object"
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        return "its weights are not a dict of tensors"
+    if not all(bool(torch.isfinite(v).all()) for v in state_dict.values() if v.is_floating_point()):
+        return "its weights hold NaN or inf"
+    if not isinstance(history, dict):
+        return f"its history is a {type(history).__name__}, not an object"
+    numbers = [history.get("steps"), history.get("seconds"), *(history.get("epoch_losses") or [])]
+    if not isinstance(history.get("epoch_losses", []), list) or not all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in numbers):
+        return "its history holds values that are not numbers"
+    return None
 
 
 def _difference(found: dict[str, Any], wanted: dict[str, Any]) -> str:
@@ -136,9 +170,12 @@ def save_partial(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda stream: stream.write(buffer.getvalue()))
 
 
-def read_partial(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+def read_partial(path: Path, identity: dict[str, Any], total: int | None = None) -> dict[str, Any] | None:
     """The checkpoint of an interrupted training of this identity, or None (with a warning
-    when a file is there but cannot be used)."""
+    when a file is there but cannot be used). With ``total`` (the training's steps), its
+    ``step`` must lie in [1, total), with one finite loss at most per step done and finite
+    seconds: a crafted ``step`` would otherwise end a training early (and cache it as
+    trained) or run it backwards."""
     if not path.is_file():
         return None
     try:
@@ -149,4 +186,24 @@ def read_partial(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(state, dict) or state.get("identity") != json.dumps(identity, sort_keys=True):
         logger.warning("ignoring the supernet checkpoint %s: it belongs to another training", path)
         return None
+    if total is not None:
+        problem = _partial_problem(state, total)
+        if problem:
+            logger.warning("ignoring the supernet checkpoint %s: %s; training from the start", path, problem)
+            return None
     return state
+
+
+def _partial_problem(state: dict[str, Any], total: int) -> str | None:
+    """What makes a partial checkpoint unusable for a training of ``total`` steps, or None."""
+    step, losses, seconds = state.get("step"), state.get("losses"), state.get("seconds")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 < step < total:
+        return f"its step {step!r} is not in [1, {total})"
+    if not isinstance(losses, list) or len(losses) > step or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in losses):
+        return f"its losses are not at most {step} finite numbers"
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+        return f"its seconds {seconds!r} are not a finite duration"
+    if not isinstance(state.get("model"), dict) or not isinstance(state.get("optimizer"), dict):
+        return "it holds no model and optimizer state"
+    return None

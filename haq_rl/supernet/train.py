@@ -95,19 +95,17 @@ def train_supernet(task: Any, config: SupernetConfig | None = None, *, progress:
     identity = identity_of(task, supernet, config)
     if path is not None:
         entry = read_entry(Path(path), identity)
-        supernet.load_state_dict(entry["state_dict"])
+        _load_into(supernet, entry["state_dict"], Path(path))
         return TrainedSupernet(supernet, Path(path), identity, entry["history"])
     target = entry_path(identity)
     if not force:
-        cached = _valid_entry(target, identity)
+        cached = _valid_entry(target, identity, supernet)
         if cached is not None:
-            supernet.load_state_dict(cached["state_dict"])
             logger.info("supernet from the cache: %s", target)
             return TrainedSupernet(supernet, target, identity, cached["history"])
     with cache_lock(target.with_name(target.name + ".lock"), f"training the supernet of {task.spec.model}"):
-        cached = None if force else _valid_entry(target, identity)
+        cached = None if force else _valid_entry(target, identity, supernet)
         if cached is not None:  # the process we waited for trained it
-            supernet.load_state_dict(cached["state_dict"])
             return TrainedSupernet(supernet, target, identity, cached["history"])
         history = _train(task, supernet, config, identity, partial_path(target), progress)
         save_entry(target, identity, supernet.state_dict(), history)
@@ -116,14 +114,29 @@ def train_supernet(task: Any, config: SupernetConfig | None = None, *, progress:
     return TrainedSupernet(supernet, target, identity, history, trained_now=True)
 
 
-def _valid_entry(entry: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+def _valid_entry(entry: Path, identity: dict[str, Any], supernet: BitSupernet) -> dict[str, Any] | None:
+    """The cache entry, loaded into ``supernet``; None (a warning, then a retraining) when it
+    is missing, incomplete or damaged: the cache is never trusted."""
     if not entry.is_file():
         return None
+    before = copy.deepcopy(supernet.state_dict())
     try:
-        return read_entry(entry, identity)
+        cached = read_entry(entry, identity, cached=True)
+        _load_into(supernet, cached["state_dict"], entry)
+        return cached
     except CheckpointError as error:
+        supernet.load_state_dict(before)  # a half-loaded entry must not be trained on
         logger.warning("%s; training it again", error)
         return None
+
+
+def _load_into(supernet: BitSupernet, state_dict: dict[str, Any], source: Path) -> None:
+    try:
+        supernet.load_state_dict(state_dict)
+    except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"supernet {source} does not fit this task's supernet: "
+                              f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+                              ) from None
 
 
 @torch.enable_grad()  # callers may hold torch.no_grad() (the fine-tune's hand-off does)
@@ -141,7 +154,7 @@ def _train(task: Any, supernet: BitSupernet, config: SupernetConfig, identity: d
     total = config.epochs * per_epoch
     warmup = int(config.warmup * total)
     optimizer, kinds = _optimizer(model, config)
-    state = read_partial(checkpoint, identity)
+    state = read_partial(checkpoint, identity, total)
     start, seconds, losses = 0, 0.0, []
     if state is not None:
         supernet.load_state_dict(state["model"])

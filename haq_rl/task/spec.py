@@ -10,13 +10,14 @@ replace fields of the spec by name (``budget=0.3``, ``hardware="bismo-cloud"``, 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
 
-from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
+from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, check_seed, did_you_mean
 from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.cost_table import OBJECTIVES
 from haq_rl.quant.config import ACT_CALIBRATIONS, WEIGHT_METHODS
@@ -35,6 +36,31 @@ REWARD_SOURCES = ("post_training", "supernet", "predictor")
 NAMESPACE = "haq_rl"
 #: The task the CLI, ``make run`` and the notebooks use when none is named.
 DEFAULT_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
+
+
+#: The kind each scalar field of TaskSpec must hold, by its annotation (tuples have checks
+#: of their own): ``--set``, a YAML spec and config.json all land here.
+_FIELD_KINDS: dict[str, tuple[type, ...]] = {
+    "str": (str,), "str | None": (str, PurePath, type(None)), "int": (int,), "float": (int, float), "bool": (bool,),
+}
+_KIND_WORDS = {"str": "a string", "str | None": "a string or null", "int": "an integer",
+               "float": "a finite number", "bool": "true or false"}
+
+
+def _check_field_types(spec: TaskSpec) -> None:
+    """ConfigError (one line) for a field of the wrong kind: ``width_mult=abc``,
+    ``model=123``, ``pin_first_last=maybe``, ``budget_feature=2``; before any check that
+    would compare or hash it."""
+    for item in dataclasses.fields(spec):
+        kinds = _FIELD_KINDS.get(str(item.type))
+        if kinds is None:
+            continue
+        value = getattr(spec, item.name)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if ok and item.type == "float":
+            ok = math.isfinite(value)
+        if not ok:
+            raise ConfigError(f"{item.name}={value!r} must be {_KIND_WORDS[str(item.type)]}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +102,8 @@ class TaskSpec:
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _check_field_types(self)
+        check_seed("split_seed", self.split_seed)
         _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("step_mode", self.step_mode, STEP_MODES)
         _check_choice("calibration", self.calibration, CALIBRATIONS)
