@@ -12,7 +12,7 @@ from haq_rl.errors import ConfigError, HaqError, UnknownNameError
 
 
 def test_dataset_names() -> None:
-    assert DATASET_NAMES == ("mnist5k", "digits", "mnist", "cifar10", "imagefolder")
+    assert DATASET_NAMES == ("mnist5k", "digits", "fashion-mnist", "mnist", "cifar10", "imagefolder")
 
 
 def test_unknown_name_suggests() -> None:
