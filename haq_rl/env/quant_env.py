@@ -100,7 +100,7 @@ class QuantizationEnv(gym.Env):
       episodes is a permutation of the list, drawn from ``(schedule_seed, block)``), so the
       budget of episode ``episode_index`` is the same in a resumed run.
 
-    Most users create it from a registered spec: ``gymnasium.make("haq_rl/MobileNetV2Edge-v1",
+    Most users create it from a registered spec: ``gymnasium.make("haq_rl/FashionMobileNetV2Edge-v0",
     budget=0.3)``; any field of :class:`~haq_rl.task.spec.TaskSpec` can be overridden.
     ``make_env(task_or_spec)`` builds one from a :class:`~haq_rl.task.Task` too.
 

@@ -35,7 +35,7 @@ REWARD_SOURCES = ("post_training", "supernet", "predictor")
 #: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
 NAMESPACE = "haq_rl"
 #: The task the CLI, ``make run`` and the notebooks use when none is named.
-DEFAULT_ENV_ID = "haq_rl/MobileNetV2Edge-v1"
+DEFAULT_ENV_ID = "haq_rl/FashionMobileNetV2Edge-v0"
 
 
 #: The kind each scalar field of TaskSpec must hold, by its annotation (tuples have checks
