@@ -155,3 +155,28 @@ def test_config_json_names_the_float_model_by_its_digest(empty_cache, tmp_path):
     manifest = json.loads((SHIPPED_DIR / "manifest.json").read_text())["models"]
     assert record["source"] == "shipped"
     assert record["weights_sha256"] == manifest[PretrainConfig(model="lenet5").short_hash()]["weights_sha256"]
+
+
+def test_a_shipped_cache_entry_is_used_only_when_its_checksum_holds(tmp_path):
+    """Shipped cache entries (the default env's sensitivities) are verified; a damaged or
+    unlisted one is not used (it is then computed as if none shipped)."""
+    from haq_rl.shipped_models import ship_entry, shipped_entry
+
+    folder = tmp_path / "pretrained"
+    cached = tmp_path / "mobilenetv2-0123456789abcdef.npz"
+    cached.write_bytes(b"sensitivities")
+    entry = ship_entry(cached, folder)
+    assert entry["file"] == cached.name and shipped_entry(cached.name, folder) == folder / cached.name
+    assert shipped_entry("other.npz", folder) is None and shipped_entry("../x.npz", folder) is None
+    (folder / cached.name).write_bytes(b"tampered")
+    assert shipped_entry(cached.name, folder) is None
+
+
+def test_the_default_envs_sensitivities_ship():
+    """make run's search (guided, seed 0) finds the Hessian sensitivities of the default env shipped."""
+    manifest = json.loads((SHIPPED_DIR / "manifest.json").read_text())
+    entries = manifest.get("entries", {})
+    assert any(name.startswith("mobilenetv2-") and name.endswith(".npz") for name in entries)
+    from haq_rl.shipped_models import shipped_entry
+
+    assert all(shipped_entry(name) is not None for name in entries)

@@ -42,8 +42,12 @@ def test_at_least_the_five_required_envs_are_registered():
 #: first trains its supernet (minutes); the supernet reward's contract is checked on LeNet-5
 #: in tests/supernet. MobileNetV2OrtCpu-v0 steps weights only, as LeNet5Size-v1 does; the
 #: default run builds it in tests/hardware/test_measured.py.
+# On Fashion-MNIST the default (FashionMobileNetV2Edge-v0) and ResNet-8 are checked in the
+# default run; the others share their model and data (the supernet twin first trains its
+# supernet, the CPU one times its layers).
 SLOW_CHECKS = {"haq_rl/MobileNetV2Edge-v0", "haq_rl/MobileNetV2Cloud-v0", "haq_rl/MobileNetV2Edge-v2",
-               "haq_rl/MobileNetV2OrtCpu-v0"}
+               "haq_rl/MobileNetV2OrtCpu-v0", "haq_rl/FashionMobileNetV2EdgeSupernet-v0",
+               "haq_rl/FashionMobileNetV2BitFusionEnergy-v0", "haq_rl/FashionMobileNetV2OrtCpu-v0"}
 
 
 @pytest.mark.parametrize("env_id", [pytest.param(env_id, marks=pytest.mark.slow) if env_id in SLOW_CHECKS
