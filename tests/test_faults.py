@@ -34,6 +34,8 @@ from haq_rl.run.layout import LOCK_FILE
 from tests.killing import kill, kill_after, kill_search_after, start
 
 LENET = "haq_rl/LeNet5Size-v1"
+#: The mnist5k default env (the default env is Fashion-MNIST): these probes vary its spec.
+MNIST5K_ENV = "haq_rl/MobileNetV2Edge-v1"
 
 
 class _Payload:
@@ -122,7 +124,7 @@ def test_damaged_cache_files_and_finetuned_pt_never_run(tmp_path, monkeypatch, c
     lenet = ["--set", "model=lenet5", "--set", "pin_first_last=false", "--no-progress"]  # linear weights: exports
     measure = [*PROFILE_LENET, "--measure", "ort-cpu", "--repeats", "1", "--no-progress"]
     run = tmp_path / "run"
-    assert main(["search", "--method", "hawq", "--out", str(run), *lenet]) == 0
+    assert main(["search", MNIST5K_ENV, "--method", "hawq", "--out", str(run), *lenet]) == 0
     assert main(["finetune", str(run), "--epochs", "0", "--no-progress"]) == 0
     assert main(measure) == 0
     arrays = [*(cache / "sensitivity").glob("*.npz"), cache / "datasets" / "mnist5k-v1.npz"]
@@ -134,7 +136,7 @@ def test_damaged_cache_files_and_finetuned_pt_never_run(tmp_path, monkeypatch, c
     # pretrain reads the dataset (the loader every command uses) first, then the search the rest
     assert main(["pretrain", "--model", "lenet5", "--epochs", "1", "--out", str(tmp_path / "m.pt"),
                  "--no-progress"]) == 0
-    assert main(["search", "--method", "hawq", "--out", str(tmp_path / "again"), *lenet]) == 0
+    assert main(["search", MNIST5K_ENV, "--method", "hawq", "--out", str(tmp_path / "again"), *lenet]) == 0
     assert main(["evaluate", str(run / "best_policy.json"), "--checkpoint", str(run / "finetuned.pt")]) == 2
     if importlib.util.find_spec("onnxruntime") is not None:
         assert main(["export", str(run), "--out", str(tmp_path / "x.onnx")]) == 2

@@ -89,7 +89,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
     before = os.getcwd()
     os.chdir(folder)
     try:
-        assert main(["search", "--model", MODEL, "--weights", "cnn.pt", "--method", "random",
+        assert main(["search", "haq_rl/MobileNetV2Edge-v1", "--model", MODEL, "--weights", "cnn.pt", "--method", "random",
                      "--episodes", "3", "--budget", "0.9", "--no-progress"]) == 0
     finally:
         os.chdir(before)
@@ -228,7 +228,7 @@ def test_zoo_model_policy_is_checked_against_its_own_model(tmp_path, monkeypatch
     """A policy of `search --model lenet5` on the default env, alone: a zoo name runs no code
     of the file's choosing, so evaluate takes it from the policy instead of MobileNetV2."""
     monkeypatch.chdir(tmp_path)
-    assert main(["search", "--model", "lenet5", "--method", "random", "--episodes", "2", "--budget", "0.9",
+    assert main(["search", "haq_rl/MobileNetV2Edge-v1", "--model", "lenet5", "--method", "random", "--episodes", "2", "--budget", "0.9",
                  "--no-progress"]) == 0
     run = tmp_path / "runs" / "lenet5-random-s0"
     assert json.loads((run / "best_policy.json").read_text())["label"] == "lenet5"

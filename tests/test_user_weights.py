@@ -56,7 +56,7 @@ def test_search_uses_the_given_weights_and_trains_nothing(trained, tmp_path, mon
     cache = tmp_path / "cache"
     monkeypatch.setenv("HAQ_RL_CACHE", str(cache))
     out = tmp_path / "run"
-    assert main(["search", "--model", FACTORY, "--weights", str(trained), "--episodes", "5", "--budget", "0.8",
+    assert main(["search", "haq_rl/MobileNetV2Edge-v1", "--model", FACTORY, "--weights", str(trained), "--episodes", "5", "--budget", "0.8",
                  "--out", str(out), "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["env"]["model"] == FACTORY and config["env"]["weights"] == str(trained.resolve())
@@ -114,7 +114,7 @@ def test_bad_weights_are_one_line_errors(trained, tmp_path, capsys):
     torch.save({"state_dict": state, "extra": Opaque()}, pickled)
     assert "weights_only=True" in _one_line_error(capsys, _profile(pickled))
 
-    message = _one_line_error(capsys, ["search", "--model", FACTORY, "--weights", str(tmp_path / "nope.pt"),
+    message = _one_line_error(capsys, ["search", "haq_rl/MobileNetV2Edge-v1", "--model", FACTORY, "--weights", str(tmp_path / "nope.pt"),
                                        "--episodes", "2", "--out", str(tmp_path / "r"), "--no-progress"])
     assert "weights file not found" in message and not (tmp_path / "r").exists()
 
