@@ -202,9 +202,11 @@ the policies:
 - `haq_rl/MobileNetV2Edge-v0`: BISMO on an edge FPGA, batch 1;
 - `haq_rl/MobileNetV2Cloud-v0`: BISMO on a cloud FPGA, batch 16.
 
-HAQ's observation is that the best policy depends on the hardware: on the edge device
-the depthwise layers are memory bound (weights dominate), on the cloud device more
-layers are compute bound, so the bits go to different places.
+HAQ's observation is that the best policy depends on the hardware. On both BISMO
+profiles the depthwise layers are bound by fetching activations (their cost grows with
+activation bits, hardly with weight bits); on the cloud device the large 1x1 convolutions
+are compute bound (cost ~ weight bits x activation bits) and the late layers bound by
+fetching weights, so the bits go to different places (docs/hardware.md, "Edge versus cloud").
 
 With `TINY = True` both runs use the greedy baseline with a handful of evaluations
 (the budget is then reached by the env's *action wall*, which lowers bits where they
