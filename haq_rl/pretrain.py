@@ -24,6 +24,7 @@ from torch import nn
 from haq_rl import __version__
 from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
+from haq_rl.data.normalization import DATASET_STATS, explicit_stats
 from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_seed
 from haq_rl.fileio import check_writable_folder
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name, is_import_path
@@ -95,6 +96,8 @@ class PretrainConfig:
     input_size: int | None = None
     augment_shift: int | None = None
     augment_flip: bool | None = None
+    #: The pixels the model is trained on (haq_rl.data.normalization): the task's ``normalize``.
+    normalize: str = "dataset"
     device: str = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +117,7 @@ class PretrainConfig:
                               f"got {self.augment_shift!r}")
         if not isinstance(self.augment_flip, bool):
             raise ConfigError(f"PretrainConfig.augment_flip must be true or false, got {self.augment_flip!r}")
+        explicit_stats(self.normalize)
         if self.lr is None:
             object.__setattr__(self, "lr", default_lr(self.model))
         if self.data_root is not None:
@@ -142,6 +146,9 @@ class PretrainConfig:
         # identity so their hashes (and cache names) keep their meaning.
         if not ident["augment_shift"] and not ident["augment_flip"]:
             del ident["augment_shift"], ident["augment_flip"]
+        # Likewise the default normalisation: every existing model was trained with it.
+        if ident["normalize"] == DATASET_STATS:
+            del ident["normalize"]
         return ident
 
     def short_hash(self) -> str:
@@ -179,7 +186,7 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
     start = time.perf_counter()
     seed_everything(config.seed)
     dataset = load_dataset(config.dataset, config.data_root, image_size=config.input_size)
-    splits = make_splits(dataset, SplitConfig(seed=config.split_seed))
+    splits = make_splits(dataset, SplitConfig(seed=config.split_seed), normalize=config.normalize)
     channels, height, _ = splits.input_shape
     model = build_model(config.model, num_classes=splits.num_classes, in_channels=channels,
                         input_size=height, width_mult=config.width_mult)
@@ -226,6 +233,8 @@ def pretrain(config: PretrainConfig | None = None, out: str | Path | None = None
         # also ships, which get_pretrained then prefers to the shipped one.
         "replaces_shipped": bool(replaces_shipped),
     }
+    if config.normalize != DATASET_STATS:  # absent: the default, as in every earlier checkpoint
+        meta["normalize"] = config.normalize
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": state_dict,
                   "meta": meta}, path)
@@ -239,7 +248,9 @@ def measure_accuracies(model: nn.Module, meta: dict[str, Any]) -> tuple[float, f
     from haq_rl.data import SplitConfig, load_dataset, make_splits
 
     dataset = load_dataset(meta["dataset"], meta.get("data_root"), image_size=meta.get("image_size"))
-    return _split_accuracies(model, make_splits(dataset, SplitConfig(seed=int(meta["split_seed"]))))
+    splits = make_splits(dataset, SplitConfig(seed=int(meta["split_seed"])),
+                         normalize=str(meta.get("normalize", DATASET_STATS)))
+    return _split_accuracies(model, splits)
 
 
 def _split_accuracies(model: nn.Module, splits: Any) -> tuple[float, float]:

@@ -78,9 +78,9 @@ pipeline from Python:
    and a Markdown **report** of the run.
 
 With `TINY = True` (the default) it searches LeNet-5 under a model-size budget for a
-dozen episodes, which takes seconds; with `TINY = False` it runs HAQ's default task
-(MobileNetV2 on the edge bit-serial accelerator, 50% of the 8-bit latency) for 200
-episodes, which takes a while on a CPU.
+dozen episodes, which takes seconds; with `TINY = False` it runs haq-rl's default env
+(`haq_rl.env.DEFAULT_ENV_ID`, the task the CLI uses when none is named) for 200 episodes,
+which takes a while on a CPU.
 """),
     code(settings_cell("01_quickstart")),
     md("""
@@ -95,14 +95,14 @@ The first search of a model also trains its float model once and caches it
 (`~/.cache/haq_rl`, or `$HAQ_RL_CACHE`).
 """),
     code("""
+from haq_rl.env import DEFAULT_ENV_ID
 from haq_rl.search import SearchConfig, run_search
 
 if TINY:
     config = SearchConfig(env="haq_rl/LeNet5Size-v1", method="ddpg", episodes=12,
                           agent={"warmup_episodes": 5}, out=str(OUT / "lenet5-ddpg"), progress=False)
 else:
-    config = SearchConfig(env="haq_rl/MobileNetV2Edge-v0", method="ddpg", episodes=200,
-                          out=str(OUT / "mobilenetv2-edge-ddpg"))
+    config = SearchConfig(env=DEFAULT_ENV_ID, method="ddpg", episodes=200, out=str(OUT / "default-env-ddpg"))
 
 result = run_search(config)
 print(f"{result.episodes} episodes in {result.wall_time_s:.1f} s -> {result.run_dir}")
@@ -199,12 +199,14 @@ matplotlib Figures. This notebook searches the **same model** (MobileNetV2 on mn
 under the **same budget** (50% of the 8/8 latency) on two accelerators, and compares
 the policies:
 
-- `haq_rl/MobileNetV2Edge-v0`: BISMO on an edge FPGA, batch 1 (the default env);
+- `haq_rl/MobileNetV2Edge-v0`: BISMO on an edge FPGA, batch 1;
 - `haq_rl/MobileNetV2Cloud-v0`: BISMO on a cloud FPGA, batch 16.
 
-HAQ's observation is that the best policy depends on the hardware: on the edge device
-the depthwise layers are memory bound (weights dominate), on the cloud device more
-layers are compute bound, so the bits go to different places.
+HAQ's observation is that the best policy depends on the hardware. On both BISMO
+profiles the depthwise layers are bound by fetching activations (their cost grows with
+activation bits, hardly with weight bits); on the cloud device the large 1x1 convolutions
+are compute bound (cost ~ weight bits x activation bits) and the late layers bound by
+fetching weights, so the bits go to different places (docs/hardware.md, "Edge versus cloud").
 
 With `TINY = True` both runs use the greedy baseline with a handful of evaluations
 (the budget is then reached by the env's *action wall*, which lowers bits where they
@@ -325,7 +327,7 @@ no RL library, so **any agent can drive them**. This notebook:
 4. compares their rewards in a table and a plot.
 
 With `TINY = True` it uses `haq_rl/LeNet5Size-v1` (5 steps per episode, fast to score)
-and `K = 20`; with `TINY = False` the default env `haq_rl/MobileNetV2Edge-v0` and
+and `K = 20`; with `TINY = False` haq-rl's default env (`haq_rl.env.DEFAULT_ENV_ID`) and
 `K = 150`.
 """),
     code(settings_cell("03_env_for_rl_research")),
@@ -343,11 +345,11 @@ accepts overrides of the spec (e.g. `budget=0.3`).
 import gymnasium as gym
 import numpy as np
 
-import haq_rl.env  # noqa: F401  (registers the haq_rl/... env ids)
+import haq_rl.env  # registers the haq_rl/... env ids
 
 print("\\n".join(env_id for env_id in gym.registry if env_id.startswith("haq_rl/")))
 
-ENV_ID = "haq_rl/LeNet5Size-v1" if TINY else "haq_rl/MobileNetV2Edge-v0"
+ENV_ID = "haq_rl/LeNet5Size-v1" if TINY else haq_rl.env.DEFAULT_ENV_ID
 K = 20 if TINY else 150
 SEED = 0
 

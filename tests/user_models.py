@@ -46,3 +46,14 @@ def tiny_vit(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) 
 
 class Opaque:
     """Not a tensor: a file holding one needs unpickling code, which weights_only refuses."""
+
+
+
+def plain_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """Two convolutions, BatchNorm and global average pooling: trained on pixels / 255, the
+    pooled background shifts with any other normalisation (tests/test_preprocessing.py)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
+    )

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from haq_rl.errors import ConfigError
 
 from .dataset import ImageDataset
+from .normalization import DATASET_STATS, explicit_stats, stats_for_channels
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class DataSplits:
-    """The three splits of one dataset, normalised with statistics of ``search_train``.
+    """The three splits of one dataset, normalised as ``normalize`` says (by default with
+    the statistics of ``search_train``; see :mod:`haq_rl.data.normalization`).
 
     ``search_train``, ``reward_val`` and ``test`` are TensorDatasets of float32 images
     ``(N, C, H, W)`` and int64 labels. ``train_indices`` / ``reward_indices`` /
@@ -80,6 +82,7 @@ class DataSplits:
     test_indices: np.ndarray = field(repr=False)
     class_names: tuple[str, ...] = ()
     official_test: bool = False
+    normalize: str = DATASET_STATS
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -181,12 +184,14 @@ def normalize_images(
     return out
 
 
-def make_splits(dataset: ImageDataset, config: SplitConfig | None = None) -> DataSplits:
+def make_splits(dataset: ImageDataset, config: SplitConfig | None = None,
+                normalize: str = DATASET_STATS) -> DataSplits:
     """Split ``dataset`` into normalised ``search_train`` / ``reward_val`` / ``test`` sets.
 
     Deterministic for a given ``config.seed``. The official test set is used as ``test``
-    when the dataset has one. Mean/std come from ``search_train`` only, so nothing about
-    the reward or test images leaks into training.
+    when the dataset has one. With ``normalize="dataset"`` mean/std come from
+    ``search_train`` only, so nothing about the reward or test images leaks into training;
+    ``none`` and ``MEAN/STD`` fix them (:func:`haq_rl.data.normalization.explicit_stats`).
 
     Raises:
         ConfigError: the dataset is too small for the fractions (a split would be empty).
@@ -202,7 +207,11 @@ def make_splits(dataset: ImageDataset, config: SplitConfig | None = None) -> Dat
                 f"reward_fraction={config.reward_fraction}, test_fraction={config.test_fraction}: "
                 f"split {split!r} would be empty"
             )
-    mean, std = channel_stats(dataset.images[train_idx])
+    fixed = explicit_stats(normalize)
+    if fixed is None:
+        mean, std = channel_stats(dataset.images[train_idx])
+    else:
+        mean, std = stats_for_channels(fixed, int(dataset.images.shape[1]), normalize)
 
     def tensors(idx: np.ndarray) -> TensorDataset:
         images = normalize_images(dataset.images[idx], mean, std)
@@ -223,6 +232,7 @@ def make_splits(dataset: ImageDataset, config: SplitConfig | None = None) -> Dat
         test_indices=test_idx,
         class_names=dataset.class_names,
         official_test=dataset.has_official_test,
+        normalize=normalize,
     )
     logger.info("splits of %s (seed %d): %s", dataset.name, config.seed, splits.sizes)
     return splits

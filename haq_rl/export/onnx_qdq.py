@@ -208,7 +208,9 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
                        "calibrated_8bit_tensors": json.dumps(calibrated),
                        "isa": isa if runtime == "ort" else "any", "isa_note": isa_note or "float kernels",
                        "unsigned_weight_layers": json.dumps(unsigned),
-                       "verified_on": instruction_set()}.items():
+                       "verified_on": instruction_set(),
+                       # What a caller must do to pixels before this graph (docs/preprocessing.md).
+                       "preprocessing": json.dumps(task.preprocessing())}.items():
         model.metadata_props.add(key=key, value=str(value))
     onnx.checker.check_model(model)
     data = model.SerializeToString()

@@ -33,6 +33,8 @@ def save_finetuned(path: str | Path, result: FinetuneResult, task: Task, config:
         **{key: task.meta[key] for key in ("model", "num_classes", "in_channels", "input_size",
                                            "width_mult", "dataset") if key in task.meta},
         "env": task.spec.to_dict(),
+        # How to turn pixels into this model's inputs (docs/preprocessing.md).
+        "preprocessing": task.preprocessing(),
         "finetune": config.to_dict(),
         "accuracy": float(result.accuracy),
         "accuracy_before": float(result.accuracy_before),

@@ -36,6 +36,7 @@ from haq_rl.search.recorder import Recorder
 from haq_rl.search.setup import SearchSetup
 from haq_rl.shipped_models import float_model_record
 from haq_rl.task.steps import step_schedule
+from haq_rl.task.task import check_float_model
 
 if TYPE_CHECKING:
     from haq_rl.task.task import Task
@@ -170,6 +171,9 @@ def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[S
         setup = SearchSetup(task=task, scorer=env.scorer, env=env, run_dir=run_dir)
     else:  # a proposer: no gymnasium
         setup = SearchSetup(task=task, scorer=scorer_for_task(task, progress=config.progress), run_dir=run_dir)
+    # The float accuracy is first known here, before any episode or file: a float model at
+    # chance stops the search with its likely causes.
+    check_float_model(task, setup.scorer.evaluator.float_accuracy)
     return setup, started, time.perf_counter() - started
 
 

@@ -157,6 +157,8 @@ def _cache_path(setup: SearchSetup, probes: int, images: int, seed: int, bits: t
     key = {name: getattr(spec, name) for name in (
         "model", "dataset", "data_root", "input_size", "width_mult", "split_seed", "calibration",
         "calibration_batches", "reward_batch_size", "weight_method")}
+    if spec.normalize != "dataset":  # other pixels, other sensitivities; the default keeps existing keys
+        key["normalize"] = spec.normalize
     key.update(meta=task.meta, probes=probes, images=images, seed=seed, bits=list(bits),
                layers=list(task.layer_names), format=1)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

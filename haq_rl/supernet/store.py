@@ -44,7 +44,10 @@ def supernet_identity(task: Any, w_choices: list[tuple[int, ...]], a_choices: li
     Not the hardware, the objective or the budget: one supernet serves them all.
     """
     spec = task.spec
+    # The pixels it trains on; absent at the default so existing supernets keep their keys.
+    pixels = {} if spec.normalize == "dataset" else {"normalize": spec.normalize}
     return {
+        **pixels,
         "format_version": FORMAT_VERSION,
         "model": spec.model,
         "weights_sha256": task.meta.get("weights_sha256"),

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from haq_rl.data.normalization import DATASET_STATS, explicit_stats
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, check_seed, did_you_mean
 from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.cost_table import OBJECTIVES
@@ -73,6 +74,9 @@ class TaskSpec:
     dataset: str = "mnist5k"
     data_root: str | None = None
     input_size: int = 28
+    #: What the model's pixels are: ``dataset`` (search_train's mean/std), ``none`` (pixels /
+    #: 255) or ``MEAN/STD`` (haq_rl.data.normalization, docs/preprocessing.md).
+    normalize: str = DATASET_STATS
     width_mult: float = 1.0
     hardware: str = "bismo-edge"
     objective: str = "latency"
@@ -104,6 +108,7 @@ class TaskSpec:
     def __post_init__(self) -> None:
         _check_field_types(self)
         check_seed("split_seed", self.split_seed)
+        explicit_stats(self.normalize)  # its form; the channel count is checked with the images
         _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("step_mode", self.step_mode, STEP_MODES)
         _check_choice("calibration", self.calibration, CALIBRATIONS)

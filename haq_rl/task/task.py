@@ -118,6 +118,18 @@ class Task:
             spec.model)
         return dataclasses.replace(task, layers=layers, cost_table=_cost_table(layers, profile, spec))
 
+    def preprocessing(self) -> dict[str, Any]:
+        """What the model's inputs are, for records a user reproduces them from (finetuned.pt,
+        the ONNX metadata): ``(pixels / 255 - mean) / std`` per channel at ``input_shape``."""
+        shape = [int(value) for value in self.splits.input_shape]
+        if not hasattr(self.splits, "mean"):  # Task.from_model: the caller's tensors, as given
+            return {"normalize": "as given", "formula": "the tensors passed to Task.from_model, unchanged",
+                    "input_shape": shape}
+        channels = {1: "grayscale", 3: "RGB"}.get(shape[0], f"{shape[0]} channels as stored")
+        return {"normalize": getattr(self.splits, "normalize", self.spec.normalize),
+                "formula": "(pixels / 255 - mean) / std", "mean": [float(v) for v in self.splits.mean],
+                "std": [float(v) for v in self.splits.std], "channel_order": channels, "input_shape": shape}
+
     @property
     def layer_names(self) -> list[str]:
         """Quantizable layer names, in module order (the order of policies and cost arrays)."""
@@ -161,6 +173,37 @@ class Task:
 
 #: The ``model``/``dataset`` of a task built from Python objects (Task.from_model).
 PYTHON_SOURCE = "python"
+#: A float model whose top-1 is within this share of the way from chance to 100 % is "near
+#: chance" (10 classes: below 19 %): the search refuses it (:func:`check_float_model`).
+NEAR_CHANCE_SHARE = 0.1
+
+
+def check_float_model(task: Task, float_accuracy: float) -> None:
+    """ConfigError (one line naming the likely causes and their fixes) when the float model
+    scores near chance on the reward split: a search would only rank noise.
+
+    Only for top-1 (``task.metric`` None) on a classification task: a custom metric has no
+    known chance level. Every quantized policy scores at or below the float model, so a
+    broken float model is never worth searching; weights trained on other pixels are the
+    common cause (a model trained on ``pixels / 255`` scores near chance under the default
+    ``normalize=dataset``).
+    """
+    classes = int(getattr(task.splits, "num_classes", 0) or 0)
+    if task.metric is not None or classes < 2:
+        return
+    chance = 100.0 / classes
+    if float_accuracy > chance + NEAR_CHANCE_SHARE * (100.0 - chance):
+        return
+    if task.spec.dataset == PYTHON_SOURCE:
+        pixels = "the inputs you pass to Task.from_model must be preprocessed exactly as in training"
+    else:
+        pixels = (f"haq-rl feeds (pixels/255 - mean)/std with normalize={task.spec.normalize}; trained on "
+                  "pixels/255 only: --set normalize=none, or your mean/std: --set normalize=MEAN/STD")
+    raise ConfigError(
+        f"the float model scores {float_accuracy:.1f} % on the reward split, near chance ({chance:.1f} % for "
+        f"{classes} classes); likely causes: normalisation ({pixels}); labels (the dataset's class order "
+        f"must be the one the model was trained with); weights for another model or dataset (check --weights "
+        f"and --model). See docs/preprocessing.md")
 
 
 @dataclass
@@ -230,9 +273,9 @@ def load_task(spec: TaskSpec | str | Path, **overrides: Any) -> Task:
     if spec.weights is None:
         model, meta = get_pretrained(PretrainConfig(
             model=spec.model, dataset=spec.dataset, data_root=spec.data_root, width_mult=spec.width_mult,
-            input_size=image_size, split_seed=spec.split_seed))
+            input_size=image_size, split_seed=spec.split_seed, normalize=spec.normalize))
     splits = make_splits(load_dataset(spec.dataset, spec.data_root, image_size=image_size),
-                         SplitConfig(seed=spec.split_seed))
+                         SplitConfig(seed=spec.split_seed), normalize=spec.normalize)
     if spec.weights is not None:
         model, meta = _model_with_weights(spec, splits)
     profile, layers = profile_for_layers(
