@@ -25,7 +25,7 @@ from haq_rl.fileio import file_sha256
 
 PACKAGE = "haq35_own"
 MODEL = f"{PACKAGE}.nets:make"
-ENV = "haq_rl/MobileNetV2Edge-v1"  # the default env: what a new user gets
+ENV = "haq_rl/MobileNetV2Edge-v1"  # the mnist5k env the test model was trained for
 
 NETS = textwrap.dedent('''
     """The user's own network: plain torch, nothing from haq-rl."""
@@ -145,7 +145,7 @@ def test_run_directory_and_policy_name_the_users_model(project) -> None:
 
 def test_finetune_header_and_report_name_the_users_model(project, tmp_path, capsys) -> None:
     run = shutil.copytree(project["run"], tmp_path / "run")
-    assert main(["finetune", str(run), "--epochs", "0", "--no-compare", "--no-progress"]) == 0
+    assert main(["finetune", str(run), "--model", MODEL, "--epochs", "0", "--no-compare", "--no-progress"]) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert header.startswith(f"{MODEL}, weights cnn.pt sha256:") and "MobileNetV2" not in header
     assert json.loads((run / "metrics.json").read_text())["label"].startswith(MODEL)
