@@ -223,12 +223,16 @@ def test_vector_envs():
         vec.close()
 
 
-def test_env_uses_the_default_pretrained_checkpoint(default_env, pretrained_mobilenetv2):
-    """The default env and `haq-rl pretrain` with defaults share one cached float model."""
+def test_env_uses_the_default_pretrained_checkpoint(default_env):
+    """The default env and `haq-rl pretrain` of its model and dataset share one float model."""
     import torch
 
+    from haq_rl.pretrain import PretrainConfig, get_pretrained
+
+    spec = default_env.unwrapped.task.spec
     env_model = default_env.unwrapped.scorer.evaluator.model
-    reference, _ = pretrained_mobilenetv2
+    reference, meta = get_pretrained(PretrainConfig(model=spec.model, dataset=spec.dataset))
+    assert meta["source"] == "shipped"
     for (name, value), (_, expected) in zip(env_model.state_dict().items(),
                                             reference.state_dict().items(), strict=True):
         assert torch.equal(value, expected), name
