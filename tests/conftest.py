@@ -51,3 +51,34 @@ def pretrained_lenet5() -> tuple[nn.Module, dict[str, Any]]:
 
     model, meta = get_pretrained(PretrainConfig(model="lenet5"))
     return model.eval(), meta
+
+
+#: Checks that repeat what a faster test of the default run already covers, moved to
+#: ``make test-slow`` to keep the default run under its time limit (durations measured on
+#: 2 idle cores; the default run keeps one end-to-end test of each command, notebook
+#: 01, the default env's gymnasium check and one kill-and-resume test per search path).
+SLOW_IN_DEFAULT_RUN = {
+    "tests/test_notebooks.py::test_notebook_runs[02_inspect_policies.ipynb]",  # 68 s
+    "tests/test_notebooks.py::test_notebook_runs[03_env_for_rl_research.ipynb]",  # 9 s
+    "tests/test_notebooks.py::test_notebook_runs[04_bring_your_own_model.ipynb]",  # 10 s
+    "tests/quant/test_accuracy.py::test_uniform_policies_mobilenetv2",  # 31 s
+    "tests/env/test_env.py::test_gymnasium_and_sb3_checkers_pass[haq_rl/MobileNetV2Edge-v1]",  # 29 s
+    "tests/env/test_env.py::test_gymnasium_and_sb3_checkers_pass[haq_rl/MobileNetV2BitFusionEnergy-v1]",  # 29 s
+    "tests/env/test_env.py::test_gymnasium_and_sb3_checkers_pass[haq_rl/ResNet18BitFusionEnergy-v0]",  # 10 s
+    "tests/env/test_env.py::test_wall_property_over_1000_full_episodes_lenet",  # 18 s
+    "tests/supernet/test_supernet.py::test_hawq_prices_layers_on_the_supernet",  # 27 s
+    "tests/supernet/test_supernet.py::test_predictor_reward_is_fast_and_ranks_like_the_supernet",  # 9 s
+    "tests/hardware/test_measured.py::test_registered_env_on_this_cpu",  # 20 s
+    "tests/task/test_budget.py::test_room_policy_finetunes_within_3_points_of_float[resnet8-edge]",  # 15 s
+    "tests/run/test_lock_and_kill.py::test_kill_during_finetune_then_rerun",  # 12 s
+    "tests/test_budgets.py::test_guided_with_budgets_and_two_workers_resumes_exactly",  # 9 s
+    "tests/test_parallel.py::test_guided_with_two_workers_resumes_exactly_after_kill",  # 9 s
+    "tests/test_parallel.py::test_ray_workers_record_the_rows_of_process_workers",  # 12 s
+    "tests/test_parallel.py::test_ddpg_with_two_workers_resumes_exactly_after_kill[process]",  # 7 s
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid in SLOW_IN_DEFAULT_RUN:
+            item.add_marker(pytest.mark.slow)

@@ -1032,6 +1032,8 @@ def test_a_model_named_again_with_model_is_imported(random_run, tmp_path, capsys
     here fails, the payload being no model), which proves the refusal above is the rule."""
     run = _copy(random_run, tmp_path)
     _set_model(run / "config.json", "haq_payload:make")
+    policy = json.loads((run / "best_policy.json").read_text())
+    (run / "best_policy.json").write_text(json.dumps({**policy, "model": "haq_payload:make"}))  # as it would record
     assert main(["evaluate", str(run / "best_policy.json"), "--model", "haq_payload:make"]) == 2
     assert "returned NoneType, not a torch nn.Module" in _one_line_error(capsys)
     assert payload_module.exists()

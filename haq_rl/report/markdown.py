@@ -172,13 +172,13 @@ def _render(runs: list[Run], files: Path) -> str:
     link = REPORT_FOLDER
     lines: list[str] = []
     if several:
-        lines += [f"# HAQ report: {' vs '.join(r.label for r in runs)}", ""]
+        lines += [f"# HAQ report: {' vs '.join(_inline(r.label) for r in runs)}", ""]
         best = tables.best_table(runs)
         best.to_csv(files / "runs.csv", index=False)
         lines += ["## Best policy of each run", "", _markdown_table(best), "",
                   f"Table: [{link}/runs.csv]({link}/runs.csv)", ""]
     else:
-        lines += [f"# HAQ report: {runs[0].label}", ""]
+        lines += [f"# HAQ report: {_inline(runs[0].label)}", ""]
 
     for run in runs:
         suffix = f"-{_safe(run.label)}" if several else ""

@@ -101,6 +101,12 @@ ROOM_CASES = [
     pytest.param("haq_rl/MobileNetV2Edge-v1", id="mobilenetv2-4bit", marks=pytest.mark.slow),
     pytest.param("haq_rl/ResNet18BitFusionEnergy-v0", id="resnet18-energy", marks=pytest.mark.slow),
     pytest.param("haq_rl/MobileNetV2OrtCpu-v0", id="mobilenetv2-weights-only", marks=pytest.mark.slow),
+    pytest.param("haq_rl/FashionMobileNetV2Edge-v0", id="fashion-mobilenetv2", marks=pytest.mark.slow),
+    pytest.param("haq_rl/FashionResNet8Edge-v0", id="fashion-resnet8", marks=pytest.mark.slow),
+    pytest.param("haq_rl/FashionMobileNetV2BitFusionEnergy-v0", id="fashion-mobilenetv2-energy",
+                 marks=pytest.mark.slow),
+    pytest.param("haq_rl/FashionMobileNetV2OrtCpu-v0", id="fashion-mobilenetv2-weights-only",
+                 marks=pytest.mark.slow),
 ]
 
 
