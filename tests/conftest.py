@@ -75,6 +75,14 @@ SLOW_IN_DEFAULT_RUN = {
     "tests/test_parallel.py::test_guided_with_two_workers_resumes_exactly_after_kill",  # 9 s
     "tests/test_parallel.py::test_ray_workers_record_the_rows_of_process_workers",  # 12 s
     "tests/test_parallel.py::test_ddpg_with_two_workers_resumes_exactly_after_kill[process]",  # 7 s
+    # The default env is built and stepped by tests/env's default_env fixture; FashionResNet8Edge-v0's
+    # checkers run in the default run.
+    "tests/env/test_env.py::test_gymnasium_and_sb3_checkers_pass[haq_rl/FashionMobileNetV2Edge-v0]",  # 28 s
+    "tests/supernet/test_supernet.py::test_gymnasium_and_sb3_checkers_pass_on_the_supernet_reward",  # 29 s
+    "tests/test_user_weights.py::test_search_uses_the_given_weights_and_trains_nothing",  # 17 s
+    "tests/test_budgets.py::test_resume_after_kill_is_exact",  # 9 s
+    "tests/test_parallel.py::test_deterministic_baselines_resume_exactly",  # 6 s
+    "tests/run/test_lock_and_kill.py::test_two_concurrent_searches_on_one_run_directory",  # 7 s
 }
 
 
