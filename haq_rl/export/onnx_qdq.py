@@ -155,10 +155,10 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
 
 def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path, run_config: Path | None,
                    target: Path, checkpoint: str | Path | None, opset: int, task: Task | None,
-                   runtime: str, isa: str, allow_mismatch: bool, model: str | None,
+                   runtime: str, isa: str, allow_mismatch: bool, model_name: str | None,
                    weights: str | None) -> ExportResult:
     policy = QuantPolicy.from_json(policy_path)
-    spec = policy_spec(policy, None, run_config, model=model, weights=weights)
+    spec = policy_spec(policy, None, run_config, model=model_name, weights=weights)
     task = task_for(spec, task, budget=spec.budget)
     policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
     if checkpoint is None and (policy_path.parent / FINETUNED_FILE).is_file():
