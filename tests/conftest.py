@@ -83,6 +83,10 @@ SLOW_IN_DEFAULT_RUN = {
     "tests/test_budgets.py::test_resume_after_kill_is_exact",  # 9 s
     "tests/test_parallel.py::test_deterministic_baselines_resume_exactly",  # 6 s
     "tests/run/test_lock_and_kill.py::test_two_concurrent_searches_on_one_run_directory",  # 7 s
+    "tests/test_budgets.py::test_finetune_evaluate_and_report_pick_a_budget",  # 11 s
+    "tests/test_finetune.py::test_a_bare_policy_is_compared_within_its_own_budget",  # 7 s
+    "tests/supernet/test_supernet.py::test_the_finetune_trains_a_missing_supernet_first",  # 7 s
+    "tests/supernet/test_supernet.py::test_cache_is_reused_and_a_corrupt_entry_is_retrained",  # 5 s
 }
 
 
