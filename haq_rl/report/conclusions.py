@@ -17,6 +17,7 @@ from haq_rl.report.tables import (
     episodes,
     finetuned_points,
     metrics_points,
+    one_line,
     uniform_baselines,
 )
 from haq_rl.run.load import Run, as_run
@@ -116,7 +117,7 @@ def _before_finetune(run: Run) -> list[str]:
             f"**Uniform {int(best['bits'])}/{int(best['bits'])} matches or beats the best policy** as searched "
             f"(reward split, post-training): {float(best['accuracy']):.2f} % vs {b_acc:.2f} % at cost ratio "
             f"{float(best['cost_ratio']):.3f} vs {b_cost:.3f}. Fine-tune both to decide "
-            f"(`haq-rl finetune {_one_line(str(run.path))}`).")
+            f"(`haq-rl finetune {one_line(str(run.path))}`).")
     frame = episodes(run)
     metric = str(run.spec_fields.get("reward_metric", "accuracy"))
     if not frame.empty and episode is not None:
@@ -130,7 +131,7 @@ def _before_finetune(run: Run) -> list[str]:
                 f"at equal or lower cost (episode {int(top['episode'])}: {float(top['accuracy']):.2f} % at "
                 f"cost ratio {float(top['cost_ratio']):.3f}). Fine-tuning decides which keeps more.")
     lines.append(f"Not fine-tuned yet: accuracies are post-training, on the reward split. "
-                 f"`haq-rl finetune {_one_line(str(run.path))}` fine-tunes the best policy beside the uniform ones.")
+                 f"`haq-rl finetune {one_line(str(run.path))}` fine-tunes the best policy beside the uniform ones.")
     return lines
 
 
@@ -145,7 +146,3 @@ def _number(value: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
 
-
-def _one_line(text: str) -> str:
-    """A run directory's name on one line (control characters escaped): it cannot start a heading."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -28,6 +28,7 @@ from haq_rl.report.figures import (
     plot_front,
     plot_pareto,
 )
+from haq_rl.report.tables import one_line
 from haq_rl.run.episodes import BASE_COLUMNS
 from haq_rl.run.layout import REPORT_FILE, REPORT_FOLDER
 from haq_rl.run.load import Run, as_runs
@@ -56,19 +57,12 @@ def _markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
             return f"{value:.{digits}g}" if magnitude < 1e4 else f"{value:,.0f}"
         if value is None:
             return "-"
-        return _inline(str(value)).replace("|", "\\|")
+        return one_line(str(value)).replace("|", "\\|")
 
-    header = "| " + " | ".join(_inline(str(c)) for c in frame.columns) + " |"
+    header = "| " + " | ".join(one_line(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
-
-
-def _inline(text: str) -> str:
-    """``text`` on one line: a newline or other control character (a run directory's name,
-    a layer name in config.json) shown escaped, so it cannot start a heading or a table of
-    its own in report.md."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _default_out(runs: Sequence[Run]) -> Path:
@@ -81,12 +75,12 @@ def _default_out(runs: Sequence[Run]) -> Path:
 def _unique_labels(runs: list[Run]) -> None:
     """Give runs distinct labels (directory name, then parent/name, then a counter)."""
     for run in runs:
-        run.label = _inline(run.label)
+        run.label = one_line(run.label)
     labels = [r.label for r in runs]
     if len(set(labels)) == len(labels):
         return
     for run in runs:
-        run.label = _inline(f"{run.path.parent.name}/{run.path.name}")
+        run.label = one_line(f"{run.path.parent.name}/{run.path.name}")
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.label] = counts.get(run.label, 0) + 1
@@ -172,13 +166,13 @@ def _render(runs: list[Run], files: Path) -> str:
     link = REPORT_FOLDER
     lines: list[str] = []
     if several:
-        lines += [f"# HAQ report: {' vs '.join(_inline(r.label) for r in runs)}", ""]
+        lines += [f"# HAQ report: {' vs '.join(one_line(r.label) for r in runs)}", ""]
         best = tables.best_table(runs)
         best.to_csv(files / "runs.csv", index=False)
         lines += ["## Best policy of each run", "", _markdown_table(best), "",
                   f"Table: [{link}/runs.csv]({link}/runs.csv)", ""]
     else:
-        lines += [f"# HAQ report: {_inline(runs[0].label)}", ""]
+        lines += [f"# HAQ report: {one_line(runs[0].label)}", ""]
 
     for run in runs:
         suffix = f"-{_safe(run.label)}" if several else ""
@@ -200,7 +194,7 @@ def _render(runs: list[Run], files: Path) -> str:
         comparison = tables.comparison_table(run)
         lines += [f"{heading} Fine-tuned comparison", ""]
         if comparison is None:
-            lines += [f"Not fine-tuned yet: run `haq-rl finetune {_inline(str(run.path))}` to add the float, uniform "
+            lines += [f"Not fine-tuned yet: run `haq-rl finetune {one_line(str(run.path))}` to add the float, uniform "
                       "and searched rows (accuracy on the test split after QAT).", ""]
         else:
             comparison.to_csv(files / f"comparison{suffix}.csv", index=False)

@@ -329,3 +329,10 @@ def budget_front(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame | Non
     frame["test_accuracy"] = pd.to_numeric(pd.Series(after, dtype=object), errors="coerce").to_numpy()
     frame["uniform_accuracy"] = pd.to_numeric(pd.Series(uniform, dtype=object), errors="coerce").to_numpy()
     return frame
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: a newline or other control character (a run directory's name,
+    a layer name in config.json) shown escaped, so it cannot start a heading or a table of
+    its own in report.md."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
