@@ -15,6 +15,7 @@ from haq_rl.env.embedding import (
     PREVIOUS_ACTION,
     static_layer_features,
 )
+from haq_rl.env.rendering import policy_image, policy_text
 from haq_rl.errors import ConfigError, UnknownNameError
 from haq_rl.hardware import LayerSpec
 from haq_rl.task.budget import REFERENCE_BITS
@@ -110,7 +111,9 @@ class QuantizationEnv(gym.Env):
     * v1 (``MobileNetV2Edge`` only): the KL reward; everything else as v0.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    #: ``ansi``: one line per layer; ``rgb_array``: bars of the bits (haq_rl.env.rendering), the
+    #: mode stable-baselines3's ``make_vec_env`` asks for. One frame per step at ``render_fps``.
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 10}
 
     def __init__(
         self,
@@ -254,11 +257,15 @@ class QuantizationEnv(gym.Env):
         return bits_of_actions(self._schedule, actions, len(self.layer_names), self.min_bits, self.max_bits,
                                REFERENCE_BITS)
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi":
-            return None
-        lines = [f"{name}: w{w} a{a}" for name, w, a in zip(self.layer_names, self._w, self._a, strict=True)]
-        return "\n".join(lines)
+    def render(self) -> str | np.ndarray | None:
+        """The bits so far (undecided layers at 8), after the last step those the wall applied."""
+        if self.render_mode == "ansi":
+            return policy_text(self.layer_names, self._w, self._a)
+        if self.render_mode == "rgb_array":
+            done = self._step_index >= len(self._schedule)
+            return policy_image(self._w, self._a, self.pinned, self.max_bits,
+                                None if done else self._schedule[self._step_index][0])
+        return None
 
     # ------------------------------------------------------------------ internals
     def _observation(self) -> np.ndarray:
