@@ -67,7 +67,12 @@ class QuantizationEnv(gym.Env):
     ``reward_metric="kl"``, ``-KL(p_float || p_quant)``, the mean KL divergence (nats) of the
     quantized model's predictions from the float model's on the same images. Either is
     measured after the optional per-policy BatchNorm re-estimation (``bn_recalibration``)
-    or short fine-tune (``finetune_steps``). ``info`` carries both ``accuracy`` and ``kl``.
+    or short fine-tune (``finetune_steps``). ``info`` carries both ``accuracy`` and ``kl``,
+    measured on what the ``reward_source`` scores: ``post_training``, the float weights
+    quantized per policy; ``supernet``, the bit-width supernet at the policy's widths;
+    ``predictor``, the regressor's predictions of the supernet's values (its accuracy kept
+    within the accuracies of the supernet evaluations it was fitted on). ``float_accuracy``
+    is always the task's float model on the same images.
 
     ## Episode End
 
@@ -107,8 +112,15 @@ class QuantizationEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
-    * v1 (``MobileNetV2Edge`` only): the KL reward; everything else as v0.
+    Per id: ``haq-rl envs ID`` prints these sections for one registered id, with the
+    versions of its name (:mod:`haq_rl.env.card`). An id never changes meaning; a replaced
+    one stays registered and warns (:mod:`haq_rl.env.registration`, docs/environments.md).
+
+    ## Rendering
+
+    ``render_mode="ansi"``: one line per layer; ``"rgb_array"``: a ``uint8`` image, a weight
+    and an activation bar per layer (:mod:`haq_rl.env.rendering`). Undecided layers show 8
+    bits; after the last step, the bits the wall applied.
     """
 
     #: ``ansi``: one line per layer; ``rgb_array``: bars of the bits (haq_rl.env.rendering), the

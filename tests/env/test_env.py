@@ -46,6 +46,7 @@ def test_at_least_the_five_required_envs_are_registered():
 # default run; the others share their model and data (the supernet twin first trains its
 # supernet, the CPU one times its layers).
 SLOW_CHECKS = {"haq_rl/MobileNetV2Edge-v0", "haq_rl/MobileNetV2Cloud-v0", "haq_rl/MobileNetV2Edge-v2",
+               "haq_rl/MobileNetV2EdgeSupernet-v0", "haq_rl/MobileNetV2BitFusionEnergy-v0",
                "haq_rl/MobileNetV2OrtCpu-v0", "haq_rl/FashionMobileNetV2EdgeSupernet-v0",
                "haq_rl/FashionMobileNetV2BitFusionEnergy-v0", "haq_rl/FashionMobileNetV2OrtCpu-v0"}
 

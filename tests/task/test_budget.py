@@ -10,6 +10,7 @@ import pytest
 
 import haq_rl.env  # noqa: F401  (registers the ids)
 from haq_rl.cli import main
+from haq_rl.env.registration import DEPRECATED
 from haq_rl.errors import BudgetWarning
 from haq_rl.finetune import (
     FinetuneConfig,
@@ -91,9 +92,9 @@ def _room_bits(task) -> int:
 
 #: The room policy of each distinct (model, quantizer) setting of the shipped envs, and the
 #: envs that share it. MobileNetV2 and ResNet-18 fine-tunes take a minute: ``make test-slow``.
-#: Old ids kept registered (Gymnasium's rule), whose budget warns by design; test_faults
-#: checks that they still load and warn.
-DEPRECATED_IDS = {"haq_rl/LeNet5Size-v0"}
+#: Old ids kept registered (the deprecation policy, haq_rl.env.registration), some of whose
+#: budgets warn by design; test_faults and tests/env check that they still load and warn.
+DEPRECATED_IDS = set(DEPRECATED)
 
 ROOM_CASES = [
     pytest.param("haq_rl/LeNet5Size-v1", id="lenet5-size"),
