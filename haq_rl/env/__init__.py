@@ -9,12 +9,13 @@ import os
 import sys
 from typing import Any
 
-from haq_rl.env.registration import register_envs
+from haq_rl.env.registration import DeprecatedEnvWarning, register_envs
 from haq_rl.task.spec import DEFAULT_ENV_ID
 from haq_rl.task.steps import action_to_bits, bits_to_action
 
 __all__ = [
     "DEFAULT_ENV_ID",
+    "DeprecatedEnvWarning",
     "QuantizationEnv",
     "action_to_bits",
     "bits_to_action",

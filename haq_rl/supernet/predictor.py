@@ -113,7 +113,8 @@ class BitsPredictor:
         self.seed = seed
         self._accuracy = _regressor(kind, seed)
         self._kl = _regressor(kind, seed)
-        self._accuracy_range = (0.0, 100.0)  # set by fit
+        #: The lowest and highest accuracy of the samples fitted on: predictions stay within.
+        self.accuracy_range = (0.0, 100.0)
 
     def fit(self, samples: PolicySamples) -> BitsPredictor:
         x = features(self.kind, samples.w_bits, samples.a_bits, self.bits)
@@ -122,7 +123,7 @@ class BitsPredictor:
         # over two features per layer (106 for MobileNetV2) fitted on a few hundred samples
         # extrapolates by points at policies unlike them (an agent's corners: all-8 here, all-2
         # there); clipped at 100 % only, such a policy read 100.00 beside a float 97.8.
-        self._accuracy_range = (float(samples.accuracy.min()), float(samples.accuracy.max()))
+        self.accuracy_range = (float(samples.accuracy.min()), float(samples.accuracy.max()))
         # The KL spans orders of magnitude between 8 and 2 bits: fitting its log keeps the
         # small differences between good policies, which are the ones a search must order.
         self._kl.fit(x, np.log(samples.kl + 1e-6))
@@ -132,7 +133,7 @@ class BitsPredictor:
         """(accuracy, kl) predictions, one per policy row."""
         x = features(self.kind, w_bits, a_bits, self.bits)
         kl = np.maximum(np.exp(self._kl.predict(x)) - 1e-6, 0.0)
-        return np.clip(self._accuracy.predict(x), *self._accuracy_range), kl
+        return np.clip(self._accuracy.predict(x), *self.accuracy_range), kl
 
 
 def cross_validated_spearman(kind: str, samples: PolicySamples, bits: range, metric: str, folds: int = 5,

@@ -4,6 +4,7 @@ and seeded vector envs. Everything here builds LeNet-5 envs only (a second each)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -143,6 +144,52 @@ def test_gymnasium_never_points_a_haq_rl_id_at_another_version_and_unversioned_i
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "environments.md").read_text()
     assert re.search(r"`haq_rl/MobileNetV2Edge` \(unversioned\)[^.]*`haq_rl/MobileNetV2Edge-v2`", docs)
+
+
+#: The settings of every published id, pinned: an id never changes meaning. A new id is
+#: added here when it is published; a changed task is a new version (or a new name), never
+#: an edit of a published YAML (only its description and comments may change).
+PUBLISHED = {
+    "haq_rl/FashionMobileNetV2BitFusionEnergy-v0": "ae794fd17026",
+    "haq_rl/FashionMobileNetV2Edge-v0": "0a80335fe798",
+    "haq_rl/FashionMobileNetV2EdgeSupernet-v0": "03c8e2b1c726",
+    "haq_rl/FashionMobileNetV2OrtCpu-v0": "cc723b0a8fdd",
+    "haq_rl/FashionResNet8Edge-v0": "7b9def6851c8",
+    "haq_rl/LeNet5Size-v0": "ae738eb6f193",
+    "haq_rl/LeNet5Size-v1": "6c1157108712",
+    "haq_rl/MobileNetV2BitFusionEnergy-v0": "413839789aa3",
+    "haq_rl/MobileNetV2BitFusionEnergy-v1": "ee59f8ef3892",
+    "haq_rl/MobileNetV2Cloud-v0": "1a23539c5a2d",
+    "haq_rl/MobileNetV2Edge-v0": "36e9c5ec255b",
+    "haq_rl/MobileNetV2EdgeSupernet-v0": "21de5ef356ca",
+    "haq_rl/MobileNetV2Edge-v1": "c81a123f3013",
+    "haq_rl/MobileNetV2Edge-v2": "21de5ef356ca",
+    "haq_rl/MobileNetV2OrtCpu-v0": "0806f3ffe0d5",
+    "haq_rl/ResNet18BitFusionEnergy-v0": "998a7017cd37",
+    "haq_rl/ResNet8Edge-v0": "97b5300eb3af",
+}
+#: The spec fields a digest covers (those of this writing: a field added later with its
+#: default leaves every published digest as it was).
+PINNED_FIELDS = ("model", "weights", "dataset", "data_root", "input_size", "normalize", "width_mult", "hardware",
+                 "objective", "budget", "budgets", "extra_budgets", "min_bits", "max_bits", "pin_first_last",
+                 "step_mode", "budget_feature", "weight_method", "calibration", "calibration_batches",
+                 "reward_batch_size", "reward_images", "finetune_epoch_images", "finetune_steps", "finetune_lr",
+                 "reward_metric", "bn_recalibration", "reward_source", "supernet_epochs", "split_seed", "device")
+
+
+def _settings_digest(spec) -> str:
+    settings = {name: getattr(spec, name) for name in PINNED_FIELDS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def test_published_ids_stay_registered_with_the_same_settings():
+    for env_id, digest in PUBLISHED.items():
+        assert env_id in SPECS, f"{env_id} was published: it stays registered (deprecate it instead)"
+        assert _settings_digest(SPECS[env_id]) == digest, \
+            f"{env_id}'s settings changed: publish the new task as a new version or name instead"
+    unpinned = sorted(set(SPECS) - set(PUBLISHED))
+    assert not unpinned, "pin the settings of the new ids in PUBLISHED: " + ", ".join(
+        f"{i!r}: {_settings_digest(SPECS[i])!r}" for i in unpinned)
 
 
 # ------------------------------------------------------------------ haq-rl envs

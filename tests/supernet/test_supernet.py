@@ -260,6 +260,9 @@ def test_gymnasium_and_sb3_checkers_pass_on_the_supernet_reward(trained):
         while not terminated:
             _, reward, terminated, _, info = env.step(env.action_space.sample())
         assert reward == pytest.approx(-info["kl"]) and info["cost_ratio"] <= 0.4 + 1e-9
+        if source == "predictor":  # a predicted accuracy stays among the supernet's (issue 39: it read 100.00)
+            low, high = env.unwrapped.scorer.evaluator.predictor.accuracy_range
+            assert low <= info["accuracy"] <= high < 100.0
 
 
 def test_a_planted_pickle_in_the_supernet_cache_never_runs(trained, tmp_path):
