@@ -27,7 +27,7 @@ from _common import write_results  # noqa: E402
 #: Cheap envs first: the post-training reward needs only the shipped float model.
 DEFAULT_ENVS = ("haq_rl/LeNet5Size-v1", "haq_rl/FashionResNet8Edge-v0", "haq_rl/FashionMobileNetV2Edge-v0",
                 "haq_rl/FashionMobileNetV2BitFusionEnergy-v0", "haq_rl/MobileNetV2Edge-v1",
-                "haq_rl/MobileNetV2Edge-v0", "haq_rl/ResNet18BitFusionEnergy-v0")
+                "haq_rl/MobileNetV2EdgeAccuracy-v0", "haq_rl/ResNet18BitFusionEnergy-v0")
 
 
 def reward_range(env_id: str) -> dict[str, Any]:

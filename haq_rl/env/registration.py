@@ -7,8 +7,8 @@ never on ``import haq_rl``: the task layer below does not load gymnasium. (Gymna
 has no plugin entry points to register through.)
 
 The policy: an id, once published, stays registered and keeps its meaning. A version of a
-name replaces the one before it (a fix of the same task); a different reward source is a
-different name, never a new version. Making a replaced id warns once
+name replaces the one before it (a fix of the same task); a reward offered beside another
+(another metric or source) is a different name, never a new version. Making a replaced id warns once
 (:class:`DeprecatedEnvWarning`) naming its replacement and what differs; Gymnasium's
 generic "out of date, consider upgrading to the highest version" warning is silenced for
 ``haq_rl/`` ids, because the highest version of a name is not always the replacement
@@ -53,9 +53,9 @@ DEPRECATED: dict[str, Deprecation] = {
         "budget 0.7 instead of 0.5, which sat at the minimum achievable ratio (0.496), and the KL reward "
         "instead of the accuracy one"),
     f"{NAMESPACE}/MobileNetV2Edge-v0": Deprecation(
-        f"{NAMESPACE}/MobileNetV2Edge-v1",
-        "the KL reward instead of HAQ's accuracy one (it ranks policies more like the fine-tune); "
-        "HAQ's reward stays available as reward_metric='accuracy'"),
+        f"{NAMESPACE}/MobileNetV2EdgeAccuracy-v0",
+        "the same task under its own name: HAQ's accuracy reward is an alternative to v1's KL reward, "
+        "not a version v1 replaced"),
     f"{NAMESPACE}/MobileNetV2Edge-v2": Deprecation(
         f"{NAMESPACE}/MobileNetV2EdgeSupernet-v0",
         "the same task under its own name: the supernet reward is an alternative to v1's "

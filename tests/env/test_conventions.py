@@ -83,9 +83,11 @@ def test_every_deprecated_id_is_registered_with_a_current_replacement():
         assert SPECS[old].description.startswith("deprecated"), old
 
 
-def test_a_name_never_changes_reward_source_between_current_versions():
-    """A reward source is a name of its own: every version of a name has its current
-    version's source, except an old id renamed away (deprecated in favour of another name)."""
+def test_a_name_never_changes_reward_between_current_versions():
+    """A reward offered beside another is a name of its own: every version of a name has its
+    current version's reward source, and every current or same-name-replaced one its metric,
+    except an old id renamed away (deprecated in favour of another name) and a version
+    replaced for a defect whose replacement also moved reward (said in its warning)."""
     by_name: dict[str, list[str]] = {}
     for env_id in SPECS:
         by_name.setdefault(name_and_version(env_id)[0], []).append(env_id)
@@ -94,6 +96,8 @@ def test_a_name_never_changes_reward_source_between_current_versions():
         current = max(set(ids) - renamed, key=lambda i: name_and_version(i)[1] or 0)
         for env_id in set(ids) - renamed:
             assert SPECS[env_id].reward_source == SPECS[current].reward_source, (env_id, current)
+            if SPECS[env_id].reward_metric != SPECS[current].reward_metric:
+                assert "reward" in DEPRECATED[env_id].change and "budget" in DEPRECATED[env_id].change, env_id
             if env_id != current:
                 assert DEPRECATED[env_id].replaced_by == current, env_id
 
@@ -161,6 +165,7 @@ PUBLISHED = {
     "haq_rl/MobileNetV2BitFusionEnergy-v1": "ee59f8ef3892",
     "haq_rl/MobileNetV2Cloud-v0": "1a23539c5a2d",
     "haq_rl/MobileNetV2Edge-v0": "36e9c5ec255b",
+    "haq_rl/MobileNetV2EdgeAccuracy-v0": "36e9c5ec255b",
     "haq_rl/MobileNetV2EdgeSupernet-v0": "21de5ef356ca",
     "haq_rl/MobileNetV2Edge-v1": "c81a123f3013",
     "haq_rl/MobileNetV2Edge-v2": "21de5ef356ca",

@@ -45,7 +45,7 @@ def test_at_least_the_five_required_envs_are_registered():
 # On Fashion-MNIST the default (FashionMobileNetV2Edge-v0) and ResNet-8 are checked in the
 # default run; the others share their model and data (the supernet twin first trains its
 # supernet, the CPU one times its layers).
-SLOW_CHECKS = {"haq_rl/MobileNetV2Edge-v0", "haq_rl/MobileNetV2Cloud-v0", "haq_rl/MobileNetV2Edge-v2",
+SLOW_CHECKS = {"haq_rl/MobileNetV2Edge-v0", "haq_rl/MobileNetV2EdgeAccuracy-v0", "haq_rl/MobileNetV2Cloud-v0", "haq_rl/MobileNetV2Edge-v2",
                "haq_rl/MobileNetV2EdgeSupernet-v0", "haq_rl/MobileNetV2BitFusionEnergy-v0",
                "haq_rl/MobileNetV2OrtCpu-v0", "haq_rl/FashionMobileNetV2EdgeSupernet-v0",
                "haq_rl/FashionMobileNetV2BitFusionEnergy-v0", "haq_rl/FashionMobileNetV2OrtCpu-v0"}
