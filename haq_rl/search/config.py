@@ -100,15 +100,16 @@ class SearchConfig:
         for key in self.agent:
             if key not in names:
                 raise ConfigError(unknown_name_message("agent setting", str(key), names))
-        AgentConfig(**{"algo": entry.algo, **self.agent})
+        AgentConfig(**{"algo": entry.algo, **entry.agent_defaults, **self.agent})
 
     @property
     def entry(self) -> Method:
         """The method's row of the methods table."""
         return method_entry(self.method)
 
-    def method_options(self) -> dict[str, Any]:
-        """The method's settings: its defaults with ``options`` on top."""
+    def method_options(self) -> Any:
+        """The method's settings, typed: an instance of its row's options dataclass (its
+        defaults with ``options`` on top), or None for a method without options."""
         return self.entry.parse_options(self.options)
 
     def spec_overrides(self) -> dict[str, Any]:
