@@ -20,7 +20,7 @@ LAYERS = {
     "errors": 0, "fileio": 0, "cache": 0, "resources": 0, "seeding": 0, "progress": 0, "checkpoint_io": 0,
     "hardware": 1,
     "quant": 2,
-    "models": 3, "data": 3, "training": 3, "pretrain": 3, "shipped_models": 3,
+    "models": 3, "data": 3, "training": 3, "pretrain": 3, "shipped_models": 3, "maintain": 3,
     "task": 4, "supernet": 4,
     "run": 5, "parallel": 5, "finetune": 6, "report": 6, "export": 7,
     "env": 5,
