@@ -10,7 +10,7 @@ from haq_rl.errors import ConfigError, MissingPathError
 from haq_rl.run.config import read_run_config
 from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
 from haq_rl.run.lock import run_lock
-from haq_rl.run.record import task_for
+from haq_rl.run.resolve import task_for
 from haq_rl.search.config import SearchConfig, saved_search_config
 from haq_rl.search.methods import RL_METHODS
 from haq_rl.search.recorder import write_policy_json
