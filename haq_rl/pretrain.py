@@ -25,7 +25,7 @@ from haq_rl import __version__
 from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.data.normalization import DATASET_STATS, explicit_stats
-from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_seed
+from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_integer, check_seed
 from haq_rl.fileio import check_writable_folder
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name, is_import_path
 from haq_rl.models.recipes import default_augment, default_epochs, default_lr
@@ -94,20 +94,15 @@ class PretrainConfig:
         if self.data_root is not None:
             object.__setattr__(self, "data_root", str(self.data_root))
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"PretrainConfig.{name} must be an integer >= 1, got {value!r}")
+            check_integer(f"PretrainConfig.{name}", getattr(self, name), 1)
         for name in ("seed", "split_seed"):
             check_seed(f"PretrainConfig.{name}", getattr(self, name))
         if not isinstance(self.lr, int | float) or not self.lr > 0 or not self.lr < float("inf"):
             raise ConfigError(f"PretrainConfig.lr must be a finite number > 0, got {self.lr!r}")
         if not isinstance(self.width_mult, int | float) or not self.width_mult > 0:
             raise ConfigError(f"PretrainConfig.width_mult must be > 0, got {self.width_mult!r}")
-        if self.input_size is not None and (
-                isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
-                or self.input_size < 1):
-            raise ConfigError(f"PretrainConfig.input_size must be None or an integer >= 1, "
-                              f"got {self.input_size!r}")
+        if self.input_size is not None:
+            check_integer("PretrainConfig.input_size", self.input_size, 1, "or None: the dataset's")
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine the trained weights (everything except the device)."""

@@ -17,6 +17,7 @@ from haq_rl.errors import (
     DataFormatError,
     HaqError,
     check_device,
+    check_integer,
     check_seed,
     unknown_name_message,
 )
@@ -70,8 +71,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         entry = method_entry(self.method)
-        if not isinstance(self.episodes, int) or self.episodes < 1:
-            raise ConfigError(f"episodes={self.episodes!r} must be an integer >= 1")
+        check_integer("episodes", self.episodes, 1)
         if self.budgets is not None:
             object.__setattr__(self, "budgets", checked_budgets(self.budgets))
             if self.budget is not None:
@@ -80,8 +80,7 @@ class SearchConfig:
                 raise ConfigError(f"method {self.method} searches one budget; methods that take budgets: "
                                   f"{', '.join(CONDITIONED_METHODS)}")
         check_seed("seed", self.seed)
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
+        check_integer("checkpoint_every", self.checkpoint_every, 1)
         check_device(self.device)
         check_backend(self.workers, self.backend, self.ray_address)
         self._check_agent(entry)

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from haq_rl.errors import ConfigError, UnknownNameError, unknown_name_message
+from haq_rl.errors import (
+    ConfigError,
+    UnknownNameError,
+    check_integer,
+    check_number,
+    unknown_name_message,
+)
 
 ACTIVATION_MODES = ("tied", "separate")
 #: Where the integer program's per-layer prices come from: HAWQ's Hessian traces, or the
@@ -28,17 +34,18 @@ SENSITIVITY_SOURCES = ("hessian", "supernet")
 
 
 def _integer(minimum: int) -> dict[str, Any]:
-    """Field metadata: an integer >= ``minimum``."""
-    return {"check": lambda v: not isinstance(v, bool) and isinstance(v, int) and v >= minimum,
-            "expected": f"an integer >= {minimum}"}
+    """Field metadata: an integer >= ``minimum`` (``check(name, value)`` raises ConfigError)."""
+    return {"check": lambda name, value: check_integer(name, value, minimum)}
 
 
 def _one_of(choices: tuple[str, ...]) -> dict[str, Any]:
-    return {"check": lambda v: v in choices, "expected": "one of " + ", ".join(choices)}
+    def check(name: str, value: object) -> None:
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return {"check": check}
 
 
-_UNIT_NUMBER = {"check": lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v <= 1,
-                "expected": "a number in [0, 1]"}
+_UNIT_NUMBER = {"check": lambda name, value: check_number(name, value, 0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -129,9 +136,7 @@ class Method:
             if key not in names:
                 raise ConfigError(unknown_name_message(f"option of method {self.name}", key, names)
                                   if names else f"method {self.name} takes no options (got {key!r})")
-            rule = next(f.metadata for f in fields if f.name == key)
-            if not rule["check"](value):
-                raise ConfigError(f"{self.name} option {key}={value!r} must be {rule['expected']}")
+            next(f.metadata for f in fields if f.name == key)["check"](f"{self.name} option {key}", value)
         return self.options(**given) if self.options is not None else None
 
 
