@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -111,6 +112,22 @@ def check_number(name: str, value: object, low: float, high: float, low_open: bo
         close = ")" if math.isinf(high) else "]"
         kind = "a finite number" if math.isinf(high) else "a number"
         raise ConfigError(f"{name}={value!r} must be {kind} in {bracket}{low:g}, {high:g}{close}")
+
+
+def check_integer(name: str, value: object, minimum: int, meaning: str = "") -> int:
+    """``value`` as an int, or ConfigError naming ``name`` unless it is an integer >= ``minimum`` (a bool
+    is not: True as a count is a bug, not a 1); ``meaning`` says in the message what it counts."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}" + (f" ({meaning})" if meaning else ""))
+    return int(value)
+
+
+def check_budget(name: str, value: object) -> float:
+    """``value`` as a float, or ConfigError naming ``name`` unless it is a budget: a number in
+    (0, 1], a ratio of the uniform 8/8 cost (a bool or NaN is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) <= 1.0:
+        raise ConfigError(f"{name}={value!r} must be a number in (0, 1] (a ratio of the uniform 8/8 cost)")
+    return float(value)
 
 
 #: Seeds fit numpy's, torch's and SB3's generators alike: 0 .. 2**32 - 1.

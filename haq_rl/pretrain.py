@@ -25,9 +25,10 @@ from haq_rl import __version__
 from haq_rl.cache import cache_dir, cache_lock
 from haq_rl.checkpoint_io import atomic_torch_save, read_torch_file
 from haq_rl.data.normalization import DATASET_STATS, explicit_stats
-from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_seed
+from haq_rl.errors import CheckpointError, ConfigError, UnknownNameError, check_integer, check_seed
 from haq_rl.fileio import check_writable_folder
 from haq_rl.models import MODEL_NAMES, build_model, check_model_name, is_import_path
+from haq_rl.models.recipes import default_augment, default_epochs, default_lr
 from haq_rl.seeding import seed_everything
 from haq_rl.shipped_models import shipped_checkpoint, weights_sha256
 
@@ -35,36 +36,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_META = ("model", "num_classes", "in_channels", "input_size", "width_mult")
-
-# Per-model recipes measured on mnist5k (docs/data_and_models.md).
-# Other datasets reuse them; pass epochs/lr explicitly to tune.
-_DEFAULT_EPOCHS = {"lenet5": 15, "mobilenetv2": 12, "mobilenetv1": 5, "resnet8": 8,
-                   "resnet20": 8, "resnet18": 5, "resnet50": 5}
-_DEFAULT_LR = {"lenet5": 0.05, "mobilenetv2": 0.05, "mobilenetv1": 0.1, "resnet8": 0.1,
-               "resnet20": 0.1, "resnet18": 0.05, "resnet50": 0.05}
-_FALLBACK_EPOCHS = 5  # user models
-_FALLBACK_LR = 0.05
-# Fashion-MNIST (54,000 training images): longer, with shifts and mirrors against
-# overfitting (docs/data_and_models.md gives the accuracies these reach).
-_DATASET_EPOCHS = {("fashion-mnist", "mobilenetv2"): 10, ("fashion-mnist", "resnet8"): 15}
-#: (max shift in pixels, mirror) per dataset; digits must not be mirrored.
-_DATASET_AUGMENT = {"fashion-mnist": (2, True)}
-
-
-def default_epochs(model: str, dataset: str = "mnist5k") -> int:
-    """Pretraining epochs used when none are given (user models get a generic value)."""
-    return _DATASET_EPOCHS.get((dataset, model), _DEFAULT_EPOCHS.get(model, _FALLBACK_EPOCHS))
-
-
-def default_augment(dataset: str) -> tuple[int, bool]:
-    """``(augment_shift, augment_flip)`` used when none are given: the dataset's recipe."""
-    return _DATASET_AUGMENT.get(dataset, (0, False))
-
-
-def default_lr(model: str) -> float:
-    """Peak SGD learning rate used when none is given."""
-    return _DEFAULT_LR.get(model, _FALLBACK_LR)
-
 
 def _dataset_names() -> tuple[str, ...]:
     from haq_rl.data import DATASET_NAMES
@@ -123,20 +94,15 @@ class PretrainConfig:
         if self.data_root is not None:
             object.__setattr__(self, "data_root", str(self.data_root))
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"PretrainConfig.{name} must be an integer >= 1, got {value!r}")
+            check_integer(f"PretrainConfig.{name}", getattr(self, name), 1)
         for name in ("seed", "split_seed"):
             check_seed(f"PretrainConfig.{name}", getattr(self, name))
         if not isinstance(self.lr, int | float) or not self.lr > 0 or not self.lr < float("inf"):
             raise ConfigError(f"PretrainConfig.lr must be a finite number > 0, got {self.lr!r}")
         if not isinstance(self.width_mult, int | float) or not self.width_mult > 0:
             raise ConfigError(f"PretrainConfig.width_mult must be > 0, got {self.width_mult!r}")
-        if self.input_size is not None and (
-                isinstance(self.input_size, bool) or not isinstance(self.input_size, int)
-                or self.input_size < 1):
-            raise ConfigError(f"PretrainConfig.input_size must be None or an integer >= 1, "
-                              f"got {self.input_size!r}")
+        if self.input_size is not None:
+            check_integer("PretrainConfig.input_size", self.input_size, 1, "or None: the dataset's")
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine the trained weights (everything except the device)."""

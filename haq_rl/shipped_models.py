@@ -15,15 +15,14 @@ compute (the default env's Hessian layer sensitivities) ship beside it as *entri
 cache file itself, under its cache name, with its SHA-256 in the manifest's ``entries``
 table (:func:`shipped_entry`).
 
-Maintainers refresh the shipped files with ``python -m haq_rl.shipped_models <cached.pt> ...``
-and ``python -m haq_rl.shipped_models --entry <cached.npz> ...``.
+Maintainers refresh the shipped files with ``python -m haq_rl.maintain.ship <cached.pt> ...``
+and ``python -m haq_rl.maintain.ship --entry <cached.npz> ...`` (:mod:`haq_rl.maintain.ship`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,8 @@ def float_model_record(meta: dict[str, Any]) -> dict[str, Any]:
             "weights_sha256": meta.get("weights_sha256"), "weights": meta.get("weights")}
 
 
-def _manifest_file(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+def read_manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
+    """The manifest of ``folder``: its models and entries tables (empty when there is none)."""
     path = folder / MANIFEST_NAME
     if not path.is_file():
         return {"format_version": 1, "models": {}}
@@ -73,13 +73,7 @@ def _manifest_file(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
 
 
 def _manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
-    return _manifest_file(folder)["models"]
-
-
-def _write_manifest(data: dict[str, Any], folder: Path) -> None:
-    from haq_rl.fileio import write_text_atomic
-
-    write_text_atomic(folder / MANIFEST_NAME, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return read_manifest(folder)["models"]
 
 
 def shipped_entry(name: str, folder: Path = SHIPPED_DIR) -> Path | None:
@@ -88,24 +82,11 @@ def shipped_entry(name: str, folder: Path = SHIPPED_DIR) -> Path | None:
     A damaged entry is not used (None, with the caller computing it as if none shipped):
     unlike a float model, an entry can always be recomputed here.
     """
-    entry = _manifest_file(folder).get("entries", {}).get(name)
+    entry = read_manifest(folder).get("entries", {}).get(name)
     path = folder / name
     if not isinstance(entry, dict) or Path(name).name != name or not path.is_file() or path.is_symlink():
         return None
     return path if file_sha256(path) == entry.get("sha256") else None
-
-
-def ship_entry(path: Path, folder: Path = SHIPPED_DIR) -> dict[str, Any]:
-    """Copy the cache file ``path`` into the shipped folder under its own name and record its SHA-256."""
-    import shutil
-
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, folder / path.name)
-    data = _manifest_file(folder)
-    entry = {"sha256": file_sha256(folder / path.name)}
-    data.setdefault("entries", {})[path.name] = entry
-    _write_manifest(data, folder)
-    return {"file": path.name, **entry}
 
 
 def shipped_checkpoint(config_hash: str, folder: Path = SHIPPED_DIR) -> Path | None:
@@ -128,54 +109,3 @@ def shipped_checkpoint(config_hash: str, folder: Path = SHIPPED_DIR) -> Path | N
 def shipped_hashes(folder: Path = SHIPPED_DIR) -> list[str]:
     """The PretrainConfig hashes that have a shipped checkpoint."""
     return sorted(_manifest(folder))
-
-
-def ship(checkpoint: Path, folder: Path = SHIPPED_DIR) -> dict[str, Any]:
-    """Store ``checkpoint`` (a cached pretrain result) as a shipped fp16 model; returns its entry.
-
-    The accuracies in the shipped meta are measured again on the fp16-rounded weights,
-    because those are the model every user gets.
-    """
-    from haq_rl.checkpoint_io import atomic_torch_save
-    from haq_rl.pretrain import CHECKPOINT_FORMAT_VERSION, load_checkpoint, measure_accuracies
-
-    model, meta = load_checkpoint(checkpoint)
-    half = {name: value.half() if value.is_floating_point() else value
-            for name, value in model.state_dict().items()}
-    model.load_state_dict(half)  # round the float32 model to exactly what ships
-    reward_acc, test_acc = measure_accuracies(model, meta)
-    meta = {**meta, "reward_accuracy": reward_acc, "test_accuracy": test_acc, "stored_as": "float16",
-            "trained_test_accuracy": meta["test_accuracy"]}
-    name = f"{meta['model']}-{meta['dataset']}-{meta['config_hash']}.pt"
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "state_dict": half, "meta": meta},
-                      folder / name)
-    entry = {"file": name, "sha256": file_sha256(folder / name), "model": meta["model"],
-             "dataset": meta["dataset"], "test_accuracy": test_acc, "reward_accuracy": reward_acc,
-             "weights_sha256": weights_sha256(model)}
-    data = _manifest_file(folder)
-    data["models"][str(meta["config_hash"])] = entry
-    _write_manifest(data, folder)
-    return entry
-
-
-def main(argv: list[str]) -> int:
-    """``python -m haq_rl.shipped_models CHECKPOINT...``: ship cached checkpoints (``--entry FILE...``:
-    cache entries)."""
-    if not argv:
-        print("usage: python -m haq_rl.shipped_models CHECKPOINT.pt [...] | --entry CACHED_FILE [...]",
-              file=sys.stderr)
-        return 2
-    if argv[0] == "--entry":
-        for arg in argv[1:]:
-            entry = ship_entry(Path(arg))
-            print(f"shipped {entry['file']}: sha256 {entry['sha256'][:12]}")
-        return 0
-    for arg in argv:
-        entry = ship(Path(arg))
-        print(f"shipped {entry['file']}: test {entry['test_accuracy']:.2f} %, sha256 {entry['sha256'][:12]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from haq_rl.errors import ConfigError, check_device
+from haq_rl.errors import ConfigError, check_device, check_integer
 from haq_rl.quant.outputs import logits_of
 
 logger = logging.getLogger(__name__)
@@ -166,8 +166,7 @@ def train_epochs(model: nn.Module, loader: DataLoader, *, epochs: int, lr: float
     image by up to that many pixels and ``augment_flip`` mirrors a random half of each
     batch (draws from a generator seeded with ``seed``, or torch's global one). Returns the mean training loss of each epoch.
     """
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ConfigError(f"epochs must be an integer >= 1, got {epochs!r}")
+    check_integer("epochs", epochs, 1)
     if not lr > 0:
         raise ConfigError(f"lr must be > 0, got {lr!r}")
     dev = _device_of(model, device)

@@ -126,7 +126,7 @@ def test_joint_constraints_hold_for_every_evaluated_policy(tmp_path, method):
 @pytest.mark.parametrize(("flags", "message"), [
     (["--budgets", "0.5,0.4"], "budgets entry 0.4 comes after 0.5"),
     (["--budgets", "0.4,0.4"], "budgets entry 0.4 appears twice"),
-    (["--budgets", "0.4,1.5"], "budgets entry 1.5 must be a number in (0, 1]"),
+    (["--budgets", "0.4,1.5"], "budgets entry=1.5 must be a number in (0, 1]"),
     (["--budgets", "0.4,abc"], "--budgets entry 'abc' is not a number"),
     (["--budgets", "0.2,0.5"], "budgets entry 0.2: budget 0.2 of the 8/8 size is infeasible"),
     (["--budgets", "0.4,0.5", "--budget", "0.5"], "either budget (one) or budgets"),

@@ -845,7 +845,7 @@ def _untouched(victim: Path) -> bool:
 @pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
 def test_the_sb3_log_is_never_opened_through_a_link_or_as_a_fifo(tmp_path, kind):
     from haq_rl.errors import UnsafeFileError
-    from haq_rl.search.rl import _sb3_logger
+    from haq_rl.search.sb3_logger import sb3_logger
 
     folder = tmp_path / "sb3_logs"
     folder.mkdir()
@@ -856,7 +856,7 @@ def test_the_sb3_log_is_never_opened_through_a_link_or_as_a_fifo(tmp_path, kind)
     else:
         log.symlink_to(victim if kind == "link" else tmp_path / "made-by-the-link")
     with pytest.raises(UnsafeFileError, match="progress.csv is a"):
-        _sb3_logger(folder)
+        sb3_logger(folder)
     assert _untouched(victim) and not (tmp_path / "made-by-the-link").exists()
 
 

@@ -20,7 +20,7 @@ LAYERS = {
     "errors": 0, "fileio": 0, "cache": 0, "resources": 0, "seeding": 0, "progress": 0, "checkpoint_io": 0,
     "hardware": 1,
     "quant": 2,
-    "models": 3, "data": 3, "training": 3, "pretrain": 3, "shipped_models": 3,
+    "models": 3, "data": 3, "training": 3, "pretrain": 3, "shipped_models": 3, "maintain": 3,
     "task": 4, "supernet": 4,
     "run": 5, "parallel": 5, "finetune": 6, "report": 6, "export": 7,
     "env": 5,
@@ -106,37 +106,85 @@ def test_env_loads_gymnasium_but_not_sb3():
     assert result.stdout.split() == ["True", "False"], result.stdout + result.stderr
 
 
-def _cycle(package: str) -> list[str] | None:
-    """An import circle between the modules of ``package`` (its __init__ aside: it only
-    re-exports), counting every import, lazy and TYPE_CHECKING ones included; None if none."""
-    folder = PACKAGE / package
-    names = {path.stem for path in folder.glob("*.py") if path.name != "__init__.py"}
-    prefix = f"haq_rl.{package}."
-    edges = {name: sorted(m.removeprefix(prefix).split(".")[0] for m in _imports(folder / f"{name}.py")
-                          if m.startswith(prefix) and m.removeprefix(prefix).split(".")[0] in names - {name})
-             for name in names}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    return ".".join(relative.parts[:-1] if relative.name == "__init__" else relative.parts)
 
-    def visit(name: str, path: list[str]) -> list[str] | None:
-        state[name] = 1
+
+#: Every module of haq_rl but the packages' __init__ (they only re-export), by dotted name.
+MODULES = {_module_name(path): path for path in SOURCES if path.name != "__init__.py"}
+
+
+def _import_graph(modules: dict[str, Path]) -> dict[str, list[str]]:
+    """Module -> the modules of haq_rl it imports, lazy and TYPE_CHECKING imports included
+    (``from haq_rl.pkg import mod`` counts as an import of ``haq_rl.pkg.mod``)."""
+    edges: dict[str, list[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("haq_rl"):
+                targets.add(node.module)
+                targets.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        edges[name] = sorted(t for t in targets if t in modules and t != name)
+    return edges
+
+
+def _circles(modules: dict[str, Path]) -> list[list[str]]:
+    """The import circles between ``modules``: their strongly connected sets (Tarjan), sorted."""
+    edges = _import_graph(modules)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(name: str) -> None:
+        index[name] = low[name] = len(index)
+        stack.append(name)
         for other in edges[name]:
-            if state.get(other) == 1:
-                return [*path[path.index(other):], other] if other in path else [*path, other]
-            if other not in state:
-                found = visit(other, [*path, other])
-                if found:
-                    return found
-        state[name] = 2
-        return None
+            if other not in index:
+                visit(other)
+                low[name] = min(low[name], low[other])
+            elif other in stack:
+                low[name] = min(low[name], index[other])
+        if low[name] == index[name]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == name:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
 
-    for name in sorted(names):
-        if name not in state:
-            found = visit(name, [name])
-            if found:
-                return found
-    return None
+    for name in sorted(edges):
+        if name not in index:
+            visit(name)
+    return circles
 
 
-@pytest.mark.parametrize("package", ["search", "parallel"])
-def test_no_import_circle_inside_search_or_parallel(package):
-    assert _cycle(package) is None, f"import circle in haq_rl/{package}: {' -> '.join(_cycle(package) or [])}"
+PACKAGES = sorted({_own_top(path) if (PACKAGE / _own_top(path)).is_dir() else "" for path in SOURCES})
+
+
+@pytest.fixture(scope="module")
+def circles() -> list[list[str]]:
+    return _circles(MODULES)
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p or "haq_rl")
+def test_no_import_circle(package, circles):
+    """No module of ``package`` (its own folder; "": haq_rl's top-level modules) is in an
+    import circle with any module of haq_rl."""
+    prefix = f"haq_rl.{package}." if package else "haq_rl."
+    mine = [circle for circle in circles
+            if any(m.startswith(prefix) and (package or m.count(".") == 1) for m in circle)]
+    assert not mine, "import circle(s): " + "; ".join(" <-> ".join(circle) for circle in mine)
+
+
+def test_the_circle_check_sees_a_circle(tmp_path):
+    """Two modules importing each other lazily, one by ``from package import module``, are caught."""
+    (tmp_path / "one.py").write_text("def f():\n    from haq_rl.sub import two\n")
+    (tmp_path / "two.py").write_text("def f():\n    from haq_rl.one import f\n")
+    modules = {**MODULES, "haq_rl.one": tmp_path / "one.py", "haq_rl.sub.two": tmp_path / "two.py"}
+    assert ["haq_rl.one", "haq_rl.sub.two"] in _circles(modules)

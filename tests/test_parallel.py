@@ -115,3 +115,35 @@ def test_deterministic_baselines_resume_exactly(tmp_path):
         (cut / "episodes.csv").write_text("".join(lines[:4]))  # as if killed after 3 rows
         run_search(SearchConfig(progress=False), resume=cut)
         assert (cut / "episodes.csv").read_text() == rows
+
+
+def test_a_conditioned_rl_run_with_two_workers_prefetches_each_policy_at_its_budget(tmp_path, monkeypatch):
+    """Each batch of a conditioned RL run is walled at each episode's own budget before it is
+    evaluated in parallel: every recorded policy is evaluated once, inside a batch, and no
+    policy walled at another budget is evaluated on the side."""
+    from haq_rl.task.evaluator import PolicyEvaluator
+
+    batches: list[int] = []  # policies each evaluator prefetch evaluated
+    evaluators = []
+    prefetch = PolicyEvaluator.prefetch
+
+    def counted(self, policies):
+        before = self.evaluations
+        prefetch(self, policies)
+        batches.append(self.evaluations - before)
+        evaluators.append(self)
+
+    monkeypatch.setattr(PolicyEvaluator, "prefetch", counted)
+    # 10 learning episodes (5 batches of 2, budgets from the schedule), then one rollout per budget.
+    result, text = _run(tmp_path, "cond-2", method="ddpg", episodes=12, budgets=(0.35, 0.5), workers=2,
+                        agent={"warmup_episodes": 4})
+    rows = read_episode_rows(result.run_dir / "episodes.csv")
+    policies = [tuple(v for k, v in r.items() if k[:2] in ("w:", "a:")) for r in rows]
+    distinct = len(set(policies))
+    evaluator = evaluators[0]
+    assert {id(e) for e in evaluators} == {id(evaluator)}
+    assert sorted({float(r["budget"]) for r in rows}) == [0.35, 0.5]
+    assert evaluator.evaluations == result.evaluations == distinct  # nothing evaluated that no row shows
+    assert evaluator.cache_hits == len(rows) - distinct
+    # The learning episodes' policies were evaluated in their 5 batches, not one at a time after.
+    assert sum(batches[:5]) == len(set(policies[:10])) and all(n >= 1 for n in batches[:5])

@@ -160,7 +160,8 @@ def test_config_json_names_the_float_model_by_its_digest(empty_cache, tmp_path):
 def test_a_shipped_cache_entry_is_used_only_when_its_checksum_holds(tmp_path):
     """Shipped cache entries (the default env's sensitivities) are verified; a damaged or
     unlisted one is not used (it is then computed as if none shipped)."""
-    from haq_rl.shipped_models import ship_entry, shipped_entry
+    from haq_rl.maintain.ship import ship_entry
+    from haq_rl.shipped_models import shipped_entry
 
     folder = tmp_path / "pretrained"
     cached = tmp_path / "mobilenetv2-0123456789abcdef.npz"
@@ -180,3 +181,9 @@ def test_the_default_envs_sensitivities_ship():
     from haq_rl.shipped_models import shipped_entry
 
     assert all(shipped_entry(name) is not None for name in entries)
+
+
+def test_the_maintainers_ship_script_runs_as_a_module():
+    """``python -m haq_rl.maintain.ship`` (the shipped files' refresh) starts and says its usage."""
+    done = subprocess.run([sys.executable, "-m", "haq_rl.maintain.ship"], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage: python -m haq_rl.maintain.ship" in done.stderr

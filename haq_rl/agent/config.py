@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from haq_rl.errors import ConfigError, check_device, check_seed, unknown_name_message
+from haq_rl.errors import ConfigError, check_device, check_integer, check_seed, unknown_name_message
 
 #: SB3 algorithms ``make_agent`` can build. "ddpg" is HAQ's agent; the others are for research.
 ALGOS: tuple[str, ...] = ("ddpg", "td3", "sac")
@@ -90,14 +90,14 @@ class AgentConfig:
         _check_range("lr_critic", self.lr_critic, 0.0, math.inf, low_open=True)
         _check_range("tau", self.tau, 0.0, 1.0, low_open=True)
         _check_range("gamma", self.gamma, 0.0, 1.0)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("replay_episodes", self.replay_episodes, 1)
-        _check_int("warmup_episodes", self.warmup_episodes, 0)
+        check_integer("batch_size", self.batch_size, 1)
+        check_integer("replay_episodes", self.replay_episodes, 1)
+        check_integer("warmup_episodes", self.warmup_episodes, 0)
         _check_range("noise_sigma", self.noise_sigma, 0.0, math.inf)
         _check_range("noise_decay", self.noise_decay, 0.0, 1.0, low_open=True)
         _check_range("baseline_decay", self.baseline_decay, 0.0, 1.0, high_open=True)
         if self.gradient_steps_per_episode is not None:
-            _check_int("gradient_steps_per_episode", self.gradient_steps_per_episode, 1)
+            check_integer("gradient_steps_per_episode", self.gradient_steps_per_episode, 1)
         check_seed("seed", self.seed)
         check_device(self.device)
 
@@ -122,11 +122,6 @@ class AgentConfig:
 def _is_int(value: object) -> bool:
     # bool is an int subclass; True as a batch size is a bug, not a 1.
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        raise ConfigError(f"{name}={value!r} must be an integer >= {minimum}")
 
 
 def _check_range(

@@ -17,7 +17,7 @@ from haq_rl.agent.algos import ALGO_CLASSES, HaqAlgorithmMixin
 from haq_rl.agent.config import AgentConfig
 from haq_rl.agent.noise import TruncatedNormalNoise
 from haq_rl.agent.replay import EpisodeRewardReplayBuffer
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_integer
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,7 @@ def episode_length(env: gym.Env | VecEnv, steps_per_episode: int | None = None) 
     No episode is run to measure it: a step of the real env costs an accuracy evaluation.
     """
     if steps_per_episode is not None:
-        if (
-            isinstance(steps_per_episode, bool)
-            or not isinstance(steps_per_episode, int)
-            or steps_per_episode < 1
-        ):
-            raise ConfigError(f"steps_per_episode={steps_per_episode!r} must be an integer >= 1")
-        return steps_per_episode
+        return check_integer("steps_per_episode", steps_per_episode, 1)
     for name in EPISODE_LENGTH_ATTRS:
         value = _env_attr(env, name)
         if isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1:
@@ -159,8 +153,7 @@ def learn_episodes(
     call): no second warm-up, the environment is not reset mid-episode and the noise
     keeps decaying. ``steps_per_episode`` defaults to the T ``make_agent`` found.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 0:
-        raise ConfigError(f"episodes={episodes!r} must be an integer >= 0")
+    check_integer("episodes", episodes, 0)
     horizon = steps_per_episode
     if horizon is None and isinstance(model, HaqAlgorithmMixin):
         horizon = model.steps_per_episode

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.noise import ActionNoise
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_integer
 
 #: HAQ's runs (``rl_quantize.py``): 600 episodes, the first 20 of them warm-up, and the
 #: noise std multiplied by 0.99 after every episode past the warm-up.
@@ -35,8 +35,7 @@ def run_length_decay(noisy_episodes: int) -> float:
     A run as long as HAQ's gets HAQ's 0.99; a shorter run decays faster, a longer one
     slower, and every run ends at 0.99 ** 580 = 0.29 % of the start std.
     """
-    if noisy_episodes < 1:
-        raise ConfigError(f"noisy_episodes={noisy_episodes} must be >= 1")
+    check_integer("noisy_episodes", noisy_episodes, 1)
     return HAQ_NOISE_DECAY ** ((HAQ_EPISODES - HAQ_WARMUP_EPISODES) / noisy_episodes)
 
 
@@ -97,8 +96,7 @@ class TruncatedNormalNoise(ActionNoise):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if action_dim < 1:
-            raise ConfigError(f"action_dim={action_dim} must be >= 1")
+        check_integer("action_dim", action_dim, 1)
         if not low < high:
             raise ConfigError(f"low={low} must be < high={high}")
         self.action_dim = int(action_dim)

@@ -113,6 +113,6 @@ def add_budget_argument(parser: Any) -> None:
 
 def budget_source(run_dir: str, budget: float) -> Path:
     """The policy JSON of ``budget`` in a conditioned run (rolled out by the actor if unsearched)."""
-    from haq_rl.search.conditioned import budget_policy
+    from haq_rl.search.budget_policy import budget_policy
 
     return budget_policy(run_dir, budget)

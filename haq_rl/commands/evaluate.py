@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.finetune import evaluate_policy, load_finetuned, uniform_policy
     from haq_rl.models.user import model_from_file
     from haq_rl.quant import QuantPolicy
-    from haq_rl.run.record import policy_spec, run_config_for
+    from haq_rl.run.resolve import policy_spec, run_config_for
     from haq_rl.task.spec import DEFAULT_ENV_ID, TaskSpec, resolve_spec
     from haq_rl.task.task import load_task
 

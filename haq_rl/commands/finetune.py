@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     from haq_rl.finetune import finetune_run
     from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
-    from haq_rl.run.record import policy_source
+    from haq_rl.run.resolve import policy_source
 
     name_given_model(args.model)
     if args.budget is not None:

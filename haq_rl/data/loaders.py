@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.errors import ConfigError, UnknownNameError, check_integer
 from haq_rl.fileio import NUMPY_READ_ERRORS
 
 from .cifar import load_cifar10
@@ -35,8 +35,7 @@ ROOT_DATASETS = {
 def _check_image_size(image_size: int | None) -> None:
     if image_size is None:
         return
-    if isinstance(image_size, bool) or not isinstance(image_size, int | np.integer) or image_size < 1:
-        raise ConfigError(f"image_size must be a positive integer (pixels), got {image_size!r}")
+    check_integer("image_size", image_size, 1, "pixels")
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:

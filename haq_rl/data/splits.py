@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_integer
 
 from .dataset import ImageDataset
 from .normalization import DATASET_STATS, explicit_stats, stats_for_channels
@@ -46,8 +46,7 @@ class SplitConfig:
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer) or self.seed < 0:
-            raise ConfigError(f"SplitConfig.seed must be an integer >= 0, got {self.seed!r}")
+        check_integer("SplitConfig.seed", self.seed, 0)
         _check_fraction("reward_fraction", self.reward_fraction)
         _check_fraction("test_fraction", self.test_fraction)
         total = self.reward_fraction + self.test_fraction
@@ -246,8 +245,7 @@ def make_loader(
     A private generator keeps the batch order reproducible without touching torch's
     global RNG (which the agent and model init also draw from).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_integer("batch_size", batch_size, 1)
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=0)  # fmt: skip

@@ -16,7 +16,7 @@ from haq_rl.env.embedding import (
     static_layer_features,
 )
 from haq_rl.env.rendering import policy_image, policy_text
-from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.errors import ConfigError, UnknownNameError, check_budget
 from haq_rl.hardware import LayerSpec
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.conditioned import BudgetScorers, scheduled_budget
@@ -203,10 +203,7 @@ class QuantizationEnv(gym.Env):
         super().reset(seed=seed)
         if self.conditioned:
             if options and "budget" in options:
-                budget = options["budget"]
-                if isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget <= 1:
-                    raise ConfigError(f"reset option budget={budget!r} must be a number in (0, 1]")
-                self.episode_budget = float(budget)
+                self.episode_budget = check_budget("reset option budget", options["budget"])
                 self.scorer_at(self.episode_budget)  # fails now on an infeasible budget
             else:
                 self.episode_budget = scheduled_budget(self.budgets, self.schedule_seed, self.episode_index)

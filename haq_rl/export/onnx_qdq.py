@@ -50,7 +50,7 @@ from haq_rl.hardware.cpu import has_vnni, instruction_set
 from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
 from haq_rl.run.layout import FINETUNED_FILE
 from haq_rl.run.lock import run_lock
-from haq_rl.run.record import policy_source, policy_spec, task_for
+from haq_rl.run.resolve import policy_source, policy_spec, task_for
 from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)

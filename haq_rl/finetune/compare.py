@@ -21,7 +21,7 @@ from haq_rl.finetune.qat import finetune_policy, resolved_start, test_loader
 from haq_rl.quant import QuantPolicy
 from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
 from haq_rl.run.lock import run_lock
-from haq_rl.run.record import policy_source, policy_spec, task_for
+from haq_rl.run.resolve import policy_source, policy_spec, task_for
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.label import model_label
 from haq_rl.task.spec import TaskSpec

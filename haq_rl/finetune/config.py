@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from haq_rl.errors import ConfigError, check_device, check_number, check_seed
+from haq_rl.errors import ConfigError, check_device, check_integer, check_number, check_seed
 from haq_rl.quant import QuantPolicy
 
 logger = logging.getLogger(__name__)
@@ -101,19 +101,15 @@ class FinetuneConfig:
         return "pact" if self.learnable_clip else self.quantizer
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ConfigError(f"epochs={self.epochs!r} must be an integer >= 0 (0: no training)")
-        if self.epoch_images is not None and (isinstance(self.epoch_images, bool)
-                                              or not isinstance(self.epoch_images, int) or self.epoch_images < 0):
-            raise ConfigError(f"epoch_images={self.epoch_images!r} must be an integer >= 0 (0: every training "
-                              "image) or None (the task's)")
+        check_integer("epochs", self.epochs, 0, "0: no training")
+        if self.epoch_images is not None:
+            check_integer("epoch_images", self.epoch_images, 0, "0: every training image; None: the task's")
         if self.start not in STARTS:
             raise ConfigError(f"start={self.start!r} must be one of {', '.join(STARTS)}")
         if self.fold_bn and self.start == "supernet":
             raise ConfigError("fold_bn=true needs start=float: the supernet's steps were learned on unfolded weights")
         check_number("lr", self.lr, 0.0, math.inf, low_open=True)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 2:
-            raise ConfigError(f"batch_size={self.batch_size!r} must be an integer >= 2")
+        check_integer("batch_size", self.batch_size, 2)
         check_seed("seed", self.seed)
         check_device(self.device)
         if self.quantizer not in QUANTIZERS:

@@ -168,23 +168,3 @@ class CostTable:
         hi = self.max_bits if max_bits is None else max_bits
         window = self.objective(objective)[:, lo - 1:hi, lo - 1:hi].reshape(self.num_layers, -1)
         return float(window.min(axis=1).sum()), float(window.max(axis=1).sum())
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """One dict per (layer, w_bits, a_bits): shape facts and costs (for CSV or pandas)."""
-        rows = []
-        for i, spec in enumerate(self.specs):
-            for wi in range(self.max_bits):
-                for ai in range(self.max_bits):
-                    rows.append({
-                        "layer": spec.name, "kind": spec.kind, "in_channels": spec.in_channels,
-                        "out_channels": spec.out_channels, "kernel": spec.kernel,
-                        "stride": spec.stride, "groups": spec.groups, "in_h": spec.in_h,
-                        "out_h": spec.out_h, "batch": spec.batch, "w_bits": wi + 1, "a_bits": ai + 1,
-                        "cycles": float(self.cycles[i, wi, ai]),
-                        "latency_ms": float(self.latency_ms[i, wi, ai]),
-                        "energy_uj": float(self.energy_uj[i, wi, ai]),
-                        "size_bytes": float(self.size_bytes[i, wi, ai]),
-                        "bops": float(self.bops[i, wi, ai]),
-                        "bound": str(self.bound[i, wi, ai]),
-                    })
-        return rows

@@ -61,11 +61,6 @@ class LayerSpec:
         """Multiply-accumulates for the whole batch."""
         return self.batch * self.weight_count * self.n
 
-    @property
-    def input_count(self) -> int:
-        """Input activations per image."""
-        return self.in_channels * self.in_h * self.in_w
-
     def with_batch(self, batch: int) -> LayerSpec:
         return LayerSpec(**{**asdict(self), "batch": batch})
 

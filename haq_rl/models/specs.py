@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_integer
 from haq_rl.hardware.layer_spec import LayerSpec, describe
 from haq_rl.quant.layers import QUANTIZABLE_TYPES
 
@@ -58,8 +58,7 @@ def extract_layer_specs(model: nn.Module, input_shape: tuple[int, int, int],
     """
     if len(input_shape) != 3:
         raise ConfigError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
-    if batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {batch}")
+    check_integer("batch", batch, 1)
     layers = quantizable_layers(model)
     shapes: dict[str, tuple[torch.Size, torch.Size]] = {}
     calls: dict[str, int] = {}

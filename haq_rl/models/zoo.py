@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from haq_rl.errors import ConfigError, UnknownNameError
+from haq_rl.errors import ConfigError, UnknownNameError, check_integer
 from haq_rl.models import resnet
 from haq_rl.models.attention import make_attention_explicit
 from haq_rl.models.lenet import LeNet5
@@ -49,8 +49,7 @@ def build_model(name: str, *, num_classes: int = 10, in_channels: int = 1, input
     """
     for field, value in (("num_classes", num_classes), ("in_channels", in_channels),
                          ("input_size", input_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{field} must be a positive int, got {value!r}")
+        check_integer(field, value, 1)
     if not width_mult > 0:
         raise ConfigError(f"width_mult must be > 0, got {width_mult!r}")
     if is_import_path(name):

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from haq_rl.errors import ConfigError, HaqError, MissingDependencyError, UnknownNameError
+from haq_rl.errors import (
+    ConfigError,
+    HaqError,
+    MissingDependencyError,
+    UnknownNameError,
+    check_integer,
+)
 
 if TYPE_CHECKING:
     from haq_rl.task.evaluator import PolicyScores
@@ -36,8 +42,7 @@ class EvaluationPool(Protocol):
 
 def check_backend(workers: object, backend: object, ray_address: object) -> None:
     """The one validation of the parallel settings (SearchConfig and open_pool share it)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers={workers!r} must be an integer >= 1")
+    check_integer("workers", workers, 1)
     if backend not in BACKENDS:
         raise UnknownNameError("backend", str(backend), BACKENDS)
     if ray_address is not None and backend != "ray":

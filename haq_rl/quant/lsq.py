@@ -351,12 +351,3 @@ def _unique(params: Iterable[nn.Parameter]) -> Iterator[nn.Parameter]:
         if id(param) not in seen:
             seen.add(id(param))
             yield param
-
-
-def quantizer_state(quantizer: LSQWeightQuantizer | LSQActQuantizer) -> dict[str, Any]:
-    """Plain (JSON-able) description of a quantizer, for checkpoints and export."""
-    if isinstance(quantizer, LSQWeightQuantizer):
-        return {"bits": quantizer.bits, "per_channel": quantizer.per_channel,
-                "step": quantizer.steps().tolist()}
-    return {"bits": quantizer.bits, "signed": quantizer.signed, "step": quantizer.scale,
-            "zero_point": quantizer.integer_zero_point}

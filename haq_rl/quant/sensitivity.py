@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from haq_rl.errors import ConfigError
+from haq_rl.errors import ConfigError, check_integer
 from haq_rl.quant.outputs import logits_of
 
 from .applier import PolicyApplier
@@ -73,8 +73,7 @@ def hessian_traces(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], ba
     """
     from tqdm.auto import tqdm
 
-    if probes < 1:
-        raise ConfigError(f"probes={probes!r} must be an integer >= 1")
+    check_integer("probes", probes, 1)
     weights: list[torch.Tensor] = [cast(torch.Tensor, module.weight) for _, module in layers]
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training

@@ -18,12 +18,12 @@ integer program, :mod:`.guided`), ``ddpg`` (HAQ), ``td3``, ``sac``: one RL drive
 (:mod:`.rl`); ``random``, ``uniform``, ``greedy`` (:mod:`.baselines`); ``hawq``,
 sensitivity + integer program (:mod:`.hawq`); ``tpe`` and ``nsga2``, Optuna's samplers
 (:mod:`.samplers`). All but the RL agents are proposers in one loop (:mod:`.loop`).
-:func:`budget_policy` picks one budget of a conditioned run (:mod:`.conditioned`). With
+:func:`budget_policy` picks one budget of a conditioned run (:mod:`.budget_policy`). With
 ``workers > 1`` every method evaluates in parallel (:mod:`haq_rl.parallel`); the RL
 methods then collect ``workers`` episodes per update (:mod:`.vec_env`).
 """
 
-from haq_rl.search.conditioned import budget_policy
+from haq_rl.search.budget_policy import budget_policy
 from haq_rl.search.config import SearchConfig
 from haq_rl.search.harness import SearchResult, run_search
 from haq_rl.search.methods import (

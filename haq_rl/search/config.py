@@ -17,6 +17,7 @@ from haq_rl.errors import (
     DataFormatError,
     HaqError,
     check_device,
+    check_integer,
     check_seed,
     unknown_name_message,
 )
@@ -70,8 +71,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         entry = method_entry(self.method)
-        if not isinstance(self.episodes, int) or self.episodes < 1:
-            raise ConfigError(f"episodes={self.episodes!r} must be an integer >= 1")
+        check_integer("episodes", self.episodes, 1)
         if self.budgets is not None:
             object.__setattr__(self, "budgets", checked_budgets(self.budgets))
             if self.budget is not None:
@@ -80,8 +80,7 @@ class SearchConfig:
                 raise ConfigError(f"method {self.method} searches one budget; methods that take budgets: "
                                   f"{', '.join(CONDITIONED_METHODS)}")
         check_seed("seed", self.seed)
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
-            raise ConfigError(f"checkpoint_every={self.checkpoint_every!r} must be an integer >= 1")
+        check_integer("checkpoint_every", self.checkpoint_every, 1)
         check_device(self.device)
         check_backend(self.workers, self.backend, self.ray_address)
         self._check_agent(entry)
@@ -100,15 +99,16 @@ class SearchConfig:
         for key in self.agent:
             if key not in names:
                 raise ConfigError(unknown_name_message("agent setting", str(key), names))
-        AgentConfig(**{"algo": entry.algo, **self.agent})
+        AgentConfig(**{"algo": entry.algo, **entry.agent_defaults, **self.agent})
 
     @property
     def entry(self) -> Method:
         """The method's row of the methods table."""
         return method_entry(self.method)
 
-    def method_options(self) -> dict[str, Any]:
-        """The method's settings: its defaults with ``options`` on top."""
+    def method_options(self) -> Any:
+        """The method's settings, typed: an instance of its row's options dataclass (its
+        defaults with ``options`` on top), or None for a method without options."""
         return self.entry.parse_options(self.options)
 
     def spec_overrides(self) -> dict[str, Any]:

@@ -28,7 +28,8 @@ from haq_rl.progress import EpisodeBar
 from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import CONFIG_FILE, EPISODES_FILE
 from haq_rl.run.lock import run_lock
-from haq_rl.run.record import RunRecord, task_for
+from haq_rl.run.record import RunRecord
+from haq_rl.run.resolve import task_for
 from haq_rl.search.checkpoint import refuse_lost_rows
 from haq_rl.search.config import SearchConfig, resumed_config
 from haq_rl.search.loop import run_proposals

@@ -35,6 +35,7 @@ from haq_rl.fileio import NUMPY_READ_ERRORS, write_text_atomic
 from haq_rl.run.layout import SENSITIVITY_FILE
 from haq_rl.search.config import SearchConfig
 from haq_rl.search.loop import Proposal, ProposalSteps, SteppedProposer
+from haq_rl.search.methods import SensitivityOptions
 from haq_rl.search.setup import SearchSetup
 from haq_rl.shipped_models import shipped_entry
 from haq_rl.task.scoring import PolicyScorer
@@ -42,9 +43,9 @@ from haq_rl.task.scoring import PolicyScorer
 logger = logging.getLogger(__name__)
 
 
-def sensitivity_settings(options: dict[str, Any]) -> tuple[int, int, bool]:
+def sensitivity_settings(options: SensitivityOptions) -> tuple[int, int, bool]:
     """``(probes, images, tied)`` from the method options (validated by SearchConfig)."""
-    return options["probes"], options["images"], options["activations"] == "tied"
+    return options.probes, options.images, options.activations == "tied"
 
 
 def sensitivity_source(requested: str, reward_source: str) -> str:
@@ -54,9 +55,9 @@ def sensitivity_source(requested: str, reward_source: str) -> str:
     return "hessian" if reward_source == "post_training" else "supernet"
 
 
-def task_sensitivity(setup: SearchSetup, options: dict[str, Any], seed: int, progress: bool = False) -> Any:
+def task_sensitivity(setup: SearchSetup, options: SensitivityOptions, seed: int, progress: bool = False) -> Any:
     """The layer prices the options ask for: Hessian (cached) or supernet-fitted."""
-    if sensitivity_source(options.get("sensitivity", "hessian"), setup.task.spec.reward_source) == "supernet":
+    if sensitivity_source(options.sensitivity, setup.task.spec.reward_source) == "supernet":
         from haq_rl.supernet.importance import supernet_sensitivity
 
         # The prices are the task's, like the supernet they come from: one sample set for
@@ -195,7 +196,7 @@ def write_sensitivity(path: Path, sensitivity: Any) -> None:
 def priced_layers(setup: SearchSetup, config: SearchConfig) -> tuple[Any, bool]:
     """The layer prices ``config``'s options ask for, written to the run's sensitivity.csv,
     and whether activation bits are tied to the weights' (what the integer program reads)."""
-    options = config.method_options()
+    options: SensitivityOptions = config.method_options()
     sensitivity = task_sensitivity(setup, options, config.seed, progress=config.progress)
     assert setup.run_dir is not None
     write_sensitivity(setup.run_dir / SENSITIVITY_FILE, sensitivity)

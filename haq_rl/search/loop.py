@@ -6,7 +6,7 @@ and is told their scores; it never evaluates, records or resumes by itself. The 
 (:func:`run_proposals`) owns all of that, once for every method:
 
 * **workers**: it asks for ``workers`` proposals at a time and evaluates them as one batch
-  (``PolicyScorer.prefetch``: in parallel through the evaluator's pool);
+  (``BudgetScorers.prefetch``: in parallel through the evaluator's pool);
 * **budgets**: a proposal names its budget (the method takes it from the task's schedule,
   :class:`~haq_rl.task.conditioned.BudgetScorers`), and the loop walls and scores it there;
 * **recording**: every scored proposal becomes one episodes.csv row, in ask order;
@@ -115,8 +115,5 @@ def _evaluate(proposals: list[Proposal], setup: SearchSetup) -> list[dict[str, A
     """The scores of ``proposals``, evaluated as one batch, each walled at its own budget."""
     if not proposals:
         return []
-    scorers = [setup.budgets.at(p.budget) for p in proposals]
-    walled = [scorer.apply_wall(p.w_bits, p.a_bits)[:2] if p.enforce else (p.w_bits, p.a_bits)
-              for scorer, p in zip(scorers, proposals, strict=True)]
-    setup.scorer.prefetch(walled, enforce=False)
-    return [scorer.score(p.w_bits, p.a_bits, enforce=p.enforce) for scorer, p in zip(scorers, proposals, strict=True)]
+    setup.budgets.prefetch([(p.w_bits, p.a_bits, p.budget) for p in proposals], [p.enforce for p in proposals])
+    return [setup.budgets.at(p.budget).score(p.w_bits, p.a_bits, enforce=p.enforce) for p in proposals]

@@ -1,6 +1,9 @@
 """The search methods as one table: name -> entry point, option class and abilities.
 
-Adding a method is one row here and a module holding its entry point. The entry point is
+Adding a method is one row here and a module holding its entry point. An RL method is
+SB3's learn loop with settings pinned (``agent_defaults``) and, where it needs more, hooks
+(``callback``: the guided agent's anchor and elite), as SB3's DDPG is TD3 with settings
+pinned; the driver never asks which method it runs. Each entry point is
 a ``"module:function"`` string, imported only when a search runs the method (as
 Gymnasium's registry and torchao's config table do), so this table, SearchConfig and the
 CLI load no SB3, scipy or optuna. :class:`SearchConfig` checks ``options`` and ``agent``
@@ -11,11 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from haq_rl.errors import ConfigError, UnknownNameError, unknown_name_message
+from haq_rl.errors import (
+    ConfigError,
+    UnknownNameError,
+    check_integer,
+    check_number,
+    unknown_name_message,
+)
 
 ACTIVATION_MODES = ("tied", "separate")
 #: Where the integer program's per-layer prices come from: HAWQ's Hessian traces, or the
@@ -24,17 +34,18 @@ SENSITIVITY_SOURCES = ("hessian", "supernet")
 
 
 def _integer(minimum: int) -> dict[str, Any]:
-    """Field metadata: an integer >= ``minimum``."""
-    return {"check": lambda v: not isinstance(v, bool) and isinstance(v, int) and v >= minimum,
-            "expected": f"an integer >= {minimum}"}
+    """Field metadata: an integer >= ``minimum`` (``check(name, value)`` raises ConfigError)."""
+    return {"check": lambda name, value: check_integer(name, value, minimum)}
 
 
 def _one_of(choices: tuple[str, ...]) -> dict[str, Any]:
-    return {"check": lambda v: v in choices, "expected": "one of " + ", ".join(choices)}
+    def check(name: str, value: object) -> None:
+        if value not in choices:
+            raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return {"check": check}
 
 
-_UNIT_NUMBER = {"check": lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 <= v <= 1,
-                "expected": "a number in [0, 1]"}
+_UNIT_NUMBER = {"check": lambda name, value: check_number(name, value, 0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -84,11 +95,15 @@ class Method:
         entry_point: ``"module:function"``: for an RL method its driver, taking (setup, config,
             recorder); for any other the factory of its proposer, taking (setup, config)
             (the harness runs it in the one loop, :mod:`haq_rl.search.loop`).
-        options: the dataclass of its ``--option`` settings (None: it takes none).
+        options: the dataclass of its ``--option`` settings (None: it takes none); the
+            method receives an instance (``SearchConfig.method_options()``).
         agent: an RL method (takes ``--agent`` settings; ``algo`` is its SB3 algorithm).
         batches: evaluates ``workers`` policies at a time.
         conditions: takes ``--budgets`` (one search of several budgets).
         algo: the agent's algorithm (RL methods).
+        agent_defaults: its agent settings where they differ from HAQ's (``--agent`` goes on top).
+        callback: ``"module:Class"``, the :class:`~haq_rl.search.hooks.AgentHooks` the RL
+            driver calls (None: HAQ's agent, no hooks).
     """
 
     name: str
@@ -98,14 +113,20 @@ class Method:
     batches: bool = True
     conditions: bool = True
     algo: str | None = None
+    agent_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    callback: str | None = None
 
     def load(self) -> Callable[..., Any]:
         """The entry point's function (its module imported now)."""
-        module, _, function = self.entry_point.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return _load(self.entry_point)
 
-    def parse_options(self, given: dict[str, Any]) -> dict[str, Any]:
-        """The method's settings: its defaults with ``given`` on top, each value checked.
+    def agent_hooks(self) -> type:
+        """The class of the RL driver's hooks: the row's ``callback``, else the hooks that add nothing."""
+        return _load(self.callback or "haq_rl.search.hooks:AgentHooks")
+
+    def parse_options(self, given: dict[str, Any]) -> Any:
+        """The method's settings, an instance of its ``options`` dataclass (None: it takes
+        none): its defaults with ``given`` on top, each value checked.
 
         Raises ConfigError (one line) for an unknown key or a bad value.
         """
@@ -115,18 +136,24 @@ class Method:
             if key not in names:
                 raise ConfigError(unknown_name_message(f"option of method {self.name}", key, names)
                                   if names else f"method {self.name} takes no options (got {key!r})")
-            rule = next(f.metadata for f in fields if f.name == key)
-            if not rule["check"](value):
-                raise ConfigError(f"{self.name} option {key}={value!r} must be {rule['expected']}")
-        return dataclasses.asdict(self.options(**given)) if self.options is not None else {}
+            next(f.metadata for f in fields if f.name == key)["check"](f"{self.name} option {key}", value)
+        return self.options(**given) if self.options is not None else None
+
+
+def _load(entry_point: str) -> Any:
+    """The attribute a ``"module:attribute"`` entry point names (its module imported now)."""
+    module, _, attribute = entry_point.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 _RL = "haq_rl.search.rl:search_rl"
 
 #: Every method, in the order the CLI lists them.
 METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
-    # DDPG anchored on the hawq integer program, self-imitating its elite (haq_rl.search.rl).
-    Method("guided", _RL, GuidedOptions, algo="ddpg", agent=True),
+    # DDPG anchored on the hawq integer program, self-imitating its elite (haq_rl.search.guided),
+    # with a shorter warm-up around the anchor and noise of about a third of a bit bin.
+    Method("guided", _RL, GuidedOptions, algo="ddpg", agent=True, callback="haq_rl.search.guided:GuidedHooks",
+           agent_defaults=MappingProxyType({"warmup_episodes": 10, "noise_sigma": 0.04, "noise_decay": 1.0})),
     Method("ddpg", _RL, algo="ddpg", agent=True),  # HAQ's agent
     Method("td3", _RL, algo="td3", agent=True),
     Method("sac", _RL, algo="sac", agent=True),
@@ -136,8 +163,8 @@ METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
     # HAWQ-V3-style sensitivity + integer program (haq_rl.search.hawq).
     Method("hawq", "haq_rl.search.hawq:hawq_proposer", SensitivityOptions),
     # Optuna's multivariate TPE, and its NSGA-II over (reward, cost) (haq_rl.search.samplers).
-    Method("tpe", "haq_rl.search.samplers:optuna_proposer", TpeOptions),
-    Method("nsga2", "haq_rl.search.samplers:optuna_proposer", Nsga2Options),
+    Method("tpe", "haq_rl.search.samplers:tpe_proposer", TpeOptions),
+    Method("nsga2", "haq_rl.search.samplers:nsga2_proposer", Nsga2Options),
 )}
 
 METHODS = tuple(METHOD_TABLE)
@@ -146,8 +173,8 @@ BASELINE_METHODS = tuple(m.name for m in METHOD_TABLE.values() if not m.agent)
 #: Methods that search several budgets in one run (``budgets=``, ``--budgets``).
 CONDITIONED_METHODS = tuple(m.name for m in METHOD_TABLE.values() if m.conditions)
 #: Settings each method accepts in ``SearchConfig.options`` (``--option KEY=VALUE``), with defaults.
-METHOD_OPTIONS: dict[str, dict[str, Any]] = {name: m.parse_options({}) for name, m in METHOD_TABLE.items()
-                                             if m.options is not None}
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {name: dataclasses.asdict(m.parse_options({}))
+                                             for name, m in METHOD_TABLE.items() if m.options is not None}
 
 
 def method_entry(name: str) -> Method:

@@ -4,7 +4,9 @@ One driver for every agent and every number of workers, as SB3's one ``learn`` l
 serves any ``num_envs``: the agent steps a
 :class:`~haq_rl.search.vec_env.BatchedEpisodeVecEnv` of ``workers`` copies (one copy
 when ``workers`` is 1), whose episodes end together and are evaluated as one batch.
-The guided agent's anchor and elite are hooks of :mod:`haq_rl.search.guided`; the
+A method's own settings and hooks come from its row of the methods table
+(``agent_defaults``, and ``callback``: an :class:`~haq_rl.search.hooks.AgentHooks`, e.g.
+the guided agent's anchor and elite), so the driver never asks which method it runs; the
 checkpoint is taken at the start of a rollout (after the previous one's update).
 """
 
@@ -13,25 +15,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from haq_rl.errors import ConfigError
-from haq_rl.fileio import atomic_write, check_real_folder, open_regular
 from haq_rl.run.layout import AGENT_FILE, REPLAY_FILE
 from haq_rl.search.checkpoint import read_checkpoint, save_checkpoint
 from haq_rl.search.config import SearchConfig
-from haq_rl.search.guided import (
-    GUIDED_AGENT_DEFAULTS,
-    GUIDED_METHOD,
-    GuidedCallback,
-    anchor_on_integer_program,
-    anchor_sigma,
-)
+from haq_rl.search.hooks import AgentHooks
 from haq_rl.search.recorder import Recorder
+from haq_rl.search.sb3_logger import sb3_logger
 from haq_rl.search.setup import SearchSetup
 
 if TYPE_CHECKING:  # SB3 is imported lazily
@@ -56,42 +50,37 @@ def search_rl(setup: SearchSetup, config: SearchConfig, recorder: Recorder) -> N
     A budget-conditioned env (``budgets``) trains one agent for every budget: learning
     episode ``k`` runs under the budget the task's schedule gives it (shown to the agent as
     an observation feature), whichever worker runs it, and the run ends with one
-    noise-free rollout per budget. The guided agent starts with the integer-program policy
-    of every budget, warms up around the one of each episode's budget and imitates the
-    best policy of every budget (the elite set).
+    noise-free rollout per budget. The method's hooks (its row's ``callback``) may record
+    episodes of their own first (the guided agent's integer-program policy of every budget).
     """
     from haq_rl.agent import EpisodeRecorder, learn_episodes, random_state
     from haq_rl.search.vec_env import BatchedEpisodeVecEnv
 
     env = setup.agent_env
     run_dir = recorder.run_dir
-    guided = config.method == GUIDED_METHOD
     budgets = setup.budgets.budgets  # the scorer's own budget when not conditioned
-    # The guided agent's first episodes are the integer-program policies; HAQ's has none.
-    warm_starts = len(budgets) if guided else 0
+    hooks: AgentHooks = config.entry.agent_hooks()(setup, config, recorder)
+    warm_starts = hooks.warm_starts()  # episodes the hooks record before learning (HAQ's agent: none)
     learning_episodes = config.episodes - len(budgets)
     if env.conditioned and learning_episodes - warm_starts < 1:
         raise ConfigError(f"episodes={config.episodes} is too few for {len(budgets)} budgets with method "
                           f"{config.method}: give at least {len(budgets) + warm_starts + 1}")
     vec_env = BatchedEpisodeVecEnv(env, config.workers)
     agent_config = agent_config_for(config, learning_episodes - warm_starts, len(budgets), config.workers)
-    agent, anchors = start_agent(setup, config, recorder, vec_env, agent_config, budgets)
+    agent = start_agent(recorder, vec_env, agent_config, hooks)
 
     def save() -> None:  # atomic: a kill inside it leaves the previous checkpoint whole
         save_checkpoint(agent, run_dir, {"episodes_done": recorder.count, "random": random_state(agent),
-                                         **({"anchors": [[b, a.tolist()] for b, a in anchors.items()]}
-                                            if env.conditioned else {})})
+                                         **hooks.state()})
 
     def sink(record: dict[str, Any]) -> None:
         if recorder.count < learning_episodes:  # else one of the last batch's extra episodes
             recorder.record(record, "warm-up" if record.get("exploration") == "random" else "explore")
 
     checkpoint = CheckpointCallback(save, lambda: recorder.count, config.checkpoint_every)
-    # In this order: an episode is recorded before the elite looks at it, and a rollout's
-    # anchors are set before the checkpoint saves the agent.
-    callbacks: list[BaseCallback] = [EpisodeRecorder(sink=sink, keep=False)]
-    if guided:
-        callbacks.append(GuidedCallback(env, recorder, budgets, anchors, config.seed, config.workers))
+    # In this order: an episode is recorded before the hooks look at it (the guided elite),
+    # and a rollout's settings (the guided anchors) are set before the checkpoint saves the agent.
+    callbacks: list[BaseCallback] = [EpisodeRecorder(sink=sink, keep=False), hooks]
     remaining = learning_episodes - min(recorder.count, learning_episodes)
     if remaining > 0:
         vec_env.start_schedule(config.seed, recorder.count)
@@ -126,11 +115,9 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
-def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, env: Any, agent_config: AgentConfig,
-                budgets: tuple[float, ...]) -> tuple[Any, dict[float, np.ndarray]]:
-    """The agent of the last checkpoint (its rows after it dropped, its random streams
-    restored) or a new one (anchored for ``guided`` at each of ``budgets``), logging to
-    sb3_logs; with the guided anchors per budget."""
+def start_agent(recorder: Recorder, env: Any, agent_config: AgentConfig, hooks: AgentHooks) -> Any:
+    """The agent of the last checkpoint (its rows after it dropped, its random streams and
+    the hooks' state restored) or a new one (started by the hooks), logging to sb3_logs."""
     from haq_rl.agent import load_agent, make_agent, restore_random_state
 
     run_dir = recorder.run_dir
@@ -139,22 +126,18 @@ def start_agent(setup: SearchSetup, config: SearchConfig, recorder: Recorder, en
     if recorder.count != done:  # rows written after the last checkpoint are redone (fewer: refused before)
         recorder.log.truncate(done)
         recorder.reset_from_log()
-    anchors: dict[float, np.ndarray] = {float(b): np.asarray(a, dtype=np.float32)
-                                        for b, a in (state or {}).get("anchors", [])}
     if state is not None and done > 0:
         # Its own saved settings: a resume with other --episodes keeps the noise schedule it had.
         agent = load_agent(run_dir / AGENT_FILE, run_dir / REPLAY_FILE, env)
         if "random" in state:  # SB3's load reseeded them
             restore_random_state(agent, state["random"])
+        hooks.restore(state)
         logger.info("resumed %s after %d episodes", run_dir, done)
     else:
         agent = make_agent(env, agent_config)
-        if config.method == GUIDED_METHOD:
-            anchors = anchor_on_integer_program(setup, config, recorder, agent, budgets)
-            # Until the driver sets each episode's own (conditioned runs): the first budget's.
-            agent.set_anchor(anchors[budgets[0]], sigma=anchor_sigma(config))  # type: ignore[attr-defined]
-    agent.set_logger(_sb3_logger(run_dir / "sb3_logs"))
-    return agent, anchors
+        hooks.start(agent)
+    agent.set_logger(sb3_logger(run_dir / "sb3_logs"))
+    return agent
 
 
 def agent_config_for(config: SearchConfig, learning_episodes: int, budget_count: int, batch: int) -> AgentConfig:
@@ -181,7 +164,7 @@ def _agent_config(config: SearchConfig, learning_episodes: int, budget_count: in
     """
     from haq_rl.agent import AgentConfig, run_length_decay
 
-    defaults = GUIDED_AGENT_DEFAULTS if config.method == GUIDED_METHOD else {"algo": config.method}
+    defaults = {"algo": config.entry.algo, **config.entry.agent_defaults}  # the method's row
     agent_config = AgentConfig(**{**defaults, "seed": config.seed, **config.agent})
     if budget_count > 1 and "warmup_episodes" not in config.agent:
         agent_config = dataclasses.replace(agent_config, warmup_episodes=agent_config.warmup_episodes * budget_count)
@@ -202,44 +185,3 @@ def deterministic_rollout(env: Any, agent: Any, budget: float | None = None) -> 
         action, _ = agent.predict(observation, deterministic=True)
         observation, _, terminated, _, info = env.step(action)
     return info
-
-
-def _sb3_logger(folder: Path) -> Any:
-    """SB3's logger of the run: a resumed run appends to sb3_logs/progress.csv (SB3's own
-    CSV writer starts it afresh), after cutting a torn last line a kill left."""
-    from stable_baselines3.common.logger import CSVOutputFormat, Logger, configure
-
-    class AppendingCSV(CSVOutputFormat):
-        def __init__(self, filename: str) -> None:
-            path = Path(filename)
-            # Never through a link, never a FIFO: a copied run directory may hold either.
-            with open_regular(path, "ab+") as stream:
-                stream.seek(0)
-                data = stream.read()
-            if data and not data.endswith(b"\n"):
-                data = data[: data.rfind(b"\n") + 1]
-                whole = data  # the lines before the torn one
-                atomic_write(path, lambda stream: stream.write(whole))
-            # SB3 rewrites the header in place when keys are added: "r+", not append-only.
-            self.file = open_regular(path, "r+", encoding="utf-8", errors="replace")
-            self.file.seek(0, 2)
-            self.keys = data.decode(errors="replace").split("\n", 1)[0].split(",") if data else []
-            self.separator = ","
-            self.quotechar = '"'
-
-    check_real_folder(folder)  # a linked sb3_logs/ would put the logs outside the run
-    folder.mkdir(parents=True, exist_ok=True)
-    others = [name for name in _logger_formats() if name != "csv"]
-    base = configure(str(folder), others) if others else Logger(str(folder), [])
-    return Logger(str(folder), [*base.output_formats, AppendingCSV(str(folder / "progress.csv"))])
-
-
-def _logger_formats() -> list[str]:
-    """SB3 logs as CSV always, and as TensorBoard events when tensorboard is installed."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return ["csv"]
-    return ["csv", "tensorboard"]
-
-

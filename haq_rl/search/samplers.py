@@ -2,8 +2,9 @@
 
 Every free layer's weight bits (and, unless the objective is weight-only, activation
 bits) is an integer parameter in ``[min_bits, max_bits]``; each trial is one policy,
-forced under its budget by the same action wall as an episode. The sampler is the
-parameter (:data:`SAMPLERS`):
+forced under its budget by the same action wall as an episode. The sampler and the
+values each trial is told are the parameters; each method's row in
+:mod:`haq_rl.search.methods` names its own entry point here:
 
 * ``tpe``: the Tree-structured Parzen Estimator (Bergstra et al., NeurIPS 2011; Optuna's
   ``TPESampler`` with ``multivariate=True``, Falkner et al. 2018), maximising the reward.
@@ -23,8 +24,8 @@ run asks the recorded trials again and tells their recorded values. In a conditi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +36,13 @@ from haq_rl.search.setup import SearchSetup
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.scoring import PolicyScorer
 
+if TYPE_CHECKING:
+    from haq_rl.search.methods import Nsga2Options, TpeOptions
+
 logger = logging.getLogger(__name__)
+
+#: The study's direction of each value a trial can be told.
+DIRECTIONS = {"reward": "maximize", "cost_ratio": "minimize"}
 
 
 def _optuna() -> Any:
@@ -71,17 +78,18 @@ def policy_of_params(scorer: PolicyScorer, params: dict[str, Any]) -> tuple[np.n
 
 
 class OptunaProposer:
-    """One Optuna study, asked for trials and told their values; the sampler is ``method``'s."""
+    """One Optuna study over ``sampler``, asked for trials and told each one's ``values``
+    (keys of its score info, each in its :data:`DIRECTIONS`)."""
 
-    def __init__(self, setup: SearchSetup, config: SearchConfig) -> None:
+    def __init__(self, setup: SearchSetup, config: SearchConfig, sampler: Any, values: Sequence[str]) -> None:
         optuna = _optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._method = config.method
         self._scorers = setup.budgets
         self._seed = config.seed
+        self._values = tuple(values)
         self._distributions = bit_distributions(setup.scorer)
-        sampler, directions = SAMPLERS[config.method](config.method_options(), config.seed, config.workers)
-        self._study = optuna.create_study(directions=directions, sampler=sampler)
+        self._study = optuna.create_study(directions=[DIRECTIONS[v] for v in self._values], sampler=sampler)
         self._trials: list[Any] = []
 
     def ask(self, episode: int, count: int) -> list[Proposal]:
@@ -95,23 +103,20 @@ class OptunaProposer:
 
     def tell(self, proposals: list[Proposal], infos: list[dict[str, Any]]) -> None:
         for trial, info in zip(self._trials, infos, strict=True):  # in ask order
-            values = [float(info["reward"])] + ([float(info["cost_ratio"])] if self._method == "nsga2" else [])
-            self._study.tell(trial, values)
+            self._study.tell(trial, [float(info[value]) for value in self._values])
 
 
-def _tpe(options: dict[str, Any], seed: int, workers: int) -> tuple[Any, list[str]]:
-    sampler = _optuna().samplers.TPESampler(multivariate=True, seed=seed, n_startup_trials=options["startup_trials"],
-                                            **({"constant_liar": True} if workers > 1 else {}))
-    return sampler, ["maximize"]
+def tpe_proposer(setup: SearchSetup, config: SearchConfig) -> OptunaProposer:
+    """``--method tpe``: multivariate TPE maximising the reward (constant liar with several workers)."""
+    options: TpeOptions = config.method_options()
+    sampler = _optuna().samplers.TPESampler(multivariate=True, seed=config.seed,
+                                            n_startup_trials=options.startup_trials,
+                                            **({"constant_liar": True} if config.workers > 1 else {}))
+    return OptunaProposer(setup, config, sampler, ["reward"])
 
 
-def _nsga2(options: dict[str, Any], seed: int, workers: int) -> tuple[Any, list[str]]:
-    return _optuna().samplers.NSGAIISampler(population_size=options["population"], seed=seed), ["maximize", "minimize"]
-
-
-#: Method name -> (options, seed, workers) -> (the Optuna sampler, the study's directions).
-SAMPLERS: dict[str, Callable[[dict[str, Any], int, int], tuple[Any, list[str]]]] = {"tpe": _tpe, "nsga2": _nsga2}
-
-
-def optuna_proposer(setup: SearchSetup, config: SearchConfig) -> OptunaProposer:
-    return OptunaProposer(setup, config)
+def nsga2_proposer(setup: SearchSetup, config: SearchConfig) -> OptunaProposer:
+    """``--method nsga2``: NSGA-II over the reward (maximised) and the cost ratio (minimised)."""
+    options: Nsga2Options = config.method_options()
+    sampler = _optuna().samplers.NSGAIISampler(population_size=options.population, seed=config.seed)
+    return OptunaProposer(setup, config, sampler, ["reward", "cost_ratio"])

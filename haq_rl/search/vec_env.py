@@ -18,10 +18,10 @@ class BatchedEpisodeVecEnv(DummyVecEnv):
     ``n_envs`` episodes per update.
 
     Every episode has the same length, so the copies end together. Before their last
-    step the ``n_envs`` proposed policies are walled and evaluated as one batch
-    (``PolicyScorer.prefetch``: in parallel through the evaluator's pool); each copy then
-    finishes its episode through its own ``step``, which finds its scores in the memo, so
-    each env's info (reward, applied actions) is the one a single env would report.
+    step the ``n_envs`` proposed policies are walled, each at its episode's budget, and
+    evaluated as one batch (``BudgetScorers.prefetch``: in parallel through the evaluator's
+    pool); each copy then finishes its episode through its own ``step``, which finds its
+    scores in the memo, so each env's info (reward, applied actions) is the one a single env would report.
     """
 
     def __init__(self, env: QuantizationEnv, n_envs: int) -> None:
@@ -30,7 +30,7 @@ class BatchedEpisodeVecEnv(DummyVecEnv):
         copies = [copy.deepcopy(env, memo=dict(shared)) for _ in range(n_envs)]
         super().__init__([lambda e=e: Monitor(e) for e in copies])  # type: ignore[misc]
         self._copies = copies
-        self._scorer = env.scorer
+        self._scorers = env.scorers
         self._horizon = env.steps_per_episode
         self._episode_actions: list[list[np.ndarray]] = [[] for _ in range(n_envs)]
 
@@ -54,8 +54,8 @@ class BatchedEpisodeVecEnv(DummyVecEnv):
         for actions, action in zip(self._episode_actions, self.actions, strict=True):
             actions.append(np.array(action, dtype=np.float32))
         if len(self._episode_actions[0]) == self._horizon:  # the last step: evaluate all together
-            self._scorer.prefetch([env.bits_for(np.stack(actions))
-                                   for env, actions in zip(self._copies, self._episode_actions, strict=True)])
+            self._scorers.prefetch([(*env.bits_for(np.stack(actions)), env.episode_budget if env.conditioned else None)
+                                    for env, actions in zip(self._copies, self._episode_actions, strict=True)])
             self._episode_actions = [[] for _ in range(self.num_envs)]
             for env in self._copies:  # each copy's reset (in step_wait) skips the other copies' episodes
                 env.episode_index += self.num_envs - 1

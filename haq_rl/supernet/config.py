@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from haq_rl.errors import ConfigError, UnknownNameError, check_number
+from haq_rl.errors import UnknownNameError, check_integer, check_number
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,12 @@ class SupernetConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        _integer("epochs", self.epochs, 1)
-        _integer("batch_size", self.batch_size, 2)
-        _integer("random_paths", self.random_paths, 0)
-        _integer("checkpoint_every", self.checkpoint_every, 1)
-        _integer("seed", self.seed, 0)
-        _integer("threads", self.threads, 0)
+        check_integer("epochs", self.epochs, 1)
+        check_integer("batch_size", self.batch_size, 2)
+        check_integer("random_paths", self.random_paths, 0)
+        check_integer("checkpoint_every", self.checkpoint_every, 1)
+        check_integer("seed", self.seed, 0)
+        check_integer("threads", self.threads, 0)
         check_number("lr", self.lr, 0.0, 10.0, low_open=True)
         check_number("distill", self.distill, 0.0, 1.0)
         check_number("temperature", self.temperature, 0.0, 100.0, low_open=True)
@@ -70,9 +70,3 @@ class SupernetConfig:
             if key not in names:
                 raise UnknownNameError("supernet setting", key, names)
         return dataclasses.replace(self, **changes)
-
-
-def _integer(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
-

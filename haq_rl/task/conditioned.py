@@ -56,6 +56,19 @@ class BudgetScorers:
             self._scorers[budget] = scorer
         return scorer
 
+    def prefetch(self, policies: Sequence[tuple[np.ndarray, np.ndarray, float | None]],
+                 enforce: Sequence[bool] | None = None) -> None:
+        """Evaluate ``policies`` (bits and the budget each is scored at; None: the task's) as one
+        batch, in parallel when the evaluator has a pool, each walled at its own budget unless
+        its ``enforce`` is False; the :meth:`PolicyScorer.score` calls that follow only look
+        them up. The one prefetch of a search (the proposers' loop and the RL workers' env): a
+        policy walled at another budget than its own would miss the memo and be evaluated again.
+        """
+        walls = [True] * len(policies) if enforce is None else enforce
+        walled = [self.at(budget).apply_wall(np.asarray(w), np.asarray(a))[:2] if wall else (w, a)
+                  for (w, a, budget), wall in zip(policies, walls, strict=True)]
+        self.scorer.prefetch(walled, enforce=False)
+
     def of_episode(self, seed: int, episode: int) -> float | None:
         """The budget episode ``episode`` of a search seeded ``seed`` runs under (None: unconditioned)."""
         return scheduled_budget(self.budgets, seed, episode) if self.conditioned else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from haq_rl.errors import BudgetError, BudgetWarning, ConfigError, UnknownNameError
+from haq_rl.errors import BudgetError, BudgetWarning, ConfigError, UnknownNameError, check_budget
 from haq_rl.hardware import CostTable
 from haq_rl.hardware.cost_index import cost_at
 from haq_rl.task.budget import (
@@ -63,8 +63,7 @@ class PolicyScorer:
             raise UnknownNameError("objective", objective, OBJECTIVES)
         if reward_metric not in REWARD_METRICS:
             raise UnknownNameError("reward_metric", reward_metric, REWARD_METRICS)
-        if not 0.0 < budget <= 1.0:
-            raise ConfigError(f"budget={budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
+        check_budget("budget", budget)
         if not 1 <= min_bits <= max_bits <= 8:
             raise ConfigError(f"bit range {min_bits}..{max_bits} invalid; allowed 1 <= min_bits <= max_bits <= 8")
         if list(cost_table.layer_names) != list(evaluator.layer_names):
@@ -86,8 +85,7 @@ class PolicyScorer:
             if name not in OBJECTIVES or name == objective:
                 raise ConfigError(f"extra budget objective {name!r} must be one of {', '.join(OBJECTIVES)} "
                                   f"other than {objective}")
-            if not 0.0 < ratio <= 1.0:
-                raise ConfigError(f"extra budget {name}={ratio!r} must be in (0, 1]")
+            check_budget(f"extra budget {name}", ratio)
         self.objectives = (objective, *self.extra_budgets)
         self.weight_only = is_weight_only(self.objectives)
         self.pinned = pinned_layers(len(self.layer_names), pin_first_last)
@@ -108,8 +106,7 @@ class PolicyScorer:
 
         Raises BudgetError when ``budget`` is infeasible, like the constructor.
         """
-        if not 0.0 < budget <= 1.0:
-            raise ConfigError(f"budget={budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
+        check_budget("budget", budget)
         other = copy.copy(self)
         other.budget_ratio = float(budget)
         other.budget_cost = other.budget_ratio * other.reference_cost

@@ -18,7 +18,15 @@ from typing import Any
 import yaml
 
 from haq_rl.data.normalization import DATASET_STATS, explicit_stats
-from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, check_seed, did_you_mean
+from haq_rl.errors import (
+    ConfigError,
+    MissingPathError,
+    UnknownNameError,
+    check_budget,
+    check_integer,
+    check_seed,
+    did_you_mean,
+)
 from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.cost_table import OBJECTIVES
 from haq_rl.quant.config import ACT_CALIBRATIONS, WEIGHT_METHODS
@@ -123,30 +131,18 @@ class TaskSpec:
                                   "constraints) cannot be combined; give one or the other")
             # A conditioned task's own budget is its loosest: its scorer admits every listed one.
             object.__setattr__(self, "budget", self.budgets[-1])
-        if not _is_ratio(self.budget):
-            raise ConfigError(f"budget={self.budget!r} must be in (0, 1] (a ratio of the uniform 8/8 cost)")
+        check_budget("budget", self.budget)
         if not (isinstance(self.min_bits, int) and isinstance(self.max_bits, int)
                 and 1 <= self.min_bits <= self.max_bits <= 8):
             raise ConfigError(
                 f"bit range min_bits={self.min_bits!r}, max_bits={self.max_bits!r} is invalid; "
                 "allowed: integers with 1 <= min_bits <= max_bits <= 8")
         for name in ("input_size", "calibration_batches", "reward_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}={value!r} must be a positive integer")
-        if isinstance(self.reward_images, bool) or not isinstance(self.reward_images, int) or self.reward_images < 0:
-            raise ConfigError(f"reward_images={self.reward_images!r} must be an integer >= 0 "
-                              "(images of the reward split each reward evaluates; 0 = all)")
-        if isinstance(self.finetune_epoch_images, bool) or not isinstance(self.finetune_epoch_images, int) \
-                or self.finetune_epoch_images < 0:
-            raise ConfigError(f"finetune_epoch_images={self.finetune_epoch_images!r} must be an integer >= 0 "
-                              "(training images per fine-tune epoch; 0 = all)")
-        if isinstance(self.bn_recalibration, bool) or not isinstance(self.bn_recalibration, int) \
-                or self.bn_recalibration < 0:
-            raise ConfigError(f"bn_recalibration={self.bn_recalibration!r} must be an integer >= 0 "
-                              "(search-train batches; 0 = off)")
-        if not isinstance(self.finetune_steps, int) or self.finetune_steps < 0:
-            raise ConfigError(f"finetune_steps={self.finetune_steps!r} must be an integer >= 0")
+            check_integer(name, getattr(self, name), 1)
+        check_integer("reward_images", self.reward_images, 0, "images of the reward split each reward evaluates; 0 = all")
+        check_integer("finetune_epoch_images", self.finetune_epoch_images, 0, "training images per fine-tune epoch; 0 = all")
+        check_integer("bn_recalibration", self.bn_recalibration, 0, "search-train batches; 0 = off")
+        check_integer("finetune_steps", self.finetune_steps, 0)
         if isinstance(self.supernet_epochs, bool) or not isinstance(self.supernet_epochs, int) \
                 or self.supernet_epochs < 1:
             raise ConfigError(f"supernet_epochs={self.supernet_epochs!r} must be an integer >= 1")
@@ -216,10 +212,6 @@ def is_weight_only(objectives: tuple[str, ...] | list[str]) -> bool:
     return all(objective in WEIGHT_ONLY_OBJECTIVES for objective in objectives)
 
 
-def _is_ratio(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and 0.0 < float(value) <= 1.0
-
-
 def checked_budgets(budgets: Any) -> tuple[float, ...]:
     """The budgets of a budget-conditioned search as a tuple, or ConfigError naming the bad entry.
 
@@ -232,9 +224,7 @@ def checked_budgets(budgets: Any) -> tuple[float, ...]:
         raise ConfigError(f"budgets={budgets!r} must be a list of ratios in (0, 1]")
     checked: list[float] = []
     for entry in budgets:
-        if not _is_ratio(entry):
-            raise ConfigError(f"budgets entry {entry!r} must be a number in (0, 1] (a ratio of the uniform 8/8 cost)")
-        value = float(entry)
+        value = check_budget("budgets entry", entry)
         if value in checked:
             raise ConfigError(f"budgets entry {value:g} appears twice; list each budget once")
         if checked and value < checked[-1]:
@@ -264,9 +254,7 @@ def checked_extra_budgets(extra: Any, objective: str) -> tuple[tuple[str, float]
         _check_choice("extra_budgets objective", str(name), OBJECTIVES)
         if name == objective or name in checked:
             raise ConfigError(f"extra_budgets objective {name!r} is constrained twice; give each objective once")
-        if not _is_ratio(value):
-            raise ConfigError(f"extra_budgets {name}={value!r} must be a number in (0, 1] (a ratio of 8/8)")
-        checked[str(name)] = float(value)
+        checked[str(name)] = check_budget(f"extra_budgets {name}", value)
     return tuple(sorted(checked.items()))
 
 

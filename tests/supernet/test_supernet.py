@@ -320,8 +320,8 @@ def test_guided_anchor_follows_the_reward_source():
     from haq_rl.search.hawq import sensitivity_source
     from haq_rl.search.methods import method_entry
 
-    assert method_entry("guided").parse_options({})["sensitivity"] == "auto"
-    assert method_entry("hawq").parse_options({})["sensitivity"] == "hessian"  # the peer stays HAWQ's
+    assert method_entry("guided").parse_options({}).sensitivity == "auto"
+    assert method_entry("hawq").parse_options({}).sensitivity == "hessian"  # the peer stays HAWQ's
     assert [sensitivity_source("auto", source) for source in ("post_training", "supernet", "predictor")] == \
         ["hessian", "supernet", "supernet"]
     assert sensitivity_source("hessian", "supernet") == "hessian"

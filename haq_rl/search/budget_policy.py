@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from haq_rl.errors import ConfigError, MissingPathError
+from haq_rl.errors import ConfigError, MissingPathError, check_budget
 from haq_rl.run.config import read_run_config
 from haq_rl.run.layout import ACTOR_FILE, CONFIG_FILE, budget_policy_path
 from haq_rl.run.lock import run_lock
-from haq_rl.run.record import task_for
+from haq_rl.run.resolve import task_for
 from haq_rl.search.config import SearchConfig, saved_search_config
 from haq_rl.search.methods import RL_METHODS
 from haq_rl.search.recorder import write_policy_json
@@ -44,9 +44,7 @@ def budget_policy(run_dir: str | Path, budget: float, task: Task | None = None) 
     if not spec.budgets:
         raise ConfigError(f"{run_dir} searched one budget ({spec.budget:g}); --budget picks a budget of a run "
                           "searched with --budgets")
-    if isinstance(budget, bool) or not 0.0 < budget <= 1.0:
-        raise ConfigError(f"--budget {budget!r} must be in (0, 1]")
-    budget = float(budget)
+    budget = check_budget("--budget", budget)
     path = budget_policy_path(run_dir, budget)
     if budget in spec.budgets:
         if not path.is_file():
