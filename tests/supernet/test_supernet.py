@@ -321,3 +321,35 @@ def test_guided_anchor_follows_the_reward_source():
     assert sensitivity_source("hessian", "supernet") == "hessian"
     with pytest.raises(ConfigError, match="auto"):
         method_entry("hawq").parse_options({"sensitivity": "auto"})
+
+
+def test_fold_bn_is_not_dropped_by_the_auto_start(task, trained):
+    """``start=auto`` on a supernet-reward task starts from the supernet, whose steps were learned
+    on unfolded weights: ``fold_bn`` is refused in one line as with ``start=supernet``, never
+    silently dropped (issue 36)."""
+    from haq_rl.finetune import FinetuneConfig, finetune_policy
+
+    policy = QuantPolicy.from_arrays(task.layer_names, [4] * len(task.layers), [4] * len(task.layers))
+    with pytest.raises(ConfigError, match="fold_bn=true needs start=float") as error:
+        finetune_policy(task, policy, FinetuneConfig(epochs=0, compare=False, fold_bn=True), progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_export_without_a_finetune_writes_the_model_the_supernet_reward_scored(task, trained, tmp_path):
+    """``haq-rl export`` of a supernet-reward run with no finetuned.pt exports the supernet at the
+    policy (the retraining-free model its reward scored), not the float weights quantized (issue 36)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from haq_rl.export import export_onnx
+    from haq_rl.finetune.qat import test_loader
+    from haq_rl.search import SearchConfig, run_search
+    from haq_rl.supernet.handoff import supernet_start
+    from haq_rl.training import evaluate_accuracy
+
+    run = run_search(SearchConfig(env=LENET, env_overrides={**LATENCY, "reward_source": "supernet"}, method="random",
+                                  episodes=2, out=str(tmp_path / "run"), progress=False)).run_dir
+    policy = QuantPolicy.from_json(run / "best_policy.json")
+    scored = evaluate_accuracy(supernet_start(task, policy, progress=False), test_loader(task), metric=task.metric)
+    result = export_onnx(run)
+    assert not result.finetuned and result.torch_accuracy == pytest.approx(scored, abs=1e-9)
+    assert result.onnx_accuracy == pytest.approx(scored, abs=0.5)
