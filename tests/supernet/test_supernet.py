@@ -20,14 +20,15 @@ from haq_rl.errors import CheckpointError, ConfigError, PolicyError, UnknownName
 from haq_rl.quant import QuantPolicy
 from haq_rl.quant.outputs import logits_of
 from haq_rl.supernet import SupernetConfig, build_supernet, train_supernet
-from haq_rl.supernet.reward import scorer_for_task, supernet_config
+from haq_rl.supernet.reward import supernet_config
 from haq_rl.task import load_task
+from haq_rl.task.sources import scorer_for_task
 
 LENET = "haq_rl/LeNet5Size-v1"
 #: LeNet-5 under a latency budget with linear weights: activations are searched as well,
 #: so every part of the supernet (weight and activation widths) is exercised.
 LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False,
-           "weight_method": "linear", "supernet_epochs": 1}
+           "weight_method": "linear", "reward_options": {"epochs": 1}}
 
 
 @pytest.fixture(scope="module")
