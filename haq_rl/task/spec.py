@@ -23,7 +23,7 @@ from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.cost_table import OBJECTIVES
 from haq_rl.quant.config import ACT_CALIBRATIONS, WEIGHT_METHODS
 from haq_rl.resources import resource_dir
-from haq_rl.task.sources import REWARD_SOURCE_TABLE, REWARD_SOURCES, reward_source_entry
+from haq_rl.task.sources import REWARD_SOURCE_TABLE, reward_source_entry
 
 WEIGHT_ONLY_OBJECTIVES = ("size",)
 STEP_MODES = ("alternate", "joint")
@@ -115,8 +115,7 @@ class TaskSpec:
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("weight_method", self.weight_method, WEIGHT_METHODS)
         _check_choice("reward_metric", self.reward_metric, REWARD_METRICS)
-        _check_choice("reward_source", self.reward_source, REWARD_SOURCES)
-        source = reward_source_entry(self.reward_source)
+        source = reward_source_entry(self.reward_source)  # the table's row, or UnknownNameError
         object.__setattr__(self, "reward_options", source.parse_options(self.reward_options))
         object.__setattr__(self, "budgets", checked_budgets(self.budgets))
         object.__setattr__(self, "extra_budgets", checked_extra_budgets(self.extra_budgets, self.objective))
@@ -191,7 +190,8 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> TaskSpec:
-        data = read_legacy_keys(data, data.get("reward_source", cls.reward_source), data.get("reward_options"))
+        data = read_legacy_keys(data, data.get("reward_source", cls.reward_source), data.get("reward_options"),
+                                from_file=True)
         names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
         where = f" in {source}" if source else ""
         for key in data:
@@ -226,10 +226,12 @@ class TaskSpec:
 LEGACY_SUPERNET_EPOCHS = "supernet_epochs"
 
 
-def read_legacy_keys(fields: dict[str, Any], reward_source: Any, reward_options: Any) -> dict[str, Any]:
+def read_legacy_keys(fields: dict[str, Any], reward_source: Any, reward_options: Any,
+                     from_file: bool = False) -> dict[str, Any]:
     """``fields`` with ``supernet_epochs: N`` read as ``reward_options`` epochs N (an epochs
-    given in ``reward_options`` wins). A reward source without options never read it (every
-    config.json of a post-training run holds the old default 3), so there it is dropped."""
+    given in ``reward_options`` wins). For a reward source without options it is dropped
+    when read ``from_file`` (every config.json of a post-training run holds the unused 3)
+    and refused when given now (``--set``, ``gymnasium.make``): it would train nothing."""
     if LEGACY_SUPERNET_EPOCHS not in fields:
         return fields
     fields = dict(fields)
@@ -238,6 +240,11 @@ def read_legacy_keys(fields: dict[str, Any], reward_source: Any, reward_options:
     if source.options is not None:
         given = source.parse_options(fields.get("reward_options", reward_options))
         fields["reward_options"] = {"epochs": epochs, **dict(given)}
+    elif not from_file:
+        readers = " or ".join(s.name for s in REWARD_SOURCE_TABLE.values() if s.options is not None)
+        raise ConfigError(f"{LEGACY_SUPERNET_EPOCHS}={epochs!r} sets the supernet's training, which reward_source "
+                          f"{source.name} does not use: give reward_source={readers} with reward_options={{epochs: "
+                          f"{epochs}}} (haq-rl supernet: --epochs {epochs})")
     return fields
 
 
