@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("env", nargs="?", default=DEFAULT_ENV_ID,
                         help=f"registered env id or YAML spec (default {DEFAULT_ENV_ID})")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="passes over search_train (default: the env's supernet_epochs)")
+                        help="passes over search_train (default: the env's reward_options epochs, else 3)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an env spec setting, e.g. --set min_bits=3")
     parser.add_argument("--model", default=None,
@@ -45,15 +45,16 @@ def run(args: argparse.Namespace) -> int:
     from haq_rl.task.label import model_label
 
     overrides = parse_key_values(args.set, "--set")
-    if args.epochs is not None:
-        overrides["supernet_epochs"] = args.epochs
     if args.device is not None:
         overrides["device"] = args.device
     for field in ("model", "weights"):  # the same spec fields search --model/--weights set
         if getattr(args, field) is not None:
             overrides[field] = getattr(args, field)
     task = load_task(args.env, **overrides)
-    trained = train_supernet(task, supernet_config(task), progress=not args.no_progress, force=args.force)
+    config = supernet_config(task)
+    if args.epochs is not None:
+        config = config.replace(epochs=args.epochs)
+    trained = train_supernet(task, config, progress=not args.no_progress, force=args.force)
     history = trained.history
     how = "trained" if trained.trained_now else "from the cache"
     print(f"supernet of {model_label(task.spec)} ({len(task.layers)} layers, {task.spec.min_bits}-{task.spec.max_bits} "

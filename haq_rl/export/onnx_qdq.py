@@ -24,7 +24,6 @@ fails to load the QDQ form of the MatMul pattern); linear (not k-means) weights.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -40,14 +39,10 @@ from haq_rl import __version__
 from haq_rl.errors import ConfigError, ExportMismatchError, MissingDependencyError
 from haq_rl.export.integer_form import ISAS
 from haq_rl.fileio import atomic_write, remove_stale_temps
-from haq_rl.finetune import (
-    float_structure,
-    load_finetuned,
-    load_quantized_model,
-    policy_costs,
-)
+from haq_rl.finetune import policy_costs
+from haq_rl.finetune.policy_model import exportable_model
 from haq_rl.hardware.cpu import has_vnni, instruction_set
-from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
+from haq_rl.quant import QuantPolicy
 from haq_rl.run.layout import FINETUNED_FILE
 from haq_rl.run.lock import run_lock
 from haq_rl.run.resolve import policy_source, policy_spec, task_for
@@ -166,24 +161,7 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
     if task.spec.weight_method != "linear":
         raise ConfigError(f"weight_method {task.spec.weight_method!r} (k-means codebooks) has no QDQ form; "
                           "export needs linear weights")
-    if checkpoint is not None:
-        payload = load_finetuned(checkpoint)
-        saved = QuantPolicy.from_dict(payload["policy"])
-        if saved.validate(task.layer_names, 1, 8) != policy:
-            raise ConfigError(f"{checkpoint} was fine-tuned with another policy than {policy_path}")
-        reference = load_quantized_model(task, payload, source=str(checkpoint))
-        # A BN-folded checkpoint has the folded structure; its learned steps are in quant.
-        plain = float_structure(task, payload, source=str(checkpoint))
-        quant = payload["quant_params"]
-    else:
-        logger.warning("exporting the post-training quantized model: %s has no %s (run haq-rl finetune)",
-                       out_dir, FINETUNED_FILE)
-        reference = copy.deepcopy(task.model)
-        prepare_qat(reference, policy, task.quant_config, task.calibration_inputs())
-        exported = export_qat(reference)
-        plain = copy.deepcopy(task.model)
-        plain.load_state_dict(exported["state_dict"])
-        quant = exported["quant"]
+    reference, plain, quant = exportable_model(task, policy, checkpoint)
     reference.eval()
     # The integer form keeps every weight in an INT8 container: no onnxruntime kernel reads INT4 here.
     model = _qdq_model(onnx, task, plain, quant, policy, opset, int4=runtime == "reference")

@@ -11,6 +11,7 @@ from torch import nn
 
 from haq_rl.errors import ConfigError, check_device, check_integer, check_number, check_seed
 from haq_rl.quant import QuantPolicy
+from haq_rl.task.sources import MODEL_STARTS, STARTS, StartSettings, check_start
 
 logger = logging.getLogger(__name__)
 
@@ -21,11 +22,10 @@ METRICS_FORMAT_VERSION = 1
 #: QAT quantizers (haq_rl.quant.qat.QAT_QUANTIZERS; repeated here so the config stays torch-light).
 QUANTIZERS = ("lsq", "max_abs", "pact")
 OPTIMIZERS = ("adam", "sgd")
-#: Where a fine-tune starts: ``float`` (the task's float model, quantized per policy),
-#: ``supernet`` (the task's supernet: its shared weights and the policy's learned steps,
-#: BatchNorm re-estimated for the policy) or ``auto`` (supernet when the task's reward
-#: came from it, ``reward_source`` supernet or predictor, else float).
-STARTS = ("auto", "float", "supernet")
+#: Where a fine-tune starts (STARTS, the start table of haq_rl.task.sources): ``float`` (the
+#: task's float model, quantized per policy), ``supernet`` (the task's supernet: its shared
+#: weights and the policy's learned steps, BatchNorm re-estimated for the policy) or ``auto``
+#: (the start of the task's reward source: supernet for supernet or predictor, else float).
 
 
 @dataclass(frozen=True)
@@ -100,14 +100,19 @@ class FinetuneConfig:
         """``pact`` when the legacy ``learnable_clip`` is set, else ``quantizer``."""
         return "pact" if self.learnable_clip else self.quantizer
 
+    @property
+    def start_settings(self) -> StartSettings:
+        """What a start reads of this recipe (:func:`haq_rl.finetune.policy_model.model_at_policy`)."""
+        return StartSettings(quantizer=self.effective_quantizer, zero_point=self.zero_point, fold_bn=self.fold_bn)
+
     def __post_init__(self) -> None:
         check_integer("epochs", self.epochs, 0, "0: no training")
         if self.epoch_images is not None:
             check_integer("epoch_images", self.epoch_images, 0, "0: every training image; None: the task's")
         if self.start not in STARTS:
             raise ConfigError(f"start={self.start!r} must be one of {', '.join(STARTS)}")
-        if self.fold_bn and self.start == "supernet":
-            raise ConfigError("fold_bn=true needs start=float: the supernet's steps were learned on unfolded weights")
+        if self.start in MODEL_STARTS:  # auto is checked once the task's reward source is known
+            check_start(MODEL_STARTS[self.start], self.start_settings)
         check_number("lr", self.lr, 0.0, math.inf, low_open=True)
         check_integer("batch_size", self.batch_size, 2)
         check_seed("seed", self.seed)

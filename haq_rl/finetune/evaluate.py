@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 from typing import Any
 
-from haq_rl.errors import CheckpointError, ConfigError, PolicyError, UnknownNameError
+from haq_rl.errors import ConfigError
 from haq_rl.finetune.checkpoint import load_finetuned, load_quantized_model
 from haq_rl.finetune.policies import policy_costs, ratio_or_none, uniform_policy
+from haq_rl.finetune.policy_model import checkpoint_policy, model_at_policy
 from haq_rl.finetune.qat import task_of, test_loader
-from haq_rl.quant import QuantPolicy, prepare_qat
+from haq_rl.quant import QuantPolicy
 from haq_rl.task.budget import REFERENCE_BITS
 from haq_rl.task.label import model_label
 from haq_rl.task.spec import TaskSpec
@@ -34,31 +34,14 @@ def evaluate_policy(spec: Task | TaskSpec | str | Path, policy: QuantPolicy | No
     payload = None
     if checkpoint is not None:
         payload = load_finetuned(checkpoint)
-        try:
-            saved = QuantPolicy.from_dict(payload["policy"])
-        except PolicyError as error:
-            raise CheckpointError(f"{checkpoint}: unreadable policy: {error}") from None
-        saved_model = payload["meta"].get("model")
-        if saved_model is not None and saved_model != task.spec.model:
-            raise CheckpointError(f"{checkpoint} holds a fine-tuned {saved_model!r}, but env "
-                                  f"{task.spec.id} uses {task.spec.model!r} (pass --model {saved_model} or --env)")
-        try:  # the checkpoint against the model first: a layer it lacks is its fault, not the model's
-            saved = saved.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
-        except (PolicyError, UnknownNameError) as error:
-            raise CheckpointError(f"{checkpoint} does not fit {task.spec.model!r}: {error}") from None
-        if policy is not None and policy.validate(task.layer_names, task.quant_config.min_bits,
-                                                  task.quant_config.max_bits) != saved:
-            raise PolicyError(f"{checkpoint} was fine-tuned with a different policy than the one given")
-        policy = saved
+        policy = checkpoint_policy(task, payload, str(checkpoint), policy)
     if policy is None:
         raise ConfigError("evaluate needs a policy or a fine-tuned checkpoint")
     policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
     if payload is not None:
         model = load_quantized_model(task, payload, source=str(checkpoint)).to(task.device)
-    else:
-        model = copy.deepcopy(task.model).to(task.device)
-        prepare_qat(model, policy, task.quant_config,
-                    [x.to(task.device) for x in task.calibration_inputs()])
+    else:  # post-training, as documented (a fine-tune's 0 epochs measure another start)
+        model = model_at_policy(task, policy, start="float")
     accuracy = evaluate_accuracy(model, test_loader(task), metric=task.metric)
     reference = policy_costs(task, uniform_policy(task, REFERENCE_BITS))
     costs = policy_costs(task, policy)

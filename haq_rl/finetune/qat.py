@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from haq_rl.errors import ConfigError, DivergenceError
+from haq_rl.errors import DivergenceError
 from haq_rl.finetune.config import FinetuneConfig, FinetuneResult
+from haq_rl.finetune.policy_model import model_at_policy, start_of
 from haq_rl.finetune.train import teacher_logits, train_qat
-from haq_rl.quant import QuantPolicy, export_qat, prepare_qat
-from haq_rl.quant.fold import fold_batchnorm
+from haq_rl.quant import QuantPolicy, export_qat
 from haq_rl.task.spec import TaskSpec, resolve_spec
 from haq_rl.task.task import Task, load_task
 
@@ -36,35 +35,15 @@ def test_loader(task: Task) -> torch.utils.data.DataLoader:
 
 
 def resolved_start(task: Task, config: FinetuneConfig) -> str:
-    """``float`` or ``supernet``: ``auto`` follows the task's reward source."""
-    if config.start != "auto":
-        return config.start
-    return "float" if task.spec.reward_source == "post_training" else "supernet"
+    """The name of the start ``config`` asks for: ``auto`` is the task's reward source's."""
+    return start_of(task, config.start).name
 
 
 def prepare_model(task: Task, policy: QuantPolicy, config: FinetuneConfig, device: torch.device) -> nn.Module:
-    """The model a fine-tune of ``policy`` starts from, fake-quantized per ``policy``.
-
-    From ``float``: a copy of the task's float model, BN-folded if asked; activation clips
-    and weight scales start from the search's calibration, so before any training the
-    model computes what the search scored (up to the BN fold). From ``supernet``: the
-    supernet's shared weights with this policy's learned steps and BatchNorm statistics
-    re-estimated for it, i.e. exactly what the supernet reward scored.
-    """
-    if resolved_start(task, config) == "supernet":
-        if config.effective_quantizer != "lsq":
-            raise ConfigError(f"start=supernet needs quantizer=lsq (the supernet's steps are LSQ steps), "
-                              f"not {config.effective_quantizer}")
-        from haq_rl.supernet.handoff import supernet_start
-
-        return supernet_start(task, policy, zero_point=config.zero_point).to(device)
-    model = copy.deepcopy(task.model).to(device)
-    calibration = [x.to(device) for x in task.calibration_inputs()]
-    if config.fold_bn:
-        fold_batchnorm(model, calibration[0])
-    prepare_qat(model, policy, task.quant_config, calibration, quantizer=config.effective_quantizer,
-                zero_point=config.zero_point)
-    return model
+    """The model a fine-tune of ``policy`` starts from, fake-quantized per ``policy``
+    (:func:`~haq_rl.finetune.policy_model.model_at_policy`: from ``float``, the search's
+    calibration; from ``supernet``, exactly what the supernet reward scored)."""
+    return model_at_policy(task, policy, start=config.start, settings=config.start_settings, device=device)
 
 
 def finetune_policy(task_or_spec: Task | TaskSpec | str | Path, policy: QuantPolicy,

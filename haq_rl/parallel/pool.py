@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from haq_rl.parallel.base import EvaluationPool, check_backend
 
 if TYPE_CHECKING:
     from haq_rl.task.evaluator import PolicyEvaluator, ScoresSource
+    from haq_rl.task.sources import RewardSource
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +38,22 @@ def open_pool(evaluator: PolicyEvaluator, workers: int, backend: str = "process"
 
 @contextlib.contextmanager
 def attached_pool(evaluator: ScoresSource, workers: int, backend: str = "process",
-                  ray_address: str | None = None) -> Iterator[EvaluationPool | None]:
+                  ray_address: str | None = None, *,
+                  source: RewardSource | None = None) -> Iterator[EvaluationPool | None]:
     """``evaluator`` evaluates through a new pool inside the block; the workers stop after it.
 
-    An evaluator that is no :class:`PolicyEvaluator` (the predictor reward: microseconds per
+    ``source`` is the row of the reward source that built it (:mod:`haq_rl.task.sources`;
+    None: a pooled one). A pooled source's evaluator is a :class:`PolicyEvaluator`, which
+    the workers copy; one that is not pooled (the predictor reward: microseconds per
     policy) gets no pool: workers would only add the cost of shipping the policies.
     """
-    from haq_rl.task.evaluator import PolicyEvaluator
-
-    if not isinstance(evaluator, PolicyEvaluator):
+    if source is not None and not source.pooled:
         check_backend(workers, backend, ray_address)
         if workers > 1:
-            logger.warning("the predictor reward evaluates in place: --workers %d is not used", workers)
+            logger.warning("the %s reward evaluates in place: --workers %d is not used", source.name, workers)
         yield None
         return
+    evaluator = cast("PolicyEvaluator", evaluator)
     pool = open_pool(evaluator, workers, backend, ray_address)
     evaluator.pool = pool
     try:

@@ -11,6 +11,7 @@ through ``env.step``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -120,13 +121,13 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
             remove_stale_temps(run_dir)  # what a killed search left
             _check_fresh(run_dir, resume is not None)
             prepared = _prepare(config, task, run_dir)
-            with attached_pool(prepared[0].scorer.evaluator, config.workers, config.backend, config.ray_address):
+            with _pool(prepared[0], config):
                 return _search(*prepared, config, run_dir, resume is not None)
     # A new directory is made only once the task is ready: a search killed or failing while it
     # loads the model and data leaves nothing; the workers start first too, so an unreachable
     # cluster leaves no run directory.
     prepared = _prepare(config, task, run_dir)
-    with attached_pool(prepared[0].scorer.evaluator, config.workers, config.backend, config.ray_address):
+    with _pool(prepared[0], config):
         created = not run_dir.exists()
         with run_lock(run_dir):
             try:
@@ -137,6 +138,14 @@ def run_search(config: SearchConfig, resume: str | Path | None = None, task: Tas
                     # Failed (or stopped) before the first row: leave no run directory behind,
                     # so the same command, corrected, can run again on the same --out.
                     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _pool(setup: SearchSetup, config: SearchConfig) -> contextlib.AbstractContextManager[Any]:
+    """The workers of ``config`` on the setup's evaluator, if its reward source is pooled."""
+    from haq_rl.task.sources import reward_source_entry
+
+    return attached_pool(setup.scorer.evaluator, config.workers, config.backend, config.ray_address,
+                         source=reward_source_entry(setup.task.spec.reward_source))
 
 
 def _holds_rows(run_dir: Path) -> bool:
@@ -158,7 +167,7 @@ def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[S
     """The setup (task, scorers, and the env of an RL method) of ``config``, its start time and
     setup seconds; writes nothing."""
     from haq_rl.seeding import seed_everything
-    from haq_rl.supernet.reward import scorer_for_task
+    from haq_rl.task.sources import scorer_for_task
 
     if config.backend == "ray":
         import_ray()  # a missing extra fails before the task loads

@@ -12,8 +12,9 @@ the way every method's policies are (:mod:`haq_rl.search.loop`). Options (``--op
   HAWQ-V3 does) or ``separate`` (activation bits chosen independently, priced by the
   Fisher sensitivity of each layer's input, see :mod:`haq_rl.quant.sensitivity`).
 * ``sensitivity``: ``hessian`` (the above) or ``supernet``: prices fitted on the task's
-  supernet evaluations (:mod:`haq_rl.supernet.importance`), the information the supernet
-  reward gives the RL agent, for the non-RL peer.
+  supernet evaluations (the ``prices`` entry point of its reward source's row,
+  :mod:`haq_rl.task.sources`), the information the supernet reward gives the RL agent,
+  for the non-RL peer.
 
 The sensitivities are written to ``sensitivity.csv`` in the run directory.
 """
@@ -26,7 +27,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ from haq_rl.search.loop import Proposal, ProposalSteps, SteppedProposer
 from haq_rl.search.methods import SensitivityOptions
 from haq_rl.search.setup import SearchSetup
 from haq_rl.shipped_models import shipped_entry
+from haq_rl.task.evaluator import PolicyEvaluator
 from haq_rl.task.scoring import PolicyScorer
+from haq_rl.task.sources import reward_source_entry, trained_prices
 
 logger = logging.getLogger(__name__)
 
@@ -49,22 +52,21 @@ def sensitivity_settings(options: SensitivityOptions) -> tuple[int, int, bool]:
 
 
 def sensitivity_source(requested: str, reward_source: str) -> str:
-    """``hessian`` or ``supernet``: ``auto`` (guided's default) follows the task's reward."""
+    """``hessian`` or ``supernet``: ``auto`` (guided's default) prices layers on the trained
+    weights when the task's reward source scores some (its row's ``trained_weights``)."""
     if requested != "auto":
         return requested
-    return "hessian" if reward_source == "post_training" else "supernet"
+    return "supernet" if reward_source_entry(reward_source).trained_weights else "hessian"
 
 
 def task_sensitivity(setup: SearchSetup, options: SensitivityOptions, seed: int, progress: bool = False) -> Any:
-    """The layer prices the options ask for: Hessian (cached) or supernet-fitted."""
-    if sensitivity_source(options.sensitivity, setup.task.spec.reward_source) == "supernet":
-        from haq_rl.supernet.importance import supernet_sensitivity
-
-        # The prices are the task's, like the supernet they come from: one sample set for
-        # every search seed (and the predictor's, when it was fitted).
-        return supernet_sensitivity(setup.task, progress=progress)
-    probes, images, _ = sensitivity_settings(options)
-    return measure_sensitivity(setup, probes, images, seed, progress=progress)
+    """The layer prices the options ask for: Hessian (cached) or fitted on trained weights."""
+    if sensitivity_source(options.sensitivity, setup.task.spec.reward_source) == "hessian":
+        probes, images, _ = sensitivity_settings(options)
+        return measure_sensitivity(setup, probes, images, seed, progress=progress)
+    # The prices are the task's, like the supernet they come from: one sample set for
+    # every search seed (and the predictor's, when it was fitted).
+    return trained_prices(setup.task, progress=progress)
 
 
 def sensitivity_batches(setup: SearchSetup, images: int, seed: int,
@@ -118,14 +120,14 @@ def measure_sensitivity(setup: SearchSetup, probes: int, images: int, seed: int,
 
 def _float_applier(setup: SearchSetup) -> Any:
     """A post-training :class:`~haq_rl.quant.PolicyApplier` of the task's float model: the
-    evaluator's own when the reward is post-training, else (a supernet or predictor reward)
-    one built for the measurement: HAWQ's sensitivity is the float model's."""
+    evaluator's own when its reward source scores the float weights (a
+    :class:`PolicyEvaluator` of them), else one built for the measurement: HAWQ's
+    sensitivity is the float model's."""
     from haq_rl.quant import PolicyApplier
 
-    applier = getattr(setup.scorer.evaluator, "applier", None)
-    if isinstance(applier, PolicyApplier):
-        return applier
     task = setup.task
+    if not reward_source_entry(task.spec.reward_source).trained_weights:
+        return cast(PolicyEvaluator, setup.scorer.evaluator).applier
     return PolicyApplier(task.model, [x.to(task.device) for x in task.calibration_inputs()], task.quant_config)
 
 

@@ -4,7 +4,8 @@
   latent weights shared and one learned step per layer and width;
 * :func:`train_supernet` (``train.py``): sandwich-rule training with in-place
   distillation, cached in ``$HAQ_RL_CACHE/supernet`` and resumable;
-* :class:`SupernetConfig` (``config.py``): the training recipe.
+* :class:`SupernetConfig` (``config.py``): the training recipe, the ``reward_options`` of
+  the supernet and predictor reward sources (their rows: :mod:`haq_rl.task.sources`).
 
 See docs/supernet.md.
 """

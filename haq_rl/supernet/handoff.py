@@ -1,7 +1,8 @@
 """From the supernet to the model a user keeps: one policy's weights and steps as a QAT model.
 
-The fine-tune (``FinetuneConfig.start="supernet"``) starts from what the supernet reward
-scored: the shared latent weights, the learned steps of the policy's widths and BatchNorm
+The ``supernet`` row of the start table (:mod:`haq_rl.task.sources`): the fine-tune
+(``start`` supernet, or auto on a supernet or predictor reward), ``evaluate`` and ``export``
+start from what the supernet reward scored: the shared latent weights, the learned steps of the policy's widths and BatchNorm
 statistics re-estimated for the policy. The result is an ordinary model prepared by
 :func:`haq_rl.quant.prepare_qat` (LSQ quantizers), so training it, saving it as
 ``finetuned.pt``, ``evaluate`` and ``export`` are the paths every other model takes.
@@ -20,16 +21,20 @@ from haq_rl.quant.layers import quantizable_modules
 from haq_rl.quant.lsq import LSQActQuantizer, LSQWeightQuantizer
 from haq_rl.supernet.reward import evaluation_layout, policy_bn_inputs, supernet_config
 from haq_rl.supernet.train import train_supernet
+from haq_rl.task.sources import StartSettings
 from haq_rl.training import reestimate_batchnorm
 
 
 @torch.no_grad()
-def supernet_start(task: Any, policy: QuantPolicy, zero_point: bool = True, progress: bool = True) -> nn.Module:
-    """The task's supernet at ``policy`` as a model prepared for QAT (LSQ), on the CPU.
+def supernet_start(task: Any, policy: QuantPolicy, settings: StartSettings | None = None,
+                   device: torch.device | str = "cpu", progress: bool = True) -> nn.Module:
+    """The task's supernet at ``policy`` as a model prepared for QAT (LSQ), on ``device``.
 
     Trains the supernet first when the cache has none. The model computes exactly what the
-    supernet computes at ``policy`` after its BatchNorm re-estimation.
+    supernet computes at ``policy`` after its BatchNorm re-estimation. Of ``settings`` only
+    ``zero_point`` is read: the start table lets this start take LSQ unfolded only.
     """
+    settings = settings or StartSettings()
     trained = train_supernet(task, supernet_config(task), progress=progress)
     supernet = trained.supernet
     policy = supernet.apply(policy)
@@ -44,7 +49,7 @@ def supernet_start(task: Any, policy: QuantPolicy, zero_point: bool = True, prog
     # k-means codebook of 2^w entries can hold any such grid, so its size cost still holds).
     config = dataclasses.replace(task.quant_config, weight_method="linear")
     calibration = [x.to(task.device) for x in task.calibration_inputs()]
-    prepare_qat(model, policy, config, calibration, quantizer="lsq", zero_point=zero_point)
+    prepare_qat(model, policy, config, calibration, quantizer="lsq", zero_point=settings.zero_point)
     for name, module in quantizable_modules(model):
         weight = module.parametrizations.weight[0]  # type: ignore[union-attr,index]
         act = module.act_quant
@@ -52,4 +57,4 @@ def supernet_start(task: Any, policy: QuantPolicy, zero_point: bool = True, prog
         weight.step.copy_(steps[name]["w_step"])
         act.step.copy_(steps[name]["a_step"])
         act.zero_point.copy_(steps[name]["a_zero_point"])
-    return model.eval()
+    return model.eval().to(device)

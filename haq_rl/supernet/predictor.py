@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from haq_rl.cache import write_cache_entry
 from haq_rl.errors import BudgetWarning, UnsafeFileError
 from haq_rl.fileio import NUMPY_READ_ERRORS, open_regular
-from haq_rl.supernet.train import TrainedSupernet
+from haq_rl.supernet.reward import supernet_config, supernet_evaluator
+from haq_rl.supernet.train import TrainedSupernet, train_supernet
 from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
 from haq_rl.task.scoring import PolicyScorer
 
@@ -156,10 +157,13 @@ def cross_validated_spearman(kind: str, samples: PolicySamples, bits: range, met
 class PredictedEvaluator:
     """The evaluator the scorer reads with ``reward_source: predictor``: scores are predictions.
 
-    It offers what :class:`~haq_rl.task.scoring.PolicyScorer` and the search read of a
-    :class:`PolicyEvaluator` (``scores``, ``float_accuracy``, ``layer_names``, counters,
-    ``pool``); ``source`` is the supernet evaluator it was fitted on.
+    It offers what :class:`~haq_rl.task.scoring.PolicyScorer` reads of an evaluator
+    (:class:`~haq_rl.task.evaluator.ScoresSource`); ``source`` is the supernet evaluator it
+    was fitted on. Its row says it is not pooled: it evaluates in place.
     """
+
+    #: No pool evaluates for it: a prediction costs less than shipping the policy.
+    parallel = False
 
     def __init__(self, predictor: BitsPredictor, source: PolicyEvaluator, fit_report: dict[str, Any]) -> None:
         self.predictor = predictor
@@ -168,8 +172,6 @@ class PredictedEvaluator:
         self.layer_names = list(source.layer_names)
         self.float_accuracy = source.float_accuracy
         self.device = source.device
-        self.applier = source.applier
-        self.pool: Any = None
         self.evaluations = 0
         self.cache_hits = 0
         self.eval_seconds = 0.0
@@ -186,6 +188,13 @@ class PredictedEvaluator:
 
     def prefetch(self, policies: Any) -> None:
         """Nothing to prefetch: a prediction costs microseconds."""
+
+
+def predictor_reward_evaluator(task: Any, progress: bool = True) -> PredictedEvaluator:
+    """``reward_source: predictor``'s evaluator: fitted on the task's supernet (trained first
+    when the cache has none)."""
+    trained = train_supernet(task, supernet_config(task), progress=progress)
+    return predictor_evaluator(task, supernet_evaluator(task, trained), trained, progress=progress)
 
 
 def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, *,

@@ -1,4 +1,5 @@
-"""The supernet as a reward source: every method scores policies on it through the one scorer.
+"""The supernet as a reward source (its row: :mod:`haq_rl.task.sources`): every method scores
+policies on it through the one scorer.
 
 ``reward_source: supernet`` in a task spec: a policy's reward is the supernet's accuracy or
 KL (``reward_metric``) at that policy on ``reward_val``, after its BatchNorm statistics are
@@ -20,7 +21,7 @@ from torch import nn
 from haq_rl.supernet.config import SupernetConfig
 from haq_rl.supernet.train import TrainedSupernet, train_supernet
 from haq_rl.task.evaluator import PolicyEvaluator
-from haq_rl.task.scoring import PolicyScorer
+from haq_rl.task.sources import reward_source_entry
 from haq_rl.task.task import BN_SEED_OFFSET
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,11 @@ SUPERNET_BN_BATCHES = 2
 
 
 def supernet_config(task: Any) -> SupernetConfig:
-    """The training recipe of a task's supernet (the spec sets the epochs)."""
-    return SupernetConfig(epochs=task.spec.supernet_epochs)
+    """The training recipe of a task's supernet: the spec's ``reward_options`` when its reward
+    source reads them as a SupernetConfig, else the defaults (``hawq --option
+    sensitivity=supernet`` or ``haq-rl supernet`` on a post-training task)."""
+    options = reward_source_entry(task.spec.reward_source).options_of(task.spec.reward_options)
+    return options if isinstance(options, SupernetConfig) else SupernetConfig()
 
 
 def policy_bn_inputs(task: Any) -> list[torch.Tensor]:
@@ -54,23 +58,10 @@ def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
                            reference=task.model)
 
 
-def scorer_for_task(task: Any, progress: bool = True) -> PolicyScorer:
-    """The task's :class:`PolicyScorer` with the reward source its spec names.
-
-    ``post_training``: the float weights quantized per policy. ``supernet``: the task's
-    supernet (trained first when the cache has none). ``predictor``: a regressor fitted on
-    supernet evaluations (:mod:`haq_rl.supernet.predictor`).
-    """
-    source = task.spec.reward_source
-    if source == "post_training":
-        return PolicyScorer.from_task(task)
-    trained = train_supernet(task, supernet_config(task), progress=progress)
-    evaluator = supernet_evaluator(task, trained)
-    if source == "predictor":
-        from haq_rl.supernet.predictor import predictor_evaluator
-
-        return PolicyScorer.from_task(task, evaluator=predictor_evaluator(task, evaluator, trained, progress=progress))
-    return PolicyScorer.from_task(task, evaluator=evaluator)
+def supernet_reward_evaluator(task: Any, progress: bool = True) -> PolicyEvaluator:
+    """``reward_source: supernet``'s evaluator: the task's supernet (trained first when the
+    cache has none) at each policy."""
+    return supernet_evaluator(task, train_supernet(task, supernet_config(task), progress=progress))
 
 
 def evaluation_layout(model: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:

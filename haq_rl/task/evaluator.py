@@ -42,14 +42,15 @@ class PolicyScores:
 
 
 class ScoresSource(Protocol):
-    """What :class:`~haq_rl.task.scoring.PolicyScorer` reads of an evaluator: a
-    :class:`PolicyEvaluator`, or the predictor of :mod:`haq_rl.supernet.predictor`."""
+    """What :class:`~haq_rl.task.scoring.PolicyScorer` reads of an evaluator: the evaluator
+    entry point of a reward source (:mod:`haq_rl.task.sources`) returns one, e.g. a
+    :class:`PolicyEvaluator` or the predictor of :mod:`haq_rl.supernet.predictor`."""
 
     layer_names: list[str]
     float_accuracy: float
     device: torch.device
-    applier: Any
-    pool: Any
+    #: Whether a pool evaluates for it now, so that :meth:`prefetch` of a batch pays.
+    parallel: bool
     evaluations: int
     cache_hits: int
     eval_seconds: float
@@ -133,6 +134,11 @@ class PolicyEvaluator:
         self._float_log_probs, self.float_accuracy = self._float_reference(
             self.model if reference is None else reference.to(self.device))
         self._float_probs = [log_probs.exp() for log_probs in self._float_log_probs]
+
+    @property
+    def parallel(self) -> bool:
+        """Whether a pool is attached (:mod:`haq_rl.parallel`): then :meth:`prefetch` evaluates."""
+        return self.pool is not None
 
     def policy(self, w_bits: np.ndarray, a_bits: np.ndarray) -> QuantPolicy:
         return QuantPolicy.from_arrays(self.layer_names, w_bits, a_bits)

@@ -243,7 +243,7 @@ class PolicyScorer:
     def prefetch(self, policies: list[tuple[np.ndarray, np.ndarray]], enforce: bool = True) -> None:
         """Wall (when ``enforce``) and evaluate these policies as one batch, in parallel when the
         evaluator has a pool; the :meth:`score` calls that follow for them only look them up."""
-        if self.evaluator.pool is None:
+        if not self.evaluator.parallel:
             return
         walled = [self.apply_wall(np.asarray(w), np.asarray(a))[:2] if enforce else (w, a) for w, a in policies]
         self.evaluator.prefetch(walled)
@@ -257,33 +257,34 @@ class PolicyScorer:
     def from_task(cls, task: Any, evaluator: ScoresSource | None = None) -> PolicyScorer:
         """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward.
 
-        ``evaluator`` None builds the post-training one; the supernet and predictor reward
-        sources pass theirs (:func:`haq_rl.supernet.scorer_for_task` picks by the spec).
+        ``evaluator`` None builds the post-training one; :func:`haq_rl.task.sources.scorer_for_task`
+        passes the one of the spec's reward source.
         """
         spec = task.spec
-        evaluator = cls._post_training_evaluator(task) if evaluator is None else evaluator
+        evaluator = post_training_evaluator(task) if evaluator is None else evaluator
         logger.info("scorer for %s: %d layers, float reward accuracy %.2f%%",
                     spec.id, len(task.layers), evaluator.float_accuracy)
         return cls(evaluator, task.cost_table, objective=spec.objective, budget=spec.budget,
                    min_bits=spec.min_bits, max_bits=spec.max_bits, pin_first_last=spec.pin_first_last,
                    reward_metric=spec.reward_metric, extra_budgets=dict(spec.extra_budgets))
 
-    @staticmethod
-    def _post_training_evaluator(task: Any) -> PolicyEvaluator:
-        """The float weights quantized as they are, per policy (``reward_source: post_training``)."""
-        from haq_rl.models import quantizable_layers
 
-        spec = task.spec
-        return PolicyEvaluator(
-            task.model,
-            [name for name, _ in quantizable_layers(task.model)],
-            reward_batches=task.reward_batches(),
-            calibration_inputs=task.calibration_inputs(),
-            quant_config=task.quant_config,
-            device=task.device,
-            finetune_batches=task.finetune_batches(),
-            finetune_steps=spec.finetune_steps,
-            finetune_lr=spec.finetune_lr,
-            bn_batches=task.bn_inputs(),
-            metric=task.metric,
-        )
+def post_training_evaluator(task: Any, progress: bool = False) -> PolicyEvaluator:
+    """``reward_source: post_training``'s evaluator: the float weights quantized as they are,
+    per policy (``progress`` unused: it builds in seconds)."""
+    from haq_rl.models import quantizable_layers
+
+    spec = task.spec
+    return PolicyEvaluator(
+        task.model,
+        [name for name, _ in quantizable_layers(task.model)],
+        reward_batches=task.reward_batches(),
+        calibration_inputs=task.calibration_inputs(),
+        quant_config=task.quant_config,
+        device=task.device,
+        finetune_batches=task.finetune_batches(),
+        finetune_steps=spec.finetune_steps,
+        finetune_lr=spec.finetune_lr,
+        bn_batches=task.bn_inputs(),
+        metric=task.metric,
+    )

@@ -31,16 +31,12 @@ from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.cost_table import OBJECTIVES
 from haq_rl.quant.config import ACT_CALIBRATIONS, WEIGHT_METHODS
 from haq_rl.resources import resource_dir
+from haq_rl.task.sources import REWARD_SOURCE_TABLE, reward_source_entry
 
 WEIGHT_ONLY_OBJECTIVES = ("size",)
 STEP_MODES = ("alternate", "joint")
 CALIBRATIONS = ACT_CALIBRATIONS
 REWARD_METRICS = ("accuracy", "kl")
-#: Where a policy's reward comes from: ``post_training`` (the float weights quantized as
-#: they are), ``supernet`` (the task's bit-width supernet, trained once, with BatchNorm
-#: re-estimated per policy) or ``predictor`` (a regressor fitted on supernet evaluations:
-#: milliseconds per episode). See docs/supernet.md.
-REWARD_SOURCES = ("post_training", "supernet", "predictor")
 #: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
 NAMESPACE = "haq_rl"
 #: The task the CLI, ``make run`` and the notebooks use when none is named.
@@ -106,8 +102,13 @@ class TaskSpec:
     finetune_lr: float = 1e-3
     reward_metric: str = "accuracy"
     bn_recalibration: int = 0
+    #: A row of haq_rl.task.sources: ``post_training`` (the float weights quantized as they
+    #: are), ``supernet`` (the task's bit-width supernet, trained once, BatchNorm re-estimated
+    #: per policy) or ``predictor`` (a regressor fitted on supernet evaluations). docs/supernet.md.
     reward_source: str = "post_training"
-    supernet_epochs: int = 3
+    #: The reward source's settings, checked by its options dataclass (supernet and predictor:
+    #: the supernet's training recipe, SupernetConfig: ``{epochs: 1}``), as sorted pairs.
+    reward_options: tuple[tuple[str, Any], ...] = ()
     split_seed: int = 0
     device: str = "cpu"
     description: str = ""
@@ -122,7 +123,8 @@ class TaskSpec:
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("weight_method", self.weight_method, WEIGHT_METHODS)
         _check_choice("reward_metric", self.reward_metric, REWARD_METRICS)
-        _check_choice("reward_source", self.reward_source, REWARD_SOURCES)
+        source = reward_source_entry(self.reward_source)  # the table's row, or UnknownNameError
+        object.__setattr__(self, "reward_options", source.parse_options(self.reward_options))
         object.__setattr__(self, "budgets", checked_budgets(self.budgets))
         object.__setattr__(self, "extra_budgets", checked_extra_budgets(self.extra_budgets, self.objective))
         if self.budgets:
@@ -143,11 +145,9 @@ class TaskSpec:
         check_integer("finetune_epoch_images", self.finetune_epoch_images, 0, "training images per fine-tune epoch; 0 = all")
         check_integer("bn_recalibration", self.bn_recalibration, 0, "search-train batches; 0 = off")
         check_integer("finetune_steps", self.finetune_steps, 0)
-        if isinstance(self.supernet_epochs, bool) or not isinstance(self.supernet_epochs, int) \
-                or self.supernet_epochs < 1:
-            raise ConfigError(f"supernet_epochs={self.supernet_epochs!r} must be an integer >= 1")
-        if self.reward_source != "post_training" and self.finetune_steps:
-            raise ConfigError(f"finetune_steps={self.finetune_steps} needs reward_source=post_training: the "
+        if source.trained_weights and self.finetune_steps:
+            untrained = " or ".join(s.name for s in REWARD_SOURCE_TABLE.values() if not s.trained_weights)
+            raise ConfigError(f"finetune_steps={self.finetune_steps} needs reward_source={untrained}: the "
                               f"{self.reward_source} reward scores trained weights already")
         if self.width_mult <= 0:
             raise ConfigError(f"width_mult={self.width_mult!r} must be > 0")
@@ -164,11 +164,19 @@ class TaskSpec:
         return (self.objective, *(name for name, _ in self.extra_budgets))
 
     def replace(self, **overrides: Any) -> TaskSpec:
-        """A copy with ``overrides`` applied; unknown names get a "did you mean"."""
+        """A copy with ``overrides`` applied; unknown names get a "did you mean".
+
+        A new ``reward_source`` keeps the ``reward_options`` when it reads the same options
+        dataclass (supernet <-> predictor) and drops them otherwise, unless they are given too.
+        """
+        overrides = read_legacy_keys(overrides, self.reward_source, self.reward_options)
         names = [f.name for f in dataclasses.fields(self)]
         for key in overrides:
             if key not in names:
                 raise UnknownNameError("env setting", key, names)
+        if "reward_source" in overrides and "reward_options" not in overrides:
+            if reward_source_entry(overrides["reward_source"]).options != reward_source_entry(self.reward_source).options:
+                overrides["reward_options"] = ()
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +186,8 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> TaskSpec:
+        data = read_legacy_keys(data, data.get("reward_source", cls.reward_source), data.get("reward_options"),
+                                from_file=True)
         names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
         where = f" in {source}" if source else ""
         for key in data:
@@ -204,6 +214,34 @@ class TaskSpec:
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of env settings, got {type(data).__name__}")
         return cls.from_dict(data, source=str(path))
+
+
+#: The one spec key of earlier versions still read: the supernet's epochs, now
+#: ``reward_options: {epochs: N}`` (YAML specs, config.json files and ``--set`` of haq-rl
+#: before reward_options).
+LEGACY_SUPERNET_EPOCHS = "supernet_epochs"
+
+
+def read_legacy_keys(fields: dict[str, Any], reward_source: Any, reward_options: Any,
+                     from_file: bool = False) -> dict[str, Any]:
+    """``fields`` with ``supernet_epochs: N`` read as ``reward_options`` epochs N (an epochs
+    given in ``reward_options`` wins). For a reward source without options it is dropped
+    when read ``from_file`` (every config.json of a post-training run holds the unused 3)
+    and refused when given now (``--set``, ``gymnasium.make``): it would train nothing."""
+    if LEGACY_SUPERNET_EPOCHS not in fields:
+        return fields
+    fields = dict(fields)
+    epochs = fields.pop(LEGACY_SUPERNET_EPOCHS)
+    source = reward_source_entry(fields.get("reward_source", reward_source))
+    if source.options is not None:
+        given = source.parse_options(fields.get("reward_options", reward_options))
+        fields["reward_options"] = {"epochs": epochs, **dict(given)}
+    elif not from_file:
+        readers = " or ".join(s.name for s in REWARD_SOURCE_TABLE.values() if s.options is not None)
+        raise ConfigError(f"{LEGACY_SUPERNET_EPOCHS}={epochs!r} sets the supernet's training, which reward_source "
+                          f"{source.name} does not use: give reward_source={readers} with reward_options={{epochs: "
+                          f"{epochs}}} (haq-rl supernet: --epochs {epochs})")
+    return fields
 
 
 def is_weight_only(objectives: tuple[str, ...] | list[str]) -> bool:

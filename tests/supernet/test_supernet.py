@@ -20,14 +20,17 @@ from haq_rl.errors import CheckpointError, ConfigError, PolicyError, UnknownName
 from haq_rl.quant import QuantPolicy
 from haq_rl.quant.outputs import logits_of
 from haq_rl.supernet import SupernetConfig, build_supernet, train_supernet
-from haq_rl.supernet.reward import scorer_for_task, supernet_config
+from haq_rl.supernet.reward import supernet_config
 from haq_rl.task import load_task
+from haq_rl.task.sources import scorer_for_task
 
 LENET = "haq_rl/LeNet5Size-v1"
 #: LeNet-5 under a latency budget with linear weights: activations are searched as well,
 #: so every part of the supernet (weight and activation widths) is exercised.
 LATENCY = {"hardware": "bismo-edge", "objective": "latency", "budget": 0.4, "pin_first_last": False,
-           "weight_method": "linear", "supernet_epochs": 1}
+           "weight_method": "linear"}
+#: The same task scored by its supernet, trained for one epoch.
+SUPERNET = {**LATENCY, "reward_source": "supernet", "reward_options": {"epochs": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def task(cache):
-    return load_task(LENET, reward_source="supernet", **LATENCY)
+    return load_task(LENET, **SUPERNET)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ def test_cache_is_reused_and_a_corrupt_entry_is_retrained(task, trained, caplog)
 
 
 def test_a_supernet_of_another_task_is_refused_in_one_line(task, trained, cache):
-    other = load_task(LENET, reward_source="supernet", **{**LATENCY, "min_bits": 3})
+    other = load_task(LENET, **{**SUPERNET, "min_bits": 3})
     with pytest.raises(CheckpointError, match="trained for another task: its bit widths") as error:
         train_supernet(other, supernet_config(other), path=trained.path, progress=False)
     assert "\n" not in str(error.value)
@@ -129,7 +132,7 @@ def test_killed_training_resumes_to_the_same_weights(task, trained, cache, tmp_p
     """kill -9 after a checkpoint, rerun: the result equals the uninterrupted training's."""
     env = {**os.environ, "HAQ_RL_CACHE": str(tmp_path), "OMP_NUM_THREADS": "1"}
     flags = [f"--set={key}={value}" for key, value in LATENCY.items()]
-    command = [sys.executable, "-m", "haq_rl", "supernet", LENET, *flags, "--no-progress"]
+    command = [sys.executable, "-m", "haq_rl", "supernet", LENET, *flags, "--epochs", "1", "--no-progress"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list((tmp_path / "supernet").glob("*.partial.pt")) and time.monotonic() < deadline:
@@ -197,7 +200,7 @@ def test_search_finetune_and_evaluate_on_the_supernet_reward(task, trained, tmp_
     from haq_rl.cli import main
 
     run_dir = tmp_path / "run"
-    flags = [f"--set={key}={value}" for key, value in {**LATENCY, "reward_source": "supernet"}.items()]
+    flags = [f"--set={key}={value}" for key, value in SUPERNET.items()]
     assert main(["search", LENET, *flags, "--method", "random", "--episodes", "4", "--out", str(run_dir),
                  "--no-progress"]) == 0
     assert main(["finetune", str(run_dir), "--epochs", "0", "--no-compare", "--no-progress"]) == 0
@@ -224,7 +227,7 @@ def test_hawq_prices_layers_on_the_supernet(task, trained, tmp_path):
 
     from haq_rl.search import SearchConfig, run_search
 
-    overrides = {**LATENCY, "reward_source": "supernet"}
+    overrides = SUPERNET
     result = run_search(SearchConfig(env=LENET, env_overrides=overrides, method="hawq", episodes=1,
                                      options={"sensitivity": "supernet"}, out=str(tmp_path / "h"),
                                      progress=False))
@@ -252,7 +255,7 @@ def test_gymnasium_and_sb3_checkers_pass_on_the_supernet_reward(trained):
     import haq_rl.env  # noqa: F401  (registers the ids)
 
     for source in ("supernet", "predictor"):
-        env = gym.make(LENET, **{**LATENCY, "reward_source": source, "reward_metric": "kl"})
+        env = gym.make(LENET, **{**SUPERNET, "reward_source": source, "reward_metric": "kl"})
         gym_check_env(env.unwrapped, skip_render_check=True)
         sb3_check_env(env.unwrapped, warn=True)
         env.reset(seed=0)
@@ -292,7 +295,7 @@ def test_the_finetune_trains_a_missing_supernet_first(tmp_path, monkeypatch):
     from haq_rl.supernet.handoff import supernet_start
 
     monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
-    fresh = load_task(LENET, reward_source="supernet", **LATENCY)
+    fresh = load_task(LENET, **SUPERNET)
     policy = QuantPolicy.from_arrays(fresh.layer_names, [4] * len(fresh.layers), [4] * len(fresh.layers))
     model = supernet_start(fresh, policy, progress=False)
     assert list((tmp_path / "supernet").glob("*.pt.sha256"))
@@ -327,3 +330,35 @@ def test_guided_anchor_follows_the_reward_source():
     assert sensitivity_source("hessian", "supernet") == "hessian"
     with pytest.raises(ConfigError, match="auto"):
         method_entry("hawq").parse_options({"sensitivity": "auto"})
+
+
+def test_fold_bn_is_not_dropped_by_the_auto_start(task, trained):
+    """``start=auto`` on a supernet-reward task starts from the supernet, whose steps were learned
+    on unfolded weights: ``fold_bn`` is refused in one line as with ``start=supernet``, never
+    silently dropped (issue 36)."""
+    from haq_rl.finetune import FinetuneConfig, finetune_policy
+
+    policy = QuantPolicy.from_arrays(task.layer_names, [4] * len(task.layers), [4] * len(task.layers))
+    with pytest.raises(ConfigError, match="fold_bn=true needs start=float") as error:
+        finetune_policy(task, policy, FinetuneConfig(epochs=0, compare=False, fold_bn=True), progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_export_without_a_finetune_writes_the_model_the_supernet_reward_scored(task, trained, tmp_path):
+    """``haq-rl export`` of a supernet-reward run with no finetuned.pt exports the supernet at the
+    policy (the retraining-free model its reward scored), not the float weights quantized (issue 36)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from haq_rl.export import export_onnx
+    from haq_rl.finetune.qat import test_loader
+    from haq_rl.search import SearchConfig, run_search
+    from haq_rl.supernet.handoff import supernet_start
+    from haq_rl.training import evaluate_accuracy
+
+    run = run_search(SearchConfig(env=LENET, env_overrides=SUPERNET, method="random",
+                                  episodes=2, out=str(tmp_path / "run"), progress=False)).run_dir
+    policy = QuantPolicy.from_json(run / "best_policy.json")
+    scored = evaluate_accuracy(supernet_start(task, policy, progress=False), test_loader(task), metric=task.metric)
+    result = export_onnx(run)
+    assert not result.finetuned and result.torch_accuracy == pytest.approx(scored, abs=1e-4)  # float32 sums
+    assert result.onnx_accuracy == pytest.approx(scored, abs=0.5)
