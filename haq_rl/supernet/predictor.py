@@ -24,10 +24,12 @@ Candidate regressors (picked by 5-fold cross-validated Spearman of the reward):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,23 +64,32 @@ class PolicySamples:
 
 def sample_policies(scorer: PolicyScorer, count: int, seed: int, progress: bool = False) -> PolicySamples:
     """``count`` walled random policies scored by ``scorer``'s (supernet) evaluator."""
-    rng = np.random.default_rng(seed)
-    low = scorer.minimum_cost() / scorer.reference_cost
-    layers = len(scorer.layer_names)
     rows_w, rows_a, accuracy, kl = [], [], [], []
-    for _ in tqdm(range(count), desc="evaluating policies for the predictor", disable=not progress, leave=False):
-        budget = float(rng.uniform(min(1.0, low + 0.02), 1.0))
-        w = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
-        a = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
-        with warnings.catch_warnings():  # budgets near the minimum warn by design; these are samples
-            warnings.simplefilter("ignore", BudgetWarning)
-            w, a, _ = scorer.at_budget(budget).apply_wall(w, a)
+    policies = itertools.islice(walled_random_policies(scorer, seed), count)
+    for w, a in tqdm(policies, total=count, desc="evaluating policies for the predictor", disable=not progress,
+                     leave=False):
         scores = scorer.evaluator.scores(w, a)
         rows_w.append(w)
         rows_a.append(a)
         accuracy.append(scores.accuracy)
         kl.append(scores.kl)
     return PolicySamples(np.array(rows_w), np.array(rows_a), np.array(accuracy), np.array(kl))
+
+
+def walled_random_policies(scorer: PolicyScorer, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Random bits walled to random budgets, endlessly; the predictor's samples are the first
+    ``n`` (one random stream), so a longer table (bench/build_benchmark_table.py) extends them."""
+    rng = np.random.default_rng(seed)
+    low = scorer.minimum_cost() / scorer.reference_cost
+    layers = len(scorer.layer_names)
+    while True:
+        budget = float(rng.uniform(min(1.0, low + 0.02), 1.0))
+        w = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
+        a = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
+        with warnings.catch_warnings():  # budgets near the minimum warn by design; these are samples
+            warnings.simplefilter("ignore", BudgetWarning)
+            w, a, _ = scorer.at_budget(budget).apply_wall(w, a)
+        yield w, a
 
 
 def features(kind: str, w_bits: np.ndarray, a_bits: np.ndarray, bits: range) -> np.ndarray:
@@ -156,14 +167,18 @@ class PredictedEvaluator:
     ``pool``); ``source`` is the supernet evaluator it was fitted on.
     """
 
-    def __init__(self, predictor: BitsPredictor, source: PolicyEvaluator, fit_report: dict[str, Any]) -> None:
+    def __init__(self, predictor: BitsPredictor, source: PolicyEvaluator | None, fit_report: dict[str, Any], *,
+                 layer_names: list[str] | None = None, float_accuracy: float | None = None,
+                 device: Any = None) -> None:
+        # ``source`` None: fitted on shipped samples (haq_rl.supernet.tabulated), no supernet
+        # loaded; the layers, float accuracy and device then come from the task.
         self.predictor = predictor
         self.source = source
         self.fit_report = fit_report
-        self.layer_names = list(source.layer_names)
-        self.float_accuracy = source.float_accuracy
-        self.device = source.device
-        self.applier = source.applier
+        self.layer_names = list(source.layer_names if source is not None else layer_names or [])
+        self.float_accuracy = float(source.float_accuracy if source is not None else float_accuracy or 0.0)
+        self.device = source.device if source is not None else device
+        self.applier = source.applier if source is not None else None
         self.pool: Any = None
         self.evaluations = 0
         self.cache_hits = 0
@@ -188,13 +203,18 @@ def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupe
     """Fit (or reload the samples of) the task's predictor; the best kind by cross-validation."""
     data = load_or_sample(task, source, trained, samples, seed, progress)
     bits = range(task.spec.min_bits, task.spec.max_bits + 1)
-    metric = task.spec.reward_metric
+    report = fit_report(data, bits, task.spec.reward_metric, seed)
+    predictor = BitsPredictor(report["kind"], bits, seed).fit(data)
+    return PredictedEvaluator(predictor, source, report)
+
+
+def fit_report(data: PolicySamples, bits: range, metric: str, seed: int = 0) -> dict[str, Any]:
+    """The cross-validated Spearman of every kind on ``data`` and the best ``kind``."""
     report = {kind: cross_validated_spearman(kind, data, bits, metric, seed=seed) for kind in PREDICTOR_KINDS}
     best = max(report, key=lambda kind: report[kind])
     logger.info("predictor fitted on %d supernet evaluations: cross-validated Spearman %s; using %s",
                 len(data.kl), ", ".join(f"{k} {v:.3f}" for k, v in report.items()), best)
-    predictor = BitsPredictor(best, bits, seed).fit(data)
-    return PredictedEvaluator(predictor, source, {"kind": best, "cv_spearman": report, "samples": len(data.kl)})
+    return {"kind": best, "cv_spearman": report, "samples": len(data.kl)}
 
 
 def load_or_sample(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, samples: int, seed: int,
@@ -223,14 +243,19 @@ def onehot_table(samples: PolicySamples, bits: tuple[int, ...]) -> tuple[np.ndar
 
 
 def _samples_path(task: Any, trained: TrainedSupernet, samples: int, seed: int) -> Path:
-    """Next to the supernet, named by what the samples depend on (the cost table included:
-    the wall that shapes them is the task's hardware and objective)."""
-    spec = task.spec
-    key = {"supernet": trained.path.name, "hardware": spec.hardware, "objective": spec.objective,
+    """Next to the supernet, named by what the samples depend on (:func:`samples_key`)."""
+    digest = samples_key(task.spec, trained.path.name, samples, seed)
+    return trained.path.with_name(trained.path.name.replace(".pt", f".samples-{digest}.npz"))
+
+
+def samples_key(spec: Any, supernet_name: str, samples: int, seed: int) -> str:
+    """What a task's predictor samples depend on: its supernet's cache name (model, weights,
+    data, recipe) and the cost table whose wall shapes them (hardware, objective). The
+    shipped samples (:mod:`haq_rl.supernet.tabulated`) are found by this key."""
+    key = {"supernet": supernet_name, "hardware": spec.hardware, "objective": spec.objective,
            "extra_budgets": spec.extra_budgets, "bn": spec.bn_recalibration, "samples": samples, "seed": seed,
            "format": _FORMAT_VERSION}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return trained.path.with_name(trained.path.name.replace(".pt", f".samples-{digest}.npz"))
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _read_samples(path: Path, layers: int, count: int) -> PolicySamples | None:

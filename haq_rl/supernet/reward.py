@@ -59,11 +59,18 @@ def scorer_for_task(task: Any, progress: bool = True) -> PolicyScorer:
 
     ``post_training``: the float weights quantized per policy. ``supernet``: the task's
     supernet (trained first when the cache has none). ``predictor``: a regressor fitted on
-    supernet evaluations (:mod:`haq_rl.supernet.predictor`).
+    supernet evaluations (:mod:`haq_rl.supernet.predictor`), from the shipped samples when
+    the task has them; ``tabulated``: the shipped table (:mod:`haq_rl.supernet.tabulated`).
     """
     source = task.spec.reward_source
     if source == "post_training":
         return PolicyScorer.from_task(task)
+    if source in ("predictor", "tabulated"):  # shipped samples / table: nothing to train or load
+        from haq_rl.supernet.tabulated import shipped_evaluator
+
+        shipped = shipped_evaluator(task, tabulated=source == "tabulated")
+        if shipped is not None:
+            return PolicyScorer.from_task(task, evaluator=shipped)
     trained = train_supernet(task, supernet_config(task), progress=progress)
     evaluator = supernet_evaluator(task, trained)
     if source == "predictor":

@@ -32,7 +32,7 @@ REWARD_METRICS = ("accuracy", "kl")
 #: they are), ``supernet`` (the task's bit-width supernet, trained once, with BatchNorm
 #: re-estimated per policy) or ``predictor`` (a regressor fitted on supernet evaluations:
 #: milliseconds per episode). See docs/supernet.md.
-REWARD_SOURCES = ("post_training", "supernet", "predictor")
+REWARD_SOURCES = ("post_training", "supernet", "predictor", "tabulated")
 #: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
 NAMESPACE = "haq_rl"
 #: The task the CLI, ``make run`` and the notebooks use when none is named.
