@@ -115,6 +115,18 @@ def _regressor(kind: str, seed: int) -> Any:
     return RidgeCV(alphas=np.logspace(-6, 2, 17))
 
 
+class LinearRegression:
+    """A fitted ridge regression as its coefficients: what ships for the benchmark tasks
+    (haq_rl.supernet.tabulated), predicting exactly as the fit did without importing sklearn."""
+
+    def __init__(self, coef: np.ndarray, intercept: float) -> None:
+        self.coef_ = np.asarray(coef, dtype=np.float64)
+        self.intercept_ = float(intercept)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef_ + self.intercept_
+
+
 class BitsPredictor:
     """Predicts a policy's supernet accuracy and KL from its bits (one regressor each)."""
 
@@ -122,16 +134,31 @@ class BitsPredictor:
         self.kind = kind
         self.bits = bits
         self.seed = seed
-        self._accuracy = _regressor(kind, seed)
-        self._kl = _regressor(kind, seed)
+        self._accuracy: Any = None
+        self._kl: Any = None
 
     def fit(self, samples: PolicySamples) -> BitsPredictor:
         x = features(self.kind, samples.w_bits, samples.a_bits, self.bits)
-        self._accuracy.fit(x, samples.accuracy)
+        self._accuracy = _regressor(self.kind, self.seed).fit(x, samples.accuracy)
         # The KL spans orders of magnitude between 8 and 2 bits: fitting its log keeps the
         # small differences between good policies, which are the ones a search must order.
-        self._kl.fit(x, np.log(samples.kl + 1e-6))
+        self._kl = _regressor(self.kind, self.seed).fit(x, np.log(samples.kl + 1e-6))
         return self
+
+    def linear_parameters(self) -> dict[str, np.ndarray] | None:
+        """The fitted ridge coefficients and intercepts (kinds ``noise`` and ``onehot``), or None."""
+        if self.kind == "boosting":
+            return None
+        return {f"{name}_{part}": np.atleast_1d(getattr(model, f"{part}_")).astype(np.float64)
+                for name, model in (("accuracy", self._accuracy), ("kl", self._kl)) for part in ("coef", "intercept")}
+
+    @classmethod
+    def from_linear(cls, kind: str, bits: range, parameters: dict[str, np.ndarray]) -> BitsPredictor:
+        """The predictor of :meth:`linear_parameters`, with no fit (and no sklearn)."""
+        predictor = cls(kind, bits)
+        predictor._accuracy = LinearRegression(parameters["accuracy_coef"], parameters["accuracy_intercept"][0])
+        predictor._kl = LinearRegression(parameters["kl_coef"], parameters["kl_intercept"][0])
+        return predictor
 
     def predict(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(accuracy, kl) predictions, one per policy row."""

@@ -70,6 +70,8 @@ class BenchmarkTable:
     sample_index: np.ndarray
     sample_retraining_free: np.ndarray
     sample_finetuned: np.ndarray
+    #: ``predictor`` / ``table_predictor`` -> the shipped ridge parameters (absent for boosting).
+    parameters: dict[str, dict[str, np.ndarray]]
 
     @property
     def float_accuracy(self) -> float:
@@ -120,14 +122,26 @@ def shipped_evaluator(task: Any, tabulated: bool = False) -> PredictedEvaluator 
                               f"{task.spec.model}, dataset {task.spec.dataset}, hardware {task.spec.hardware}); "
                               f"tables ship for: {', '.join(shipped_env_ids()) or 'none'}")
         return None
-    bits = range(task.spec.min_bits, task.spec.max_bits + 1)
     if not tabulated:
         samples = table.predictor_samples()
-        predictor = BitsPredictor(table.entry["predictor_kind"], bits).fit(samples)
+        if len(samples.kl) < PREDICTOR_SAMPLES:  # a partial build: not the predictor a local build fits
+            logger.warning("the shipped table of %s holds %d of the predictor's %d samples: building them here",
+                           task.spec.id, len(samples.kl), PREDICTOR_SAMPLES)
+            return None
+        predictor = _shipped_predictor(task, table, "predictor", samples)
         return _predicted(task, table, predictor, {"kind": predictor.kind, "samples": len(samples.kl), "shipped": True})
-    predictor = BitsPredictor(table.entry["table_predictor_kind"], bits).fit(table.rows())
+    predictor = _shipped_predictor(task, table, "table_predictor", table.rows())
     return TabulatedEvaluator(table, predictor, {"kind": predictor.kind, "samples": len(table.kl), "shipped": True},
                               device=task.device)
+
+
+def _shipped_predictor(task: Any, table: BenchmarkTable, name: str, rows: PolicySamples) -> BitsPredictor:
+    """The shipped fit (ridge coefficients, no sklearn import) or, for a boosting kind, a fit now."""
+    bits = range(task.spec.min_bits, task.spec.max_bits + 1)
+    kind = table.entry[f"{name}_kind"]
+    if table.parameters.get(name):
+        return BitsPredictor.from_linear(kind, bits, table.parameters[name])
+    return BitsPredictor(kind, bits).fit(rows)
 
 
 def _predicted(task: Any, table: BenchmarkTable, predictor: BitsPredictor, report: dict[str, Any]) -> PredictedEvaluator:
@@ -190,14 +204,20 @@ def _read_table(path: Path, entry: dict[str, Any], layer_names: list[str]) -> Be
     except NUMPY_READ_ERRORS as error:
         logger.warning("shipped benchmark table %s is unreadable (%s): not used", path, error)
         return None
+    parameters: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():  # "<predictor>__<parameter>", see ship_table
+        prefix, separator, name = key.partition("__")
+        if separator and prefix in _PREDICTORS:
+            parameters.setdefault(prefix, {})[name] = value
     table = BenchmarkTable(entry=entry, layer_names=[str(name) for name in arrays["layer_names"]],
-                           **{key: arrays[key] for key in _ARRAYS})
+                           parameters=parameters, **{key: arrays[key] for key in _ARRAYS})
     if table.layer_names != layer_names or table.w_bits.shape != (len(table.kl), len(layer_names)):
         logger.warning("shipped benchmark table %s is for other layers: not used", path)
         return None
     return table
 
 
+_PREDICTORS = ("predictor", "table_predictor")
 _ARRAYS = ("w_bits", "a_bits", "kl", "accuracy", "origin", "sample_index", "sample_retraining_free",
            "sample_finetuned")
 
@@ -239,8 +259,6 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folde
     }
     name = env_id.split("/")[-1].lower() + ".npz"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / name, "wb") as stream:
-        np.savez_compressed(stream, **arrays)
     bits = range(task.spec.min_bits, task.spec.max_bits + 1)
     origin = arrays["origin"]
     samples = PolicySamples(arrays["w_bits"][origin == 0].astype(np.int64), arrays["a_bits"][origin == 0].astype(np.int64),
@@ -248,10 +266,16 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folde
     table = PolicySamples(arrays["w_bits"].astype(np.int64), arrays["a_bits"].astype(np.int64), arrays["accuracy"],
                           arrays["kl"])
     metric = task.spec.reward_metric
+    kinds = {}
+    for prefix, rows in (("predictor", samples), ("table_predictor", table)):
+        kinds[prefix] = fit_report(rows, bits, metric)["kind"]
+        linear = BitsPredictor(kinds[prefix], bits).fit(rows).linear_parameters() or {}
+        arrays.update({f"{prefix}__{key}": value for key, value in linear.items()})
+    with open(folder / name, "wb") as stream:
+        np.savez_compressed(stream, **arrays)
     entry = {"env_id": env_id, "samples_key": task_samples_key(task), "sha256": file_sha256(folder / name),
              "rows": int(len(arrays["kl"])), "float_accuracy": float_accuracy,
-             "predictor_kind": fit_report(samples, bits, metric)["kind"],
-             "table_predictor_kind": fit_report(table, bits, metric)["kind"],
+             "predictor_kind": kinds["predictor"], "table_predictor_kind": kinds["table_predictor"],
              "sample": len(index), "finetuned": int(np.isfinite(arrays["sample_finetuned"]).sum()),
              "command": command}
     manifest = _manifest(folder)

@@ -113,3 +113,17 @@ def test_the_stratified_sample_spreads_over_costs_and_rewards():
     in_bin = np.argsort(ratios)[:100]
     first_bin = [i for i, b in zip(picked, bins, strict=True) if b == 0]
     assert rewards[first_bin].max() == rewards[in_bin].max() and rewards[first_bin].min() == rewards[in_bin].min()
+
+
+def test_the_shipped_coefficients_predict_as_the_fit_on_the_shipped_rows(tabulated_env):
+    # What ships is the fit's ridge coefficients (loaded without sklearn): refitting the rows
+    # with the same kind gives the same predictions.
+    from haq_rl.supernet.predictor import BitsPredictor
+
+    evaluator = tabulated_env.unwrapped.scorer.evaluator
+    table = evaluator.table
+    refit = BitsPredictor(evaluator.predictor.kind, evaluator.predictor.bits).fit(table.rows())
+    rng = np.random.default_rng(2)
+    w, a = rng.integers(2, 9, (50, table.w_bits.shape[1])), rng.integers(2, 9, (50, table.w_bits.shape[1]))
+    for shipped, fitted in zip(evaluator.predictor.predict(w, a), refit.predict(w, a), strict=True):
+        np.testing.assert_allclose(shipped, fitted, rtol=1e-9, atol=1e-12)
