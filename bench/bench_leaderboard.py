@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a source checkout without an install
 from _common import RESULTS, write_results  # noqa: E402
 
 BENCHMARK_IDS = ("haq_rl/MobileNetV2EdgePredictor-v0", "haq_rl/MobileNetV2EdgeTabulated-v0")
@@ -47,16 +48,16 @@ def main() -> None:
     parser.add_argument("--name", default="leaderboard")
     args = parser.parse_args()
     rows = []
+    command = " ".join(["python bench/bench_leaderboard.py", *sys.argv[1:]])
     for env_id in args.envs:
         anchors = anchor_rewards(env_id)
-        for method in args.methods:
-            for seed in args.seeds:
+        for seed in args.seeds:  # seeds outermost: a stopped run still covers every method
+            for method in args.methods:
                 row = run_one(env_id, method, seed, args.episodes, anchors)
                 rows.append(row)
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
-    command = " ".join(["python bench/bench_leaderboard.py", *sys.argv[1:]])
-    write_results(args.name, rows, "Leaderboard runs", command)
+                write_results(args.name, rows, "Leaderboard runs", command)
     summary = summarise(rows)
     path = write_results(f"{args.name}_summary", summary, "Leaderboard", command)
     if args.name == "leaderboard" and DOC.is_file():
@@ -115,13 +116,18 @@ def _ppo(env_id: str, seed: int, episodes: int) -> dict[str, float]:
     import haq_rl.env  # noqa: F401
 
     env = gym.make(env_id)
-    best = {"best_reward": -float("inf"), "best_cost_ratio": float("nan")}
+    best = {"best_reward": -float("inf"), "best_cost_ratio": float("nan"), "episodes": 0}
 
     class _Best(gym.Wrapper):
+        """Keeps the best final reward of the first ``episodes`` episodes (PPO's last rollout
+        may run past them: those are not counted, as with every other method)."""
+
         def step(self, action: Any) -> Any:
             observation, reward, terminated, truncated, info = self.env.step(action)
-            if (terminated or truncated) and reward > best["best_reward"]:
-                best.update(best_reward=float(reward), best_cost_ratio=float(info["cost_ratio"]))
+            if terminated or truncated:
+                best["episodes"] += 1
+                if best["episodes"] <= episodes and reward > best["best_reward"]:
+                    best.update(best_reward=float(reward), best_cost_ratio=float(info["cost_ratio"]))
             return observation, reward, terminated, truncated, info
 
     wrapped = _Best(env)

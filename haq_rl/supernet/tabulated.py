@@ -144,6 +144,19 @@ def _shipped_predictor(task: Any, table: BenchmarkTable, name: str, rows: Policy
     return BitsPredictor(kind, bits).fit(rows)
 
 
+def shipped_evaluations(task: Any) -> PolicySamples | None:
+    """The shipped supernet evaluations ``task`` prices layers with (hawq / guided
+    ``sensitivity=supernet``): the whole table under ``reward_source: tabulated``, else the
+    predictor's samples when all of them ship; None otherwise (evaluated locally)."""
+    table = shipped_table(task)
+    if table is None:
+        return None
+    if task.spec.reward_source == "tabulated":
+        return table.rows()
+    samples = table.predictor_samples()
+    return samples if len(samples.kl) == PREDICTOR_SAMPLES else None
+
+
 def _predicted(task: Any, table: BenchmarkTable, predictor: BitsPredictor, report: dict[str, Any]) -> PredictedEvaluator:
     return PredictedEvaluator(predictor, None, report, layer_names=table.layer_names,
                               float_accuracy=table.float_accuracy, device=task.device)

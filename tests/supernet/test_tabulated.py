@@ -127,3 +127,14 @@ def test_the_shipped_coefficients_predict_as_the_fit_on_the_shipped_rows(tabulat
     w, a = rng.integers(2, 9, (50, table.w_bits.shape[1])), rng.integers(2, 9, (50, table.w_bits.shape[1]))
     for shipped, fitted in zip(evaluator.predictor.predict(w, a), refit.predict(w, a), strict=True):
         np.testing.assert_allclose(shipped, fitted, rtol=1e-9, atol=1e-12)
+
+
+def test_the_integer_program_prices_the_tabulated_task_from_the_table(tabulated_env, tmp_path, monkeypatch):
+    # hawq / guided with sensitivity=supernet: priced on the shipped evaluations, no supernet.
+    from haq_rl.supernet.importance import supernet_sensitivity
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
+    prices = supernet_sensitivity(tabulated_env.unwrapped.task, progress=False)
+    assert prices.weight.shape == (len(prices.layer_names), 7) and (prices.weight >= 0).all()
+    assert (prices.weight[:, -1] == 0).all() and (np.diff(prices.weight, axis=1) <= 0).all()
+    assert not list(tmp_path.glob("supernet/*"))
