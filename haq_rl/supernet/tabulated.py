@@ -243,7 +243,8 @@ def stratified_sample(cost_ratios: np.ndarray, rewards: np.ndarray, count: int, 
                for chunk in np.array_split(order, bins)]
     picks: list[list[int]] = []
     for rows, share in zip(per_bin, _shares(count, bins), strict=True):
-        positions = np.linspace(0, len(rows) - 1, min(share, len(rows))).round().astype(int) if rows else []
+        positions: list[int] = (np.linspace(0, len(rows) - 1, min(share, len(rows))).round().astype(int).tolist()
+                                if rows else [])
         picks.append([rows[p] for p in positions])
     return [column[k] for k in range(max(map(len, picks), default=0)) for column in picks if k < len(column)]
 
@@ -259,7 +260,7 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folde
 
     float_accuracy = scorer_for_task(task, progress=False).evaluator.float_accuracy
     index = sorted(work["sample"])
-    arrays = {
+    arrays: dict[str, Any] = {
         "layer_names": np.array(list(task.layer_names)),
         "w_bits": np.array(work["w_bits"], dtype=np.uint8),
         "a_bits": np.array(work["a_bits"], dtype=np.uint8),

@@ -225,7 +225,7 @@ class PolicyScorer:
         else:
             reward = REWARD_LAMBDA * (scores.accuracy - self.evaluator.float_accuracy)
         cost = self.cost(w, a)
-        extra = {"cost_ratios": self.cost_ratios(w, a)} if self.extra_budgets else {}
+        extra: dict[str, Any] = {"cost_ratios": self.cost_ratios(w, a)} if self.extra_budgets else {}
         if scores.origin:  # the tabulated reward says whether the table or its predictor answered
             extra["reward_from"] = scores.origin
         return {
