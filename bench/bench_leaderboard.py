@@ -46,7 +46,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--name", default="leaderboard")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only (re)write the summary and docs table from bench/results/<name>.csv")
     args = parser.parse_args()
+    if args.summarise:
+        rows = read_runs(RESULTS / f"{args.name}.csv")
+        ran = rows[0].get("command") or "python bench/bench_leaderboard.py"
+        write_summary(rows, args.name, f"{ran} (summarised from the {len(rows)} runs it finished)")
+        return
     rows = []
     command = " ".join(["python bench/bench_leaderboard.py", *sys.argv[1:]])
     for env_id in args.envs:
@@ -57,10 +64,14 @@ def main() -> None:
                 rows.append(row)
                 print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
-                write_results(args.name, rows, "Leaderboard runs", command)
-    summary = summarise(rows)
-    path = write_results(f"{args.name}_summary", summary, "Leaderboard", command)
-    if args.name == "leaderboard" and DOC.is_file():
+                write_results(args.name, [{**r, "command": command} for r in rows], "Leaderboard runs", command)
+    write_summary(rows, args.name, command)
+
+
+def write_summary(rows: list[dict[str, Any]], name: str, command: str) -> None:
+    """``<name>_summary.csv/.md`` and, for the default name, docs/leaderboard.md's table."""
+    path = write_results(f"{name}_summary", summarise(rows), "Leaderboard", command)
+    if name == "leaderboard" and DOC.is_file():
         update_doc(path.read_text().split("\n", 4)[-1])
     print(path.read_text())
 
@@ -151,7 +162,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"env": env_id.split("/")[-1], "method": method, "seeds": len(runs),
                         "episodes": runs[0]["episodes"],
                         "mean reward": statistics.fmean(r["best_reward"] for r in runs),
-                        "mean score": statistics.fmean(scores), "95% interval": f"+-{half:.2f}",
+                        "mean score": statistics.fmean(scores),
+                        "95% interval": f"+-{half:.2f}" if np.isfinite(half) else "(one seed)",
                         "seconds per run": statistics.fmean(r["seconds"] for r in runs)})
     return out
 
@@ -162,9 +174,14 @@ def update_doc(table: str) -> None:
     DOC.write_text(pattern.sub(lambda _: f"{MARKERS[0]}\n{table.strip()}\n{MARKERS[1]}", text))
 
 
-def read_runs(path: Path) -> list[dict[str, str]]:
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs of a finished or stopped board, typed as :func:`run_one` returns them."""
     with open(path, newline="") as stream:
-        return list(csv.DictReader(stream))
+        rows: list[dict[str, Any]] = list(csv.DictReader(stream))
+    for row in rows:
+        row.update(seed=int(row["seed"]), episodes=int(row["episodes"]),
+                   **{key: float(row[key]) for key in ("best_reward", "score", "best_cost_ratio", "seconds")})
+    return rows
 
 
 if __name__ == "__main__":
