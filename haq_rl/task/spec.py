@@ -31,7 +31,8 @@ REWARD_METRICS = ("accuracy", "kl")
 #: Where a policy's reward comes from: ``post_training`` (the float weights quantized as
 #: they are), ``supernet`` (the task's bit-width supernet, trained once, with BatchNorm
 #: re-estimated per policy) or ``predictor`` (a regressor fitted on supernet evaluations:
-#: milliseconds per episode). See docs/supernet.md.
+#: milliseconds per episode) or ``tabulated`` (the shipped table of supernet scores, its
+#: predictor off the table; docs/leaderboard.md). See docs/supernet.md.
 REWARD_SOURCES = ("post_training", "supernet", "predictor", "tabulated")
 #: Registered ids are ``haq_rl/<Name>-v<N>``; a bare ``<Name>-v<N>`` resolves too.
 NAMESPACE = "haq_rl"
