@@ -19,6 +19,9 @@ def test_wheel_ships_env_specs_and_hardware_profiles(tmp_path):
     # The shipped float models and their manifest (haq_rl.shipped_models).
     pretrained = {p.name for p in (ROOT / "haq_rl" / "resources" / "pretrained").iterdir()}
     assert "manifest.json" in pretrained and {f"haq_rl/resources/pretrained/{n}" for n in pretrained} <= names
+    # The instant benchmark's tables and their manifest (haq_rl.supernet.tabulated).
+    benchmark = {p.name for p in (ROOT / "haq_rl" / "resources" / "benchmark").iterdir()}
+    assert "manifest.json" in benchmark and {f"haq_rl/resources/benchmark/{n}" for n in benchmark} <= names
     assert "haq_rl/cli.py" in names and any(n.endswith("entry_points.txt") for n in names)
     # Every subpackage (setup.cfg lists them one by one).
     subpackages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "haq_rl").glob("*/__init__.py")}

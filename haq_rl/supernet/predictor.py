@@ -24,10 +24,12 @@ Candidate regressors (picked by 5-fold cross-validated Spearman of the reward):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,23 +65,32 @@ class PolicySamples:
 
 def sample_policies(scorer: PolicyScorer, count: int, seed: int, progress: bool = False) -> PolicySamples:
     """``count`` walled random policies scored by ``scorer``'s (supernet) evaluator."""
-    rng = np.random.default_rng(seed)
-    low = scorer.minimum_cost() / scorer.reference_cost
-    layers = len(scorer.layer_names)
     rows_w, rows_a, accuracy, kl = [], [], [], []
-    for _ in tqdm(range(count), desc="evaluating policies for the predictor", disable=not progress, leave=False):
-        budget = float(rng.uniform(min(1.0, low + 0.02), 1.0))
-        w = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
-        a = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
-        with warnings.catch_warnings():  # budgets near the minimum warn by design; these are samples
-            warnings.simplefilter("ignore", BudgetWarning)
-            w, a, _ = scorer.at_budget(budget).apply_wall(w, a)
+    policies = itertools.islice(walled_random_policies(scorer, seed), count)
+    for w, a in tqdm(policies, total=count, desc="evaluating policies for the predictor", disable=not progress,
+                     leave=False):
         scores = scorer.evaluator.scores(w, a)
         rows_w.append(w)
         rows_a.append(a)
         accuracy.append(scores.accuracy)
         kl.append(scores.kl)
     return PolicySamples(np.array(rows_w), np.array(rows_a), np.array(accuracy), np.array(kl))
+
+
+def walled_random_policies(scorer: PolicyScorer, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Random bits walled to random budgets, endlessly; the predictor's samples are the first
+    ``n`` (one random stream), so a longer table (bench/build_benchmark_table.py) extends them."""
+    rng = np.random.default_rng(seed)
+    low = scorer.minimum_cost() / scorer.reference_cost
+    layers = len(scorer.layer_names)
+    while True:
+        budget = float(rng.uniform(min(1.0, low + 0.02), 1.0))
+        w = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
+        a = rng.integers(scorer.min_bits, scorer.max_bits + 1, layers)
+        with warnings.catch_warnings():  # budgets near the minimum warn by design; these are samples
+            warnings.simplefilter("ignore", BudgetWarning)
+            w, a, _ = scorer.at_budget(budget).apply_wall(w, a)
+        yield w, a
 
 
 def features(kind: str, w_bits: np.ndarray, a_bits: np.ndarray, bits: range) -> np.ndarray:
@@ -105,6 +116,18 @@ def _regressor(kind: str, seed: int) -> Any:
     return RidgeCV(alphas=np.logspace(-6, 2, 17))
 
 
+class LinearRegression:
+    """A fitted ridge regression as its coefficients: what ships for the benchmark tasks
+    (haq_rl.supernet.tabulated), predicting exactly as the fit did without importing sklearn."""
+
+    def __init__(self, coef: np.ndarray, intercept: float) -> None:
+        self.coef_ = np.asarray(coef, dtype=np.float64)
+        self.intercept_ = float(intercept)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef_ + self.intercept_
+
+
 class BitsPredictor:
     """Predicts a policy's supernet accuracy and KL from its bits (one regressor each)."""
 
@@ -112,14 +135,14 @@ class BitsPredictor:
         self.kind = kind
         self.bits = bits
         self.seed = seed
-        self._accuracy = _regressor(kind, seed)
-        self._kl = _regressor(kind, seed)
+        self._accuracy: Any = None
+        self._kl: Any = None
         #: The lowest and highest accuracy of the samples fitted on: predictions stay within.
         self.accuracy_range = (0.0, 100.0)
 
     def fit(self, samples: PolicySamples) -> BitsPredictor:
         x = features(self.kind, samples.w_bits, samples.a_bits, self.bits)
-        self._accuracy.fit(x, samples.accuracy)
+        self._accuracy = _regressor(self.kind, self.seed).fit(x, samples.accuracy)
         # The bounds of an accuracy prediction: what the supernet showed on the samples. A ridge
         # over two features per layer (106 for MobileNetV2) fitted on a few hundred samples
         # extrapolates by points at policies unlike them (an agent's corners: all-8 here, all-2
@@ -127,8 +150,23 @@ class BitsPredictor:
         self.accuracy_range = (float(samples.accuracy.min()), float(samples.accuracy.max()))
         # The KL spans orders of magnitude between 8 and 2 bits: fitting its log keeps the
         # small differences between good policies, which are the ones a search must order.
-        self._kl.fit(x, np.log(samples.kl + 1e-6))
+        self._kl = _regressor(self.kind, self.seed).fit(x, np.log(samples.kl + 1e-6))
         return self
+
+    def linear_parameters(self) -> dict[str, np.ndarray] | None:
+        """The fitted ridge coefficients and intercepts (kinds ``noise`` and ``onehot``), or None."""
+        if self.kind == "boosting":
+            return None
+        return {f"{name}_{part}": np.atleast_1d(getattr(model, f"{part}_")).astype(np.float64)
+                for name, model in (("accuracy", self._accuracy), ("kl", self._kl)) for part in ("coef", "intercept")}
+
+    @classmethod
+    def from_linear(cls, kind: str, bits: range, parameters: dict[str, np.ndarray]) -> BitsPredictor:
+        """The predictor of :meth:`linear_parameters`, with no fit (and no sklearn)."""
+        predictor = cls(kind, bits)
+        predictor._accuracy = LinearRegression(parameters["accuracy_coef"], parameters["accuracy_intercept"][0])
+        predictor._kl = LinearRegression(parameters["kl_coef"], parameters["kl_intercept"][0])
+        return predictor
 
     def predict(self, w_bits: np.ndarray, a_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(accuracy, kl) predictions, one per policy row."""
@@ -165,13 +203,17 @@ class PredictedEvaluator:
     #: No pool evaluates for it: a prediction costs less than shipping the policy.
     parallel = False
 
-    def __init__(self, predictor: BitsPredictor, source: PolicyEvaluator, fit_report: dict[str, Any]) -> None:
+    def __init__(self, predictor: BitsPredictor, source: PolicyEvaluator | None, fit_report: dict[str, Any], *,
+                 layer_names: list[str] | None = None, float_accuracy: float | None = None,
+                 device: Any = None) -> None:
+        # ``source`` None: fitted on shipped samples (haq_rl.supernet.tabulated), no supernet
+        # loaded; the layers, float accuracy and device then come from the task.
         self.predictor = predictor
         self.source = source
         self.fit_report = fit_report
-        self.layer_names = list(source.layer_names)
-        self.float_accuracy = source.float_accuracy
-        self.device = source.device
+        self.layer_names = list(source.layer_names if source is not None else layer_names or [])
+        self.float_accuracy = float(source.float_accuracy if source is not None else float_accuracy or 0.0)
+        self.device = source.device if source is not None else device
         self.evaluations = 0
         self.cache_hits = 0
         self.eval_seconds = 0.0
@@ -192,7 +234,12 @@ class PredictedEvaluator:
 
 def predictor_reward_evaluator(task: Any, progress: bool = True) -> PredictedEvaluator:
     """``reward_source: predictor``'s evaluator: fitted on the task's supernet (trained first
-    when the cache has none)."""
+    when the cache has none), or on its shipped samples when the task is a benchmark's."""
+    from haq_rl.supernet.tabulated import shipped_evaluator
+
+    shipped = shipped_evaluator(task, tabulated=False)
+    if shipped is not None:  # no supernet to train or load
+        return shipped
     trained = train_supernet(task, supernet_config(task), progress=progress)
     return predictor_evaluator(task, supernet_evaluator(task, trained), trained, progress=progress)
 
@@ -202,13 +249,18 @@ def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupe
     """Fit (or reload the samples of) the task's predictor; the best kind by cross-validation."""
     data = load_or_sample(task, source, trained, samples, seed, progress)
     bits = range(task.spec.min_bits, task.spec.max_bits + 1)
-    metric = task.spec.reward_metric
+    report = fit_report(data, bits, task.spec.reward_metric, seed)
+    predictor = BitsPredictor(report["kind"], bits, seed).fit(data)
+    return PredictedEvaluator(predictor, source, report)
+
+
+def fit_report(data: PolicySamples, bits: range, metric: str, seed: int = 0) -> dict[str, Any]:
+    """The cross-validated Spearman of every kind on ``data`` and the best ``kind``."""
     report = {kind: cross_validated_spearman(kind, data, bits, metric, seed=seed) for kind in PREDICTOR_KINDS}
     best = max(report, key=lambda kind: report[kind])
     logger.info("predictor fitted on %d supernet evaluations: cross-validated Spearman %s; using %s",
                 len(data.kl), ", ".join(f"{k} {v:.3f}" for k, v in report.items()), best)
-    predictor = BitsPredictor(best, bits, seed).fit(data)
-    return PredictedEvaluator(predictor, source, {"kind": best, "cv_spearman": report, "samples": len(data.kl)})
+    return {"kind": best, "cv_spearman": report, "samples": len(data.kl)}
 
 
 def load_or_sample(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, samples: int, seed: int,
@@ -237,14 +289,19 @@ def onehot_table(samples: PolicySamples, bits: tuple[int, ...]) -> tuple[np.ndar
 
 
 def _samples_path(task: Any, trained: TrainedSupernet, samples: int, seed: int) -> Path:
-    """Next to the supernet, named by what the samples depend on (the cost table included:
-    the wall that shapes them is the task's hardware and objective)."""
-    spec = task.spec
-    key = {"supernet": trained.path.name, "hardware": spec.hardware, "objective": spec.objective,
+    """Next to the supernet, named by what the samples depend on (:func:`samples_key`)."""
+    digest = samples_key(task.spec, trained.path.name, samples, seed)
+    return trained.path.with_name(trained.path.name.replace(".pt", f".samples-{digest}.npz"))
+
+
+def samples_key(spec: Any, supernet_name: str, samples: int, seed: int) -> str:
+    """What a task's predictor samples depend on: its supernet's cache name (model, weights,
+    data, recipe) and the cost table whose wall shapes them (hardware, objective). The
+    shipped samples (:mod:`haq_rl.supernet.tabulated`) are found by this key."""
+    key = {"supernet": supernet_name, "hardware": spec.hardware, "objective": spec.objective,
            "extra_budgets": spec.extra_budgets, "bn": spec.bn_recalibration, "samples": samples, "seed": seed,
            "format": _FORMAT_VERSION}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return trained.path.with_name(trained.path.name.replace(".pt", f".samples-{digest}.npz"))
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _read_samples(path: Path, layers: int, count: int) -> PolicySamples | None:

@@ -34,11 +34,14 @@ class PolicyScores:
     ``accuracy``: top-1 in percent. ``kl``: mean KL divergence (nats per image) of the
     quantized model's predicted distribution from the float model's, ``KL(float || quant)``:
     0 for the float model, and unlike accuracy it keeps falling as a policy gets worse
-    below chance, so it still ranks policies that all score at chance.
+    below chance, so it still ranks policies that all score at chance. ``origin``: where a
+    tabulated reward came from (``"table"`` or ``"predictor"``, :mod:`haq_rl.supernet.tabulated`),
+    else empty.
     """
 
     accuracy: float
     kl: float
+    origin: str = ""
 
 
 class ScoresSource(Protocol):

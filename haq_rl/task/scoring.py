@@ -207,7 +207,8 @@ class PolicyScorer:
         (w, a)), ``w_bits``, ``a_bits``, ``proposed_w_bits``, ``proposed_a_bits``,
         ``bits_lowered``, ``cost``, ``cost_ratio``, ``budget_ratio``, ``latency_ms``,
         ``energy_uj``, ``size_bytes`` and ``bops``; with extra budgets also ``cost_ratios``
-        (objective -> ratio to 8/8, every constrained objective).
+        (objective -> ratio to 8/8, every constrained objective); with ``reward_source:
+        tabulated`` also ``reward_from`` (``"table"`` or ``"predictor"``).
         """
         proposed_w = np.asarray(w_bits, dtype=np.int64).copy()
         proposed_a = np.asarray(a_bits, dtype=np.int64).copy()
@@ -221,7 +222,9 @@ class PolicyScorer:
         else:
             reward = REWARD_LAMBDA * (scores.accuracy - self.evaluator.float_accuracy)
         cost = self.cost(w, a)
-        extra = {"cost_ratios": self.cost_ratios(w, a)} if self.extra_budgets else {}
+        extra: dict[str, Any] = {"cost_ratios": self.cost_ratios(w, a)} if self.extra_budgets else {}
+        if scores.origin:  # the tabulated reward says whether the table or its predictor answered
+            extra["reward_from"] = scores.origin
         return {
             "reward": reward,
             "accuracy": scores.accuracy,

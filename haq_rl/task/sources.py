@@ -131,6 +131,10 @@ REWARD_SOURCE_TABLE: dict[str, RewardSource] = {s.name: s for s in (
     # A regressor fitted on supernet evaluations: microseconds per policy, so no pool.
     RewardSource("predictor", "haq_rl.supernet.predictor:predictor_reward_evaluator", trained_weights=True,
                  pooled=False, start="supernet", prices=_SUPERNET_PRICES, options=_SUPERNET_OPTIONS),
+    # The shipped table of supernet scores, its predictor off the table (docs/leaderboard.md).
+    RewardSource("tabulated", "haq_rl.supernet.tabulated:tabulated_reward_evaluator", trained_weights=True,
+                 pooled=False, start="supernet", prices="haq_rl.supernet.importance:tabulated_prices",
+                 options=_SUPERNET_OPTIONS),
 )}
 REWARD_SOURCES = tuple(REWARD_SOURCE_TABLE)
 #: The source whose prices ``sensitivity=supernet`` reads on a reward without trained weights.

