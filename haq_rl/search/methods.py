@@ -113,7 +113,7 @@ class Method:
     batches: bool = True
     conditions: bool = True
     algo: str | None = None
-    agent_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    agent_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     callback: str | None = None
 
     def load(self) -> Callable[..., Any]:
