@@ -53,12 +53,12 @@ def attached_pool(evaluator: ScoresSource, workers: int, backend: str = "process
             logger.warning("the %s reward evaluates in place: --workers %d is not used", source.name, workers)
         yield None
         return
-    evaluator = cast("PolicyEvaluator", evaluator)
-    pool = open_pool(evaluator, workers, backend, ray_address)
-    evaluator.pool = pool
+    pooled = cast("PolicyEvaluator", evaluator)
+    pool = open_pool(pooled, workers, backend, ray_address)
+    pooled.pool = pool
     try:
         yield pool
     finally:
-        evaluator.pool = None
+        pooled.pool = None
         if pool is not None:
             pool.close()

@@ -52,11 +52,13 @@ class ScoresSource(Protocol):
     layer_names: list[str]
     float_accuracy: float
     device: torch.device
-    #: Whether a pool evaluates for it now, so that :meth:`prefetch` of a batch pays.
-    parallel: bool
     evaluations: int
     cache_hits: int
     eval_seconds: float
+
+    @property
+    def parallel(self) -> bool:
+        """Whether a pool evaluates for it now, so that :meth:`prefetch` of a batch pays."""
 
     def scores(self, w_bits: np.ndarray, a_bits: np.ndarray) -> PolicyScores: ...
 

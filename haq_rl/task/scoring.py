@@ -264,7 +264,8 @@ class PolicyScorer:
         passes the one of the spec's reward source.
         """
         spec = task.spec
-        evaluator = post_training_evaluator(task) if evaluator is None else evaluator
+        if evaluator is None:
+            evaluator = post_training_evaluator(task)
         logger.info("scorer for %s: %d layers, float reward accuracy %.2f%%",
                     spec.id, len(task.layers), evaluator.float_accuracy)
         return cls(evaluator, task.cost_table, objective=spec.objective, budget=spec.budget,
