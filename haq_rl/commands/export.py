@@ -68,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
     print(f"wrote {result.path} ({kind}, {result.runtime} runtime, {result.layers} quantized layers, "
           f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")
+    if result.float_layers:
+        print(f"{len(result.float_layers)} layers kept float (w_bits 16/32): {', '.join(result.float_layers)}")
     if runtime_named(result.runtime).fuses:
-        print(f"onnxruntime runs {result.integer_kernels} of {result.layers} quantized layers as integer kernels "
+        quantized = result.layers - len(result.float_layers)
+        print(f"onnxruntime runs {result.integer_kernels} of {quantized} quantized layers as integer kernels "
               f"({', '.join(f'{op} {n}' for op, n in sorted(result.kernels.items()) if op.startswith(('QLinear', 'QGemm', 'MatMul')))}); "
               f"{len(result.calibrated_outputs)} tensors on a calibrated 8-bit grid")
         print(f"instruction set: {result.isa}: {result.isa_note}")

@@ -137,10 +137,52 @@ def to_integer_form(model: Any, quantized_layers: Iterable[str], calibration: Se
     drop_dead(graph)
     unsigned_inputs(graph)
     graph.commit()
+    _float_layer_inputs_per_channel(model, graph)
     logger.info("integer form: %d BatchNorms folded, %d exact output quantizers, %d calibrated 8-bit (%s)",
                 report.folded_batchnorms, report.exact_outputs, len(report.calibrated_outputs),
                 ", ".join(report.calibrated_outputs[:4]))
     return report
+
+
+def _float_layer_inputs_per_channel(model: Any, graph: Graph) -> None:
+    """Give each float Conv/Gemm (a layer the policy keeps float) that reads a dequantized tensor its own
+    per-channel DequantizeLinear: every channel on the same grid, so the same values.
+
+    onnxruntime's WeightBiasQuantization (a basic-level optimization since 1.20) quantizes the float
+    weight of any Conv/Gemm whose input comes from a DequantizeLinear with a per-tensor scale to
+    per-tensor INT8: the float layer would silently run as an integer kernel. It skips a per-axis scale.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    floats = [node for node in graph.nodes if node.op_type in ("Conv", "Gemm") and len(node.input) > 1
+              and node.input[1] in graph.constants and graph.constants[node.input[1]].dtype == np.float32
+              and graph.producer.get(node.input[0]) is not None
+              and graph.producer[node.input[0]].op_type == "DequantizeLinear"]
+    if not floats:
+        return
+    shapes = {info.name: info.type.tensor_type.shape
+              for info in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    initializers = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in floats:
+        dequantize = graph.producer[node.input[0]]
+        shape = shapes.get(node.input[0])
+        channels = shape.dim[1].dim_value if shape is not None and len(shape.dim) > 1 else 0
+        scale, zero = (initializers[name] if name in initializers else None for name in dequantize.input[1:3])
+        if channels < 2 or scale is None or zero is None or scale.size != 1:
+            logger.warning("float layer %s reads a per-tensor DequantizeLinear: onnxruntime may quantize its "
+                           "weights", node.name)
+            continue
+        base = f"{node.input[0]}/per_channel"
+        graph.add_initializer(f"{base}_scale", np.full(channels, scale.reshape(-1)[0], scale.dtype))
+        graph.add_initializer(f"{base}_zero", np.full(channels, zero.reshape(-1)[0], zero.dtype))
+        per_channel = helper.make_node("DequantizeLinear", [dequantize.input[0], f"{base}_scale", f"{base}_zero"],
+                                       [f"{base}_dq"], axis=1, name=f"{base}/dequantize")
+        graph.nodes.insert(node_index(graph, node), per_channel)
+        rename_input(node, node.input[0], f"{base}_dq")
+    graph.refresh()
+    drop_dead(graph)
+    graph.commit()
 
 
 def ort_form(model: Any, layers: list[str], task: Any, isa: str) -> RuntimeForm:

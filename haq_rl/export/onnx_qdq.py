@@ -37,6 +37,7 @@ from typing import Any
 
 from haq_rl import __version__
 from haq_rl.errors import ConfigError, MissingDependencyError
+from haq_rl.export.float_layers import FLOAT_WIDTHS, float_storage, keep_float, split_float_layers
 from haq_rl.export.integer_form import ISAS
 from haq_rl.export.onnx_graph import initializer_bytes
 from haq_rl.export.qdq_graph import qdq_model
@@ -79,6 +80,8 @@ class ExportResult:
     isa_note: str = ""
     #: layers whose 8-bit weights the ``portable`` form stores as UINT8 (U8U8 kernels)
     unsigned_weights: list[str] = field(default_factory=list)
+    #: layers the policy keeps float (w_bits 16/32): float weights and kernels (``float_layers``)
+    float_layers: list[str] = field(default_factory=list)
 
     @property
     def integer_kernels(self) -> int:
@@ -145,18 +148,25 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
     policy = QuantPolicy.from_json(policy_path)
     spec = policy_spec(policy, None, run_config, model=model_name, weights=weights)
     task = task_for(spec, task, budget=spec.budget)
+    policy, floats = split_float_layers(policy, task)
     policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
     if task.spec.weight_method != "linear":
         raise ConfigError(f"weight_method {task.spec.weight_method!r} (k-means codebooks) has no QDQ form; "
                           "export needs linear weights")
     reference, plain, quant, checkpoint = model_to_export(task, policy, policy_path, checkpoint, out_dir)
-    model = qdq_model(onnx, task, plain, quant, policy, opset, int4=runtime.int4_weights)
-    form = runtime.rewrite(model, policy.layer_names, task, isa)
-    for key, value in _metadata(task, policy, checkpoint is not None, runtime, isa, opset, form).items():
+    if floats:
+        if checkpoint is not None:
+            raise ConfigError(f"{checkpoint} has every layer quantized, but the policy keeps "
+                              f"{', '.join(floats[:3])} float (w_bits 16/32): export its post-training model")
+        reference, plain, quant = keep_float(task, plain, quant, floats)
+    quantized = QuantPolicy({name: bits for name, bits in policy.items() if name not in floats}, policy.metadata)
+    model = qdq_model(onnx, task, plain, quant, quantized, opset, int4=runtime.int4_weights)
+    form = runtime.rewrite(model, quantized.layer_names, task, isa)
+    for key, value in _metadata(task, policy, floats, checkpoint is not None, runtime, isa, opset, form).items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
     data = model.SerializeToString()
-    kernels = check_fused(data, target, len(policy.layer_names)) if runtime.fuses else {}
+    kernels = check_fused(data, target, len(quantized.layer_names)) if runtime.fuses else {}
     onnx_accuracy, torch_accuracy, agreement = check_agreement(onnxruntime, data, reference, task, isa,
                                                                allow_mismatch)
     atomic_write(target, lambda stream: stream.write(data))
@@ -168,18 +178,25 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
                         torch_accuracy=torch_accuracy, agreement=agreement, weight_bytes=weight_bytes,
                         layers=len(task.layer_names), runtime=runtime.name, kernels=kernels,
                         calibrated_outputs=form.calibrated_outputs, isa=isa if runtime.isa_bound else "",
-                        isa_note=form.isa_note, unsigned_weights=form.unsigned_weights)
+                        isa_note=form.isa_note, unsigned_weights=form.unsigned_weights, float_layers=floats)
 
 
-def _metadata(task: Task, policy: QuantPolicy, finetuned: bool, runtime: Runtime, isa: str, opset: int,
-              form: RuntimeForm) -> dict[str, str]:
-    """The file's metadata_props: what was exported, for which runtime and CPUs, and how to feed it."""
-    costs = policy_costs(task, policy)
-    values = {"haq_rl_version": __version__, "policy": json.dumps(policy.to_dict()),
+def _metadata(task: Task, policy: QuantPolicy, floats: list[str], finetuned: bool, runtime: Runtime, isa: str,
+              opset: int, form: RuntimeForm) -> dict[str, str]:
+    """The file's metadata_props: what was exported, for which runtime and CPUs, and how to feed it.
+
+    ``policy`` holds the float layers at their stand-in bits: the metadata gives them as float
+    (``w_bits`` 32), and a policy with float layers has no cost ratio (the cost table has no float form).
+    """
+    storage = {**_weight_storage(policy, runtime, opset), **float_storage(floats)}
+    recorded = QuantPolicy({name: (entry["w_bits"], entry["a_bits"]) for name, entry in storage.items()},
+                           policy.metadata).validate(policy.layer_names, 1, max(FLOAT_WIDTHS))
+    ratio = "none: float layers" if floats else f"{policy_costs(task, policy)['cost_ratio']:.6f}"
+    values = {"haq_rl_version": __version__, "policy": json.dumps(recorded.to_dict()),
               "profile": task.cost_table.profile_name, "profile_sha256": task.cost_table.profile_sha256,
-              "objective": task.spec.objective, "cost_ratio": f"{costs['cost_ratio']:.6f}",
+              "objective": task.spec.objective, "cost_ratio": ratio,
               "env": task.spec.id, "finetuned": str(finetuned), "runtime": runtime.name,
-              "weight_storage": json.dumps(_weight_storage(policy, runtime, opset)),
+              "weight_storage": json.dumps(storage),
               "calibrated_8bit_tensors": json.dumps(form.calibrated_outputs),
               "isa": isa if runtime.isa_bound else "any", "isa_note": form.isa_note or "float kernels",
               "unsigned_weight_layers": json.dumps(form.unsigned_weights),
