@@ -172,3 +172,30 @@ def call_overhead_model(input_shape: Sequence[int], integer: bool) -> tuple[byte
     nodes = [helper.make_node("Identity", ["x"], ["y"])]
     return _serialized(onnx, nodes, "overhead", [helper.make_tensor_value_info("x", x_type, list(input_shape))],
                        x_type, []), x
+
+
+def boundary_model(input_shape: Sequence[int], quantize: bool) -> tuple[bytes, np.ndarray]:
+    """Where a float layer meets an INT8 one, alone: the QuantizeLinear (float -> UINT8) an INT8 layer
+    after a float one pays on its input, or the per-channel DequantizeLinear (UINT8 -> float) a float
+    layer after an INT8 one reads (``integer_form``: per channel, so onnxruntime leaves the float
+    layer float), on a tensor of ``input_shape``. Returns the model and an input for it."""
+    onnx = _require_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    shape = list(input_shape)
+    channels = shape[1] if len(shape) > 1 else 1
+    if quantize:
+        initializers = [numpy_helper.from_array(np.array(0.02, np.float32), "s"),
+                        numpy_helper.from_array(np.array(128, np.uint8), "z")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])]
+        x: np.ndarray = rng.standard_normal(shape).astype(np.float32)
+        x_type, y_type = TensorProto.FLOAT, TensorProto.UINT8
+    else:
+        initializers = [numpy_helper.from_array(np.full(channels, 0.02, np.float32), "s"),
+                        numpy_helper.from_array(np.full(channels, 128, np.uint8), "z")]
+        nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], axis=1)]
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        x_type, y_type = TensorProto.UINT8, TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("x", x_type, shape)]
+    return _serialized(onnx, nodes, "boundary", inputs, y_type, initializers), x

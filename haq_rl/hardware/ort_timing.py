@@ -79,3 +79,17 @@ def time_layer(spec: LayerSpec, batch: int, repeats: int, warmup: int, layer_mod
         spent = median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead[integer]
         results.append(max(spent, _FLOOR_MS))
     return LayerTiming(*results)
+
+
+def time_boundary(input_shape: Any, repeats: int, warmup: int, boundary_model: Callable[[Any, bool], Any],
+                  overhead_model: OverheadModel) -> tuple[float, float]:
+    """Time the float/INT8 boundaries on one tensor shape alone: (QuantizeLinear ms, DequantizeLinear ms),
+    each less the call overhead on its input type."""
+    onnxruntime = require_onnxruntime()
+    results = []
+    for quantize in (True, False):
+        data, x = boundary_model(input_shape, quantize)
+        identity, same = overhead_model(x.shape, not quantize)
+        overhead = median_ms(_session(onnxruntime, identity), {"x": same}, repeats, warmup)
+        results.append(max(median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead, _FLOOR_MS))
+    return results[0], results[1]

@@ -197,3 +197,22 @@ def test_registered_env_on_this_cpu(tmp_path, monkeypatch):
 def test_measured_target_is_not_a_profile_file(capsys):
     message = _error(["profile", "--model", "lenet5", "--input-size", "28", "--hw", "ort-cpu"], capsys)
     assert "--measure ort-cpu" in message
+
+
+def test_boundaries_are_timed_on_the_exports_own_quantizers():
+    """Where a float layer meets an INT8 one the export writes a QuantizeLinear or a per-channel
+    DequantizeLinear: each is built alone on the tensor's shape, round-trips its input, and times positive."""
+    import onnxruntime
+
+    from haq_rl.export.layer_pattern import boundary_model
+    from haq_rl.hardware.ort_timing import time_boundary
+
+    shape = (2, CONV.in_channels, CONV.in_h, CONV.in_w)
+    quantize, x = boundary_model(shape, quantize=True)
+    dequantize, _ = boundary_model(shape, quantize=False)
+    levels = onnxruntime.InferenceSession(quantize, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    values = onnxruntime.InferenceSession(dequantize, providers=["CPUExecutionProvider"]).run(None, {"x": levels})[0]
+    assert levels.dtype == np.uint8 and values.dtype == np.float32 and values.shape == shape
+    assert np.abs(values - np.clip(x, -128 * 0.02, 127 * 0.02)).max() <= 0.01 + 1e-6  # half a step
+    q_ms, dq_ms = time_boundary(shape, 3, 1, boundary_model, call_overhead_model)
+    assert q_ms > 0 and dq_ms > 0
