@@ -23,6 +23,7 @@ exact by construction): the medians and Spearman are over the mixed policies onl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import statistics
@@ -37,6 +38,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
+from torch.utils.data import TensorDataset  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ort_session, write_results  # noqa: E402
@@ -105,8 +107,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20, help="runs per median (batch > 1: a fifth)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-images", type=int, default=1000,
+                        help="test images of the export's agreement check")
     args = parser.parse_args()
     task = load_task(args.env, weight_method="linear", pin_first_last=False)
+    # The export checks onnxruntime against PyTorch on the test split; timing is this bench's
+    # subject, so the check runs on its first --check-images (the whole split took a minute per
+    # export on a shared 2-core machine).
+    inputs, labels = task.splits.test.tensors
+    test = TensorDataset(inputs[:args.check_images], labels[:args.check_images])
+    task.splits = dataclasses.replace(task.splits, test=test)
     work = Path(tempfile.mkdtemp(prefix="bench-costmodel-mixed-"))
     chosen: dict[str, QuantPolicy | None] = {"float": None, **mixed_policies(task, args.policies, args.seed)}
     models: dict[str, Path] = {}
