@@ -44,9 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ort_session, write_results  # noqa: E402
 
 from haq_rl.export import export_onnx  # noqa: E402
-from haq_rl.export.onnx_qdq import _torch_export  # noqa: E402
+from haq_rl.export.qdq_graph import torch_export  # noqa: E402
 from haq_rl.finetune import uniform_policy  # noqa: E402
-from haq_rl.hardware.measured import TABLE_FILE, measure_profile, median_ms  # noqa: E402
+from haq_rl.hardware.measured import TABLE_FILE, measure_profile  # noqa: E402
+from haq_rl.hardware.ort_timing import median_ms  # noqa: E402
 from haq_rl.quant import QuantPolicy  # noqa: E402
 from haq_rl.task.task import load_task  # noqa: E402
 
@@ -99,7 +100,7 @@ def main() -> None:
     chosen = policies(task, args.random, args.seed)
     models: dict[str, Path] = {}
     buffer = io.BytesIO()
-    _torch_export(task.model.cpu().eval(), task.splits.test.tensors[0][:1], buffer, 21)
+    torch_export(task.model.cpu().eval(), task.splits.test.tensors[0][:1], buffer, 21)
     models["float"] = work / "float.onnx"
     models["float"].write_bytes(buffer.getvalue())
     for index, (name, policy) in enumerate(chosen.items()):

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ort_session, write_results  # noqa: E402
 
 from haq_rl.export import export_onnx  # noqa: E402
-from haq_rl.export.onnx_qdq import _torch_export  # noqa: E402
+from haq_rl.export.qdq_graph import torch_export  # noqa: E402
 from haq_rl.finetune import uniform_policy  # noqa: E402
 from haq_rl.hardware.cpu import instruction_set  # noqa: E402
-from haq_rl.hardware.measured import median_ms  # noqa: E402
+from haq_rl.hardware.ort_timing import median_ms  # noqa: E402
 from haq_rl.run.layout import CONFIG_FILE  # noqa: E402
 from haq_rl.task.spec import TaskSpec  # noqa: E402
 from haq_rl.task.task import load_task  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
     task = load_task(TaskSpec.from_dict(json.loads((run / CONFIG_FILE).read_text())["env"]))
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     buffer = io.BytesIO()
-    _torch_export(task.model.cpu().eval(), task.splits.test.tensors[0][:1], buffer, 21)
+    torch_export(task.model.cpu().eval(), task.splits.test.tensors[0][:1], buffer, 21)
     (work / "float.onnx").write_bytes(buffer.getvalue())
     shutil.copy(run / CONFIG_FILE, work / CONFIG_FILE)
     uniform_policy(task, 8).to_json(work / "int8.json", budget=1.0)

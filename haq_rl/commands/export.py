@@ -19,7 +19,8 @@ from haq_rl.commands._common import (
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from haq_rl.export.integer_form import ISAS
-    from haq_rl.export.onnx_qdq import DEFAULT_OPSET, RUNTIMES
+    from haq_rl.export.onnx_qdq import DEFAULT_OPSET
+    from haq_rl.export.runtimes import RUNTIME_TABLE
 
     parser = subparsers.add_parser(
         "export", help="ONNX (QDQ) model with the searched bits, checked in onnxruntime",
@@ -34,10 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="fine-tuned checkpoint (default: the run's finetuned.pt, else post-training)")
     parser.add_argument("--out", default=None, help="output file (default: model.onnx next to the policy)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
-    parser.add_argument("--runtime", default="reference", metavar="|".join(RUNTIMES),
-                        help="reference: exact simulation of the searched bits (INT4 weights, float kernels); "
-                             "ort: INT8 containers on the searched grids, fused integer kernels in onnxruntime "
-                             "(default %(default)s)")
+    parser.add_argument("--runtime", default="reference", metavar="|".join(RUNTIME_TABLE),
+                        help="; ".join(f"{row.name}: {row.summary}" for row in RUNTIME_TABLE.values())
+                        + " (default %(default)s)")
     parser.add_argument("--isa", default="portable", choices=ISAS,
                         help="with --runtime ort, the CPUs the integer model must be exact on: portable (every x86 "
                              "CPU; 8-bit weights run as U8U8 kernels) or vnni (VNNI CPUs only; every weight INT8, "
@@ -57,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from haq_rl.export import export_onnx
+    from haq_rl.export.runtimes import runtime_named
 
     name_given_model(args.model)
     if args.budget is not None:
@@ -67,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     kind = "fine-tuned" if result.finetuned else "post-training quantized (not fine-tuned)"
     print(f"wrote {result.path} ({kind}, {result.runtime} runtime, {result.layers} quantized layers, "
           f"{result.weight_bytes / 1024:.1f} KiB of integer weights)")
-    if result.runtime == "ort":
-        print(f"onnxruntime runs {result.integer_kernels} of {result.layers} quantized layers as integer kernels "
+    if result.float_layers:
+        print(f"{len(result.float_layers)} layers kept float (w_bits 16/32): {', '.join(result.float_layers)}")
+    if runtime_named(result.runtime).fuses:
+        quantized = result.layers - len(result.float_layers)
+        print(f"onnxruntime runs {result.integer_kernels} of {quantized} quantized layers as integer kernels "
               f"({', '.join(f'{op} {n}' for op, n in sorted(result.kernels.items()) if op.startswith(('QLinear', 'QGemm', 'MatMul')))}); "
               f"{len(result.calibrated_outputs)} tensors on a calibrated 8-bit grid")
         print(f"instruction set: {result.isa}: {result.isa_note}")

@@ -48,6 +48,8 @@ def parse_bits(text: str, flag: str, lo: int = 1, hi: int = 8) -> list[int]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from haq_rl.hardware.targets import TARGET_TABLE
+
     parser = subparsers.add_parser("profile", help="per-layer cost of a model on a hardware profile",
                                    description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="zoo name or package.module:factory")
@@ -57,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--measure", default=None, metavar="ort-cpu",
                         help="measure a lookup profile on this machine instead of --hw: each layer alone, float "
                              "and fused INT8, in onnxruntime (1 thread); cached per machine and version")
-    parser.add_argument("--repeats", type=int, default=20, help="--measure: runs per median (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=TARGET_TABLE["measured"].repeats, help="--measure: runs per median (default %(default)s)")
     parser.add_argument("--out", type=Path, default=None,
                         help="--measure: folder for profile.yaml + table.csv (default: the haq-rl cache)")
     parser.add_argument("--no-progress", action="store_true", help="--measure: no progress bar")
@@ -104,10 +106,11 @@ def _write_csv(path: Path, table, w_list: list[int], a_list: list[int]) -> None:
 
 def _measured_profile(args: argparse.Namespace) -> Path:
     """``--measure``: the cached measured profile of this model, machine and onnxruntime, or a new one."""
-    from haq_rl.hardware.measured import TARGETS, cached_measured_profile
+    from haq_rl.hardware.measured_cache import cached_measured_profile
+    from haq_rl.hardware.targets import MEASURED_TARGETS
 
-    if args.measure not in TARGETS:
-        raise ConfigError(f"--measure {args.measure!r}: the measurable targets are {', '.join(TARGETS)}")
+    if args.measure not in MEASURED_TARGETS:
+        raise ConfigError(f"--measure {args.measure!r}: the measurable targets are {', '.join(MEASURED_TARGETS)}")
     if args.hw is not None:
         raise ConfigError("--measure and --hw exclude each other: --measure writes the profile --hw would name")
     if args.repeats < 1:

@@ -38,10 +38,26 @@ from typing import Any
 
 import numpy as np
 
+from haq_rl.export.integer_weights import (
+    fold_batchnorms,
+    integer_biases,
+    unsigned_inputs,
+    unsigned_weight,
+    weight_layer,
+    widen_levels,
+)
+from haq_rl.export.layer_pattern import quantize_output
+from haq_rl.export.onnx_graph import Graph, drop_dead, node_index, remove_node, rename_input
+from haq_rl.export.runtimes import RuntimeForm
+from haq_rl.hardware.cpu import has_vnni, instruction_set
+
 logger = logging.getLogger(__name__)
+
 
 #: Ops that commute with an elementwise non-decreasing map (a quantizer): moved behind the Q.
 _DATA_MOVEMENT = frozenset({"MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+
+
 #: The kernels onnxruntime fuses QDQ into (CPU provider, extended optimizations).
 INTEGER_KERNELS = ("QLinearConv", "QGemm", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul",
                    "QLinearAdd", "MatMulNBits", "ConvInteger", "DynamicQuantizeMatMul")
@@ -94,67 +110,21 @@ class IntegerFormReport:
     unsigned_weights: list[str] = field(default_factory=list)
 
 
-class _Graph:
-    """Name lookups over an ONNX graph that the passes keep up to date by rebuilding."""
-
-    def __init__(self, graph: Any) -> None:
-        from onnx import numpy_helper
-
-        self.graph = graph
-        # Our own list of standalone nodes: edits to a protobuf repeated field invalidate
-        # references into it. ``commit`` writes the list back.
-        self.nodes: list[Any] = []
-        for node in graph.node:
-            copy = type(node)()
-            copy.CopyFrom(node)
-            self.nodes.append(copy)
-        self.constants: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-        for node in self.nodes:
-            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-            elif node.op_type == "Identity" and node.input[0] in self.constants:  # torch's dedup of equal tensors
-                self.constants[node.output[0]] = self.constants[node.input[0]]
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.producer = {out: node for node in self.nodes for out in node.output}
-        self.consumers: dict[str, list[Any]] = {}
-        for node in self.nodes:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.outputs = {output.name for output in self.graph.output}
-
-    def commit(self) -> None:
-        del self.graph.node[:]
-        self.graph.node.extend(self.nodes)
-
-    def add_initializer(self, name: str, value: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        self.graph.initializer.append(numpy_helper.from_array(value, name))
-        self.constants[name] = value
-        return name
-
-    def scalar(self, name: str) -> float | None:
-        value = self.constants.get(name)
-        return None if value is None or value.size != 1 else float(value.reshape(-1)[0])
-
-
 def to_integer_form(model: Any, quantized_layers: Iterable[str], calibration: Sequence[np.ndarray],
                     isa: str = "portable") -> IntegerFormReport:
     """Rewrite ``model`` (the reference QDQ export, INT8 weight containers) in place for ``isa`` (``ISAS``)."""
     if isa not in ISAS:
         raise ValueError(f"isa {isa!r} must be one of {', '.join(ISAS)}")
-    graph = _Graph(model.graph)
+    graph = Graph(model.graph)
     layers = set(quantized_layers)
     report = IntegerFormReport()
-    report.folded_batchnorms = _fold_batchnorms(graph, layers)
+    report.folded_batchnorms = fold_batchnorms(graph, layers)
     for layer in sorted(layers):
-        _widen_levels(graph, layer)
-        if isa == "portable" and _unsigned_weight(graph, layer):
+        widen_levels(graph, layer)
+        if isa == "portable" and unsigned_weight(graph, layer):
             report.unsigned_weights.append(layer)
     graph.refresh()
-    producers = [node for node in graph.nodes if _weight_layer(graph, node) in layers]
+    producers = [node for node in graph.nodes if weight_layer(graph, node) in layers]
     producer_ids = {id(node) for node in producers}
     graph.commit()
     ranges = _observed_ranges(model, [node.output[0] for node in graph.nodes
@@ -163,118 +133,74 @@ def to_integer_form(model: Any, quantized_layers: Iterable[str], calibration: Se
         if id(node) in producer_ids:
             _quantize_output(graph, node, ranges, report)
             graph.refresh()
-    _integer_biases(graph, producers)
-    _drop_dead(graph)
-    _unsigned_inputs(graph)
+    integer_biases(graph, producers)
+    drop_dead(graph)
+    unsigned_inputs(graph)
     graph.commit()
+    _float_layer_inputs_per_channel(model, graph)
     logger.info("integer form: %d BatchNorms folded, %d exact output quantizers, %d calibrated 8-bit (%s)",
                 report.folded_batchnorms, report.exact_outputs, len(report.calibrated_outputs),
                 ", ".join(report.calibrated_outputs[:4]))
     return report
 
 
-def _weight_layer(graph: _Graph, node: Any) -> str | None:
-    """The layer whose dequantized integer weight ``node`` (a Conv or Gemm) reads, else None."""
-    if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
-        return None
-    reader = graph.producer.get(node.input[1])
-    if reader is None or reader.op_type != "DequantizeLinear" or not reader.name.endswith("/weight_dequantize"):
-        return None
-    return reader.name.removesuffix("/weight_dequantize")
+def _float_layer_inputs_per_channel(model: Any, graph: Graph) -> None:
+    """Give each float Conv/Gemm (a layer the policy keeps float) that reads a dequantized tensor its own
+    per-channel DequantizeLinear: every channel on the same grid, so the same values.
 
-
-def _is_dequantized(graph: _Graph, name: str) -> bool:
-    node = graph.producer.get(name)
-    return node is not None and node.op_type == "DequantizeLinear"
-
-
-def _fold_batchnorms(graph: _Graph, layers: set[str]) -> int:
-    """Fold each BatchNormalization that alone reads a quantized conv into its weight scale and bias."""
-    folded = 0
-    for conv in list(graph.nodes):
-        layer = _weight_layer(graph, conv)
-        readers = graph.consumers.get(conv.output[0], [])
-        if layer not in layers or conv.op_type != "Conv" or len(readers) != 1 \
-                or readers[0].op_type != "BatchNormalization" or conv.output[0] in graph.outputs:
-            continue
-        bn = readers[0]
-        gamma, beta, mean, var = (graph.constants[name].astype(np.float64) for name in bn.input[1:5])
-        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-        gain = gamma / np.sqrt(var + eps)
-        levels_name, scale_name = f"{layer}.weight_q", f"{layer}.weight_scale"
-        levels = graph.constants[levels_name].astype(np.int32)
-        scale = graph.constants[scale_name].astype(np.float64)
-        # Levels are symmetric (-q..q), so a negative gain flips them and the scale stays positive.
-        sign = np.where(gain < 0, -1, 1).reshape(-1, *([1] * (levels.ndim - 1)))
-        bias = graph.constants[conv.input[2]].astype(np.float64) if len(conv.input) > 2 else np.zeros(len(gain))
-        _replace_initializer(graph, levels_name, (levels * sign).astype(np.int8))
-        _replace_initializer(graph, scale_name, np.maximum(scale * np.abs(gain), 1e-12).astype(np.float32))
-        bias_name = graph.add_initializer(f"{layer}.folded_bias", (beta + (bias - mean) * gain).astype(np.float32))
-        del conv.input[2:]
-        conv.input.append(bias_name)
-        conv.output[0] = bn.output[0]
-        _remove(graph, bn)
-        folded += 1
-    return folded
-
-
-#: Largest weight level after widening: 7 bits, so that a UINT8 x INT8 pair sum fits int16
-#: even on x86 CPUs without VNNI (whose vpmaddubsw saturates).
-_WIDE_LEVEL = 63
-
-
-def _widen_levels(graph: _Graph, layer: str) -> None:
-    """Store sub-8-bit weights as ``levels * m`` at scale ``scale / m``: the same values.
-
-    QLinearConv's INT32 bias has step ``input_scale * weight_scale``; at 2-4 bits that step
-    is a sizeable part of an output step, and rounding the bias to it moved outputs across
-    rounding midpoints (measured: 0.7 % of one ResNet-8 layer's 3-bit outputs). A finer
-    weight scale makes the bias step ``m`` times finer at no cost.
+    onnxruntime's WeightBiasQuantization (a basic-level optimization since 1.20) quantizes the float
+    weight of any Conv/Gemm whose input comes from a DequantizeLinear with a per-tensor scale to
+    per-tensor INT8: the float layer would silently run as an integer kernel. It skips a per-axis scale.
     """
-    levels_name, scale_name = f"{layer}.weight_q", f"{layer}.weight_scale"
-    levels = graph.constants[levels_name].astype(np.int32)
-    scale = graph.constants[scale_name].astype(np.float64)
-    peak = np.abs(levels.reshape(len(levels), -1)).max(axis=1)
-    factor = np.maximum(1, _WIDE_LEVEL // np.maximum(peak, 1))
-    if (factor == 1).all():
+    import onnx
+    from onnx import helper, numpy_helper
+
+    floats = [node for node in graph.nodes if node.op_type in ("Conv", "Gemm") and len(node.input) > 1
+              and node.input[1] in graph.constants and graph.constants[node.input[1]].dtype == np.float32
+              and graph.producer.get(node.input[0]) is not None
+              and graph.producer[node.input[0]].op_type == "DequantizeLinear"]
+    if not floats:
         return
-    if scale.size == 1:  # per-tensor scale: one factor for all channels
-        factor = np.full(len(levels), factor.min())
-        scale = scale.reshape(-1)[0] / factor[:1]
-    else:
-        scale = scale / factor
-    shape = (-1, *([1] * (levels.ndim - 1)))
-    _replace_initializer(graph, levels_name, (levels * factor.reshape(shape)).astype(np.int8))
-    _replace_initializer(graph, scale_name, scale.astype(np.float32).reshape(graph.constants[scale_name].shape))
+    shapes = {info.name: info.type.tensor_type.shape
+              for info in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    initializers = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in floats:
+        dequantize = graph.producer[node.input[0]]
+        shape = shapes.get(node.input[0])
+        channels = shape.dim[1].dim_value if shape is not None and len(shape.dim) > 1 else 0
+        scale, zero = (initializers[name] if name in initializers else None for name in dequantize.input[1:3])
+        if channels < 2 or scale is None or zero is None or scale.size != 1:
+            logger.warning("float layer %s reads a per-tensor DequantizeLinear: onnxruntime may quantize its "
+                           "weights", node.name)
+            continue
+        base = f"{node.input[0]}/per_channel"
+        graph.add_initializer(f"{base}_scale", np.full(channels, scale.reshape(-1)[0], scale.dtype))
+        graph.add_initializer(f"{base}_zero", np.full(channels, zero.reshape(-1)[0], zero.dtype))
+        per_channel = helper.make_node("DequantizeLinear", [dequantize.input[0], f"{base}_scale", f"{base}_zero"],
+                                       [f"{base}_dq"], axis=1, name=f"{base}/dequantize")
+        graph.nodes.insert(node_index(graph, node), per_channel)
+        rename_input(node, node.input[0], f"{base}_dq")
+    graph.refresh()
+    drop_dead(graph)
+    graph.commit()
 
 
-def _unsigned_weight(graph: _Graph, layer: str) -> bool:
-    """Store a layer's weights as UINT8 ``levels + 128`` with zero point 128 when a level exceeds
-    ``_WIDE_LEVEL`` (an 8-bit grid): the same values, run by the U8U8 kernel that cannot saturate."""
-    from onnx import TensorProto, helper
-
-    levels = graph.constants[f"{layer}.weight_q"].astype(np.int32)
-    if np.abs(levels).max(initial=0) <= _WIDE_LEVEL:
-        return False
-    _replace_initializer(graph, f"{layer}.weight_q", (levels + 128).astype(np.uint8))
-    zero_name = f"{layer}.weight_zero"
-    zero = graph.constants.get(zero_name)
-    count = 1 if zero is None else int(zero.size)
-    shape = [] if zero is None or zero.ndim == 0 else list(zero.shape)
-    for index, init in enumerate(graph.graph.initializer):
-        if init.name == zero_name:
-            graph.graph.initializer[index].CopyFrom(helper.make_tensor(zero_name, TensorProto.UINT8, shape, [128] * count))
-    graph.constants[zero_name] = np.full(shape, 128, np.uint8)
-    return True
+def ort_form(model: Any, layers: list[str], task: Any, isa: str) -> RuntimeForm:
+    """The ``ort`` runtime's handler: the integer form for ``isa``, its grids calibrated on the task's images."""
+    report = to_integer_form(model, layers, [batch.cpu().numpy() for batch in task.calibration_inputs()], isa=isa)
+    return RuntimeForm(calibrated_outputs=report.calibrated_outputs, unsigned_weights=report.unsigned_weights,
+                       isa_note=isa_explanation(isa, len(report.unsigned_weights)))
 
 
-def _replace_initializer(graph: _Graph, name: str, value: np.ndarray) -> None:
-    from onnx import numpy_helper
-
-    for index, init in enumerate(graph.graph.initializer):
-        if init.name == name:
-            graph.graph.initializer[index].CopyFrom(numpy_helper.from_array(value, name))
-    graph.constants[name] = value
+def isa_explanation(isa: str, unsigned_layers: int) -> str:
+    """One sentence: which CPUs the integer form is exact on, and why (for metadata and the CLI)."""
+    here = instruction_set()
+    if isa == "vnni":
+        warning = "" if has_vnni() else " (this CPU has no VNNI: its U8S8 kernels saturate on 8-bit weights)"
+        return (f"every weight INT8 (U8S8 kernels): exact on x86 CPUs with AVX512-VNNI or AVX-VNNI only{warning}; "
+                f"verified on {here}")
+    return (f"exact on every x86 CPU: {unsigned_layers} layers with 8-bit weights stored as UINT8 (U8U8 kernels, no "
+            f"16-bit saturation without VNNI), narrower weights as INT8 within +-63; verified on {here}")
 
 
 def _observed_ranges(model: Any, names: list[str], calibration: Sequence[np.ndarray]) -> dict[str, tuple[float, float]]:
@@ -300,7 +226,7 @@ def _observed_ranges(model: Any, names: list[str], calibration: Sequence[np.ndar
     return {name: (low[name], high[name]) for name in names}
 
 
-def _input_grid(graph: _Graph, clip: Any) -> Grid | None:
+def _input_grid(graph: Graph, clip: Any) -> Grid | None:
     """The grid of a layer's input quantizer (``Clip -> QuantizeLinear -> DequantizeLinear``) starting at ``clip``."""
     if clip.op_type != "Clip" or not clip.name.endswith("/input_clip"):
         return None
@@ -313,7 +239,7 @@ def _input_grid(graph: _Graph, clip: Any) -> Grid | None:
     return grid.clamped(float(low), float(high))  # type: ignore[arg-type]
 
 
-def _quantize_output(graph: _Graph, producer: Any, ranges: dict[str, tuple[float, float]],
+def _quantize_output(graph: Graph, producer: Any, ranges: dict[str, tuple[float, float]],
                      report: IntegerFormReport) -> None:
     """Put a Q right after ``producer``, move its activation and data movement behind it, DQ at the end.
 
@@ -343,14 +269,13 @@ def _quantize_output(graph: _Graph, producer: Any, ranges: dict[str, tuple[float
     scale = graph.add_initializer(f"{base}_scale", np.array(grid.scale, np.float32))
     zero = f"{base}_zero"
     graph.graph.initializer.append(helper.make_tensor(zero, TensorProto.UINT8, [], [grid.zero]))
-    nodes = [helper.make_node("QuantizeLinear", [start, scale, zero], [f"{base}_q"], name=f"{base}/quantize")]
-    current = f"{base}_q"
+    limits = None
     if (grid.low, grid.high) != (0, 255):  # a sub-8-bit grid or an activation bound: integer clamp
         limits = [f"{base}_low", f"{base}_high"]
         graph.graph.initializer.append(helper.make_tensor(limits[0], TensorProto.UINT8, [], [grid.low]))
         graph.graph.initializer.append(helper.make_tensor(limits[1], TensorProto.UINT8, [], [grid.high]))
-        nodes.append(helper.make_node("Clip", [current, *limits], [f"{base}_clamped"], name=f"{base}/clamp"))
-        current = f"{base}_clamped"
+    nodes = quantize_output(start, scale, zero, limits, base)
+    current = nodes[-1].output[0]
     for node in chain:
         if node.op_type in _DATA_MOVEMENT:  # runs on the integers
             moved = helper.make_node(node.op_type, [current, *node.input[1:]], [f"{node.output[0]}/int"],
@@ -365,25 +290,17 @@ def _quantize_output(graph: _Graph, producer: Any, ranges: dict[str, tuple[float
             quantize = graph.consumers[reader.output[0]][0]
             dequantize = graph.consumers[quantize.output[0]][0]
             for user in graph.consumers.get(dequantize.output[0], []):
-                _rename_input(user, dequantize.output[0], dequantized)
+                rename_input(user, dequantize.output[0], dequantized)
         else:
-            _rename_input(reader, end, dequantized)
+            rename_input(reader, end, dequantized)
     for node in chain:
-        _remove(graph, node)
-    position = _index(graph, producer) + 1
+        remove_node(graph, node)
+    position = node_index(graph, producer) + 1
     for offset, node in enumerate(nodes):
         graph.nodes.insert(position + offset, node)
 
 
-def _index(graph: _Graph, node: Any) -> int:
-    return next(index for index, candidate in enumerate(graph.nodes) if candidate is node)
-
-
-def _remove(graph: _Graph, node: Any) -> None:
-    del graph.nodes[_index(graph, node)]
-
-
-def _output_chain(graph: _Graph, start: str) -> tuple[list[Any], float, float]:
+def _output_chain(graph: Graph, start: str) -> tuple[list[Any], float, float]:
     """The single-reader Relu/Clip/data-movement nodes after ``start``, and the activation bounds they impose."""
     chain: list[Any] = []
     low, high = -math.inf, math.inf
@@ -426,87 +343,3 @@ def _calibrated_grid(low: float, high: float, reader: Grid | None) -> Grid:
         return Grid(span / 255, 0)
     scale = max(-low, high) / 127
     return Grid(scale, 128)
-
-
-def _rename_input(node: Any, old: str, new: str) -> None:
-    for index, name in enumerate(node.input):
-        if name == old:
-            node.input[index] = new
-
-
-def _integer_biases(graph: _Graph, producers: list[Any]) -> None:
-    """Float biases of fused Conv/Gemm -> INT32 at scale input_scale * weight_scale, through a DQ."""
-    from onnx import TensorProto, helper
-
-    graph.refresh()
-    for node in producers:
-        if len(node.input) < 3 or not node.input[2] or not _is_dequantized(graph, node.input[0]):
-            continue
-        bias = graph.constants.get(node.input[2])
-        input_scale = graph.scalar(graph.producer[node.input[0]].input[1])
-        weight_scale = graph.constants.get(graph.producer[node.input[1]].input[1])
-        if bias is None or input_scale is None or weight_scale is None or bias.ndim != 1:
-            continue
-        scale = (input_scale * weight_scale.astype(np.float64)).reshape(-1)
-        if scale.size == 1:
-            scale = np.full(bias.shape, scale[0])
-        name = f"{node.input[2]}/int32"
-        levels = np.clip(np.rint(bias / scale), -(2 ** 31), 2 ** 31 - 1).astype(np.int32)
-        graph.add_initializer(f"{name}_q", levels)
-        graph.add_initializer(f"{name}_scale", scale.astype(np.float32))
-        graph.graph.initializer.append(helper.make_tensor(f"{name}_zero", TensorProto.INT32, [len(scale)],
-                                                          [0] * len(scale)))
-        dequantize = helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zero"],
-                                      [f"{name}_dq"], axis=0, name=f"{name}/dequantize")
-        graph.nodes.insert(_index(graph, node), dequantize)
-        node.input[2] = f"{name}_dq"
-
-
-def _unsigned_inputs(graph: _Graph) -> None:
-    """The reference's remaining input quantizers (INT8 zero point z) as UINT8 (z + 128): the same grid."""
-    from onnx import TensorProto, helper
-
-    for index, init in enumerate(graph.graph.initializer):
-        if init.name.endswith(".input_zero") and init.data_type == TensorProto.INT8:
-            zero = int(graph.constants[init.name].reshape(-1)[0]) + 128
-            graph.graph.initializer[index].CopyFrom(helper.make_tensor(init.name, TensorProto.UINT8, [], [zero]))
-
-
-def live_nodes(nodes: Sequence[Any], outputs: Iterable[str]) -> list[Any]:
-    """``nodes`` without those whose outputs nobody reads (the graph's ``outputs`` count as
-    read), repeated until none is left to drop: a node only dead ones read is dead too."""
-    graph_outputs = set(outputs)
-    nodes = list(nodes)
-    while True:
-        read = {name for node in nodes for name in node.input} | graph_outputs
-        live = [node for node in nodes if any(name in read for name in node.output)]
-        if len(live) == len(nodes):
-            return nodes
-        nodes = live
-
-
-def _drop_dead(graph: _Graph) -> None:
-    """Remove nodes nobody reads (the replaced quantizers) and initializers nobody uses."""
-    nodes = live_nodes(graph.nodes, (output.name for output in graph.graph.output))
-    graph.nodes = nodes
-    used = {name for node in nodes for name in node.input}
-    kept = [init for init in graph.graph.initializer if init.name in used]
-    del graph.graph.initializer[:]
-    graph.graph.initializer.extend(kept)
-
-
-def fused_kernels(data: bytes, path: str) -> dict[str, int]:
-    """Count the ops of onnxruntime's optimized graph (extended level, CPU), written to ``path``."""
-    import onnx
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = path
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    counts: dict[str, int] = {}
-    for node in onnx.load(path).graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
-    return counts

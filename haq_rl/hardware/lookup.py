@@ -26,6 +26,7 @@ import numpy as np
 from haq_rl.errors import DataFormatError, MissingPathError
 from haq_rl.fileio import NUMPY_READ_ERRORS
 from haq_rl.hardware.layer_spec import LayerSpec
+from haq_rl.hardware.machine import check_measured_on_this_machine
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +115,6 @@ def lookup_costs(specs: Sequence[LayerSpec], params: Mapping[str, Any], max_bits
     a clock.
     """
     path = Path(params["table"])
-    from haq_rl.hardware.measured import check_measured_on_this_machine
-
     mismatch = check_measured_on_this_machine(dict(params), f"lookup table {path}")
     if mismatch is not None:  # still usable (the ranking may carry over), but say so
         warnings.warn(mismatch, MeasuredElsewhereWarning, stacklevel=2)

@@ -29,11 +29,11 @@ import yaml
 from haq_rl.errors import ConfigError, MissingPathError, UnknownNameError, did_you_mean
 from haq_rl.fileio import yaml_error_line
 from haq_rl.hardware.layer_spec import LayerSpec
+from haq_rl.hardware.targets import COST_MODELS, measured_target
 from haq_rl.resources import resource_dir
 
 logger = logging.getLogger(__name__)
 
-COST_MODELS = ("bismo", "bitfusion", "lookup", "bops", "size")
 
 _BISMO_ENERGY = {"e_binop_pj": float, "e_sram_read_pj_per_bit": float,
                  "e_sram_write_pj_per_bit": float, "e_dram_pj_per_bit": float}
@@ -187,9 +187,7 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
             raise MissingPathError(f"hardware profile file not found: {path}")
     else:
         path = resource_dir("hw_profiles") / f"{text_name}.yaml"
-        from haq_rl.hardware.measured import is_measured_target
-
-        if not path.is_file() and is_measured_target(text_name):
+        if not path.is_file() and measured_target(text_name) is not None:
             raise ConfigError(f"hardware {text_name!r} is timed on this machine, not a profile file: a task "
                               f"takes it as is (--hw {text_name}); haq-rl profile takes --measure {text_name}")
         if not path.is_file():
@@ -217,18 +215,16 @@ def profile_for_layers(hardware: str, layers_at_batch: Callable[[int], list[Laye
     10 s for MobileNetV2 at 28 px) and cached per machine and onnxruntime version.
     ``layers_at_batch(batch)`` extracts the model's layer specs at a batch size.
     """
-    from haq_rl.hardware.measured import TASK_BATCH, cached_measured_profile, is_measured_target
-
-    if is_measured_target(hardware):
-        layers = layers_at_batch(TASK_BATCH)
-        path, _ = cached_measured_profile(hardware, layers, label)
+    measured = measured_target(hardware)
+    if measured is not None:  # timed through its row's entry points (targets.py): no import of the measuring code
+        layers = layers_at_batch(measured.batch)
+        path, _ = measured.entry("measure")(hardware, layers, label)
         return load_profile(path), layers
     profile = load_profile(hardware)
     return profile, layers_at_batch(profile.batch)
 
 
 def profile_batch(hardware: str) -> int:
-    """The batch a task's layers are costed at on ``hardware`` (a measured target: one image)."""
-    from haq_rl.hardware.measured import TASK_BATCH, is_measured_target
-
-    return TASK_BATCH if is_measured_target(hardware) else load_profile(hardware).batch
+    """The batch a task's layers are costed at on ``hardware`` (a measured target: its row's, one image)."""
+    measured = measured_target(hardware)
+    return measured.batch if measured is not None else load_profile(hardware).batch

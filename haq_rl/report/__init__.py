@@ -11,7 +11,7 @@ notebook can do::
 
 Per-layer costs are recomputed from the layer specs and the hardware profile that
 config.json records (:func:`haq_rl.run.load.cost_table_for`): no model is built.
-Modules: :mod:`~haq_rl.report.tables`, :mod:`~haq_rl.report.figures`,
+Modules: :mod:`~haq_rl.report.tables`, :mod:`~haq_rl.report.figures`, :mod:`~haq_rl.report.front_figures`,
 :mod:`~haq_rl.report.conclusions` (the plain sentences atop report.md),
 :mod:`~haq_rl.report.markdown`; loading is :mod:`haq_rl.run.load`.
 
@@ -25,9 +25,8 @@ from haq_rl.report.figures import (
     plot_bits,
     plot_cost_share,
     plot_curve,
-    plot_front,
-    plot_pareto,
 )
+from haq_rl.report.front_figures import plot_front, plot_pareto
 from haq_rl.report.markdown import write_report
 from haq_rl.report.tables import (
     best_table,

@@ -25,9 +25,8 @@ from haq_rl.report.figures import (
     plot_bits,
     plot_cost_share,
     plot_curve,
-    plot_front,
-    plot_pareto,
 )
+from haq_rl.report.front_figures import plot_front, plot_pareto
 from haq_rl.report.tables import one_line
 from haq_rl.run.episodes import BASE_COLUMNS
 from haq_rl.run.layout import REPORT_FILE, REPORT_FOLDER

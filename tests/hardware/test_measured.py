@@ -7,16 +7,18 @@ import warnings
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("onnxruntime")
 
 from haq_rl.cli import main  # noqa: E402
 from haq_rl.errors import ConfigError  # noqa: E402
+from haq_rl.export.layer_pattern import call_overhead_model, layer_model  # noqa: E402
 from haq_rl.hardware import CostTable, load_profile  # noqa: E402
 from haq_rl.hardware.cpu import has_vnni, instruction_set  # noqa: E402
 from haq_rl.hardware.layer_spec import LayerSpec  # noqa: E402
 from haq_rl.hardware.lookup import MeasuredElsewhereWarning  # noqa: E402
-from haq_rl.hardware.measured import call_overhead_model, layer_model, measure_profile  # noqa: E402
+from haq_rl.hardware.measured import measure_profile  # noqa: E402
 
 CONV = LayerSpec(name="c", kind="conv", in_channels=8, out_channels=16, kernel=3, stride=2, groups=1,
                  in_h=14, in_w=14, out_h=7, out_w=7)
@@ -85,22 +87,26 @@ def test_wide_layer_model_stores_8bit_weights_as_the_portable_export_does():
     assert levels.dtype == np.int8 and np.abs(levels.astype(int)).max() == 63
 
 
+def _edit_params(path, **params) -> None:
+    """Rewrite a measured profile's params as if it had been measured elsewhere."""
+    profile = yaml.safe_load(path.read_text())
+    profile["params"].update(params)
+    path.write_text(yaml.safe_dump(profile))
+
+
 def test_table_from_a_cpu_with_other_vnni_warns(tmp_path):
     """A table timed with VNNI used without it (or the reverse) warns: the integer kernels differ."""
     path = measure_profile(SPECS, 1, tmp_path, model_name="tiny", repeats=1, warmup=0)
     other = "x86_64: avx2" if has_vnni() else "x86_64: avx512_vnni avx512bw avx2"
-    text = path.read_text()
-    start = text.index("instruction_set:")
-    path.write_text(text[:start] + f'instruction_set: "{other}"\n')
+    _edit_params(path, instruction_set=other)
     with pytest.warns(MeasuredElsewhereWarning, match="VNNI"):
         CostTable.build(SPECS, load_profile(path), max_bits=8)
 
 
 def test_other_machine_warns_naming_both(tmp_path):
     path = measure_profile(SPECS, 1, tmp_path, model_name="tiny", repeats=1, warmup=0)
-    text = path.read_text().replace('onnxruntime: "', 'onnxruntime: "0.1-')
-    text = text.replace('machine: "', 'machine: "Other CPU; ')
-    path.write_text(text)
+    params = yaml.safe_load(path.read_text())["params"]
+    _edit_params(path, onnxruntime=f"0.1-{params['onnxruntime']}", machine=f"Other CPU; {params['machine']}")
     with pytest.warns(MeasuredElsewhereWarning) as caught:
         CostTable.build(SPECS, load_profile(path), max_bits=8)
     message = str(caught[0].message)
@@ -142,7 +148,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_cached_profile_is_measured_once_and_keyed_by_the_layers(tmp_path, monkeypatch):
-    from haq_rl.hardware.measured import cached_measured_profile
+    from haq_rl.hardware.measured_cache import cached_measured_profile
 
     monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
     first, measured = cached_measured_profile("ort-cpu", SPECS, "tiny", repeats=1, progress=False)
@@ -191,3 +197,22 @@ def test_registered_env_on_this_cpu(tmp_path, monkeypatch):
 def test_measured_target_is_not_a_profile_file(capsys):
     message = _error(["profile", "--model", "lenet5", "--input-size", "28", "--hw", "ort-cpu"], capsys)
     assert "--measure ort-cpu" in message
+
+
+def test_boundaries_are_timed_on_the_exports_own_quantizers():
+    """Where a float layer meets an INT8 one the export writes a QuantizeLinear or a per-channel
+    DequantizeLinear: each is built alone on the tensor's shape, round-trips its input, and times positive."""
+    import onnxruntime
+
+    from haq_rl.export.layer_pattern import boundary_model
+    from haq_rl.hardware.ort_timing import time_boundary
+
+    shape = (2, CONV.in_channels, CONV.in_h, CONV.in_w)
+    quantize, x = boundary_model(shape, quantize=True)
+    dequantize, _ = boundary_model(shape, quantize=False)
+    levels = onnxruntime.InferenceSession(quantize, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    values = onnxruntime.InferenceSession(dequantize, providers=["CPUExecutionProvider"]).run(None, {"x": levels})[0]
+    assert levels.dtype == np.uint8 and values.dtype == np.float32 and values.shape == shape
+    assert np.abs(values - np.clip(x, -128 * 0.02, 127 * 0.02)).max() <= 0.01 + 1e-6  # half a step
+    q_ms, dq_ms = time_boundary(shape, 3, 1, boundary_model, call_overhead_model)
+    assert q_ms > 0 and dq_ms > 0
