@@ -76,7 +76,7 @@ class Nsga2Options:
 
 
 _POSITIVE_NUMBER = {"check": lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 < v < float("inf"),
-                    "expected": "a finite number > 0"}
+                    "expected": "a finite number > 0 (YAML: 0.0003 or 3.0e-4; 3e-4 reads as text)"}
 
 
 @dataclass(frozen=True)
