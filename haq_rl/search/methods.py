@@ -87,8 +87,8 @@ class SdqOptions:
     Adam rates of the weights and of the bit parameters."""
 
     relaxation: str = field(default="sdq", metadata=_one_of(("sdq", "edmips")))
-    steps: int = field(default=200, metadata=_integer(1))
-    batch_size: int = field(default=64, metadata=_integer(2))
+    steps: int = field(default=150, metadata=_integer(1))
+    batch_size: int = field(default=32, metadata=_integer(2))
     penalty: float = field(default=1.0, metadata=_POSITIVE_NUMBER)
     multiplier_lr: float = field(default=0.5, metadata=_POSITIVE_NUMBER)
     temperature: float = field(default=1.0, metadata=_POSITIVE_NUMBER)

@@ -10,7 +10,8 @@ Two relaxations, one interface (:class:`BitRelaxation`):
   the gradient reaches ``p`` straight through the draw (``dQ/dp = Q_hi - Q_lo``). At
   temperature 1, ``p`` is the fractional part of ``theta`` (SDQ's interpolation); a
   temperature ``T < 1`` sharpens it, ``p = clamp((frac - 1/2) / T + 1/2, 0, 1)``, towards the
-  rounding the final policy takes (our annealing; SDQ fixes bits in stages instead).
+  rounding the final policy takes, keeping the gradient of ``frac`` (our annealing; SDQ
+  fixes bits in stages instead).
 * ``edmips`` (EdMIPS, Cai and Vasconcelos, CVPR 2020, Eq. 9-11): one logit per width and
   layer; the layer's output is the softmax(logits / T)-weighted sum of every width's
   quantization, and the final width is the arg-max.
@@ -156,8 +157,10 @@ class BitRelaxation(nn.Module):
         theta = self.bit_params
         lo = torch.clamp(torch.floor(theta.detach()), self.min_bits, self.max_bits - 1).long()
         frac = theta - lo
-        p = torch.clamp((frac - 0.5) / temperature + 0.5, 0.0, 1.0)
-        return lo, p
+        sharp = torch.clamp((frac - 0.5) / temperature + 0.5, 0.0, 1.0)
+        # Sharpened in the forward, SDQ's linear interpolation in the backward: a clamped
+        # ``p`` would have no gradient, and a theta there would freeze wherever it stood.
+        return lo, frac + (sharp - frac).detach()
 
     def expected_costs(self, temperature: float) -> torch.Tensor:
         """Per objective, the expected cost over its budget (``[objectives]``; 1 is the budget)."""
