@@ -9,7 +9,7 @@ greedy) run once per budget. The tables report the best policy's reward-split ac
 deviation over seeds and per seed.
 
     .venv/bin/python bench/bench_search.py --episodes 80 --seeds 0 1 2 3 4 --budgets 0.3 0.5 0.7 \\
-        --methods guided hawq tpe ddpg random uniform greedy --jobs 2
+        --methods guided hawq tpe sdq ddpg random uniform greedy --jobs 2
 
 With ``--jobs 2`` two searches share the two cores, so ``search_s`` is per search under
 that load; the accuracies do not depend on ``--jobs`` (each search is seeded and runs
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--methods", nargs="+", default=["guided", "hawq", "hawq:activations=separate", "tpe",
-                                                         "ddpg", "random", "uniform", "greedy"],
+                                                         "sdq", "ddpg", "random", "uniform", "greedy"],
                         help="methods, optionally with options: NAME[:KEY=VALUE,...]")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="env spec override for every method (e.g. bn_recalibration=2)")

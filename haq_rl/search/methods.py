@@ -86,6 +86,28 @@ class Nsga2Options:
     population: int = field(default=16, metadata=_integer(2))
 
 
+_POSITIVE_NUMBER = {"check": lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 < v < float("inf"),
+                    "expected": "a finite number > 0 (YAML: 0.0003 or 3.0e-4; 3e-4 reads as text)"}
+
+
+@dataclass(frozen=True)
+class SdqOptions:
+    """sdq's settings (see :mod:`haq_rl.search.sdq`; defaults measured in docs/search_methods.md):
+    the relaxation, its training steps and batch, the budget's Lagrange multiplier (start and dual-ascent rate), the
+    temperature schedule (geometric from ``temperature`` to ``final_temperature``) and the
+    Adam rates of the weights and of the bit parameters."""
+
+    relaxation: str = field(default="sdq", metadata=_one_of(("sdq", "edmips")))
+    steps: int = field(default=150, metadata=_integer(1))
+    batch_size: int = field(default=32, metadata=_integer(2))
+    penalty: float = field(default=1.0, metadata=_POSITIVE_NUMBER)
+    multiplier_lr: float = field(default=0.5, metadata=_POSITIVE_NUMBER)
+    temperature: float = field(default=1.0, metadata=_POSITIVE_NUMBER)
+    final_temperature: float = field(default=0.2, metadata=_POSITIVE_NUMBER)
+    lr: float = field(default=3e-4, metadata=_POSITIVE_NUMBER)
+    bit_lr: float = field(default=0.05, metadata=_POSITIVE_NUMBER)
+
+
 @dataclass(frozen=True)
 class Method:
     """One row of the table.
@@ -165,6 +187,8 @@ METHOD_TABLE: dict[str, Method] = {m.name: m for m in (
     # Optuna's multivariate TPE, and its NSGA-II over (reward, cost) (haq_rl.search.samplers).
     Method("tpe", "haq_rl.search.samplers:tpe_proposer", TpeOptions),
     Method("nsga2", "haq_rl.search.samplers:nsga2_proposer", Nsga2Options),
+    # Differentiable bit widths (SDQ; EdMIPS as an option) trained on search-train (haq_rl.search.sdq).
+    Method("sdq", "haq_rl.search.sdq:sdq_proposer", SdqOptions, batches=False, conditions=False),
 )}
 
 METHODS = tuple(METHOD_TABLE)
