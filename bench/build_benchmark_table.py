@@ -47,8 +47,8 @@ def main() -> None:
                         choices=["table", "sample", "ship"])
     args = parser.parse_args()
 
-    from haq_rl.supernet.reward import scorer_for_task
     from haq_rl.task import load_task
+    from haq_rl.task.scoring import scorer_for_task
 
     task = load_task(args.env)
     if task.spec.reward_source != "supernet":

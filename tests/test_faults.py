@@ -648,17 +648,17 @@ def test_failed_commands_leave_no_lock_or_folder(random_run, tmp_path, capsys):
 def test_a_search_writes_nothing_while_it_sets_up(tmp_path, monkeypatch):
     """The run directory is made only once the task is ready, so a search killed (or
     failing) while it loads the model and data leaves nothing behind."""
-    from haq_rl.task import sources
+    from haq_rl.task import scoring
 
     out = tmp_path / "run"
     seen: list[bool] = []
-    real = sources.scorer_for_task
+    real = scoring.scorer_for_task
 
     def last_setup_step(*args, **kwargs):
         seen.append(out.exists())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sources, "scorer_for_task", last_setup_step)  # a proposer's last setup step
+    monkeypatch.setattr(scoring, "scorer_for_task", last_setup_step)  # a proposer's last setup step
     assert main(["search", LENET, "--method", "random", "--episodes", "1", "--out", str(out), "--no-progress"]) == 0
     assert seen == [False] and (out / "config.json").is_file()
 

@@ -8,7 +8,7 @@ from typing import Any
 from haq_rl.env.quant_env import QuantizationEnv
 from haq_rl.errors import ConfigError
 from haq_rl.task import Task, TaskSpec, load_task
-from haq_rl.task.sources import scorer_for_task
+from haq_rl.task.scoring import scorer_for_task
 
 
 def make_env(spec: Task | TaskSpec | str | Path, render_mode: str | None = None,

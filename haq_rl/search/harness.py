@@ -167,7 +167,7 @@ def _prepare(config: SearchConfig, given: Task | None, run_dir: Path) -> tuple[S
     """The setup (task, scorers, and the env of an RL method) of ``config``, its start time and
     setup seconds; writes nothing."""
     from haq_rl.seeding import seed_everything
-    from haq_rl.task.sources import scorer_for_task
+    from haq_rl.task.scoring import scorer_for_task
 
     if config.backend == "ray":
         import_ray()  # a missing extra fails before the task loads

@@ -86,8 +86,14 @@ class Nsga2Options:
     population: int = field(default=16, metadata=_integer(2))
 
 
-_POSITIVE_NUMBER = {"check": lambda v: not isinstance(v, bool) and isinstance(v, int | float) and 0 < v < float("inf"),
-                    "expected": "a finite number > 0 (YAML: 0.0003 or 3.0e-4; 3e-4 reads as text)"}
+def _check_positive(name: str, value: object) -> None:
+    try:
+        check_number(name, value, 0.0, float("inf"), low_open=True)
+    except ConfigError as error:  # YAML reads 3e-4 (no dot) as text: say how to write it
+        raise ConfigError(f"{error} (YAML: 0.0003 or 3.0e-4; 3e-4 reads as text)") from None
+
+
+_POSITIVE_NUMBER = {"check": _check_positive}
 
 
 @dataclass(frozen=True)

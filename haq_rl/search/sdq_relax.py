@@ -19,7 +19,7 @@ Two relaxations, one interface (:class:`BitRelaxation`):
 Both price a policy distribution by the task's cost table: the expected cost of layer
 ``l`` is ``sum_{w,a} P_w(l, w) P_a(l, a) C[l, w, a]`` (independent weight and activation
 choices), differentiable through the probabilities. The quantizers are the supernet's
-(one LSQ quantizer per width, :mod:`haq_rl.supernet.model`); only how a forward combines
+(one LSQ quantizer per width, :mod:`haq_rl.quant.switchable`); only how a forward combines
 them is new here.
 """
 
@@ -38,7 +38,7 @@ from haq_rl.errors import PolicyError
 from haq_rl.quant.calibration import collect_input_stats
 from haq_rl.quant.layers import quantizable_modules
 from haq_rl.quant.qat import act_pre_hook
-from haq_rl.supernet.model import SwitchableActivation, SwitchableWeight, bit_choices
+from haq_rl.quant.switchable import SwitchableActivation, SwitchableWeight, bit_choices
 from haq_rl.task.budget import pinned_layers
 
 RELAXATIONS = ("sdq", "edmips")

@@ -10,8 +10,9 @@
 See docs/supernet.md.
 """
 
+from haq_rl.quant.switchable import bit_choices
 from haq_rl.supernet.config import SupernetConfig
-from haq_rl.supernet.model import BitSupernet, bit_choices
+from haq_rl.supernet.model import BitSupernet
 from haq_rl.supernet.train import TrainedSupernet, build_supernet, train_supernet
 
 __all__ = ["BitSupernet", "SupernetConfig", "TrainedSupernet", "bit_choices", "build_supernet", "train_supernet"]

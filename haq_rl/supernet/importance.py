@@ -20,7 +20,7 @@ import numpy as np
 from haq_rl.quant.sensitivity import LayerSensitivity
 from haq_rl.supernet.predictor import PREDICTOR_SAMPLES, PolicySamples, load_or_sample, onehot_table
 from haq_rl.supernet.reward import supernet_config, supernet_evaluator
-from haq_rl.supernet.tabulated import shipped_evaluations, shipped_table, tabulated_reward_evaluator
+from haq_rl.supernet.tabulated import shipped_evaluations, shipped_evaluator, shipped_table
 from haq_rl.supernet.train import train_supernet
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def tabulated_prices(task: Any, progress: bool = True) -> LayerSensitivity:
     fitted on the whole shipped table, no supernet loaded."""
     table = shipped_table(task)
     if table is None:
-        tabulated_reward_evaluator(task)  # raises the one-line "no shipped table" error
+        shipped_evaluator(task, tabulated=True)  # raises the one-line "no shipped table" error
         raise AssertionError("unreachable")
     return sensitivity_from_samples(task, table.rows())
 

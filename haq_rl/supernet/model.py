@@ -24,47 +24,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from haq_rl.errors import PolicyError
-from haq_rl.quant.calibration import InputStats, clip_range
+from haq_rl.quant.calibration import InputStats
 from haq_rl.quant.config import QuantConfig
 from haq_rl.quant.layers import quantizable_modules
 from haq_rl.quant.lsq import LSQActQuantizer, LSQWeightQuantizer
 from haq_rl.quant.policy import QuantPolicy
 from haq_rl.quant.qat import act_pre_hook
-
-#: Bits of the pinned layers and of a weight-only task's activations (the 8/8 reference).
-REFERENCE_BITS = 8
-
-
-class _WidthSwitch(nn.Module):
-    """One quantizer per width (``quantizers["4"]``...); ``active`` picks the one the forward
-    uses, None passes its input through (the float model, for reference passes)."""
-
-    def __init__(self, quantizers: dict[str, nn.Module]) -> None:
-        super().__init__()
-        self.quantizers = nn.ModuleDict(quantizers)
-        self.active: int | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.active is None:
-            return x
-        return self.quantizers[str(self.active)](x)
-
-
-class SwitchableWeight(_WidthSwitch):
-    """Parametrization: latent weight -> its fake-quantized value at the active width."""
-
-    def __init__(self, weight: torch.Tensor, bits: Sequence[int], per_channel: bool) -> None:
-        super().__init__({str(b): LSQWeightQuantizer.from_weight(weight, b, per_channel) for b in bits})
-
-
-class SwitchableActivation(_WidthSwitch):
-    """The input quantizer of one layer: one learned step (and zero point) per width."""
-
-    def __init__(self, stats: InputStats, bits: Sequence[int], config: QuantConfig, zero_point: bool) -> None:
-        super().__init__({
-            str(b): LSQActQuantizer.from_clip(clip_range(stats, b, config.act_calibration, config.percentile),
-                                              b, stats.signed, learn_zero_point=zero_point)
-            for b in bits})
+from haq_rl.quant.switchable import SwitchableActivation, SwitchableWeight
 
 
 class BitSupernet:
@@ -196,20 +162,6 @@ class BitSupernet:
     def __repr__(self) -> str:
         state = "float" if self._policy is None else repr(self._policy)
         return f"BitSupernet({len(self._weights)} layers, {state})"
-
-
-def bit_choices(layer_count: int, pinned: np.ndarray, min_bits: int, max_bits: int,
-                weight_only: bool) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
-    """Per layer, the weight and activation widths a task's policies can take.
-
-    Pinned layers hold only 8/8; a weight-only task's activations hold only 8 (what the
-    budget rules of :mod:`haq_rl.task.budget` let a policy reach, and nothing else).
-    """
-    free = tuple(range(min_bits, max_bits + 1))
-    fixed = (REFERENCE_BITS,)
-    w_choices = [fixed if pinned[i] else free for i in range(layer_count)]
-    a_choices = [fixed if pinned[i] or weight_only else free for i in range(layer_count)]
-    return w_choices, a_choices
 
 
 def _span(choices: tuple[int, ...]) -> str:

@@ -40,8 +40,7 @@ from tqdm.auto import tqdm
 from haq_rl.cache import write_cache_entry
 from haq_rl.errors import BudgetWarning, UnsafeFileError
 from haq_rl.fileio import NUMPY_READ_ERRORS, open_regular
-from haq_rl.supernet.reward import supernet_config, supernet_evaluator
-from haq_rl.supernet.train import TrainedSupernet, train_supernet
+from haq_rl.supernet.train import TrainedSupernet
 from haq_rl.task.evaluator import PolicyEvaluator, PolicyScores
 from haq_rl.task.scoring import PolicyScorer
 
@@ -230,18 +229,6 @@ class PredictedEvaluator:
 
     def prefetch(self, policies: Any) -> None:
         """Nothing to prefetch: a prediction costs microseconds."""
-
-
-def predictor_reward_evaluator(task: Any, progress: bool = True) -> PredictedEvaluator:
-    """``reward_source: predictor``'s evaluator: fitted on the task's supernet (trained first
-    when the cache has none), or on its shipped samples when the task is a benchmark's."""
-    from haq_rl.supernet.tabulated import shipped_evaluator
-
-    shipped = shipped_evaluator(task, tabulated=False)
-    if shipped is not None:  # no supernet to train or load
-        return shipped
-    trained = train_supernet(task, supernet_config(task), progress=progress)
-    return predictor_evaluator(task, supernet_evaluator(task, trained), trained, progress=progress)
 
 
 def predictor_evaluator(task: Any, source: PolicyEvaluator, trained: TrainedSupernet, *,

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from haq_rl.supernet.config import SupernetConfig
-from haq_rl.supernet.train import TrainedSupernet, train_supernet
+from haq_rl.supernet.train import TrainedSupernet
 from haq_rl.task.evaluator import PolicyEvaluator
 from haq_rl.task.sources import reward_source_entry
 from haq_rl.task.task import BN_SEED_OFFSET
@@ -56,12 +56,6 @@ def supernet_evaluator(task: Any, trained: TrainedSupernet) -> PolicyEvaluator:
                            calibration_inputs=[], quant_config=task.quant_config, device=task.device,
                            bn_batches=bn_inputs, metric=task.metric, applier=trained.supernet,
                            reference=task.model)
-
-
-def supernet_reward_evaluator(task: Any, progress: bool = True) -> PolicyEvaluator:
-    """``reward_source: supernet``'s evaluator: the task's supernet (trained first when the
-    cache has none) at each policy."""
-    return supernet_evaluator(task, train_supernet(task, supernet_config(task), progress=progress))
 
 
 def evaluation_layout(model: nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -166,7 +166,7 @@ def _predicted(task: Any, table: BenchmarkTable, predictor: BitsPredictor, repor
 def task_samples_key(task: Any) -> str:
     """The :func:`samples_key` of ``task``'s default predictor, without building its supernet
     (its identity needs the widths per layer only, not the calibrated model)."""
-    from haq_rl.supernet.model import bit_choices
+    from haq_rl.quant.switchable import bit_choices
     from haq_rl.supernet.reward import supernet_config
     from haq_rl.supernet.store import identity_key, supernet_identity
     from haq_rl.task.budget import pinned_layers
@@ -257,7 +257,7 @@ def _shares(count: int, bins: int) -> list[int]:
 def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folder: Path = BENCHMARK_DIR) -> str:
     """Write ``work`` (bench/build_benchmark_table.py's rows and sample) as the shipped table of
     ``env_id`` and record it in the manifest; returns a one-line summary."""
-    from haq_rl.supernet.reward import scorer_for_task
+    from haq_rl.task.scoring import scorer_for_task
 
     float_accuracy = scorer_for_task(task, progress=False).evaluator.float_accuracy
     index = sorted(work["sample"])
@@ -299,12 +299,3 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folde
     return (f"shipped {name}: {entry['rows']} policies, {entry['sample']} sampled ({entry['finetuned']} fine-tuned), "
             f"predictor {entry['predictor_kind']}, table predictor {entry['table_predictor_kind']}, "
             f"sha256 {entry['sha256'][:12]}")
-
-
-def tabulated_reward_evaluator(task: Any, progress: bool = True) -> TabulatedEvaluator:
-    """``reward_source: tabulated``'s evaluator: the shipped table of the task's supernet
-    scores (exact where a policy is tabulated, its predictor elsewhere)."""
-    evaluator = shipped_evaluator(task, tabulated=True)  # ConfigError when none ships for it
-    assert isinstance(evaluator, TabulatedEvaluator)
-    return evaluator
-

@@ -28,8 +28,9 @@ from haq_rl.quant.calibration import collect_input_stats
 from haq_rl.quant.layers import quantizable_modules
 from haq_rl.quant.lsq import split_decay_parameters
 from haq_rl.quant.outputs import logits_of
+from haq_rl.quant.switchable import bit_choices
 from haq_rl.supernet.config import SupernetConfig
-from haq_rl.supernet.model import BitSupernet, bit_choices
+from haq_rl.supernet.model import BitSupernet
 from haq_rl.supernet.store import (
     entry_path,
     partial_path,

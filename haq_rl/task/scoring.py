@@ -29,6 +29,7 @@ from haq_rl.task.budget import (
     uniform_bits,
 )
 from haq_rl.task.evaluator import PolicyEvaluator, ScoresSource
+from haq_rl.task.sources import reward_source_entry
 from haq_rl.task.spec import OBJECTIVES, REWARD_METRICS, is_weight_only
 
 logger = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ class PolicyScorer:
     def from_task(cls, task: Any, evaluator: ScoresSource | None = None) -> PolicyScorer:
         """The scorer of a :class:`~haq_rl.task.Task` under its spec's budget and reward.
 
-        ``evaluator`` None builds the post-training one; :func:`haq_rl.task.sources.scorer_for_task`
+        ``evaluator`` None builds the post-training one; :func:`scorer_for_task`
         passes the one of the spec's reward source.
         """
         spec = task.spec
@@ -292,3 +293,11 @@ def post_training_evaluator(task: Any, progress: bool = False) -> PolicyEvaluato
         bn_batches=task.bn_inputs(),
         metric=task.metric,
     )
+
+
+def scorer_for_task(task: Any, progress: bool = True) -> PolicyScorer:
+    """The task's :class:`PolicyScorer` with the reward source its spec names (its row of
+    :data:`haq_rl.task.sources.REWARD_SOURCE_TABLE` builds the evaluator; ``progress``: bars
+    while a supernet trains or a predictor samples)."""
+    evaluator = reward_source_entry(task.spec.reward_source).load("evaluator")(task, progress=progress)
+    return PolicyScorer.from_task(task, evaluator=evaluator)

@@ -126,13 +126,13 @@ REWARD_SOURCE_TABLE: dict[str, RewardSource] = {s.name: s for s in (
     RewardSource("post_training", "haq_rl.task.scoring:post_training_evaluator", trained_weights=False, pooled=True,
                  start="float"),
     # The task's bit-width supernet, trained once, BatchNorm re-estimated per policy (docs/supernet.md).
-    RewardSource("supernet", "haq_rl.supernet.reward:supernet_reward_evaluator", trained_weights=True, pooled=True,
+    RewardSource("supernet", "haq_rl.supernet.evaluators:supernet_reward_evaluator", trained_weights=True, pooled=True,
                  start="supernet", prices=_SUPERNET_PRICES, options=_SUPERNET_OPTIONS),
     # A regressor fitted on supernet evaluations: microseconds per policy, so no pool.
-    RewardSource("predictor", "haq_rl.supernet.predictor:predictor_reward_evaluator", trained_weights=True,
+    RewardSource("predictor", "haq_rl.supernet.evaluators:predictor_reward_evaluator", trained_weights=True,
                  pooled=False, start="supernet", prices=_SUPERNET_PRICES, options=_SUPERNET_OPTIONS),
     # The shipped table of supernet scores, its predictor off the table (docs/leaderboard.md).
-    RewardSource("tabulated", "haq_rl.supernet.tabulated:tabulated_reward_evaluator", trained_weights=True,
+    RewardSource("tabulated", "haq_rl.supernet.evaluators:tabulated_reward_evaluator", trained_weights=True,
                  pooled=False, start="supernet", prices="haq_rl.supernet.importance:tabulated_prices",
                  options=_SUPERNET_OPTIONS),
 )}
@@ -178,15 +178,6 @@ def check_start(start: ModelStart, settings: StartSettings, picked_by: str | Non
     if settings.fold_bn and not start.folds:
         folding = " or ".join(s.name for s in MODEL_STARTS.values() if s.folds)
         raise ConfigError(f"fold_bn=true needs start={folding}: {start.why}{auto}")
-
-
-def scorer_for_task(task: Any, progress: bool = True) -> Any:
-    """The task's :class:`~haq_rl.task.scoring.PolicyScorer` with the reward source its spec
-    names (``progress``: bars while a supernet trains or a predictor samples)."""
-    from haq_rl.task.scoring import PolicyScorer
-
-    evaluator = reward_source_entry(task.spec.reward_source).load("evaluator")(task, progress=progress)
-    return PolicyScorer.from_task(task, evaluator=evaluator)
 
 
 def trained_prices(task: Any, progress: bool = True) -> Any:

@@ -148,7 +148,7 @@ def test_the_supernet_trains_and_scores_an_attention_model(vit_task, tmp_path, m
     """Task.from_model models, attention included, get a supernet like the registered envs:
     its reward at 8 bits is near float, and the fine-tune starts from exactly what it scored."""
     from haq_rl.supernet.handoff import supernet_start
-    from haq_rl.task.sources import scorer_for_task
+    from haq_rl.task.scoring import scorer_for_task
 
     monkeypatch.setenv("HAQ_RL_CACHE", str(tmp_path))
     task = vit_task.with_settings(reward_source="supernet", reward_options={"epochs": 1})

@@ -22,7 +22,7 @@ from haq_rl.quant.outputs import logits_of
 from haq_rl.supernet import SupernetConfig, build_supernet, train_supernet
 from haq_rl.supernet.reward import supernet_config
 from haq_rl.task import load_task
-from haq_rl.task.sources import scorer_for_task
+from haq_rl.task.scoring import scorer_for_task
 
 LENET = "haq_rl/LeNet5Size-v1"
 #: LeNet-5 under a latency budget with linear weights: activations are searched as well,
