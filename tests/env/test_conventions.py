@@ -167,6 +167,7 @@ PUBLISHED = {
     "haq_rl/MobileNetV2Edge-v0": "b24fb433e054",
     "haq_rl/MobileNetV2EdgeAccuracy-v0": "b24fb433e054",
     "haq_rl/MobileNetV2EdgeSupernet-v0": "f140dbe69755",
+    "haq_rl/MobileNetV2EdgePredictor-v0": "984cb5f834b7",
     "haq_rl/MobileNetV2EdgeTabulated-v0": "19fd510e6871",
     "haq_rl/MobileNetV2Edge-v1": "655d5e3f2389",
     "haq_rl/MobileNetV2Edge-v2": "f140dbe69755",
