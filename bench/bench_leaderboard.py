@@ -103,8 +103,10 @@ def run_one(env_id: str, method: str, seed: int, episodes: int, anchors: dict[st
 
 
 def normalised(reward: float, anchors: dict[str, float]) -> float:
-    """0 at the best uniform policy within the budget, 1 at hawq's policy."""
-    return (reward - anchors["uniform"]) / (anchors["hawq"] - anchors["uniform"])
+    """0 at the best uniform policy within the budget, 1 at hawq's policy; where the uniform
+    policy beats hawq (the supernet reward can rank 4/4 above hawq's mix), hawq is -1 and
+    the scale still grows with the reward (docs/leaderboard.md)."""
+    return (reward - anchors["uniform"]) / abs(anchors["hawq"] - anchors["uniform"])
 
 
 def _search(env_id: str, method: str, seed: int, episodes: int) -> dict[str, float]:
