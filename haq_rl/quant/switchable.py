@@ -8,15 +8,18 @@ fake-quant path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
+from haq_rl.errors import PolicyError
 from haq_rl.quant.calibration import InputStats, clip_range
 from haq_rl.quant.config import QuantConfig
 from haq_rl.quant.lsq import LSQActQuantizer, LSQWeightQuantizer
+from haq_rl.quant.qat import act_pre_hook
 
 #: Bits of the pinned layers and of a weight-only task's activations (the 8/8 reference).
 REFERENCE_BITS = 8
@@ -66,3 +69,26 @@ def bit_choices(layer_count: int, pinned: np.ndarray, min_bits: int, max_bits: i
     w_choices = [fixed if pinned[i] else free for i in range(layer_count)]
     a_choices = [fixed if pinned[i] or weight_only else free for i in range(layer_count)]
     return w_choices, a_choices
+
+
+def install_width_quantizers(layers: Iterable[tuple[str, nn.Module]], w_choices: Sequence[Sequence[int]],
+                             a_choices: Sequence[Sequence[int]], stats: dict[str, InputStats], config: QuantConfig,
+                             zero_point: bool, weight_class: type[SwitchableWeight] = SwitchableWeight,
+                             act_class: type[SwitchableActivation] = SwitchableActivation,
+                             ) -> list[tuple[str, SwitchableWeight, SwitchableActivation]]:
+    """Give each layer one quantizer per width it may take (its weight parametrized, its
+    input quantized by a pre-hook), in place; ``(name, weight, activation)`` per layer.
+    A layer whose activation cannot be calibrated is a PolicyError naming it."""
+    per_channel = config.weight_granularity == "per_channel"
+    installed = []
+    for (name, module), w_bits, a_bits in zip(layers, w_choices, a_choices, strict=True):
+        try:
+            act = act_class(stats[name], a_bits, config, zero_point)
+        except PolicyError as error:
+            raise PolicyError(f"layer {name!r}: {error}") from None
+        weight = weight_class(module.get_parameter("weight").detach(), w_bits, per_channel)
+        parametrize.register_parametrization(module, "weight", weight)
+        module.add_module("act_quant", act)
+        module.register_forward_pre_hook(act_pre_hook)
+        installed.append((name, weight, act))
+    return installed

@@ -27,18 +27,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from haq_rl.errors import PolicyError
 from haq_rl.quant.calibration import collect_input_stats
 from haq_rl.quant.layers import quantizable_modules
-from haq_rl.quant.qat import act_pre_hook
-from haq_rl.quant.switchable import SwitchableActivation, SwitchableWeight, bit_choices
+from haq_rl.quant.switchable import (
+    SwitchableActivation,
+    SwitchableWeight,
+    bit_choices,
+    install_width_quantizers,
+)
 from haq_rl.task.budget import pinned_layers
 
 RELAXATIONS = ("sdq", "edmips")
@@ -109,20 +112,10 @@ class BitRelaxation(nn.Module):
         pinned = pinned_layers(len(layers), spec.pin_first_last)
         self.w_choices, self.a_choices = bit_choices(len(layers), pinned, self.min_bits, self.max_bits,
                                                      spec.weight_only)
-        per_channel = task.quant_config.weight_granularity == "per_channel"
-        self._weights: list[MixedWeight] = []
-        self._acts: list[MixedActivation] = []
-        for (name, module), w_bits, a_bits in zip(layers, self.w_choices, self.a_choices, strict=True):
-            try:
-                act = MixedActivation(stats[name], a_bits, task.quant_config, True)
-            except PolicyError as error:
-                raise PolicyError(f"layer {name!r}: {error}") from None
-            weight = MixedWeight(module.weight.detach(), w_bits, per_channel)
-            parametrize.register_parametrization(module, "weight", weight)
-            module.add_module("act_quant", act)
-            module.register_forward_pre_hook(act_pre_hook)
-            self._weights.append(weight)
-            self._acts.append(act)
+        installed = install_width_quantizers(layers, self.w_choices, self.a_choices, stats, task.quant_config, True,
+                                             weight_class=MixedWeight, act_class=MixedActivation)
+        self._weights: list[MixedWeight] = [cast(MixedWeight, weight) for _, weight, _ in installed]
+        self._acts: list[MixedActivation] = [cast(MixedActivation, act) for _, _, act in installed]
         self.free = torch.tensor([[len(c) > 1 for c in self.w_choices], [len(c) > 1 for c in self.a_choices]])
         widths = self.max_bits - self.min_bits + 1
         if kind == "sdq":  # SDQ starts every layer at the highest precision and lowers it

@@ -30,7 +30,7 @@ from haq_rl.quant.layers import quantizable_modules
 from haq_rl.quant.lsq import LSQActQuantizer, LSQWeightQuantizer
 from haq_rl.quant.policy import QuantPolicy
 from haq_rl.quant.qat import act_pre_hook
-from haq_rl.quant.switchable import SwitchableActivation, SwitchableWeight
+from haq_rl.quant.switchable import SwitchableActivation, SwitchableWeight, install_width_quantizers
 
 
 class BitSupernet:
@@ -59,20 +59,9 @@ class BitSupernet:
         self.config = config
         self.w_choices = [tuple(int(b) for b in bits) for bits in w_choices]
         self.a_choices = [tuple(int(b) for b in bits) for bits in a_choices]
-        per_channel = config.weight_granularity == "per_channel"
-        self._weights: dict[str, SwitchableWeight] = {}
-        self._acts: dict[str, SwitchableActivation] = {}
-        for (name, module), w_bits, a_bits in zip(layers, self.w_choices, self.a_choices, strict=True):
-            try:
-                act = SwitchableActivation(stats[name], a_bits, config, zero_point)
-            except PolicyError as error:
-                raise PolicyError(f"layer {name!r}: {error}") from None
-            weight = SwitchableWeight(module.weight.detach(), w_bits, per_channel)
-            parametrize.register_parametrization(module, "weight", weight)
-            module.add_module("act_quant", act)
-            module.register_forward_pre_hook(act_pre_hook)
-            self._weights[name] = weight
-            self._acts[name] = act
+        installed = install_width_quantizers(layers, self.w_choices, self.a_choices, stats, config, zero_point)
+        self._weights: dict[str, SwitchableWeight] = {name: weight for name, weight, _ in installed}
+        self._acts: dict[str, SwitchableActivation] = {name: act for name, _, act in installed}
         self._policy: QuantPolicy | None = None
 
     # ----------------------------------------------------------------- views
