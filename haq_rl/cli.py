@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -67,23 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure is one line on stderr: exit 2 for errors (haq-rl's
     own and the file system's), 130 for Ctrl-C and 143 for SIGTERM at any moment, imports
     included."""
-    interrupted = threading.Event()
-    previous = _watch_interrupts(interrupted)
+    received: list[int] = []
+    previous = _watch_interrupts(received)
     try:
         code = _main(argv)
     except KeyboardInterrupt as stop:
         code = _report_interrupt(stop)
     except Exception:
-        if not interrupted.is_set():
+        if not received:
             raise
-        # A Ctrl-C that lands inside an import leaves a half-initialised module behind, and
-        # the next use of it fails with another error (seen: numpy's RecursionError).
-        code = _report_interrupt(None)
+        # A Ctrl-C or SIGTERM that lands inside an import leaves a half-initialised module
+        # behind, and the next use of it fails with another error (seen: numpy's
+        # RecursionError); the signal recorded says which of the two stopped the command.
+        code = _report_interrupt(Terminated() if received[-1] == signal.SIGTERM else None)
     if previous is not None:
         # After a Ctrl-C or SIGTERM the process is leaving: a second one during shutdown
         # must not turn its exit code into a death by signal.
         for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous, strict=True):
-            signal.signal(signum, signal.SIG_IGN if interrupted.is_set() else handler)
+            signal.signal(signum, signal.SIG_IGN if received else handler)
     return code
 
 
@@ -104,12 +104,12 @@ def entry() -> None:
     sys.exit(code)
 
 
-def _watch_interrupts(interrupted: threading.Event) -> Any:
-    """Record every Ctrl-C and SIGTERM before raising KeyboardInterrupt (Terminated) as
-    Python does for Ctrl-C; returns the previous SIGINT and SIGTERM handlers (None where no
-    handler can be set: not the main thread)."""
+def _watch_interrupts(received: list[int]) -> Any:
+    """Record every Ctrl-C and SIGTERM (appended to ``received``) before raising
+    KeyboardInterrupt (Terminated) as Python does for Ctrl-C; returns the previous SIGINT and
+    SIGTERM handlers (None where no handler can be set: not the main thread)."""
     def handler(signum: int, frame: Any) -> None:
-        interrupted.set()
+        received.append(signum)
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
     try:

@@ -1190,6 +1190,29 @@ def test_sigterm_while_importing_is_terminated_143(tmp_path):
     assert err.strip().endswith("terminated") and "Traceback" not in err, err
 
 
+def test_sigterm_turned_into_another_error_by_an_import_still_exits_143(monkeypatch, capsys):
+    """A SIGTERM inside a C extension's import can surface as another exception (a
+    half-initialised module); the recorded signal, not the exception, picks the exit code."""
+    import haq_rl.cli as cli
+
+    def half_imported(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise RuntimeError("partially initialized module") from None
+        return 0
+
+    monkeypatch.setattr(cli, "_main", half_imported)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert cli.main([]) == cli.TERMINATED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert capsys.readouterr().err.strip() == "haq-rl: terminated"
+
+
 @pytest.mark.slow  # a search runs until its first rows
 def test_sigterm_during_a_search_cleans_up_like_ctrl_c(tmp_path):
     run = tmp_path / "run"
