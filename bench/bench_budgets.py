@@ -7,6 +7,7 @@ For each seed, on the default env (MobileNetV2, BISMO edge latency):
 * ``hawq``: the integer program re-solved at every budget (K evaluations);
 * ``nsga2``: Optuna's NSGA-II over the same N x K evaluations, each trial walled at its
   scheduled budget;
+* ``sdq``: the differentiable bit-width search trained once per budget (one evaluation each);
 * ``uniform``: the largest uniform policy within each budget (no search; seed-independent).
 
 Every policy gets the same fine-tune (``haq-rl finetune``'s default: 1 epoch of LSQ QAT, Adam lr 3e-4,
@@ -42,7 +43,9 @@ from haq_rl.search import SearchConfig, budget_policy, run_search  # noqa: E402
 from haq_rl.task.spec import DEFAULT_ENV_ID  # noqa: E402
 
 BUDGETS = (0.35, 0.45, 0.55, 0.65)
-METHODS = ("conditioned", "separate", "hawq", "nsga2", "uniform")
+METHODS = ("conditioned", "separate", "hawq", "nsga2", "sdq", "uniform")
+#: Methods that search each budget on its own: (episodes per search, ``--method``).
+PER_BUDGET = {"separate": (None, "guided"), "sdq": (1, "sdq")}
 UNSEEN = (0.4, 0.5, 0.6)
 SUMMARY_FILE = "bench_search.json"  # evaluations and wall time of a finished search
 
@@ -104,11 +107,13 @@ def main() -> None:
             jobs.append(((method, seed), str(run_dir), dict(
                 env=args.env, method="guided" if method == "conditioned" else method, budgets=budgets,
                 episodes=episodes, seed=seed)))
-        for budget in budgets if "separate" in args.methods else ():
-            run_dir = root / f"separate-b{budget:g}-s{seed}"
-            searches.setdefault(("separate", seed), []).append((None, run_dir))
-            jobs.append((("separate", seed), str(run_dir), dict(env=args.env, budget=budget, episodes=per_budget,
-                                                                seed=seed)))
+        for method in [m for m in PER_BUDGET if m in args.methods]:
+            episodes, search_method = PER_BUDGET[method]
+            for budget in budgets:
+                run_dir = root / f"{method}-b{budget:g}-s{seed}"
+                searches.setdefault((method, seed), []).append((None, run_dir))
+                jobs.append(((method, seed), str(run_dir), dict(env=args.env, method=search_method, budget=budget,
+                                                                episodes=episodes or per_budget, seed=seed)))
     for budget in budgets if "uniform" in args.methods else ():  # the largest uniform: no seed
         run_dir = root / f"uniform-b{budget:g}"
         searches.setdefault(("uniform", 0), []).append((None, run_dir))

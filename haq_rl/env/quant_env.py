@@ -170,6 +170,11 @@ class QuantizationEnv(gym.Env):
 
         # Step schedule: (layer index, 0 = weight / 1 = activation / 2 = joint).
         self._schedule = step_schedule(self.pinned, self.weight_only, step_mode)
+        # Row k: the layers the first k steps decided, or pinned (the budget feature's mask).
+        self._kept_before = np.zeros((len(self._schedule) + 1, len(self.layer_names)), dtype=bool)
+        self._kept_before[:] = self.pinned
+        for step, (layer, _) in enumerate(self._schedule):
+            self._kept_before[step + 1:, layer] = True
         if not self._schedule:
             raise ConfigError("the model has no free layer to quantize (all layers are pinned)")
         self.action_dim = 2 if step_mode == "joint" else 1
@@ -218,7 +223,7 @@ class QuantizationEnv(gym.Env):
         if self._step_index >= len(self._schedule):
             raise RuntimeError("step() called after the episode ended; call reset() first")
         action = np.asarray(action, dtype=np.float64).reshape(-1)
-        if action.shape != (self.action_dim,) or not np.all(np.isfinite(action)):
+        if action.shape != (self.action_dim,) or not np.isfinite(action).all():
             raise ConfigError(f"action {action.tolist()} must be {self.action_dim} finite value(s) in [-1, 1]")
         self._take_action(action)
         if self._step_index < len(self._schedule):
@@ -294,10 +299,7 @@ class QuantizationEnv(gym.Env):
 
         Scaled so 0.5 means "exactly at budget": above it the wall will cut bits.
         """
-        decided = np.zeros(len(self.layer_names), dtype=bool)
-        for layer, _ in self._schedule[: self._step_index]:
-            decided[layer] = True
-        keep = decided | self.pinned
+        keep = self._kept_before[self._step_index]
         w = np.where(keep, self._w, self.min_bits)
         a = np.where(keep | self.weight_only, self._a, self.min_bits)
         scorer = self.episode_scorer

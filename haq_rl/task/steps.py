@@ -18,9 +18,11 @@ import numpy as np
 def action_to_bits(action: np.ndarray | float, min_bits: int, max_bits: int) -> np.ndarray:
     """Equal-width bins over [-1, 1]; values outside are clipped first."""
     levels = max_bits - min_bits + 1
-    unit = (np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0) + 1.0) / 2.0
-    index = np.minimum(np.floor(unit * levels), levels - 1).astype(np.int64)
-    return min_bits + index
+    # minimum/maximum and a cast rather than np.clip and np.floor: the same numbers (unit >= 0,
+    # where truncation is the floor) at half the cost of a step in the instant envs.
+    clipped = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), -1.0), 1.0)
+    unit = (clipped + 1.0) / 2.0
+    return min_bits + np.minimum((unit * levels).astype(np.int64), levels - 1)
 
 
 def bits_to_action(bits: np.ndarray | int, min_bits: int, max_bits: int) -> np.ndarray:
