@@ -34,14 +34,14 @@ import haq_rl.env  # noqa: E402,F401  (registers the ids)
 MODES = ("single", "sync", "async")
 
 
-def _single(env_id: str, episodes: int, seed: int) -> list[dict[str, Any]]:
+def _single(env_id: str, episodes: int, seed: int, passes: tuple[str, ...]) -> list[dict[str, Any]]:
     started = time.perf_counter()
     env = gym.make(env_id)
     build_s = time.perf_counter() - started
     steps = env.unwrapped.steps_per_episode
     actions = np.random.default_rng(seed).uniform(-1, 1, (episodes, steps, *env.action_space.shape)).astype(np.float32)
     rows = []
-    for label in ("first visit", "memoised"):
+    for label in passes:
         started = time.perf_counter()
         for episode in range(episodes):
             env.reset(seed=seed + episode)
@@ -53,7 +53,8 @@ def _single(env_id: str, episodes: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _vector(env_id: str, mode: str, num_envs: int, episodes: int, seed: int) -> list[dict[str, Any]]:
+def _vector(env_id: str, mode: str, num_envs: int, episodes: int, seed: int,
+            passes: tuple[str, ...]) -> list[dict[str, Any]]:
     started = time.perf_counter()
     vec = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode)
     build_s = time.perf_counter() - started
@@ -63,7 +64,7 @@ def _vector(env_id: str, mode: str, num_envs: int, episodes: int, seed: int) -> 
     calls = episodes * (steps + 1)
     actions = np.random.default_rng(seed).uniform(-1, 1, (calls, num_envs, *shape)).astype(np.float32)
     rows = []
-    for label in ("first visit", "memoised"):
+    for label in passes:
         vec.reset(seed=seed)
         started = time.perf_counter()
         for call in range(calls):
@@ -90,13 +91,16 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="env_speed")
+    parser.add_argument("--first-pass-only", action="store_true",
+                        help="skip the memoised pass (the instant ids look every policy up anyway)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    passes = ("first visit",) if args.first_pass_only else ("first visit", "memoised")
     rows: list[dict[str, Any]] = []
     for mode in args.modes:
-        rows += (_single(args.env, args.episodes, args.seed) if mode == "single"
-                 else _vector(args.env, mode, args.num_envs, args.episodes, args.seed))
-        for row in rows[-2:]:
+        rows += (_single(args.env, args.episodes, args.seed, passes) if mode == "single"
+                 else _vector(args.env, mode, args.num_envs, args.episodes, args.seed, passes))
+        for row in rows[-len(passes):]:
             print(row, flush=True)
     path = write_results(args.name, rows, f"Env steps per second on {args.env} (1 thread per process)",
                          "OMP_NUM_THREADS=1 python bench/bench_env_speed.py " + " ".join(sys.argv[1:]))
