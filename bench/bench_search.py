@@ -69,9 +69,13 @@ def main() -> None:
     parser.add_argument("--name", default="search_quality", help="result file name")
     parser.add_argument("--summarize", action="store_true",
                         help="only rewrite the summary tables from results/<name>_runs.csv")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="NAME",
+                        help="with --summarize: the runs of these earlier benches (results/NAME_runs.csv and "
+                             "their correct.npy files), a later NAME's run of the same budget, method and seed "
+                             "replacing an earlier one; summarised under --name")
     args = parser.parse_args()
     if args.summarize:
-        _write_summary(_read_runs(RESULTS / f"{args.name}_runs.csv"), args)
+        _write_summary(_merged_runs(args) if args.merge else _read_runs(RESULTS / f"{args.name}_runs.csv"), args)
         return
     overrides = parse_key_values(args.set, "--set")
     # Seed-major order: a benchmark stopped early has whole seeds, every budget and method.
@@ -183,8 +187,24 @@ def _interval(diffs: np.ndarray, rng: np.random.Generator, draws: int = 2000) ->
 def _correct(args: argparse.Namespace, budget: float, method: str, seed: int) -> np.ndarray | None:
     if _parse_method(method)[0] in DETERMINISTIC:
         seed = args.seeds[0]
-    path = RESULTS / f"{args.name}_runs" / _run_name(budget, method, seed) / "correct.npy"
+    name = _merged_from(args, budget, method, seed) or args.name  # a merged run's own bench folder
+    path = RESULTS / f"{name}_runs" / _run_name(budget, method, seed) / "correct.npy"
     return np.load(path) if path.is_file() else None
+
+
+def _merged_runs(args: argparse.Namespace) -> list[dict]:
+    """The requested budgets, methods and seeds of every ``--merge`` bench, later names winning."""
+    runs: dict[tuple[float, str, int], dict] = {}
+    for name in args.merge:
+        for row in _read_runs(RESULTS / f"{name}_runs.csv"):
+            if row["budget"] in args.budgets and row["method"] in args.methods and row["seed"] in args.seeds:
+                runs[(row["budget"], row["method"], row["seed"])] = {**row, "from": name}
+    args.sources = {key: row.pop("from") for key, row in runs.items()}
+    return sorted(runs.values(), key=lambda r: (r["budget"], r["seed"], args.methods.index(r["method"])))
+
+
+def _merged_from(args: argparse.Namespace, budget: float, method: str, seed: int) -> str | None:
+    return getattr(args, "sources", {}).get((budget, method, seed))
 
 
 def _run_name(budget: float, method: str, seed: int) -> str:
@@ -304,7 +324,8 @@ def _command(args: argparse.Namespace) -> str:
     env = f" --env {args.env}" if args.env != DEFAULT_ENV_ID else ""
     return (f"python bench/bench_search.py{env} --episodes {args.episodes} --seeds {' '.join(map(str, args.seeds))} "
             f"--budgets {' '.join(map(str, args.budgets))} --methods {' '.join(args.methods)}{sets} "
-            f"--jobs {args.jobs} --name {args.name}")
+            f"--jobs {args.jobs} --name {args.name}"
+            + (f" (--summarize --merge {' '.join(args.merge)}: the runs of those benches)" if args.merge else ""))
 
 
 if __name__ == "__main__":
