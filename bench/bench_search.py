@@ -151,7 +151,7 @@ def _paired(per_run: list[dict], args: argparse.Namespace) -> list[dict]:
         for method in args.methods[1:]:
             diffs = []
             for seed in args.seeds:
-                ours, theirs = (_correct(args, budget, m, seed) for m in (reference, method))
+                ours, theirs = (_correct(args, per_run, budget, m, seed) for m in (reference, method))
                 if ours is None or theirs is None:
                     continue
                 diffs.append(100.0 * (ours.astype(float) - theirs.astype(float)))
@@ -184,27 +184,26 @@ def _interval(diffs: np.ndarray, rng: np.random.Generator, draws: int = 2000) ->
     return float(diffs.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def _correct(args: argparse.Namespace, budget: float, method: str, seed: int) -> np.ndarray | None:
+def _correct(args: argparse.Namespace, per_run: list[dict], budget: float, method: str,
+             seed: int) -> np.ndarray | None:
     if _parse_method(method)[0] in DETERMINISTIC:
         seed = args.seeds[0]
-    name = _merged_from(args, budget, method, seed) or args.name  # a merged run's own bench folder
-    path = RESULTS / f"{name}_runs" / _run_name(budget, method, seed) / "correct.npy"
+    # A merged run (--merge) lives in its own bench's folder, named in its row.
+    bench = next((r.get("bench", args.name) for r in per_run
+                  if (r["budget"], r["method"], r["seed"]) == (budget, method, seed)), args.name)
+    path = RESULTS / f"{bench}_runs" / _run_name(budget, method, seed) / "correct.npy"
     return np.load(path) if path.is_file() else None
 
 
 def _merged_runs(args: argparse.Namespace) -> list[dict]:
-    """The requested budgets, methods and seeds of every ``--merge`` bench, later names winning."""
+    """The requested budgets, methods and seeds of every ``--merge`` bench, later names
+    winning; each row names the bench it came from (``bench``)."""
     runs: dict[tuple[float, str, int], dict] = {}
     for name in args.merge:
         for row in _read_runs(RESULTS / f"{name}_runs.csv"):
             if row["budget"] in args.budgets and row["method"] in args.methods and row["seed"] in args.seeds:
-                runs[(row["budget"], row["method"], row["seed"])] = {**row, "from": name}
-    args.sources = {key: row.pop("from") for key, row in runs.items()}
+                runs[(row["budget"], row["method"], row["seed"])] = {**row, "bench": name}
     return sorted(runs.values(), key=lambda r: (r["budget"], r["seed"], args.methods.index(r["method"])))
-
-
-def _merged_from(args: argparse.Namespace, budget: float, method: str, seed: int) -> str | None:
-    return getattr(args, "sources", {}).get((budget, method, seed))
 
 
 def _run_name(budget: float, method: str, seed: int) -> str:
