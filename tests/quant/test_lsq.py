@@ -67,6 +67,21 @@ def test_input_gradient_is_straight_through_inside_the_range() -> None:
     assert x.grad is not None and x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
 
 
+@pytest.mark.parametrize(("qmin", "qmax", "zero"), [(0, 255, 0), (-128, 127, 0), (0, 15, 3), (-8, 7, -2), (-2, 1, 0)])
+@pytest.mark.parametrize("step", [0.05, 0.0173, 1e-3, 0.3333, 2.7])
+def test_inference_path_is_bit_exact_with_torchs_fake_quantize_kernel(qmin: int, qmax: int, zero: int,
+                                                                      step: float) -> None:
+    """Without gradients lsq_fake_quantize runs its own in-place passes (faster than torch's
+    kernel): every value, ties at half steps included, is torch's to the bit."""
+    x = torch.randn(20000, generator=torch.Generator().manual_seed(1)) * step * qmax * 1.3
+    x[:1000] = (torch.arange(1000) - 500 + 0.5) * step  # exact ties: round half to even
+    s = torch.tensor(step)
+    with torch.no_grad():
+        ours = lsq_fake_quantize(x, s, qmin, qmax, zero_point=torch.tensor(float(zero)))
+    reference = torch.fake_quantize_per_tensor_affine(x, float(s), zero, qmin, qmax)
+    assert torch.equal(ours, reference)
+
+
 def test_zero_point_is_an_integer_and_matches_the_native_asymmetric_grid() -> None:
     """The LSQ+ zero point is rounded in the forward: exactly torch's (and ONNX's) affine grid."""
     x = torch.randn(4, 50, generator=torch.Generator().manual_seed(0)) + 0.8
