@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--finetune-minutes", type=float, default=20.0, help="1-epoch fine-tunes until this")
     parser.add_argument("--work", type=Path, default=Path("bench/results/benchmark_table_work.npz"))
     parser.add_argument("--sample-work", type=Path, default=Path("bench/results/benchmark_sample_work.npz"))
+    parser.add_argument("--table-name", default="mobilenetv2edgetabulated-v1",
+                        help="the shipped file's name (an id's reward_options table=NAME pins it)")
     parser.add_argument("--phases", nargs="+", default=["table", "sample", "ship"],
                         choices=["table", "sample", "ship"])
     args = parser.parse_args()
@@ -68,8 +70,9 @@ def main() -> None:
     if "ship" in args.phases:
         from haq_rl.supernet.tabulated import ship_table
 
-        print(ship_table(args.env, task, work, command=" ".join(["python bench/build_benchmark_table.py", *sys.argv[1:]])))
-        print(_write_sample_report(task, work, command=" ".join(["python bench/build_benchmark_table.py", *sys.argv[1:]])))
+        command = " ".join(["python bench/build_benchmark_table.py", *sys.argv[1:]])
+        print(ship_table(args.env, task, work, command=command, name=args.table_name))
+        print(_write_sample_report(task, work, command=command))
 
 
 def _load_work(path: Path) -> dict[str, Any]:

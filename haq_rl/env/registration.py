@@ -52,6 +52,10 @@ DEPRECATED: dict[str, Deprecation] = {
         f"{NAMESPACE}/MobileNetV2BitFusionEnergy-v1",
         "budget 0.7 instead of 0.5, which sat at the minimum achievable ratio (0.496), and the KL reward "
         "instead of the accuracy one"),
+    f"{NAMESPACE}/MobileNetV2EdgeTabulated-v0": Deprecation(
+        f"{NAMESPACE}/MobileNetV2EdgeTabulated-v1",
+        "the same task and reward read from a larger table (v0's 280 policies are its first rows), so far fewer "
+        "final policies fall to the table's predictor; v0 keeps its own table and scores"),
     f"{NAMESPACE}/MobileNetV2Edge-v0": Deprecation(
         f"{NAMESPACE}/MobileNetV2EdgeAccuracy-v0",
         "the same task under its own name: HAQ's accuracy reward is an alternative to v1's KL reward, "

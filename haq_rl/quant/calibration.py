@@ -72,8 +72,13 @@ def _first_tensor(batch: object) -> torch.Tensor:
 
 @torch.no_grad()
 def collect_input_stats(model: nn.Module, layers: Mapping[str, nn.Module],
-                        inputs: Sequence[object], bins: int = HIST_BINS) -> dict[str, InputStats]:
-    """Run ``inputs`` through ``model`` (eval mode) and summarise each layer's input."""
+                        inputs: Sequence[object], bins: int = HIST_BINS,
+                        histograms: bool = True) -> dict[str, InputStats]:
+    """Run ``inputs`` through ``model`` (eval mode) and summarise each layer's input.
+
+    ``histograms=False`` skips the second pass that fills ``hist`` and ``zeros`` (left at
+    zero): enough for the ranges and signs, and for ``clip_range(..., "max")``.
+    """
     batches = [_first_tensor(b) for b in inputs]
     if not batches:
         raise ConfigError("calibration needs at least one input batch")
@@ -102,7 +107,7 @@ def collect_input_stats(model: nn.Module, layers: Mapping[str, nn.Module],
     was_training = model.training
     model.eval()  # BatchNorm must use running statistics, and must not update them
     try:
-        for factory in (range_hook, hist_hook):
+        for factory in (range_hook, hist_hook) if histograms else (range_hook,):
             handles = [m.register_forward_pre_hook(factory(n)) for n, m in layers.items()]
             try:
                 for x in batches:

@@ -144,7 +144,7 @@ def prepare_qat(model: nn.Module, policy: QuantPolicy, config: QuantConfig | Non
     layers = dict(quantizable_modules(model))
     policy = policy.validate(list(layers), config.min_bits, config.max_bits)
     batches = list(islice(calibration_inputs, config.calibration_batches))
-    stats = collect_input_stats(model, layers, batches)
+    stats = collect_input_stats(model, layers, batches, histograms=config.act_calibration != "max")
     per_channel = config.weight_granularity == "per_channel"
     registry: dict[str, dict[str, Any]] = {}
     try:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from haq_rl.errors import UnknownNameError, check_integer, check_number
+from haq_rl.errors import ConfigError, UnknownNameError, check_integer, check_number
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,28 @@ class SupernetConfig:
             if key not in names:
                 raise UnknownNameError("supernet setting", key, names)
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TabulatedConfig(SupernetConfig):
+    """``reward_source: tabulated``'s options: the supernet's recipe (which identifies the
+    task's shipped tables) and which of them answers.
+
+    Arguments:
+        table: the shipped table's name (a key of ``haq_rl/resources/benchmark/manifest.json``
+            without ``.npz``). Empty: the task's default table, the first shipped for it, so
+            an id that names none keeps its rewards when a larger table ships.
+    """
+
+    table: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.table, str):
+            raise ConfigError(f"table must be a shipped table's name (a string), got {self.table!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The supernet's identity: which table answers does not change the trained weights."""
+        data = super().identity()
+        data.pop("table")
+        return data

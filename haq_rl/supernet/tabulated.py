@@ -179,16 +179,34 @@ def task_samples_key(task: Any) -> str:
 
 
 def shipped_table(task: Any, folder: Path = BENCHMARK_DIR) -> BenchmarkTable | None:
-    """The shipped table whose samples ``task``'s predictor would draw, or None. A file that
-    fails its SHA-256 or its shape checks is refused with a warning (then rebuilt locally)."""
+    """The shipped table whose samples ``task``'s predictor would draw, or None: the one its
+    ``reward_options`` name (``table``, :class:`~haq_rl.supernet.config.TabulatedConfig`),
+    else the task's default one (the first shipped for it, ``"default": true`` in the
+    manifest), so an id that names none keeps its rewards when a larger table ships. Every
+    table of a task starts with the same rows (one random stream), so any of them holds its
+    predictor's samples. A file that fails its SHA-256 or its shape checks is refused with a
+    warning (then rebuilt locally); a ``table`` the task has not is a ConfigError naming
+    those it has."""
     manifest = _manifest(folder)
-    if not manifest["tables"]:
+    key = task_samples_key(task) if manifest["tables"] else None
+    ours = {name.removesuffix(".npz"): entry for name, entry in manifest["tables"].items()
+            if entry.get("samples_key") == key}
+    wanted = requested_table(task)
+    if wanted and wanted not in ours:
+        raise ConfigError(f"reward_options table={wanted!r}: not a shipped table of task {task.spec.id}; "
+                          f"its tables: {', '.join(sorted(ours)) or 'none'}")
+    if not ours:
         return None
-    key = task_samples_key(task)
-    for name, entry in manifest["tables"].items():
-        if entry.get("samples_key") == key:
-            return _read_table(folder / name, entry, list(task.layer_names))
-    return None
+    name = wanted or next((stem for stem, entry in ours.items() if entry.get("default")), min(ours))
+    return _read_table(folder / f"{name}.npz", ours[name], list(task.layer_names))
+
+
+def requested_table(task: Any) -> str:
+    """The shipped table ``task``'s reward options name ("" where they name none)."""
+    from haq_rl.task.sources import reward_source_entry
+
+    options = reward_source_entry(task.spec.reward_source).options_of(task.spec.reward_options)
+    return str(getattr(options, "table", ""))
 
 
 def shipped_env_ids(folder: Path = BENCHMARK_DIR) -> list[str]:
@@ -254,9 +272,11 @@ def _shares(count: int, bins: int) -> list[int]:
     return [count // bins + (1 if b < count % bins else 0) for b in range(bins)]
 
 
-def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folder: Path = BENCHMARK_DIR) -> str:
-    """Write ``work`` (bench/build_benchmark_table.py's rows and sample) as the shipped table of
-    ``env_id`` and record it in the manifest; returns a one-line summary."""
+def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, name: str,
+               folder: Path = BENCHMARK_DIR) -> str:
+    """Write ``work`` (bench/build_benchmark_table.py's rows and sample) as the shipped table
+    ``name`` of ``env_id``'s task and record it in the manifest; returns a one-line summary.
+    A shipped name is never rewritten with other rows: ids pin their table by name."""
     from haq_rl.task.scoring import scorer_for_task
 
     float_accuracy = scorer_for_task(task, progress=False).evaluator.float_accuracy
@@ -272,7 +292,11 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folde
         "sample_retraining_free": np.array([work["sample"][i][0] for i in index], dtype=np.float64),
         "sample_finetuned": np.array([work["sample"][i][1] for i in index], dtype=np.float64),
     }
-    name = env_id.split("/")[-1].lower() + ".npz"
+    shipped = _manifest(folder)["tables"].get(f"{name}.npz")
+    if shipped is not None and int(shipped["rows"]) != len(work["kl"]):
+        raise ConfigError(f"table {name} already ships {shipped['rows']} rows, not {len(work['kl'])}: an id pins "
+                          f"its table by name, so ship these rows under a new name")
+    name = f"{name}.npz"
     folder.mkdir(parents=True, exist_ok=True)
     bits = range(task.spec.min_bits, task.spec.max_bits + 1)
     origin = arrays["origin"]
@@ -286,14 +310,19 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, folde
         kinds[prefix] = fit_report(rows, bits, metric)["kind"]
         linear = BitsPredictor(kinds[prefix], bits).fit(rows).linear_parameters() or {}
         arrays.update({f"{prefix}__{key}": value for key, value in linear.items()})
-    with open(folder / name, "wb") as stream:
+    temporary = folder / f".{name}.tmp"  # never a half-written table under its shipped name
+    with open(temporary, "wb") as stream:
         np.savez_compressed(stream, **arrays)
-    entry = {"env_id": env_id, "samples_key": task_samples_key(task), "sha256": file_sha256(folder / name),
+    temporary.replace(folder / name)
+    manifest = _manifest(folder)
+    key = task_samples_key(task)
+    first = bool(shipped.get("default")) if shipped is not None else \
+        not any(entry.get("samples_key") == key for entry in manifest["tables"].values())
+    entry = {"env_id": env_id, "samples_key": key, "sha256": file_sha256(folder / name), "default": first,
              "rows": int(len(arrays["kl"])), "float_accuracy": float_accuracy,
              "predictor_kind": kinds["predictor"], "table_predictor_kind": kinds["table_predictor"],
              "sample": len(index), "finetuned": int(np.isfinite(arrays["sample_finetuned"]).sum()),
              "command": command}
-    manifest = _manifest(folder)
     manifest["tables"][name] = entry
     write_text_atomic(folder / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return (f"shipped {name}: {entry['rows']} policies, {entry['sample']} sampled ({entry['finetuned']} fine-tuned), "

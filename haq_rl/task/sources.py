@@ -134,7 +134,7 @@ REWARD_SOURCE_TABLE: dict[str, RewardSource] = {s.name: s for s in (
     # The shipped table of supernet scores, its predictor off the table (docs/leaderboard.md).
     RewardSource("tabulated", "haq_rl.supernet.evaluators:tabulated_reward_evaluator", trained_weights=True,
                  pooled=False, start="supernet", prices="haq_rl.supernet.importance:tabulated_prices",
-                 options=_SUPERNET_OPTIONS),
+                 options="haq_rl.supernet.config:TabulatedConfig"),
 )}
 REWARD_SOURCES = tuple(REWARD_SOURCE_TABLE)
 #: The source whose prices ``sensitivity=supernet`` reads on a reward without trained weights.

@@ -169,6 +169,7 @@ PUBLISHED = {
     "haq_rl/MobileNetV2EdgeSupernet-v0": "f140dbe69755",
     "haq_rl/MobileNetV2EdgePredictor-v0": "984cb5f834b7",
     "haq_rl/MobileNetV2EdgeTabulated-v0": "19fd510e6871",
+    "haq_rl/MobileNetV2EdgeTabulated-v1": "74d8bf89f5b6",
     "haq_rl/MobileNetV2Edge-v1": "655d5e3f2389",
     "haq_rl/MobileNetV2Edge-v2": "f140dbe69755",
     "haq_rl/MobileNetV2OrtCpu-v0": "13217c6784fc",
