@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a source checkout without an install
 from _common import RESULTS, write_results  # noqa: E402
 
-BENCHMARK_IDS = ("haq_rl/MobileNetV2EdgeTabulated-v0",)
+BENCHMARK_IDS = ("haq_rl/MobileNetV2EdgeTabulated-v1",)
 METHODS = ("random", "tpe", "nsga2", "hawq:sensitivity=supernet", "guided", "ddpg", "td3", "sac", "ppo", "sdq")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "leaderboard.md"
 MARKERS = ("<!-- leaderboard:start -->", "<!-- leaderboard:end -->")

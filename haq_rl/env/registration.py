@@ -54,8 +54,8 @@ DEPRECATED: dict[str, Deprecation] = {
         "instead of the accuracy one"),
     f"{NAMESPACE}/MobileNetV2EdgeTabulated-v0": Deprecation(
         f"{NAMESPACE}/MobileNetV2EdgeTabulated-v1",
-        "the same task and reward read from a larger table (v0's 280 policies are its first rows), so far fewer "
-        "final policies fall to the table's predictor; v0 keeps its own table and scores"),
+        "the same task and reward from a larger table whose first 280 rows are v0's: more policies answered "
+        "exactly and a table predictor fitted on all of them; v0 keeps its own table and scores"),
     f"{NAMESPACE}/MobileNetV2Edge-v0": Deprecation(
         f"{NAMESPACE}/MobileNetV2EdgeAccuracy-v0",
         "the same task under its own name: HAQ's accuracy reward is an alternative to v1's KL reward, "

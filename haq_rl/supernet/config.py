@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,10 @@ class SupernetConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: A shipped table's name: a file stem in haq_rl/resources/benchmark/, never a path.
+TABLE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
 @dataclass(frozen=True)
 class TabulatedConfig(SupernetConfig):
     """``reward_source: tabulated``'s options: the supernet's recipe (which identifies the
@@ -87,8 +92,9 @@ class TabulatedConfig(SupernetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.table, str):
-            raise ConfigError(f"table must be a shipped table's name (a string), got {self.table!r}")
+        if not isinstance(self.table, str) or (self.table and not TABLE_NAME.fullmatch(self.table)):
+            raise ConfigError(f"table must be a shipped table's name (lower-case letters, digits, '.', '_', '-'), "
+                              f"got {self.table!r}")
 
     def identity(self) -> dict[str, Any]:
         """The supernet's identity: which table answers does not change the trained weights."""

@@ -277,8 +277,15 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, name:
     """Write ``work`` (bench/build_benchmark_table.py's rows and sample) as the shipped table
     ``name`` of ``env_id``'s task and record it in the manifest; returns a one-line summary.
     A shipped name is never rewritten with other rows: ids pin their table by name."""
+    from haq_rl.supernet.config import TABLE_NAME
     from haq_rl.task.scoring import scorer_for_task
 
+    if not TABLE_NAME.fullmatch(name):
+        raise ConfigError(f"table name {name!r}: lower-case letters, digits, '.', '_' and '-' only")
+    shipped = _manifest(folder)["tables"].get(f"{name}.npz")
+    if shipped is not None and int(shipped["rows"]) != len(work["kl"]):
+        raise ConfigError(f"table {name} already ships {shipped['rows']} rows, not {len(work['kl'])}: an id pins "
+                          f"its table by name, so ship these rows under a new name")
     float_accuracy = scorer_for_task(task, progress=False).evaluator.float_accuracy
     index = sorted(work["sample"])
     arrays: dict[str, Any] = {
@@ -292,10 +299,6 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, name:
         "sample_retraining_free": np.array([work["sample"][i][0] for i in index], dtype=np.float64),
         "sample_finetuned": np.array([work["sample"][i][1] for i in index], dtype=np.float64),
     }
-    shipped = _manifest(folder)["tables"].get(f"{name}.npz")
-    if shipped is not None and int(shipped["rows"]) != len(work["kl"]):
-        raise ConfigError(f"table {name} already ships {shipped['rows']} rows, not {len(work['kl'])}: an id pins "
-                          f"its table by name, so ship these rows under a new name")
     name = f"{name}.npz"
     folder.mkdir(parents=True, exist_ok=True)
     bits = range(task.spec.min_bits, task.spec.max_bits + 1)

@@ -16,12 +16,14 @@ from haq_rl.supernet.tabulated import (
     MANIFEST_NAME,
     ORIGIN_PREDICTOR_SAMPLE,
     TabulatedEvaluator,
+    ship_table,
     shipped_table,
     stratified_sample,
 )
 
 PREDICTOR_ID = "haq_rl/MobileNetV2Edge-v2"
-TABULATED_ID = "haq_rl/MobileNetV2EdgeTabulated-v0"
+TABULATED_ID = "haq_rl/MobileNetV2EdgeTabulated-v1"
+FIRST_TABULATED_ID = "haq_rl/MobileNetV2EdgeTabulated-v0"  # deprecated, its own 280-row table
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,8 @@ def test_the_tabulated_reward_answers_from_the_table_where_it_can(tabulated_env)
 def test_a_tampered_table_is_not_used(tabulated_env, tmp_path, caplog):
     folder = tmp_path / "benchmark"
     shutil.copytree(BENCHMARK_DIR, folder)
-    name = next(iter(json.loads((folder / MANIFEST_NAME).read_text())["tables"]))
+    name = "mobilenetv2edgetabulated-v1.npz"  # the table TABULATED_ID pins
+    assert name in json.loads((folder / MANIFEST_NAME).read_text())["tables"]
     data = bytearray((folder / name).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (folder / name).write_bytes(bytes(data))
@@ -157,3 +160,52 @@ def test_the_predictor_reward_uses_the_shipped_samples_only_when_all_ship(tabula
         assert isinstance(evaluator, PredictedEvaluator) and evaluator.fit_report["samples"] == PREDICTOR_SAMPLES
     else:
         assert evaluator is None and "of the predictor's 200 samples: building them here" in caplog.text
+
+
+def _rows(table, count: int | None = None) -> dict:
+    return {key: list(getattr(table, key)[:count]) for key in ("w_bits", "a_bits", "kl", "accuracy", "origin")}
+
+
+def test_each_tabulated_id_keeps_its_own_table(tabulated_env):
+    # v1 pins the large table by name; v0 names none, so it keeps the task's default table
+    # (the first shipped: 280 rows), and those are exactly v1's first rows (one stream).
+    from haq_rl.env.registration import DeprecatedEnvWarning
+
+    large = tabulated_env.unwrapped.scorer.evaluator.table
+    with pytest.warns(DeprecatedEnvWarning):
+        env = gym.make(FIRST_TABULATED_ID)
+    try:
+        small = env.unwrapped.scorer.evaluator.table
+    finally:
+        env.close()
+    assert len(small.kl) == 280 < len(large.kl)
+    for key, values in _rows(small).items():
+        np.testing.assert_array_equal(np.array(_rows(large, 280)[key]), np.array(values), err_msg=key)
+
+
+def test_an_unknown_table_is_refused_in_one_line():
+    from haq_rl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"table='nope-v9': not a shipped table of task \S+; its tables: "
+                                          r"mobilenetv2edgetabulated-v0, mobilenetv2edgetabulated-v1$"):
+        gym.make("haq_rl/MobileNetV2EdgeSupernet-v0", reward_source="tabulated",
+                 reward_options={"epochs": 3, "table": "nope-v9"})
+
+
+def test_a_shipped_name_is_never_rewritten_and_a_new_one_is_found_by_name(tabulated_env, tmp_path):
+    from haq_rl.errors import ConfigError
+    from haq_rl.task import load_task
+
+    folder = tmp_path / "benchmark"
+    shutil.copytree(BENCHMARK_DIR, folder)
+    task = tabulated_env.unwrapped.task
+    work = {**_rows(tabulated_env.unwrapped.scorer.evaluator.table, 300), "sample": {}}
+    with pytest.raises(ConfigError, match="already ships .* rows, not 300: .* under a new name"):
+        ship_table(TABULATED_ID, task, work, command="test", name="mobilenetv2edgetabulated-v1", folder=folder)
+    ship_table(TABULATED_ID, task, work, command="test", name="test-v9", folder=folder)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())["tables"]
+    assert manifest["test-v9.npz"]["rows"] == 300 and not manifest["test-v9.npz"]["default"]
+    named = load_task(TABULATED_ID, reward_options={"epochs": 3, "table": "test-v9"})
+    assert len(shipped_table(named, folder=folder).kl) == 300
+    unnamed = load_task(FIRST_TABULATED_ID)
+    assert len(shipped_table(unnamed, folder=folder).kl) == 280  # the default table is still the first
