@@ -66,8 +66,10 @@ def main() -> None:
         args.summarise = True
     if args.summarise:
         rows = read_runs(RESULTS / f"{args.name}.csv")
-        ran = rows[0].get("command") or "python bench/bench_leaderboard.py"
-        write_summary(rows, args.name, f"{ran} (summarised from the {len(rows)} runs it finished)")
+        commands = list(dict.fromkeys(row.get("command") or "python bench/bench_leaderboard.py" for row in rows))
+        ran = (f"{commands[0]} (summarised from the {len(rows)} runs it finished)" if len(commands) == 1 else
+               f"{len(commands)} commands, {len(rows)} runs (each run's command is in bench/results/{args.name}.csv)")
+        write_summary(rows, args.name, ran)
         return
     rows = []
     command = " ".join(["python bench/bench_leaderboard.py", *sys.argv[1:]])

@@ -209,3 +209,14 @@ def test_a_shipped_name_is_never_rewritten_and_a_new_one_is_found_by_name(tabula
     assert len(shipped_table(named, folder=folder).kl) == 300
     unnamed = load_task(FIRST_TABULATED_ID)
     assert len(shipped_table(unnamed, folder=folder).kl) == 280  # the default table is still the first
+
+
+def test_the_shipped_sample_ranks_the_fine_tuned_accuracy_as_documented(tabulated_env):
+    # docs/leaderboard.md: Spearman 0.910 of the tabulated reward against the 1-epoch
+    # fine-tuned test accuracy over the stratified sample (bench/results/benchmark_table_spearman.md).
+    from scipy.stats import spearmanr
+
+    table = tabulated_env.unwrapped.scorer.evaluator.table
+    assert len(table.sample_index) >= 60 and np.isfinite(table.sample_finetuned).all()
+    rho = spearmanr(-table.kl[table.sample_index], table.sample_finetuned).statistic
+    assert rho == pytest.approx(0.9101, abs=5e-5) and rho >= 0.9
