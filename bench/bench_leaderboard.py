@@ -149,14 +149,12 @@ def finetune_runs(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     uniform policy within the budget, hawq's seed-0 policy), fine-tuned once."""
     from haq_rl.finetune import FinetuneConfig, finetune_policy
     from haq_rl.quant import QuantPolicy
-    from haq_rl.task import load_task
 
     path = RESULTS / f"{args.name}_accuracy.csv"
     done = read_accuracy(path)
     wanted = [r for r in rows if r["env"] in args.envs and r["method"] in args.methods and r["seed"] in args.seeds]
     for env_id in dict.fromkeys(r["env"] for r in wanted):
-        task = load_task(env_id)
-        uniform = _uniform_anchor(env_id)
+        task, uniform = _task_and_uniform_anchor(env_id)
         jobs: list[tuple[str, int, QuantPolicy | None]] = [("anchor:hawq", 0, None)]
         if uniform is not None:
             jobs.insert(0, ("anchor:uniform", 0, QuantPolicy.from_arrays(task.layer_names, *uniform)))
@@ -176,9 +174,9 @@ def finetune_runs(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
                   f"({result.wall_time_s:.0f} s)", flush=True)
 
 
-def _uniform_anchor(env_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The weight and activation bits of the best uniform policy within the budget (the 0
-    anchor, pinned layers at 8 as the reward's anchor has them)."""
+def _task_and_uniform_anchor(env_id: str) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
+    """The env's task and the weight and activation bits of its best uniform policy within the
+    budget (the 0 anchor, pinned layers at 8 as the reward's anchor has them), or None."""
     import gymnasium as gym
 
     import haq_rl.env  # noqa: F401
@@ -187,7 +185,7 @@ def _uniform_anchor(env_id: str) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         scorer = env.unwrapped.scorer
         bits = scorer.largest_uniform()
-        return None if bits is None else scorer.uniform(bits)
+        return env.unwrapped.task, None if bits is None else scorer.uniform(bits)
     finally:
         env.close()
 

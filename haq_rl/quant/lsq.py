@@ -102,9 +102,9 @@ def lsq_fake_quantize(x: torch.Tensor, step: torch.Tensor, qmin: int, qmax: int,
 
 def _native_fake_quantize(x: torch.Tensor, s: torch.Tensor, zero_point: torch.Tensor | None, qmin: int, qmax: int,
                           channel_axis: int | None) -> torch.Tensor:
-    """The same grid through torch's fused inference kernels (no gradient needed): what
-    evaluations, the supernet reward and the exported model's check run, one kernel per
-    tensor instead of four."""
+    """The same grid without autograd (no gradient needed): what evaluations, the supernet
+    reward and the exported model's check run. Per tensor, four in-place passes; per
+    channel, torch's fused kernel."""
     z = 0 if zero_point is None else int(torch.round(zero_point.detach().clamp(qmin, qmax)))
     if s.dim() == 0:
         # torch.fake_quantize_per_tensor_affine's formula, (clamp(round(x * (1/s)) + z) - z) * s

@@ -77,6 +77,13 @@ class SupernetConfig:
 TABLE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
+def check_table_name(name: Any) -> None:
+    """ConfigError (one line) unless ``name`` is a shipped table's name (:data:`TABLE_NAME`)."""
+    if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+        raise ConfigError(f"table must be a shipped table's name (lower-case letters, digits, '.', '_', '-'), "
+                          f"got {name!r}")
+
+
 @dataclass(frozen=True)
 class TabulatedConfig(SupernetConfig):
     """``reward_source: tabulated``'s options: the supernet's recipe (which identifies the
@@ -92,9 +99,8 @@ class TabulatedConfig(SupernetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.table, str) or (self.table and not TABLE_NAME.fullmatch(self.table)):
-            raise ConfigError(f"table must be a shipped table's name (lower-case letters, digits, '.', '_', '-'), "
-                              f"got {self.table!r}")
+        if self.table != "":
+            check_table_name(self.table)
 
     def identity(self) -> dict[str, Any]:
         """The supernet's identity: which table answers does not change the trained weights."""

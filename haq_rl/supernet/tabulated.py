@@ -203,10 +203,9 @@ def shipped_table(task: Any, folder: Path = BENCHMARK_DIR) -> BenchmarkTable | N
 
 def requested_table(task: Any) -> str:
     """The shipped table ``task``'s reward options name ("" where they name none)."""
-    from haq_rl.task.sources import reward_source_entry
+    from haq_rl.supernet.reward import supernet_config
 
-    options = reward_source_entry(task.spec.reward_source).options_of(task.spec.reward_options)
-    return str(getattr(options, "table", ""))
+    return str(getattr(supernet_config(task), "table", ""))
 
 
 def shipped_env_ids(folder: Path = BENCHMARK_DIR) -> list[str]:
@@ -277,12 +276,12 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, name:
     """Write ``work`` (bench/build_benchmark_table.py's rows and sample) as the shipped table
     ``name`` of ``env_id``'s task and record it in the manifest; returns a one-line summary.
     A shipped name is never rewritten with other rows: ids pin their table by name."""
-    from haq_rl.supernet.config import TABLE_NAME
+    from haq_rl.supernet.config import check_table_name
     from haq_rl.task.scoring import scorer_for_task
 
-    if not TABLE_NAME.fullmatch(name):
-        raise ConfigError(f"table name {name!r}: lower-case letters, digits, '.', '_' and '-' only")
-    shipped = _manifest(folder)["tables"].get(f"{name}.npz")
+    check_table_name(name)
+    manifest = _manifest(folder)
+    shipped = manifest["tables"].get(f"{name}.npz")
     if shipped is not None and int(shipped["rows"]) != len(work["kl"]):
         raise ConfigError(f"table {name} already ships {shipped['rows']} rows, not {len(work['kl'])}: an id pins "
                           f"its table by name, so ship these rows under a new name")
@@ -317,7 +316,6 @@ def ship_table(env_id: str, task: Any, work: dict[str, Any], command: str, name:
     with open(temporary, "wb") as stream:
         np.savez_compressed(stream, **arrays)
     temporary.replace(folder / name)
-    manifest = _manifest(folder)
     key = task_samples_key(task)
     first = bool(shipped.get("default")) if shipped is not None else \
         not any(entry.get("samples_key") == key for entry in manifest["tables"].values())
