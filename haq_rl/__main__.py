@@ -7,6 +7,11 @@ import sys
 if not sys.flags.safe_path and sys.path and sys.path[0] in ("", os.getcwd()):
     del sys.path[0]
 
-from haq_rl.cli import entry  # noqa: E402  (after the path is fixed)
+# Ctrl-C and SIGTERM are recorded from here on and stop the command once its imports are done.
+from haq_rl.interrupts import InterruptWatch  # noqa: E402  (after the path is fixed)
 
-entry()
+_watch = InterruptWatch().install()
+
+from haq_rl.cli import entry  # noqa: E402
+
+entry(_watch)

@@ -19,6 +19,7 @@ from typing import Any
 
 from haq_rl import __version__
 from haq_rl.errors import BudgetWarning, HaqError
+from haq_rl.interrupts import INTERRUPTED, TERMINATED, InterruptWatch, Terminated
 
 # Sub-command modules, in the order `haq-rl --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -53,41 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``docker stop``, Slurm, systemd), raised where Ctrl-C would be: the same
-    clean-up runs (locks, staging folders, half-made run directories), then exit 143."""
-
-
-#: Exit codes of a command stopped by Ctrl-C (SIGINT) and by SIGTERM: 128 + the signal.
-INTERRUPTED, TERMINATED = 130, 143
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, watch: InterruptWatch | None = None) -> int:
     """Run one command; every failure is one line on stderr: exit 2 for errors (haq-rl's
     own and the file system's), 130 for Ctrl-C and 143 for SIGTERM at any moment, imports
-    included."""
-    received: list[int] = []
-    previous = _watch_interrupts(received)
-    try:
-        code = _main(argv)
-    except KeyboardInterrupt as stop:
-        code = _report_interrupt(stop)
-    except Exception:
-        if not received:
-            raise
-        # A Ctrl-C or SIGTERM that lands inside an import leaves a half-initialised module
-        # behind, and the next use of it fails with another error (seen: numpy's
-        # RecursionError); the signal recorded says which of the two stopped the command.
-        code = _report_interrupt(Terminated() if received[-1] == signal.SIGTERM else None)
-    if previous is not None:
-        # After a Ctrl-C or SIGTERM the process is leaving: a second one during shutdown
-        # must not turn its exit code into a death by signal.
-        for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous, strict=True):
-            signal.signal(signum, signal.SIG_IGN if received else handler)
+    included. ``watch``: the one ``python -m haq_rl`` installed before its imports."""
+    with watch or InterruptWatch() as watch:
+        try:
+            watch.arm()
+            code = _main(argv)
+        except KeyboardInterrupt as stop:
+            code = _report_interrupt(stop)
+        except Exception:
+            if not watch.received:
+                raise
+            # A signal can still interrupt a library outside an import and leave it half
+            # done, so that the next use of it fails with another error; the signal
+            # recorded says which of the two stopped the command.
+            code = _report_interrupt(Terminated() if watch.received[-1] == signal.SIGTERM else None)
     return code
 
 
-def entry() -> None:
+def entry(watch: InterruptWatch | None = None) -> None:
     """The console script and ``python -m haq_rl``: :func:`main`, then exit with its code.
 
     After a Ctrl-C the exit goes through ``os._exit(130)`` (streams flushed first): CPython
@@ -95,27 +82,13 @@ def entry() -> None:
     ran during an import (Py_RunMain's unhandled-keyboard-interrupt flag), even when the
     interrupt was then caught, which turned exit code 130 into a death by signal.
     """
-    code = main()
+    code = main(watch=watch)
     if code in (INTERRUPTED, TERMINATED):
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
-
-
-def _watch_interrupts(received: list[int]) -> Any:
-    """Record every Ctrl-C and SIGTERM (appended to ``received``) before raising
-    KeyboardInterrupt (Terminated) as Python does for Ctrl-C; returns the previous SIGINT and
-    SIGTERM handlers (None where no handler can be set: not the main thread)."""
-    def handler(signum: int, frame: Any) -> None:
-        received.append(signum)
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)
-    except ValueError:
-        return None
 
 
 def _report_interrupt(stop: BaseException | None, command: str | None = None) -> int:

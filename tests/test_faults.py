@@ -29,6 +29,7 @@ import yaml
 
 from haq_rl.cli import main
 from haq_rl.fileio import write_json_atomic
+from haq_rl.interrupts import InterruptWatch, Terminated
 from haq_rl.run.episodes import read_episode_rows
 from haq_rl.run.layout import LOCK_FILE
 from tests.killing import kill, kill_after, kill_search_after, start
@@ -615,6 +616,35 @@ def test_ctrl_c_while_importing_is_interrupted_130(tmp_path, delay):
     assert process.returncode == 130, err
     assert err.strip().splitlines() == ["haq-rl: interrupted"] or err.strip().endswith("interrupted"), err
     assert "Traceback" not in err
+
+
+def test_a_ctrl_c_inside_an_import_waits_for_the_import_to_finish(tmp_path, monkeypatch):
+    """Raised inside an import, KeyboardInterrupt leaves a half-initialised module (torch's can
+    abort or swallow it); the watch delivers it once the import is done."""
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\nDONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    interrupted_after = None
+    with pytest.raises(KeyboardInterrupt), InterruptWatch() as watch:
+        watch.arm()
+        import slow_to_import
+
+        interrupted_after = slow_to_import.DONE
+        time.sleep(5)
+    sys.modules.pop("slow_to_import", None)
+    assert interrupted_after is True and watch.received[0] == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # leaving: a second Ctrl-C is ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_a_signal_before_the_watch_is_armed_stops_the_command_when_armed():
+    with InterruptWatch() as watch:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)  # recorded, nothing raised yet
+        with pytest.raises(Terminated):
+            watch.arm()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # ------------------------------------------------------------------ 10: SB3's log appended
