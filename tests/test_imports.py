@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "haq_rl"
 
 #: Layer of each top-level module or package of haq_rl (base utilities are 0).
 LAYERS = {
-    "errors": 0, "fileio": 0, "cache": 0, "resources": 0, "seeding": 0, "progress": 0, "checkpoint_io": 0,
+    "errors": 0, "interrupts": 0, "fileio": 0, "cache": 0, "resources": 0, "seeding": 0, "progress": 0, "checkpoint_io": 0,
     "hardware": 1,
     "quant": 2,
     "models": 3, "data": 3, "training": 3, "pretrain": 3, "shipped_models": 3, "maintain": 3,
