@@ -38,6 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_budget_argument(parser)
     parser.add_argument("--device", default="cpu", help=DEVICE_CHOICES)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="on a measured target (ort-cpu), skip timing the exported model end to end "
+                             "beside the float model and uniform 8/8")
     parser.set_defaults(run=run)
     return parser
 
@@ -90,6 +93,13 @@ def run(args: argparse.Namespace) -> int:
                               f"[{spec.min_bits}, {spec.max_bits}]")
         policy = uniform_policy(task, args.uniform)
     result = evaluate_policy(task, policy, args.checkpoint)
+    if not args.no_measure:
+        from haq_rl.export.end_to_end import end_to_end_fields
+
+        measured = end_to_end_fields(task, {"policy": policy})
+        if measured:
+            result["end_to_end"] = {"policy": measured["policy"], "float": measured["float"],
+                                    "predicted_latency_ratio": result["latency_ratio"]}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -107,6 +117,17 @@ def run(args: argparse.Namespace) -> int:
         (f"within budget {result['budget']:g}", "yes" if result["within_budget"] else "no"),
         ("mean w/a bits", f"{result['mean_w_bits']:.2f} / {result['mean_a_bits']:.2f}"),
     ]
+    measured = result.get("end_to_end")
+    if measured:
+        mine, floats = measured["policy"], measured["float"]
+        low, high = mine["measured_latency_ratio_spread"]
+        flag = {True: "", False: " OVER BUDGET (measured)", None: ""}[mine["measured_within_budget"]]
+        rows += [
+            ("measured latency ms", f"{mine['measured_latency_ms']:.4f} (float model "
+                                    f"{floats['measured_latency_ms']:.4f}; onnxruntime, this CPU)"),
+            ("latency ratio to 8/8", f"predicted {_fmt(measured['predicted_latency_ratio'], '.3f')}, measured "
+                                     f"{mine['measured_latency_ratio']:.3f} ({low:.3f}-{high:.3f}){flag}"),
+        ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

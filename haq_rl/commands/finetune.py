@@ -83,6 +83,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--no-compare", action="store_true",
                         help="fine-tune only the searched policy (no uniform baselines)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="on a measured target (ort-cpu), skip timing the exported models end to end "
+                             "(every row's policy and the search's 5 best, beside the float model)")
     parser.set_defaults(run=run)
     return parser
 
@@ -103,6 +106,25 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
               f"{_fmt(row['accuracy'], '.2f'):>9}  {_fmt(row['latency_ms'], '.4f'):>10}  "
               f"{_fmt(row['energy_uj'], '.2f'):>10}  {_fmt(size, '.1f'):>9}  "
               f"{_fmt(row['cost_ratio'], '.3f'):>10}  {within}")
+
+
+def print_end_to_end(metrics: dict[str, Any]) -> None:
+    """The rows and the search's best policies timed whole: predicted and measured latency
+    ratio to 8/8, measured ms with the spread over rounds, and the budget flag."""
+    entries = [*metrics["rows"], *metrics["end_to_end"]["top_policies"]]
+    width = max(len(entry["name"]) for entry in entries)
+    latency_budget = metrics["env"]["objective"] == "latency"
+    print(f"measured end to end (onnxruntime, this CPU): ratios to uniform 8/8"
+          f"{', budget ' + format(metrics['env']['budget'], 'g') if latency_budget else ''}")
+    print(f"{'policy':<{width}}  {'predicted':>9}  {'measured':>8}  {'spread':>13}  {'ms':>7}  {'flag'}")
+    for entry in entries:
+        if "measured_latency_ratio" not in entry:
+            continue
+        low, high = entry["measured_latency_ratio_spread"]
+        flag = {True: "within", False: "OVER BUDGET (measured)", None: ""}[entry["measured_within_budget"]]
+        print(f"{entry['name']:<{width}}  {_fmt(entry.get('latency_ratio'), '.3f'):>9}  "
+              f"{entry['measured_latency_ratio']:>8.3f}  {f'{low:.3f}-{high:.3f}':>13}  "
+              f"{entry['measured_latency_ms']:>7.3f}  {flag}")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -133,8 +155,11 @@ def run(args: argparse.Namespace) -> int:
     if args.budget is not None:
         args.source = str(budget_source(args.source, args.budget))
     config = config_from_args(args)
+    from haq_rl.export.end_to_end import end_to_end_fields
+
     metrics = finetune_run(args.source, config, env=args.env, out=args.out, weights=args.weights,
-                           model=args.model, progress=not args.no_progress)
+                           model=args.model, progress=not args.no_progress,
+                           end_to_end=None if args.no_measure else end_to_end_fields)
     _, out_dir, _ = policy_source(args.source, args.out)
     env = metrics["env"]
     print(f"{metrics['label']}: {env['objective']} budget {env['budget']:g} of 8/8 on {env['hardware']}; "
@@ -143,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
           f"distill {config.distill:g}, from the {metrics['start']} model; accuracy on the test split "
           f"(float row: pretrained, not fine-tuned)")
     print_rows(metrics["rows"])
+    if metrics.get("end_to_end"):
+        print_end_to_end(metrics)
     margin = metrics.get("searched_vs_uniform4")
     if margin:
         print(f"searched vs uniform 4/4: accuracy {margin['accuracy_margin']:+.2f} points, "

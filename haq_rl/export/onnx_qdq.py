@@ -90,7 +90,7 @@ class ExportResult:
         return integer_kernel_count(self.kernels)
 
 
-def _onnx() -> tuple[Any, Any]:
+def require_onnx() -> tuple[Any, Any]:
     try:
         import onnx
         import onnxruntime
@@ -124,7 +124,7 @@ def export_onnx(source: str | Path, *, checkpoint: str | Path | None = None, out
     Raises:
         ExportMismatchError: onnxruntime disagrees with PyTorch beyond the tolerance.
     """
-    onnx, onnxruntime = _onnx()
+    onnx, onnxruntime = require_onnx()
     if not 13 <= opset <= 23:
         raise ConfigError(f"opset={opset} must be between 13 and 23")
     row = runtime_named(runtime)
@@ -149,26 +149,10 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
     policy = QuantPolicy.from_json(policy_path)
     spec = policy_spec(policy, None, run_config, model=model_name, weights=weights)
     task = task_for(spec, task, budget=spec.budget)
-    policy, floats = split_float_layers(policy, task)
-    policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
-    if task.spec.weight_method != "linear":
-        raise ConfigError(f"weight_method {task.spec.weight_method!r} (k-means codebooks) has no QDQ form; "
-                          "export needs linear weights")
     if checkpoint is None and (policy_path.parent / FINETUNED_FILE).is_file():
         checkpoint = policy_path.parent / FINETUNED_FILE
-    reference, plain, quant = exportable_model(task, policy, checkpoint)
-    reference.eval()
-    if floats:
-        if checkpoint is not None:
-            raise ConfigError(f"{checkpoint} has every layer quantized, but the policy keeps "
-                              f"{', '.join(floats[:3])} float (w_bits 16/32): export its post-training model")
-        reference, plain, quant = keep_float(task, plain, quant, floats)
-    quantized = QuantPolicy({name: bits for name, bits in policy.items() if name not in floats}, policy.metadata)
-    model = qdq_model(onnx, task, plain, quant, quantized, opset, int4=runtime.int4_weights)
-    form = runtime.rewrite(model, quantized.layer_names, task, isa)
-    for key, value in _metadata(task, policy, floats, checkpoint is not None, runtime, isa, opset, form).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model)
+    built = build_model(onnx, task, policy, checkpoint, runtime, isa, opset)
+    model, reference, quantized, floats, form = built.model, built.reference, built.quantized, built.floats, built.form
     data = model.SerializeToString()
     kernels = check_fused(data, target, len(quantized.layer_names)) if runtime.fuses else {}
     onnx_accuracy, torch_accuracy, agreement = check_agreement(onnxruntime, data, reference, task, isa,
@@ -183,6 +167,43 @@ def _export_locked(onnx: Any, onnxruntime: Any, policy_path: Path, out_dir: Path
                         layers=len(task.layer_names), runtime=runtime.name, kernels=kernels,
                         calibrated_outputs=form.calibrated_outputs, isa=isa if runtime.isa_bound else "",
                         isa_note=form.isa_note, unsigned_weights=form.unsigned_weights, float_layers=floats)
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    """A policy's ONNX graph as the export writes it (checked, with its metadata), before the
+    agreement check: what ``export_onnx`` verifies and writes, and what the end-to-end timing runs."""
+
+    model: Any  # onnx.ModelProto
+    reference: Any  # the fake-quantized PyTorch model the graph must agree with
+    quantized: QuantPolicy  # the policy less its float layers
+    floats: list[str]
+    form: RuntimeForm
+
+
+def build_model(onnx: Any, task: Task, policy: QuantPolicy, checkpoint: str | Path | None, runtime: Runtime,
+                isa: str, opset: int, warn: bool = True) -> BuiltModel:
+    """The ONNX graph of ``task``'s model at ``policy`` for ``runtime`` (float layers: w_bits 16/32),
+    from the fine-tuned ``checkpoint`` or the post-training model (``warn``: say it is not fine-tuned)."""
+    policy, floats = split_float_layers(policy, task)
+    policy = policy.validate(task.layer_names, task.quant_config.min_bits, task.quant_config.max_bits)
+    if task.spec.weight_method != "linear":
+        raise ConfigError(f"weight_method {task.spec.weight_method!r} (k-means codebooks) has no QDQ form; "
+                          "export needs linear weights")
+    reference, plain, quant = exportable_model(task, policy, checkpoint, warn=warn)
+    reference.eval()
+    if floats:
+        if checkpoint is not None:
+            raise ConfigError(f"{checkpoint} has every layer quantized, but the policy keeps "
+                              f"{', '.join(floats[:3])} float (w_bits 16/32): export its post-training model")
+        reference, plain, quant = keep_float(task, plain, quant, floats)
+    quantized = QuantPolicy({name: bits for name, bits in policy.items() if name not in floats}, policy.metadata)
+    model = qdq_model(onnx, task, plain, quant, quantized, opset, int4=runtime.int4_weights)
+    form = runtime.rewrite(model, quantized.layer_names, task, isa)
+    for key, value in _metadata(task, policy, floats, checkpoint is not None, runtime, isa, opset, form).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    return BuiltModel(model, reference, quantized, floats, form)
 
 
 def _metadata(task: Task, policy: QuantPolicy, floats: list[str], finetuned: bool, runtime: Runtime, isa: str,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from haq_rl import __version__
 from haq_rl.fileio import remove_stale_temps, write_json_atomic
@@ -19,21 +22,29 @@ from haq_rl.finetune.policies import (
 )
 from haq_rl.finetune.qat import finetune_policy, resolved_start, test_loader
 from haq_rl.quant import QuantPolicy
-from haq_rl.run.layout import FINETUNED_FILE, METRICS_FILE
+from haq_rl.run.episodes import read_episode_rows
+from haq_rl.run.layout import EPISODES_FILE, FINETUNED_FILE, METRICS_FILE
 from haq_rl.run.lock import run_lock
 from haq_rl.run.resolve import policy_source, policy_spec, task_for
-from haq_rl.task.budget import REFERENCE_BITS
+from haq_rl.task.budget import REFERENCE_BITS, is_within_budget
 from haq_rl.task.label import model_label
 from haq_rl.task.spec import TaskSpec
 from haq_rl.task.task import Task
 
 logger = logging.getLogger(__name__)
 
+#: ``(task, name -> policy) -> name -> measured fields``: how the caller times policies end to
+#: end (``haq_rl.export.end_to_end``, which sits above this package); the fields go into the
+#: rows of metrics.json. It returns nothing for a task it cannot time, else "float" among the rest.
+EndToEndTimer = Callable[[Task, dict[str, QuantPolicy]], dict[str, dict[str, Any]]]
+#: How many of the search's best policies within the budget are timed end to end beside the rows.
+TOP_POLICIES = 5
+
 
 def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | None = None, *,
                  env: str | Path | TaskSpec | None = None, out: str | Path | None = None,
                  weights: str | None = None, model: str | None = None, task: Task | None = None,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, end_to_end: EndToEndTimer | None = None) -> dict[str, Any]:
     """Fine-tune a run's best policy (and the baselines), write finetuned.pt and metrics.json.
 
     ``run_dir_or_policy_json`` is a search run directory (its best_policy.json and
@@ -42,7 +53,9 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
     ``package.module:factory``: a policy of your own model names it but is never trusted
     to) replaces the spec's model and ``weights`` (a state_dict file) its trained weights. ``task`` is the :class:`Task` of a run that was
     searched with one built from Python objects (``Task.from_model``); it is used under the
-    run's budget. Files go to the run directory, next to
+    run's budget. ``end_to_end`` (a measured target only) times every row's policy and the
+    search's :data:`TOP_POLICIES` best within the budget as whole exported models: the rows gain
+    ``measured_latency_ms`` and the other fields it returns, metrics.json an ``end_to_end`` entry. Files go to the run directory, next to
     the policy JSON, or to ``out``. Returns the metrics dict written to metrics.json::
 
         {"format_version": 1, "env": {...TaskSpec...}, "finetune": {"epochs", "lr", "seed", ...},
@@ -126,6 +139,9 @@ def finetune_run(run_dir_or_policy_json: str | Path, config: FinetuneConfig | No
             "searched_vs_uniform4": _margin(by_name.get("searched"), by_name.get("uniform 4/4")),
             "wall_time_s": time.perf_counter() - started,
         }
+        if end_to_end is not None:
+            metrics["end_to_end"] = _time_end_to_end(end_to_end, task, dict(candidates), rows,
+                                                     policy_path.parent / EPISODES_FILE, reference)
         write_json_atomic(out_dir / METRICS_FILE, metrics)
         logger.info("wrote %s and %s", checkpoint, out_dir / METRICS_FILE)
         return metrics
@@ -161,3 +177,44 @@ def _margin(searched: dict[str, Any] | None, uniform4: dict[str, Any] | None) ->
     return {"accuracy_margin": searched["accuracy"] - uniform4["accuracy"],
             "latency_ratio": ratio_or_none(searched["latency_ms"], uniform4["latency_ms"]),
             "cost_ratio": ratio_or_none(searched["cost_ratio"], uniform4["cost_ratio"])}
+
+
+def _time_end_to_end(timer: EndToEndTimer, task: Task, candidates: dict[str, QuantPolicy],
+                     rows: list[dict[str, Any]], episodes: Path, reference: dict[str, Any]) -> dict[str, Any] | None:
+    """Time the rows' policies and the search's best ones; the rows gain the measured fields
+    (None: the timer cannot time this task)."""
+    top = _top_policies(task, episodes)
+    measured = timer(task, {**candidates, **{name: policy for name, (policy, _) in top.items()}})
+    if not measured:
+        return None
+    for row in rows:
+        row.update(measured.get(row["name"], {}))
+    top_rows = []
+    for name, (policy, episode) in top.items():
+        costs = policy_costs(task, policy)
+        top_rows.append({"name": name, "episode": episode, "w_bits": policy.w_bits.tolist(),
+                         "a_bits": policy.a_bits.tolist(), **costs,
+                         "latency_ratio": ratio_or_none(costs["latency_ms"], reference["latency_ms"]),
+                         **measured[name]})
+    return {"top_policies": top_rows, "float": measured["float"]}
+
+
+def _top_policies(task: Task, episodes: Path) -> dict[str, tuple[QuantPolicy, int]]:
+    """The :data:`TOP_POLICIES` distinct policies of highest reward within the budget in a run's
+    episodes.csv (none without one): name -> (policy, episode)."""
+    if not episodes.is_file():
+        return {}
+    names = task.layer_names
+    top: dict[str, tuple[QuantPolicy, int]] = {}
+    seen: set[QuantPolicy] = set()
+    rows = [row for row in read_episode_rows(episodes) if f"w:{names[0]}" in row]
+    for row in sorted(rows, key=lambda r: -float(r["reward"])):
+        if len(top) == TOP_POLICIES:
+            break
+        policy = QuantPolicy.from_arrays(names, np.array([int(row[f"w:{n}"]) for n in names]),
+                                         np.array([int(row[f"a:{n}"]) for n in names]))
+        if policy in seen or not is_within_budget(float(row["cost_ratio"]), task.spec.budget):
+            continue
+        seen.add(policy)
+        top[f"search top {len(top) + 1} (episode {row['episode']})"] = (policy, int(row["episode"]))
+    return top

@@ -83,14 +83,15 @@ def checkpoint_policy(task: Task, payload: dict[str, Any], source: str, given: Q
     return saved
 
 
-def exportable_model(task: Task, policy: QuantPolicy,
-                     checkpoint: str | Any | None = None) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def exportable_model(task: Task, policy: QuantPolicy, checkpoint: str | Any | None = None,
+                     warn: bool = True) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """What ``haq-rl export`` writes at ``policy``: ``(model, plain, quant)``, the
     fake-quantized model, a plain copy of the task's model holding its quantized weights,
     and its quantizer parameters (``export_qat``'s ``quant``).
 
     From the fine-tuned ``checkpoint`` when given, else from the task's ``auto`` start (the
-    model its reward scored), with a warning that it is not fine-tuned.
+    model its reward scored), with a warning that it is not fine-tuned (``warn=False`` where the
+    file is only timed: its weights do not change its latency).
     """
     if checkpoint is not None:
         payload = load_finetuned(checkpoint)
@@ -98,8 +99,9 @@ def exportable_model(task: Task, policy: QuantPolicy,
         # A BN-folded checkpoint has the folded structure; its learned steps are in quant.
         return (load_quantized_model(task, payload, source=str(checkpoint)),
                 float_structure(task, payload, source=str(checkpoint)), payload["quant_params"])
-    logger.warning("exporting the %s model at the policy, not fine-tuned (run haq-rl finetune first)",
-                   start_of(task).name)
+    if warn:
+        logger.warning("exporting the %s model at the policy, not fine-tuned (run haq-rl finetune first)",
+                       start_of(task).name)
     model = model_at_policy(task, policy)
     exported = export_qat(model)
     plain = copy.deepcopy(task.model)

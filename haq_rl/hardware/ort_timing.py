@@ -55,7 +55,8 @@ def median_ms(session: Any, feed: dict[str, np.ndarray], repeats: int, warmup: i
     return statistics.median(times)
 
 
-def _session(onnxruntime: Any, data: bytes) -> Any:
+def pinned_session(onnxruntime: Any, data: bytes) -> Any:
+    """An onnxruntime CPU session on one thread: every timed graph alike, whatever else the machine runs."""
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # pinned: a table must not depend on what else the machine runs
     options.inter_op_num_threads = 1
@@ -75,8 +76,8 @@ def time_layer(spec: LayerSpec, batch: int, repeats: int, warmup: int, layer_mod
         data, x = layer_model(spec, batch, integer, clamp, wide)
         if integer not in overhead:  # once per input type (float, UINT8), on this layer's input shape
             identity, same = overhead_model(x.shape, integer)
-            overhead[integer] = median_ms(_session(onnxruntime, identity), {"x": same}, repeats, warmup)
-        spent = median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead[integer]
+            overhead[integer] = median_ms(pinned_session(onnxruntime, identity), {"x": same}, repeats, warmup)
+        spent = median_ms(pinned_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead[integer]
         results.append(max(spent, _FLOOR_MS))
     return LayerTiming(*results)
 
@@ -90,6 +91,6 @@ def time_boundary(input_shape: Any, repeats: int, warmup: int, boundary_model: C
     for quantize in (True, False):
         data, x = boundary_model(input_shape, quantize)
         identity, same = overhead_model(x.shape, not quantize)
-        overhead = median_ms(_session(onnxruntime, identity), {"x": same}, repeats, warmup)
-        results.append(max(median_ms(_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead, _FLOOR_MS))
+        overhead = median_ms(pinned_session(onnxruntime, identity), {"x": same}, repeats, warmup)
+        results.append(max(median_ms(pinned_session(onnxruntime, data), {"x": x}, repeats, warmup) - overhead, _FLOOR_MS))
     return results[0], results[1]

@@ -213,6 +213,18 @@ def _render(runs: list[Run], files: Path) -> str:
                     f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, (int, float)) else f"{k.replace('_', ' ')} -"
                     for k, v in versus.items()) + ".", ""]
             lines += [f"Table: [{link}/comparison{suffix}.csv]({link}/comparison{suffix}.csv)", ""]
+        measured = tables.end_to_end_table(run)
+        if measured is not None:
+            measured.to_csv(files / f"end_to_end{suffix}.csv", index=False)
+            over = measured[measured["measured_within_budget"] == False]  # noqa: E712  (None: not a latency budget)
+            flag = ([f"**Over the latency budget when measured:** {', '.join(over['name'])} (the table admitted "
+                     "them; the whole model does not).", ""] if len(over) else [])
+            lines += [f"{heading} Measured end to end", "",
+                      "Each policy exported as `haq-rl export --runtime ort` writes it and timed whole in "
+                      "onnxruntime on this CPU (1 thread, the table's batch), beside the float model and uniform "
+                      "8/8: ratios to 8/8 as the table predicts them and as measured (median over rounds, low "
+                      "and high round).", "", *flag, _markdown_table(measured), "",
+                      f"Table: [{link}/end_to_end{suffix}.csv]({link}/end_to_end{suffix}.csv)", ""]
         table = tables.policy_table(run)
         table.to_csv(files / f"policy_table{suffix}.csv", index=False)
         objective = tables.OBJECTIVE_COLUMNS[run.objective]

@@ -263,6 +263,26 @@ def comparison_table(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame |
     return frame
 
 
+def end_to_end_table(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame | None:
+    """metrics.json's rows and the search's best policies timed whole on this CPU (``haq-rl
+    finetune`` on a measured target): predicted and measured latency ratio to 8/8, the measured
+    spread over rounds, ms, and ``measured_within_budget`` (False: over a latency budget when
+    measured, whatever the table predicted); None when nothing was timed."""
+    run = as_run(run_or_dir)
+    measured = (run.metrics or {}).get("end_to_end")
+    if not isinstance(measured, dict):
+        return None
+    entries = [*run.metrics.get("rows", []), *measured.get("top_policies", [])]
+    rows = [{"name": entry["name"], "predicted_latency_ratio": entry.get("latency_ratio"),
+             "measured_latency_ratio": entry["measured_latency_ratio"],
+             "measured_ratio_low": entry["measured_latency_ratio_spread"][0],
+             "measured_ratio_high": entry["measured_latency_ratio_spread"][1],
+             "measured_latency_ms": entry["measured_latency_ms"],
+             "measured_within_budget": entry["measured_within_budget"]}
+            for entry in entries if isinstance(entry, dict) and "measured_latency_ratio" in entry]
+    return pd.DataFrame(rows) if rows else None
+
+
 def _mean_bits(value: Any) -> float:
     if value is None:
         return math.nan
