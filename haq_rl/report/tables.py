@@ -277,6 +277,7 @@ def end_to_end_table(run_or_dir: Run | str | os.PathLike[str]) -> pd.DataFrame |
              "measured_latency_ratio": entry["measured_latency_ratio"],
              "measured_ratio_low": entry["measured_latency_ratio_spread"][0],
              "measured_ratio_high": entry["measured_latency_ratio_spread"][1],
+             "fastest_round_ratio": entry.get("measured_fastest_ratio"),
              "measured_latency_ms": entry["measured_latency_ms"],
              "measured_within_budget": entry["measured_within_budget"]}
             for entry in entries if isinstance(entry, dict) and "measured_latency_ratio" in entry]
