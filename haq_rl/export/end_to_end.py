@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,9 +63,6 @@ class EndToEndLatency:
         typical run, not the luckiest, so a policy is never called within on one fast round."""
         return is_within_budget(self.ratio, budget)
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
 
 def measures_end_to_end(task: Task) -> bool:
     """Whether the task's hardware is a target this machine can time (``ort-cpu``)."""
@@ -73,12 +70,11 @@ def measures_end_to_end(task: Task) -> bool:
 
 
 def time_end_to_end(task: Task, policies: Mapping[str, QuantPolicy], *, rounds: int = 3, repeats: int = 20,
-                    warmup: int = 3, progress: Callable[[str], None] | None = None) -> dict[str, EndToEndLatency]:
+                    warmup: int = 3) -> dict[str, EndToEndLatency]:
     """Export and time ``policies`` (name -> policy; float layers as w_bits 32) whole, with the
     float model (:data:`FLOAT_NAME`) and uniform 8/8 (:data:`REFERENCE_NAME`) in the same rounds.
 
     Returns name -> :class:`EndToEndLatency` for every model timed, the two extra ones included.
-    ``progress`` is called with each model's name as it is exported.
     """
     target = measured_target(task.spec.hardware)
     if target is None:
@@ -87,7 +83,7 @@ def time_end_to_end(task: Task, policies: Mapping[str, QuantPolicy], *, rounds: 
     if rounds < 1 or repeats < 1 or warmup < 0:
         raise ConfigError(f"rounds={rounds} (>= 1), repeats={repeats} (>= 1), warmup={warmup} (>= 0)")
     onnx, onnxruntime = require_onnx()
-    graphs = {FLOAT_NAME: _float_graph(task), **_policy_graphs(onnx, task, policies, progress)}
+    graphs = {FLOAT_NAME: _float_graph(task), **_policy_graphs(onnx, task, policies)}
     # One session per distinct graph: a policy under two names (the searched one is also the
     # search's best) is timed once and reads the same numbers.
     distinct = {id(data): data for data in graphs.values()}
@@ -127,16 +123,13 @@ def end_to_end_fields(task: Task, policies: Mapping[str, QuantPolicy], *, rounds
             for name, latency in timed.items()}
 
 
-def _policy_graphs(onnx: Any, task: Task, policies: Mapping[str, QuantPolicy],
-                   progress: Callable[[str], None] | None) -> dict[str, bytes]:
+def _policy_graphs(onnx: Any, task: Task, policies: Mapping[str, QuantPolicy]) -> dict[str, bytes]:
     runtime = runtime_named("ort")
     task = _timing_task(task)
     wanted = {REFERENCE_NAME: uniform_policy(task, REFERENCE_BITS), **policies}
     graphs: dict[QuantPolicy, bytes] = {}
     by_name = {}
     for name, policy in wanted.items():
-        if progress is not None:
-            progress(name)
         if policy not in graphs:  # the same policy under two names is timed once
             built = build_model(onnx, task, policy, None, runtime, TIMED_ISA, DEFAULT_OPSET, warn=False)
             graphs[policy] = built.model.SerializeToString()
